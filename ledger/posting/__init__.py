@@ -1,0 +1,1 @@
+"""How a settlement is posted to the double-entry books of the agencies."""

@@ -1,0 +1,1 @@
+"""How one bill is split between the fund, the personal account and cash."""

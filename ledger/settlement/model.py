@@ -1,0 +1,210 @@
+"""Bills, splits and settlement records: the domain's values."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field, fields, replace
+
+from medsettle.ledger.reference.models import Category
+
+
+class VisitType(enum.IntEnum):
+    OUTPATIENT = 1
+    INPATIENT = 2
+    PHARMACY = 3
+    INTERNET_FOLLOWUP = 4
+
+
+class ClrType(enum.IntEnum):
+    OUTPATIENT = 11
+    INPATIENT = 21
+    PHARMACY = 41
+
+
+class PayLoc(enum.IntEnum):
+    LOCAL = 2
+    IN_PROVINCE = 3
+    CROSS_PROVINCE = 4
+
+
+class SettlementKind(enum.IntEnum):
+    SETTLE = 1
+    REVERSAL = 2
+
+
+CLR_TYPE_OF_VISIT = {
+    VisitType.OUTPATIENT: ClrType.OUTPATIENT,
+    VisitType.INPATIENT: ClrType.INPATIENT,
+    VisitType.PHARMACY: ClrType.PHARMACY,
+    VisitType.INTERNET_FOLLOWUP: ClrType.OUTPATIENT,
+}
+
+
+def pay_loc_of(insuplc_admdvs: str, mdtrtarea_admvs: str) -> PayLoc:
+    if insuplc_admdvs == mdtrtarea_admvs:
+        return PayLoc.LOCAL
+    if insuplc_admdvs[:2] == mdtrtarea_admvs[:2]:
+        return PayLoc.IN_PROVINCE
+    return PayLoc.CROSS_PROVINCE
+
+
+@dataclass(frozen=True, slots=True)
+class FeeLine:
+    feedetl_sn: str
+    hilist_code: str
+    cnt: int
+    pric_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bill:
+    """A validated request to split (and maybe settle) one bill."""
+
+    msgid: str
+    fixmedins_code: str
+    psn_no: str
+    insutype: int
+    insuplc_admdvs: str
+    visit_type: VisitType
+    fee_lines: tuple[FeeLine, ...]
+    acct_used_flag: bool = False
+    diag_code: str = ""
+    prior_offline_diag_date: str = ""
+    rx_id: str = ""
+    prescribing_fixmedins_code: str = ""
+    delivery_fee_fen: int = 0
+
+    def fingerprint(self) -> str:
+        """A canonical text of the payload, compared on idempotent retries."""
+        parts = [
+            self.msgid, self.fixmedins_code, self.psn_no, str(self.insutype),
+            self.insuplc_admdvs, str(int(self.visit_type)), str(int(self.acct_used_flag)),
+            self.diag_code, self.prior_offline_diag_date, self.rx_id,
+            self.prescribing_fixmedins_code, str(self.delivery_fee_fen),
+        ]
+        for line in self.fee_lines:
+            parts.append(f"{line.feedetl_sn}\x1f{line.hilist_code}\x1f{line.cnt}\x1f{line.pric_fen}")
+        return "\x1e".join(parts)
+
+
+@dataclass(slots=True)
+class Accumulators:
+    """A person's state the split depends on: year-to-date use and the account."""
+
+    dedc_used_fen: int = 0  # deductible consumed this year
+    fund_paid_fen: int = 0  # pooled fund paid this year (against the annual cap)
+    acct_balc_fen: int = 0  # personal-account balance
+
+    def copy(self) -> Accumulators:
+        return Accumulators(self.dedc_used_fen, self.fund_paid_fen, self.acct_balc_fen)
+
+
+@dataclass(frozen=True, slots=True)
+class LineSplit:
+    feedetl_sn: str
+    category: Category
+    det_item_fee_sumamt_fen: int
+    fulamt_ownpay_amt_fen: int
+    overlmt_selfpay_fen: int
+    preselfpay_amt_fen: int
+    inscp_scp_amt_fen: int
+
+    def negated(self) -> LineSplit:
+        return LineSplit(
+            self.feedetl_sn, self.category, -self.det_item_fee_sumamt_fen,
+            -self.fulamt_ownpay_amt_fen, -self.overlmt_selfpay_fen,
+            -self.preselfpay_amt_fen, -self.inscp_scp_amt_fen,
+        )
+
+
+# the amounts of a Split, in the order they are stored and reported
+AMOUNT_FIELDS = (
+    "medfee_sumamt_fen",
+    "fulamt_ownpay_amt_fen",
+    "overlmt_selfpay_fen",
+    "preselfpay_amt_fen",
+    "inscp_scp_amt_fen",
+    "act_pay_dedc_fen",
+    "hifp_pay_fen",
+    "fund_pay_sumamt_fen",
+    "psn_part_amt_fen",
+    "hosp_part_amt_fen",
+    "acct_pay_fen",
+    "psn_cash_pay_fen",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Every amount of a bill's split, in fen."""
+
+    medfee_sumamt_fen: int
+    fulamt_ownpay_amt_fen: int
+    overlmt_selfpay_fen: int
+    preselfpay_amt_fen: int
+    inscp_scp_amt_fen: int
+    act_pay_dedc_fen: int
+    hifp_pay_fen: int
+    fund_pay_sumamt_fen: int
+    psn_part_amt_fen: int
+    hosp_part_amt_fen: int
+    acct_pay_fen: int
+    psn_cash_pay_fen: int
+    balc_fen: int  # personal-account balance after
+    line_splits: tuple[LineSplit, ...] = ()
+
+    def amounts(self) -> tuple[int, ...]:
+        return tuple(getattr(self, name) for name in AMOUNT_FIELDS)
+
+    def negated(self, balc_fen: int) -> Split:
+        values = {name: -getattr(self, name) for name in AMOUNT_FIELDS}
+        return Split(
+            **values,
+            balc_fen=balc_fen,
+            line_splits=tuple(line.negated() for line in self.line_splits),
+        )
+
+    def identity_errors(self) -> list[str]:
+        """The DOMAIN.md identities this split breaks (empty when it is sound)."""
+        errors = []
+        if self.medfee_sumamt_fen != (
+            self.fulamt_ownpay_amt_fen + self.overlmt_selfpay_fen
+            + self.preselfpay_amt_fen + self.inscp_scp_amt_fen
+        ):
+            errors.append("medfee_sumamt != fulamt_ownpay + overlmt_selfpay + preselfpay + inscp_scp")
+        if self.medfee_sumamt_fen != (
+            self.fund_pay_sumamt_fen + self.psn_part_amt_fen + self.hosp_part_amt_fen
+        ):
+            errors.append("medfee_sumamt != fund_pay_sumamt + psn_part + hosp_part")
+        if self.psn_part_amt_fen != self.acct_pay_fen + self.psn_cash_pay_fen:
+            errors.append("psn_part != acct_pay + psn_cash_pay")
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A recorded settlement or reversal: what the ledger keeps and answers with."""
+
+    setl_id: str
+    msgid: str
+    fixmedins_code: str
+    psn_no: str
+    insutype: int
+    insuplc_admdvs: str
+    mdtrtarea_admvs: str
+    clr_type: ClrType
+    pay_loc: PayLoc
+    kind: SettlementKind
+    orig_setl_id: str
+    setl_time: dt.datetime
+    setlym: str
+    split: Split
+    audit_flags: tuple[str, ...] = field(default=())
+
+    def with_id(self, setl_id: str) -> Settlement:
+        return replace(self, setl_id=setl_id)
+
+
+def split_field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(Split) if f.name != "line_splits")

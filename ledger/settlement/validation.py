@@ -1,0 +1,98 @@
+"""Shape checks of a bill and a reversal: every bound explicit, every
+violation names its field. Pure; the reference-data checks come later."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from medsettle.ledger.errors import FieldViolation
+from medsettle.ledger.settlement.model import Bill, VisitType
+
+MAX_FEE_LINES = 500
+MAX_CNT = 100_000
+MAX_PRIC_FEN = 100_000_000  # 1 million yuan per unit
+MAX_BILL_FEN = 100_000_000_000  # 1 billion yuan per bill
+MAX_DELIVERY_FEE_FEN = 1_000_000  # 10,000 yuan
+MAX_TEXT = 50
+
+MSGID = re.compile(r"^[A-Za-z0-9_-]{1,30}$")
+CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,29}$")
+PSN_NO = re.compile(r"^[A-Za-z0-9]{1,30}$")
+ADMDVS = re.compile(r"^\d{6}$")
+SETL_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+HILIST_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
+DIAG_CODE = re.compile(r"^[A-Za-z0-9.]{0,20}$")
+RX_ID = re.compile(r"^[A-Za-z0-9_-]{0,40}$")
+INSUTYPES = (310, 390)
+
+
+def _pattern(out: list[FieldViolation], name: str, value: str, pattern: re.Pattern[str], what: str) -> None:
+    if not pattern.match(value):
+        shown = value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + "..."
+        out.append(FieldViolation(name, f"must be {what}, got {shown!r}"))
+
+
+def _bound(out: list[FieldViolation], name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        out.append(FieldViolation(name, f"must be {low}..{high}, got {value}"))
+
+
+def check_msgid_and_code(out: list[FieldViolation], msgid: str, fixmedins_code: str) -> None:
+    _pattern(out, "msgid", msgid, MSGID, "1-30 letters, digits, '-' or '_'")
+    _pattern(out, "fixmedins_code", fixmedins_code, CODE, "an institution code of 1-30 characters")
+
+
+def bill_violations(bill: Bill, person_from_token: bool = False) -> list[FieldViolation]:
+    """All shape violations of a bill; empty when it is well-formed."""
+    out: list[FieldViolation] = []
+    check_msgid_and_code(out, bill.msgid, bill.fixmedins_code)
+    if not person_from_token:
+        _pattern(out, "psn_no", bill.psn_no, PSN_NO, "1-30 letters or digits")
+    if bill.insutype not in INSUTYPES:
+        out.append(FieldViolation("insutype", f"must be one of {INSUTYPES}, got {bill.insutype}"))
+    _pattern(out, "insuplc_admdvs", bill.insuplc_admdvs, ADMDVS, "a 6-digit region code")
+    if bill.visit_type not in VisitType.__members__.values():
+        out.append(FieldViolation("visit_type", f"must be one of {[int(v) for v in VisitType]}, got {int(bill.visit_type)}"))
+    _lines(out, bill)
+    _bound(out, "delivery_fee_fen", bill.delivery_fee_fen, 0, MAX_DELIVERY_FEE_FEN)
+    _pattern(out, "diag_code", bill.diag_code, DIAG_CODE, "an ICD-10 code of at most 20 characters")
+    if bill.prior_offline_diag_date:
+        try:
+            dt.date.fromisoformat(bill.prior_offline_diag_date)
+            if len(bill.prior_offline_diag_date) != 10:
+                raise ValueError
+        except ValueError:
+            out.append(FieldViolation("prior_offline_diag_date", f"must be YYYY-MM-DD, got {bill.prior_offline_diag_date[:MAX_TEXT]!r}"))
+    _pattern(out, "rx_id", bill.rx_id, RX_ID, "at most 40 letters, digits, '-' or '_'")
+    if bill.prescribing_fixmedins_code:
+        _pattern(out, "prescribing_fixmedins_code", bill.prescribing_fixmedins_code, CODE, "an institution code")
+    return out
+
+
+def _lines(out: list[FieldViolation], bill: Bill) -> None:
+    count = len(bill.fee_lines)
+    if not 1 <= count <= MAX_FEE_LINES:
+        out.append(FieldViolation("fee_lines", f"must have 1..{MAX_FEE_LINES} lines, got {count}"))
+        return
+    seen: set[str] = set()
+    total_fen = 0
+    for i, line in enumerate(bill.fee_lines):
+        where = f"fee_lines[{i}]"
+        _pattern(out, f"{where}.feedetl_sn", line.feedetl_sn, MSGID, "1-30 letters, digits, '-' or '_'")
+        if line.feedetl_sn in seen:
+            out.append(FieldViolation(f"{where}.feedetl_sn", f"repeats {line.feedetl_sn!r}; must be unique in the bill"))
+        seen.add(line.feedetl_sn)
+        _pattern(out, f"{where}.hilist_code", line.hilist_code, HILIST_CODE, "a catalogue code of 1-50 characters")
+        _bound(out, f"{where}.cnt", line.cnt, 1, MAX_CNT)
+        _bound(out, f"{where}.pric_fen", line.pric_fen, 1, MAX_PRIC_FEN)
+        total_fen += line.cnt * line.pric_fen
+    if total_fen + bill.delivery_fee_fen > MAX_BILL_FEN:
+        out.append(FieldViolation("fee_lines", f"bill total must be at most {MAX_BILL_FEN} fen"))
+
+
+def reversal_violations(msgid: str, fixmedins_code: str, setl_id: str) -> list[FieldViolation]:
+    out: list[FieldViolation] = []
+    check_msgid_and_code(out, msgid, fixmedins_code)
+    _pattern(out, "setl_id", setl_id, SETL_ID, "a settlement id")
+    return out

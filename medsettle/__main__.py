@@ -1,0 +1,3 @@
+from medsettle.cli import main
+
+main()
