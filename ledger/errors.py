@@ -36,6 +36,7 @@ class Reason(enum.Enum):
     RULE_REFUSED = "RULE_REFUSED"
     OVERLOADED = "OVERLOADED"
     STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+    INTERNAL = "INTERNAL"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,220 @@
+"""The `medsettle` command: run the service, settle from the hospital side,
+and (for agency operators) inspect the ledger. Every command has --help."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
 import click
+from google.protobuf import json_format
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_DB = "var/medsettle.db"
+DEFAULT_LISTEN = "127.0.0.1:50051"
 
 
 @click.group()
+@click.version_option(package_name="medsettle")
 def main() -> None:
-    """medsettle"""
+    """medsettle: real-time medical-insurance settlement and provincial clearing."""
+
+
+# ---- service -------------------------------------------------------------
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="SQLite database file (created if missing).")
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="HOST:PORT to listen on (port 0: any free port).")
+@click.option("--clock", default="", help="Fix the clock at an ISO time (China time if no offset); default: system clock.")
+@click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Default: info (warning with --demo, to keep the demo readable).")
+@click.option("--log-format", default="auto", show_default=True, type=click.Choice(["auto", "json", "console"]))
+@click.option("--port-file", type=click.Path(dir_okay=False), help="Write the bound port to this file once serving.")
+@click.option("--with-echo", is_flag=True, help="Also serve the no-op EchoService (benchmark baseline).")
+@click.option("--demo", is_flag=True, help="Once serving, run the demo bills against this server and print them.")
+@click.option("--exit-after-demo", is_flag=True, help="With --demo: stop after the demo instead of serving on.")
+def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: str, port_file: str | None,
+          with_echo: bool, demo: bool, exit_after_demo: bool) -> None:
+    """Run the gRPC settlement server until SIGTERM/SIGINT (drains in-flight calls)."""
+    from medsettle.ledger.clock import parse_clock
+    from medsettle.ledger.service import SettlementService
+    from medsettle.server.app import RunningServer, serve as run_server
+    from medsettle.server.logs import configure_logging
+
+    configure_logging(log_level or ("warning" if demo else "info"), log_format)
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    service = SettlementService(db, parse_clock(clock))
+
+    async def on_ready(running: RunningServer) -> bool:
+        if port_file:
+            Path(port_file).write_text(f"{running.port}\n")
+        if not demo:
+            return True
+        console = Console(width=max(Console().width, 100))
+        await asyncio.get_running_loop().run_in_executor(None, _run_demo, running.port, db, console)
+        if not exit_after_demo:
+            console.print(f"Serving on port {running.port}; Ctrl-C to stop.")
+        return not exit_after_demo
+
+    asyncio.run(run_server(listen, service, on_ready=on_ready, with_echo=with_echo))
+
+
+def _run_demo(port: int, db: str, console: Console) -> None:
+    from medsettle.client.demo import run_demo
+    from medsettle.client.settlement_client import SettlementClient
+
+    console.print(f"[bold]medsettle demo[/]: server on 127.0.0.1:{port}, database {db}")
+    with SettlementClient(f"127.0.0.1:{port}") as client:
+        run_demo(client, console)
+    _print_balances(db, None, console)
+
+
+@main.command("load-reference")
+@click.option("--db", default=DEFAULT_DB, show_default=True)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def load_reference(db: str, file: str) -> None:
+    """Load your own reference data (format medsettle-reference/1, JSON; see README)."""
+    from medsettle.ledger.clock import SystemClock
+    from medsettle.ledger.reference.loader import ReferenceDataError
+    from medsettle.ledger.service import load_reference_file
+    from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    store = SqliteLedgerStore(db)
+    try:
+        data = load_reference_file(store, file, SystemClock())
+    except ReferenceDataError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        store.close()
+    click.echo(f"loaded {len(data.regions)} regions, {len(data.institutions)} institutions, "
+               f"{len(data.catalogue)} catalogue items, {len(data.policies)} policies")
+
+
+@main.command()
+@click.option("--db", default=DEFAULT_DB, show_default=True)
+@click.option("--period", default=None, help="Only postings of this period (YYYY-MM).")
+def balances(db: str, period: str | None) -> None:
+    """Show every book's balances and check the trial balance and reciprocal accounts."""
+    if not Path(db).exists():
+        raise click.ClickException(f"no database at {db}")
+    if not _print_balances(db, period, Console()):
+        sys.exit(1)
+
+
+def _print_balances(db: str, period: str | None, console: Console) -> bool:
+    from medsettle.ledger.money import yuan
+    from medsettle.ledger.posting.invariants import reciprocity_breaks, trial_balance_breaks
+    from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+
+    store = SqliteLedgerStore(db)
+    try:
+        balances_fen = store.book_balances(period)
+    finally:
+        store.close()
+    table = Table(title=f"Ledger balances{' ' + period if period else ''} (yuan; debit +, credit -)")
+    table.add_column("book")
+    table.add_column("account")
+    table.add_column("balance", justify="right")
+    for (book, account), amount in sorted(balances_fen.items()):
+        if amount:
+            table.add_row(book, account, yuan(amount))
+    console.print(table)
+    breaks = trial_balance_breaks(balances_fen) + reciprocity_breaks(balances_fen)
+    books = {book for book, _ in balances_fen}
+    if breaks:
+        for item in breaks:
+            console.print(f"[red]BREAK[/] {item.detail}")
+        return False
+    console.print(f"All {len(books)} books balance to zero; reciprocal agency accounts match.")
+    return True
+
+
+# ---- hospital side ---------------------------------------------------------
+def _client(target: str, token: str | None):  # type: ignore[no-untyped-def]
+    from medsettle.client.settlement_client import SettlementClient
+
+    return SettlementClient(target, token=token)
+
+
+def _print_message(message: object) -> None:
+    click.echo(json.dumps(
+        json_format.MessageToDict(message, preserving_proto_field_name=True),  # type: ignore[arg-type]
+        ensure_ascii=False, indent=2,
+    ))
+
+
+target_option = click.option("--target", default=DEFAULT_LISTEN, show_default=True, envvar="MEDSETTLE_TARGET", help="Server HOST:PORT.")
+token_option = click.option("--token", default=None, envvar="MEDSETTLE_TOKEN", help="Institution or operator credential.")
+
+
+def _refused(error: Exception) -> click.ClickException:
+    from medsettle.client.settlement_client import CallRefused
+
+    assert isinstance(error, CallRefused)
+    lines = [str(error)] + [f"  {f}: {d}" for f, d in error.field_violations]
+    return click.ClickException("\n".join(lines))
+
+
+@main.command()
+@target_option
+@token_option
+@click.option("--pre", is_flag=True, help="Pre-settle only (2206): show the split, store nothing.")
+@click.argument("bill_file", type=click.File("r"))
+def settle(target: str, token: str | None, pre: bool, bill_file) -> None:  # type: ignore[no-untyped-def]
+    """Settle a bill from a JSON file (SettleRequest field names; '-' for stdin)."""
+    from medsettle.client.settlement_client import CallRefused
+    from medsettle.v1 import settlement_pb2 as pb
+
+    try:
+        request = json_format.Parse(bill_file.read(), pb.SettleRequest())
+    except json_format.ParseError as error:
+        raise click.ClickException(f"bill file: {error}") from None
+    with _client(target, token) as client:
+        try:
+            result = client.pre_settle(request) if pre else client.settle(request)
+        except CallRefused as error:
+            raise _refused(error) from None
+    _print_message(result)
+
+
+@main.command()
+@target_option
+@token_option
+@click.option("--code", "fixmedins_code", required=True, help="Your institution code.")
+@click.option("--setl-id", required=True, help="The settlement to reverse.")
+@click.option("--msgid", default=None, help="msgid of the reversal (default: a new one). Reuse it to retry safely.")
+def reverse(target: str, token: str | None, fixmedins_code: str, setl_id: str, msgid: str | None) -> None:
+    """Reverse a settlement (2208): exact contra-entries, the original stays."""
+    from medsettle.client.settlement_client import CallRefused, make_msgid
+
+    with _client(target, token) as client:
+        try:
+            result = client.reverse(msgid or make_msgid(fixmedins_code), fixmedins_code, setl_id)
+        except CallRefused as error:
+            raise _refused(error) from None
+    _print_message(result)
+
+
+@main.command()
+@target_option
+@token_option
+@click.option("--code", "fixmedins_code", required=True, help="Your institution code.")
+@click.option("--setl-id", default="", help="Settlement id.")
+@click.option("--msgid", default="", help="Or the msgid that created it.")
+def get(target: str, token: str | None, fixmedins_code: str, setl_id: str, msgid: str) -> None:
+    """Show one settlement or reversal."""
+    from medsettle.client.settlement_client import CallRefused
+
+    with _client(target, token) as client:
+        try:
+            result = client.get(fixmedins_code, setl_id=setl_id, msgid=msgid)
+        except CallRefused as error:
+            raise _refused(error) from None
+    _print_message(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""A typed, blocking client with deadlines and safe retries.
+
+Retries reuse the msgid, so a retry after a timeout can never settle twice:
+the service answers a repeated (institution, msgid) with the first result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from medsettle.v1 import settlement_pb2 as pb
+from medsettle.v1 import settlement_pb2_grpc as pb_grpc
+
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED})
+_sequence = itertools.count(1)
+
+
+def make_msgid(fixmedins_code: str, at: dt.datetime | None = None) -> str:
+    """institution code + yyyymmddHHMMSS + sequence, 30 characters at most."""
+    stamp = (at or dt.datetime.now()).strftime("%Y%m%d%H%M%S")
+    head = f"{fixmedins_code}{stamp}"[:26]
+    return f"{head}{next(_sequence) % 10**(30 - len(head)):0{30 - len(head)}d}"
+
+
+@dataclass
+class CallRefused(Exception):
+    """The service refused a call; carries the rich details."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str = ""
+    field_violations: list[tuple[str, str]] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}"
+
+    @classmethod
+    def from_error(cls, error: grpc.RpcError) -> CallRefused:
+        refused = cls(error.code(), error.details() or "")  # type: ignore[attr-defined]
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        for detail in status.details if status else ():
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                refused.field_violations = [(v.field, v.description) for v in bad.field_violations]
+            elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                refused.reason = info.reason
+                refused.metadata = dict(info.metadata)
+        return refused
+
+
+class SettlementClient:
+    def __init__(
+        self,
+        target: str,
+        token: str | None = None,
+        deadline_s: float = 10.0,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        channel_credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        if channel_credentials is not None:
+            self._channel = grpc.secure_channel(target, channel_credentials)
+        else:
+            self._channel = grpc.insecure_channel(target)
+        self._stub = pb_grpc.SettlementServiceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._deadline_s = deadline_s
+        self._retries = retries
+        self._backoff_s = backoff_s
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> SettlementClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: object, request: object, idempotent: bool = True) -> object:
+        attempt = 0
+        while True:
+            try:
+                return method(request, timeout=self._deadline_s, metadata=self._metadata)  # type: ignore[operator]
+            except grpc.RpcError as error:
+                if idempotent and error.code() in RETRYABLE and attempt < self._retries:  # type: ignore[attr-defined]
+                    attempt += 1
+                    time.sleep(self._backoff_s * 2 ** (attempt - 1))
+                    continue
+                raise CallRefused.from_error(error) from None
+
+    def pre_settle(self, request: pb.SettleRequest) -> pb.SettleResult:
+        return self._call(self._stub.PreSettle, pb.PreSettleRequest(request=request)).result  # type: ignore[attr-defined]
+
+    def settle(self, request: pb.SettleRequest) -> pb.SettleResult:
+        """Settles; a retry after a timeout reuses the msgid and cannot pay twice."""
+        return self._call(self._stub.Settle, request).result  # type: ignore[attr-defined]
+
+    def reverse(self, msgid: str, fixmedins_code: str, setl_id: str) -> pb.SettleResult:
+        request = pb.ReverseRequest(msgid=msgid, fixmedins_code=fixmedins_code, setl_id=setl_id)
+        return self._call(self._stub.Reverse, request).result  # type: ignore[attr-defined]
+
+    def get(self, fixmedins_code: str, setl_id: str = "", msgid: str = "") -> pb.SettleResult:
+        request = pb.GetSettlementRequest(fixmedins_code=fixmedins_code)
+        if setl_id:
+            request.setl_id = setl_id
+        if msgid:
+            request.msgid = msgid
+        return self._call(self._stub.GetSettlement, request).result  # type: ignore[attr-defined]
+
+    def list_settlements(
+        self, fixmedins_code: str, setlym: str, clr_type: int = 0, limit: int = 0
+    ) -> Iterator[pb.SettleResult]:
+        request = pb.ListSettlementsRequest(
+            fixmedins_code=fixmedins_code, setlym=setlym, clr_type=clr_type, limit=limit  # type: ignore[arg-type]
+        )
+        try:
+            for item in self._stub.ListSettlements(request, timeout=self._deadline_s * 30, metadata=self._metadata):
+                yield item.result
+        except grpc.RpcError as error:
+            raise CallRefused.from_error(error) from None
+
+    def reconcile_totals(
+        self, fixmedins_code: str, setlym: str, clr_type: int, totals: pb.Totals
+    ) -> pb.ReconcileTotalsResponse:
+        request = pb.ReconcileTotalsRequest(
+            fixmedins_code=fixmedins_code, setlym=setlym, clr_type=clr_type, institution_totals=totals  # type: ignore[arg-type]
+        )
+        return self._call(self._stub.ReconcileTotals, request)  # type: ignore[return-value]
+
+    def settle_stream(self, requests: Iterable[pb.SettleRequest]) -> Iterator[pb.SettleStreamResponse]:
+        """One response per request, in order; each carries its own status."""
+        stream = self._stub.SettleStream(
+            (pb.SettleStreamRequest(request=r) for r in requests), metadata=self._metadata
+        )
+        try:
+            yield from stream
+        except grpc.RpcError as error:
+            raise CallRefused.from_error(error) from None

@@ -1,0 +1,173 @@
+"""The service layer: the use cases the gRPC server and the CLI call.
+
+Writes go through the single group-commit writer; reads run on a small
+thread pool with their own connections, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from medsettle.ledger.clock import Clock, PERIOD_PATTERN
+from medsettle.ledger.errors import FieldViolation, Reason, Refused, invalid, refused_field
+from medsettle.ledger.reconcile import StmtResult, Totals, compare_totals
+from medsettle.ledger.reference.loader import parse_document, sample_document
+from medsettle.ledger.reference.models import ReferenceData
+from medsettle.ledger.settlement.model import Bill, Settlement
+from medsettle.ledger.settlement.process import ReverseCommand, SettleCommand, SettlementProcessor
+from medsettle.ledger.settlement.validation import (
+    CODE,
+    bill_violations,
+    reversal_violations,
+)
+from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+from medsettle.ledger.storage.writer import GroupCommitWriter, WriterLimits
+
+LIST_PAGE_SIZE = 500
+MAX_LIST_LIMIT = 1_000_000
+DEFAULT_LIST_LIMIT = 100_000
+READ_THREADS = 2
+
+
+def open_reference(store: SqliteLedgerStore, clock: Clock) -> ReferenceData:
+    """The reference data in force; loads the shipped sample on first start."""
+    body = store.reference_body()
+    if body is None:
+        doc = sample_document()
+        data, persons = parse_document(doc)
+        store.save_reference(json.dumps(doc, ensure_ascii=False), persons, clock.now())
+        return data
+    return parse_document(json.loads(body))[0]
+
+
+def load_reference_file(store: SqliteLedgerStore, path: str | Path, clock: Clock) -> ReferenceData:
+    """Loads a user's reference document; it is checked whole before anything is stored."""
+    from medsettle.ledger.reference.loader import read_document
+
+    doc = read_document(path)
+    data, persons = parse_document(doc)
+    store.save_reference(json.dumps(doc, ensure_ascii=False), persons, clock.now())
+    return data
+
+
+class SettlementService:
+    def __init__(
+        self,
+        db_path: str | Path,
+        clock: Clock,
+        limits: WriterLimits = WriterLimits(),
+    ) -> None:
+        self.clock = clock
+        self.store = SqliteLedgerStore(db_path)
+        self.reference = open_reference(self.store, clock)
+        self._processor = SettlementProcessor(self.store, self.reference, clock)
+        self.writer = GroupCommitWriter(self._processor, limits)
+        self._reads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="ledger-read")
+
+    def start(self) -> None:
+        self.writer.start()
+
+    def close(self) -> None:
+        """Finishes queued writes, then closes."""
+        self.writer.stop()
+        self._reads.shutdown(wait=True)
+        self.store.close()
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
+
+    # ---- writes ------------------------------------------------------
+    async def pre_settle(self, bill: Bill) -> Settlement:
+        _refuse_invalid(bill_violations(bill))
+        return await self.writer.submit(SettleCommand(bill, persist=False))
+
+    async def settle(self, bill: Bill) -> Settlement:
+        return await self.submit_settle(bill)
+
+    def submit_settle(self, bill: Bill) -> asyncio.Future[Settlement]:
+        """Validates and queues a settlement; the future resolves after its commit."""
+        _refuse_invalid(bill_violations(bill))
+        return self.writer.submit(SettleCommand(bill, persist=True))
+
+    async def reverse(self, msgid: str, fixmedins_code: str, setl_id: str) -> Settlement:
+        _refuse_invalid(reversal_violations(msgid, fixmedins_code, setl_id))
+        return await self.writer.submit(ReverseCommand(msgid, fixmedins_code, setl_id))
+
+    # ---- reads -------------------------------------------------------
+    async def get(self, fixmedins_code: str, setl_id: str = "", msgid: str = "") -> Settlement:
+        violations: list[FieldViolation] = []
+        _check_code(violations, fixmedins_code)
+        if bool(setl_id) == bool(msgid):
+            violations.append(FieldViolation("key", "give exactly one of setl_id and msgid"))
+        _refuse_invalid(violations)
+        found = await self._read(self.store.get_settlement, fixmedins_code, setl_id, msgid)
+        if found is None:
+            raise refused_field(Reason.SETTLEMENT_NOT_FOUND, "setl_id" if setl_id else "msgid", "no such settlement for this institution")
+        return found
+
+    async def list_settlements(
+        self, fixmedins_code: str, setlym: str, clr_type: int, limit: int
+    ) -> AsyncIterator[Settlement]:
+        violations: list[FieldViolation] = []
+        if fixmedins_code:
+            _check_code(violations, fixmedins_code)
+        _check_period(violations, setlym)
+        if clr_type not in (0, 11, 21, 41):
+            violations.append(FieldViolation("clr_type", f"must be 11, 21, 41 or unspecified, got {clr_type}"))
+        if not 0 <= limit <= MAX_LIST_LIMIT:
+            violations.append(FieldViolation("limit", f"must be 0..{MAX_LIST_LIMIT}, got {limit}"))
+        _refuse_invalid(violations)
+        remaining = limit or DEFAULT_LIST_LIMIT
+        after = 0
+        while remaining > 0:
+            page = await self._read(
+                self.store.list_settlements_page, fixmedins_code, setlym, clr_type, after, min(LIST_PAGE_SIZE, remaining)
+            )
+            if not page:
+                return
+            for setl_no, settlement in page:
+                yield settlement
+                after = setl_no
+            remaining -= len(page)
+
+    async def reconcile_totals(
+        self, fixmedins_code: str, setlym: str, clr_type: int, institution: Totals
+    ) -> tuple[Totals, StmtResult]:
+        violations: list[FieldViolation] = []
+        _check_code(violations, fixmedins_code)
+        _check_period(violations, setlym)
+        if clr_type not in (11, 21, 41):
+            violations.append(FieldViolation("clr_type", f"must be 11, 21 or 41, got {clr_type}"))
+        if institution.setl_cnt < 0:
+            violations.append(FieldViolation("institution_totals.setl_cnt", "must not be negative"))
+        _refuse_invalid(violations)
+        platform = Totals(*await self._read(self.store.period_totals, fixmedins_code, setlym, clr_type))
+        return platform, compare_totals(platform, institution)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "queue_length": self.writer.queue_length(),
+            "batches_committed": self.writer.batches_committed,
+            "commands_done": self.writer.commands_done,
+            "now": self.clock.now().astimezone(dt.timezone.utc).isoformat(),
+        }
+
+
+def _refuse_invalid(violations: list[FieldViolation]) -> None:
+    if violations:
+        raise invalid(violations)
+
+
+def _check_code(violations: list[FieldViolation], code: str) -> None:
+    if not CODE.match(code):
+        violations.append(FieldViolation("fixmedins_code", "must be an institution code of 1-30 characters"))
+
+
+def _check_period(violations: list[FieldViolation], setlym: str) -> None:
+    if not PERIOD_PATTERN.match(setlym):
+        violations.append(FieldViolation("setlym", f"must be YYYY-MM, got {setlym[:20]!r}"))

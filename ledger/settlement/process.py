@@ -1,0 +1,332 @@
+"""Settles and reverses inside the single writer: idempotency, reference
+checks, the split against the person's cached accumulators, the postings.
+Runs on the writer thread only; one batch is one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from medsettle.ledger.clock import Clock, period_of, year_of
+from medsettle.ledger.errors import FieldViolation, Reason, Refused, refused_field
+from medsettle.ledger.posting.journal import entry_hash
+from medsettle.ledger.posting.rules import Posting, settlement_postings
+from medsettle.ledger.reference.models import (
+    CatalogueItem,
+    Institution,
+    InstitutionKind,
+    ReferenceData,
+    VisitKind,
+)
+from medsettle.ledger.settlement.model import (
+    CLR_TYPE_OF_VISIT,
+    Accumulators,
+    Bill,
+    FeeLine,
+    Settlement,
+    SettlementKind,
+    VisitType,
+    pay_loc_of,
+)
+from medsettle.ledger.settlement.split import SplitTerms, accumulate, split_bill
+from medsettle.ledger.storage.sqlite import BatchWrite, PersonState, SqliteLedgerStore, StorageError, settlement_row, to_us
+
+VISITS_OF_KIND = {
+    InstitutionKind.HOSPITAL: (VisitType.OUTPATIENT, VisitType.INPATIENT),
+    InstitutionKind.INTERNET_HOSPITAL: (VisitType.INTERNET_FOLLOWUP,),
+    InstitutionKind.PHARMACY: (VisitType.PHARMACY,),
+}
+# An internet follow-up is priced and paid as a general outpatient visit.
+RATIO_TABLE_OF_VISIT = {
+    VisitType.OUTPATIENT: VisitKind.OUTPATIENT,
+    VisitType.INTERNET_FOLLOWUP: VisitKind.OUTPATIENT,
+    VisitType.INPATIENT: VisitKind.INPATIENT,
+    VisitType.PHARMACY: VisitKind.PHARMACY,
+}
+PERSON_CACHE_SIZE = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class SettleCommand:
+    bill: Bill
+    persist: bool  # False: pre-settle, nothing stored
+
+
+@dataclass(frozen=True, slots=True)
+class ReverseCommand:
+    msgid: str
+    fixmedins_code: str
+    setl_id: str
+
+    def fingerprint(self) -> str:
+        return f"REVERSE\x1e{self.msgid}\x1e{self.fixmedins_code}\x1e{self.setl_id}"
+
+
+@dataclass(slots=True)
+class _Batch:
+    write: BatchWrite
+    setl_no: int
+    entry_no: int
+    last_hash: str
+    by_key: dict[tuple[str, str], tuple[Settlement, str]] = field(default_factory=dict)
+    by_setl_id: dict[str, tuple[Settlement, str]] = field(default_factory=dict)
+    reversed: dict[str, str] = field(default_factory=dict)
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class SettlementProcessor:
+    def __init__(self, store: SqliteLedgerStore, reference: ReferenceData, clock: Clock) -> None:
+        self._store = store
+        self._reference = reference
+        self._clock = clock
+        self._persons: dict[str, PersonState] = {}
+        self._setl_no, self._entry_no, self._last_hash = store.chain_head()
+
+    def run_batch(self, commands: Sequence[Any]) -> list[Any]:
+        batch = _Batch(BatchWrite(), self._setl_no, self._entry_no, self._last_hash)
+        outcomes: list[Any] = []
+        for command in commands:
+            try:
+                if isinstance(command, SettleCommand):
+                    outcomes.append(self._settle(command, batch))
+                else:
+                    outcomes.append(self._reverse(command, batch))
+            except Refused as refusal:
+                outcomes.append(refusal)
+            except Exception as error:  # a broken invariant: write nothing of this batch
+                failed = Refused(Reason.INTERNAL, f"internal error: {type(error).__name__}; nothing was written")
+                return [failed] * len(commands)
+        if not batch.write.settlements:
+            return outcomes
+        try:
+            self._store.write_batch(batch.write)
+        except StorageError as error:
+            failed = Refused(Reason.STORAGE_UNAVAILABLE, f"storage unavailable ({error}); nothing was written, retry with the same msgid")
+            return [o if isinstance(o, Refused) else failed for o in outcomes]
+        self._setl_no, self._entry_no, self._last_hash = batch.setl_no, batch.entry_no, batch.last_hash
+        self._remember(batch.write.persons)
+        return outcomes
+
+    # ---- settle ------------------------------------------------------
+    def _settle(self, command: SettleCommand, batch: _Batch) -> Settlement:
+        bill = command.bill
+        fingerprint = digest(bill.fingerprint())
+        if command.persist:
+            earlier = self._earlier(bill.fixmedins_code, bill.msgid, fingerprint, batch)
+            if earlier is not None:
+                return earlier
+        institution = self._institution(bill.fixmedins_code)
+        person = self._person(bill.psn_no, batch)
+        self._check_person(bill, person)
+        self._check_visit(bill, institution)
+        priced = self._priced_lines(bill, institution)
+        terms = self._terms(bill, institution)
+        now = self._clock.now()
+        year = year_of(now)
+        dedc_used, fund_paid = person.years.get(year, (0, 0))
+        before = Accumulators(dedc_used, fund_paid, person.acct_balc_fen)
+        split = split_bill(priced, terms, before, bill.acct_used_flag, bill.delivery_fee_fen)
+        settlement = Settlement(
+            setl_id="",
+            msgid=bill.msgid,
+            fixmedins_code=bill.fixmedins_code,
+            psn_no=bill.psn_no,
+            insutype=bill.insutype,
+            insuplc_admdvs=bill.insuplc_admdvs,
+            mdtrtarea_admvs=institution.admdvs,
+            clr_type=CLR_TYPE_OF_VISIT[bill.visit_type],
+            pay_loc=pay_loc_of(bill.insuplc_admdvs, institution.admdvs),
+            kind=SettlementKind.SETTLE,
+            orig_setl_id="",
+            setl_time=now,
+            setlym=period_of(now),
+            split=split,
+        )
+        if not command.persist:
+            return settlement
+        after = accumulate(before, split)
+        self._stage_person(batch, person, year, after)
+        return self._post(batch, settlement, fingerprint, payee_code=bill.fixmedins_code)
+
+    def _earlier(self, code: str, msgid: str, fingerprint: str, batch: _Batch) -> Settlement | None:
+        """The earlier answer to the same (institution, msgid), or a conflict."""
+        found = batch.by_key.get((code, msgid))
+        if found is None:
+            stored = self._store.find_by_key(code, msgid)
+            found = (stored[0], stored[1]) if stored else None
+        if found is None:
+            return None
+        settlement, earlier_fingerprint = found
+        if earlier_fingerprint != fingerprint:
+            raise Refused(
+                Reason.IDEMPOTENCY_CONFLICT,
+                f"msgid {msgid!r} of {code} was already used for another request ({settlement.setl_id})",
+                [FieldViolation("msgid", "already used with a different payload")],
+                {"setl_id": settlement.setl_id},
+            )
+        return settlement
+
+    def _institution(self, code: str) -> Institution:
+        institution = self._reference.institutions.get(code)
+        if institution is None:
+            raise refused_field(Reason.UNKNOWN_INSTITUTION, "fixmedins_code", "unknown designated institution")
+        return institution
+
+    def _person(self, psn_no: str, batch: _Batch) -> PersonState:
+        person = batch.write.persons.get(psn_no) or self._persons.get(psn_no)
+        if person is None:
+            person = self._store.load_person(psn_no)
+            if person is None:
+                raise refused_field(Reason.UNKNOWN_PERSON, "psn_no", "no insured person with this number")
+        return person
+
+    @staticmethod
+    def _check_person(bill: Bill, person: PersonState) -> None:
+        violations = []
+        if person.insutype != bill.insutype:
+            violations.append(FieldViolation("insutype", "does not match the person's insurance type"))
+        if person.insuplc_admdvs != bill.insuplc_admdvs:
+            violations.append(FieldViolation("insuplc_admdvs", "does not match the person's insurance place"))
+        if violations:
+            raise Refused(Reason.PERSON_MISMATCH, "the bill does not match the insured person", violations)
+
+    @staticmethod
+    def _check_visit(bill: Bill, institution: Institution) -> None:
+        if bill.visit_type not in VISITS_OF_KIND[institution.kind]:
+            raise refused_field(
+                Reason.VISIT_NOT_ALLOWED, "visit_type",
+                f"a {institution.kind.value} cannot settle a {bill.visit_type.name.lower()} visit",
+            )
+
+    def _priced_lines(self, bill: Bill, institution: Institution) -> list[tuple[FeeLine, CatalogueItem]]:
+        """Each line with the treatment province's catalogue entry."""
+        priced = []
+        violations = []
+        for i, line in enumerate(bill.fee_lines):
+            item = self._reference.item(institution.province, line.hilist_code)
+            if item is None:
+                violations.append(FieldViolation(f"fee_lines[{i}].hilist_code", "not in the treatment place's catalogue"))
+            else:
+                priced.append((line, item))
+        if violations:
+            raise Refused(Reason.UNKNOWN_ITEM, "item(s) not in the catalogue", violations)
+        return priced
+
+    def _terms(self, bill: Bill, institution: Institution) -> SplitTerms:
+        """The insurance place's policy for this visit."""
+        policy = self._reference.policy(bill.insuplc_admdvs, bill.insutype)
+        ratio_bp = None
+        if policy is not None:
+            ratio_bp = policy.ratio_bp(RATIO_TABLE_OF_VISIT[bill.visit_type], institution.level)
+        if policy is None or ratio_bp is None:
+            raise Refused(
+                Reason.NO_POLICY,
+                f"no policy of {bill.insuplc_admdvs} for insutype {bill.insutype} covers this visit",
+            )
+        return SplitTerms(policy.deductible_fen, policy.annual_fund_cap_fen, ratio_bp, policy.acct_allowed)
+
+    # ---- reverse -----------------------------------------------------
+    def _reverse(self, command: ReverseCommand, batch: _Batch) -> Settlement:
+        fingerprint = digest(command.fingerprint())
+        earlier = self._earlier(command.fixmedins_code, command.msgid, fingerprint, batch)
+        if earlier is not None:
+            return earlier
+        original = self._original(command, batch)
+        person = self._person(original.psn_no, batch)
+        year = year_of(original.setl_time)
+        dedc_used, fund_paid = person.years.get(year, (0, 0))
+        before = Accumulators(dedc_used, fund_paid, person.acct_balc_fen)
+        negated = original.split.negated(balc_fen=person.acct_balc_fen + original.split.acct_pay_fen)
+        after = accumulate(before, negated)
+        now = self._clock.now()
+        reversal = Settlement(
+            setl_id="",
+            msgid=command.msgid,
+            fixmedins_code=command.fixmedins_code,
+            psn_no=original.psn_no,
+            insutype=original.insutype,
+            insuplc_admdvs=original.insuplc_admdvs,
+            mdtrtarea_admvs=original.mdtrtarea_admvs,
+            clr_type=original.clr_type,
+            pay_loc=original.pay_loc,
+            kind=SettlementKind.REVERSAL,
+            orig_setl_id=original.setl_id,
+            setl_time=now,
+            # a reversal belongs to the period in which it happens
+            setlym=period_of(now),
+            split=negated,
+        )
+        self._stage_person(batch, person, year, after)
+        payee = self._payee_of(original.setl_id, batch)
+        settled = self._post(batch, reversal, fingerprint, payee_code=payee)
+        batch.reversed[original.setl_id] = settled.setl_id
+        return settled
+
+    def _original(self, command: ReverseCommand, batch: _Batch) -> Settlement:
+        found = batch.by_setl_id.get(command.setl_id)
+        if found is None:
+            stored = self._store.find_by_setl_id(command.setl_id)
+            found = (stored[0], stored[2]) if stored else None
+        # Another institution's settlement is reported as unknown: no probing.
+        if found is None or found[0].fixmedins_code != command.fixmedins_code:
+            raise refused_field(Reason.SETTLEMENT_NOT_FOUND, "setl_id", "no settlement with this id for this institution")
+        original = found[0]
+        if original.kind == SettlementKind.REVERSAL:
+            raise refused_field(Reason.REVERSAL_OF_REVERSAL, "setl_id", "is a reversal; a reversal cannot be reversed")
+        reversal_id = batch.reversed.get(original.setl_id) or self._store.reversal_of(original.setl_id)
+        if reversal_id:
+            raise Refused(
+                Reason.ALREADY_REVERSED,
+                f"settlement {original.setl_id} was already reversed by {reversal_id}",
+                [FieldViolation("setl_id", "already reversed")],
+                {"reversal_setl_id": reversal_id},
+            )
+        return original
+
+    def _payee_of(self, setl_id: str, batch: _Batch) -> str:
+        found = batch.by_setl_id.get(setl_id)
+        if found is not None:
+            return found[1]
+        stored = self._store.find_by_setl_id(setl_id)
+        assert stored is not None
+        return stored[2]
+
+    # ---- staging -----------------------------------------------------
+    @staticmethod
+    def _stage_person(batch: _Batch, person: PersonState, year: int, after: Accumulators) -> None:
+        years = dict(person.years)
+        years[year] = (after.dedc_used_fen, after.fund_paid_fen)
+        batch.write.persons[person.psn_no] = PersonState(
+            person.psn_no, person.insutype, person.insuplc_admdvs, after.acct_balc_fen, years
+        )
+        batch.write.touched_years.add((person.psn_no, year))
+
+    def _post(self, batch: _Batch, settlement: Settlement, fingerprint: str, payee_code: str) -> Settlement:
+        batch.setl_no += 1
+        settlement = settlement.with_id(f"S{batch.setl_no:012d}")
+        postings: list[Posting] = settlement_postings(
+            settlement.insuplc_admdvs, settlement.mdtrtarea_admvs, payee_code,
+            settlement.split.hifp_pay_fen, settlement.split.acct_pay_fen,
+        )
+        batch.entry_no += 1
+        created_us = to_us(settlement.setl_time)
+        kind = "settle" if settlement.kind == SettlementKind.SETTLE else "reverse"
+        entry = entry_hash(batch.last_hash, batch.entry_no, settlement.setl_id, kind, settlement.setlym, created_us, postings)
+        write = batch.write
+        write.settlements.append(settlement_row(settlement, fingerprint, payee_code))
+        write.entries.append((batch.entry_no, settlement.setl_id, kind, settlement.setlym, created_us, batch.last_hash, entry))
+        write.postings.extend((batch.entry_no, settlement.setlym, p.book, p.account, p.amount_fen) for p in postings)
+        batch.last_hash = entry
+        batch.by_key[(settlement.fixmedins_code, settlement.msgid)] = (settlement, fingerprint)
+        batch.by_setl_id[settlement.setl_id] = (settlement, payee_code)
+        return settlement
+
+    def _remember(self, persons: dict[str, PersonState]) -> None:
+        """Caches the committed state of the batch's persons (bounded)."""
+        self._persons.update(persons)
+        while len(self._persons) > PERSON_CACHE_SIZE:
+            del self._persons[next(iter(self._persons))]

@@ -1,0 +1,1 @@
+"""Where settlements are kept: the journal on SQLite and the group-commit writer."""

@@ -1,0 +1,109 @@
+-- medsettle ledger schema (SQLite). Append-only journal: settlements,
+-- journal_entries and postings are never updated or deleted (triggers refuse
+-- it); corrections are new entries. Balances are derived from postings.
+
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- Each loaded reference document; the newest is in force.
+CREATE TABLE IF NOT EXISTS reference_documents (
+    doc_no INTEGER PRIMARY KEY,
+    loaded_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS persons (
+    psn_no TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    insutype INTEGER NOT NULL,
+    insuplc_admdvs TEXT NOT NULL,
+    acct_balc_fen INTEGER NOT NULL CHECK (acct_balc_fen >= 0)
+);
+
+-- Year-to-date accumulators of a person: deductible used, pooled fund paid.
+CREATE TABLE IF NOT EXISTS person_years (
+    psn_no TEXT NOT NULL,
+    year INTEGER NOT NULL,
+    dedc_used_fen INTEGER NOT NULL CHECK (dedc_used_fen >= 0),
+    fund_paid_fen INTEGER NOT NULL CHECK (fund_paid_fen >= 0),
+    PRIMARY KEY (psn_no, year)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS settlements (
+    setl_no INTEGER PRIMARY KEY,
+    setl_id TEXT NOT NULL UNIQUE,
+    fixmedins_code TEXT NOT NULL,
+    msgid TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    orig_setl_id TEXT NOT NULL,
+    psn_no TEXT NOT NULL,
+    insutype INTEGER NOT NULL,
+    insuplc_admdvs TEXT NOT NULL,
+    mdtrtarea_admvs TEXT NOT NULL,
+    clr_type INTEGER NOT NULL,
+    pay_loc INTEGER NOT NULL,
+    setl_time_us INTEGER NOT NULL,
+    setlym TEXT NOT NULL,
+    medfee_sumamt_fen INTEGER NOT NULL,
+    fulamt_ownpay_amt_fen INTEGER NOT NULL,
+    overlmt_selfpay_fen INTEGER NOT NULL,
+    preselfpay_amt_fen INTEGER NOT NULL,
+    inscp_scp_amt_fen INTEGER NOT NULL,
+    act_pay_dedc_fen INTEGER NOT NULL,
+    hifp_pay_fen INTEGER NOT NULL,
+    fund_pay_sumamt_fen INTEGER NOT NULL,
+    psn_part_amt_fen INTEGER NOT NULL,
+    hosp_part_amt_fen INTEGER NOT NULL,
+    acct_pay_fen INTEGER NOT NULL,
+    psn_cash_pay_fen INTEGER NOT NULL,
+    balc_fen INTEGER NOT NULL,
+    line_splits TEXT NOT NULL,
+    audit_flags TEXT NOT NULL,
+    payee_code TEXT NOT NULL,
+    UNIQUE (fixmedins_code, msgid)
+);
+CREATE INDEX IF NOT EXISTS settlements_by_period
+    ON settlements (setlym, fixmedins_code, clr_type);
+-- A settlement is reversed at most once.
+CREATE UNIQUE INDEX IF NOT EXISTS settlements_one_reversal
+    ON settlements (orig_setl_id) WHERE kind = 2;
+
+-- One journal entry per settlement, reversal or clearing posting; each
+-- commits to the previous one (hash chain, for tamper evidence).
+CREATE TABLE IF NOT EXISTS journal_entries (
+    entry_no INTEGER PRIMARY KEY,
+    setl_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    setlym TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_entries_by_setl ON journal_entries (setl_id);
+
+CREATE TABLE IF NOT EXISTS postings (
+    entry_no INTEGER NOT NULL,
+    setlym TEXT NOT NULL,
+    book TEXT NOT NULL,
+    account TEXT NOT NULL,
+    amount_fen INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS postings_by_period_book
+    ON postings (setlym, book, account);
+CREATE INDEX IF NOT EXISTS postings_by_entry ON postings (entry_no);
+
+CREATE TRIGGER IF NOT EXISTS settlements_append_only_u BEFORE UPDATE ON settlements
+BEGIN SELECT RAISE(ABORT, 'settlements are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS settlements_append_only_d BEFORE DELETE ON settlements
+BEGIN SELECT RAISE(ABORT, 'settlements are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS journal_append_only_u BEFORE UPDATE ON journal_entries
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS journal_append_only_d BEFORE DELETE ON journal_entries
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS postings_append_only_u BEFORE UPDATE ON postings
+BEGIN SELECT RAISE(ABORT, 'postings are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS postings_append_only_d BEFORE DELETE ON postings
+BEGIN SELECT RAISE(ABORT, 'postings are append-only'); END;

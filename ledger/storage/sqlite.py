@@ -1,0 +1,334 @@
+"""The ledger on one SQLite file: WAL, synchronous=FULL, one writer.
+
+The writer connection belongs to the group-commit writer thread; reads use
+their own connections (WAL lets them run beside the writer).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+from medsettle.ledger.posting.journal import GENESIS_HASH
+from medsettle.ledger.reference.models import Category, Person
+from medsettle.ledger.settlement.model import (
+    AMOUNT_FIELDS,
+    ClrType,
+    LineSplit,
+    PayLoc,
+    Settlement,
+    SettlementKind,
+    Split,
+)
+
+BUSY_TIMEOUT_MS = 5_000
+SETTLEMENT_COLUMNS = (
+    "setl_id", "fixmedins_code", "msgid", "fingerprint", "kind", "orig_setl_id",
+    "psn_no", "insutype", "insuplc_admdvs", "mdtrtarea_admvs", "clr_type", "pay_loc",
+    "setl_time_us", "setlym", *AMOUNT_FIELDS, "balc_fen", "line_splits", "audit_flags",
+    "payee_code",
+)
+_SELECT_SETTLEMENT = f"SELECT {', '.join(SETTLEMENT_COLUMNS)} FROM settlements"
+_INSERT_SETTLEMENT = (
+    f"INSERT INTO settlements ({', '.join(SETTLEMENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(SETTLEMENT_COLUMNS))})"
+)
+
+
+class StorageError(Exception):
+    """The database refused a write or a read (disk full, locked, I/O error)."""
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: a commit is on disk (WAL fsynced) before it returns.
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def init_schema(conn: sqlite3.Connection) -> None:
+    sql = resources.files("medsettle.ledger.storage").joinpath("schema.sql").read_text("utf-8")
+    conn.executescript(sql)
+
+
+def to_us(at: dt.datetime) -> int:
+    """Microseconds since the epoch: exact, so a stored time reads back equal."""
+    delta = at - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=us)
+
+
+def settlement_row(s: Settlement, fingerprint: str, payee_code: str) -> tuple[Any, ...]:
+    lines = json.dumps(
+        [[ls.feedetl_sn, int(ls.category), ls.det_item_fee_sumamt_fen, ls.fulamt_ownpay_amt_fen,
+          ls.overlmt_selfpay_fen, ls.preselfpay_amt_fen, ls.inscp_scp_amt_fen]
+         for ls in s.split.line_splits],
+        separators=(",", ":"),
+    )
+    return (
+        s.setl_id, s.fixmedins_code, s.msgid, fingerprint, int(s.kind), s.orig_setl_id,
+        s.psn_no, s.insutype, s.insuplc_admdvs, s.mdtrtarea_admvs, int(s.clr_type),
+        int(s.pay_loc), to_us(s.setl_time), s.setlym, *s.split.amounts(), s.split.balc_fen,
+        lines, ",".join(s.audit_flags), payee_code,
+    )
+
+
+def settlement_from_row(row: tuple[Any, ...]) -> tuple[Settlement, str, str]:
+    """(settlement, fingerprint, payee_code) of a settlements row."""
+    values = dict(zip(SETTLEMENT_COLUMNS, row))
+    line_splits = tuple(
+        LineSplit(sn, Category(cat), total, fulamt, overlmt, pre, inscp)
+        for sn, cat, total, fulamt, overlmt, pre, inscp in json.loads(values["line_splits"])
+    )
+    split = Split(
+        **{name: values[name] for name in AMOUNT_FIELDS},
+        balc_fen=values["balc_fen"],
+        line_splits=line_splits,
+    )
+    settlement = Settlement(
+        setl_id=values["setl_id"],
+        msgid=values["msgid"],
+        fixmedins_code=values["fixmedins_code"],
+        psn_no=values["psn_no"],
+        insutype=values["insutype"],
+        insuplc_admdvs=values["insuplc_admdvs"],
+        mdtrtarea_admvs=values["mdtrtarea_admvs"],
+        clr_type=ClrType(values["clr_type"]),
+        pay_loc=PayLoc(values["pay_loc"]),
+        kind=SettlementKind(values["kind"]),
+        orig_setl_id=values["orig_setl_id"],
+        setl_time=from_us(values["setl_time_us"]),
+        setlym=values["setlym"],
+        split=split,
+        audit_flags=tuple(f for f in values["audit_flags"].split(",") if f),
+    )
+    return settlement, values["fingerprint"], values["payee_code"]
+
+
+@dataclass(frozen=True, slots=True)
+class PersonState:
+    """A person as the split needs them; replaced, never mutated."""
+
+    psn_no: str
+    insutype: int
+    insuplc_admdvs: str
+    acct_balc_fen: int
+    years: dict[int, tuple[int, int]] = field(default_factory=dict)  # year -> (dedc_used, fund_paid)
+
+
+@dataclass(slots=True)
+class BatchWrite:
+    """Everything one group commit writes."""
+
+    settlements: list[tuple[Any, ...]] = field(default_factory=list)
+    entries: list[tuple[Any, ...]] = field(default_factory=list)
+    postings: list[tuple[Any, ...]] = field(default_factory=list)
+    persons: dict[str, PersonState] = field(default_factory=dict)
+    touched_years: set[tuple[str, int]] = field(default_factory=set)
+
+
+class SqliteLedgerStore:
+    """All SQL of the ledger. One instance per process and database file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._write = connect(self.path)
+        init_schema(self._write)
+        self._local = threading.local()
+
+    # ---- connections -------------------------------------------------
+    def reader(self) -> sqlite3.Connection:
+        """A read connection for the calling thread."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        self._write.close()
+
+    # ---- reference data ----------------------------------------------
+    def reference_body(self) -> str | None:
+        row = self._write.execute(
+            "SELECT body FROM reference_documents ORDER BY doc_no DESC LIMIT 1"
+        ).fetchone()
+        return row[0] if row else None
+
+    def save_reference(self, body: str, persons: list[Person], loaded_at: dt.datetime) -> None:
+        """Stores a reference document and adds its persons (existing ones keep their balance)."""
+        conn = self._write
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO reference_documents (loaded_at, body) VALUES (?, ?)",
+                (loaded_at.isoformat(), body),
+            )
+            conn.executemany(
+                "INSERT INTO persons (psn_no, name, insutype, insuplc_admdvs, acct_balc_fen) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (psn_no) DO UPDATE SET "
+                "name = excluded.name, insutype = excluded.insutype, "
+                "insuplc_admdvs = excluded.insuplc_admdvs",
+                [(p.psn_no, p.name, p.insutype, p.insuplc_admdvs, p.acct_balc_fen) for p in persons],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # ---- writer side (writer thread only) ----------------------------
+    def chain_head(self) -> tuple[int, int, str]:
+        """(last setl_no, last entry_no, last entry hash)."""
+        conn = self._write
+        setl_no = conn.execute("SELECT COALESCE(MAX(setl_no), 0) FROM settlements").fetchone()[0]
+        row = conn.execute(
+            "SELECT entry_no, hash FROM journal_entries ORDER BY entry_no DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return setl_no, 0, GENESIS_HASH
+        return setl_no, row[0], row[1]
+
+    def find_by_key(self, fixmedins_code: str, msgid: str) -> tuple[Settlement, str, str] | None:
+        row = self._write.execute(
+            f"{_SELECT_SETTLEMENT} WHERE fixmedins_code = ? AND msgid = ?", (fixmedins_code, msgid)
+        ).fetchone()
+        return settlement_from_row(row) if row else None
+
+    def find_by_setl_id(self, setl_id: str) -> tuple[Settlement, str, str] | None:
+        row = self._write.execute(f"{_SELECT_SETTLEMENT} WHERE setl_id = ?", (setl_id,)).fetchone()
+        return settlement_from_row(row) if row else None
+
+    def reversal_of(self, setl_id: str) -> str | None:
+        row = self._write.execute(
+            "SELECT setl_id FROM settlements WHERE orig_setl_id = ? AND kind = ?",
+            (setl_id, int(SettlementKind.REVERSAL)),
+        ).fetchone()
+        return row[0] if row else None
+
+    def load_person(self, psn_no: str) -> PersonState | None:
+        conn = self._write
+        row = conn.execute(
+            "SELECT insutype, insuplc_admdvs, acct_balc_fen FROM persons WHERE psn_no = ?", (psn_no,)
+        ).fetchone()
+        if row is None:
+            return None
+        years = {
+            year: (dedc, fund)
+            for year, dedc, fund in conn.execute(
+                "SELECT year, dedc_used_fen, fund_paid_fen FROM person_years WHERE psn_no = ?", (psn_no,)
+            )
+        }
+        return PersonState(psn_no, row[0], row[1], row[2], years)
+
+    def write_batch(self, batch: BatchWrite) -> None:
+        """One transaction; on return it is durable. On error nothing is written."""
+        conn = self._write
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT_SETTLEMENT, batch.settlements)
+                conn.executemany(
+                    "INSERT INTO journal_entries (entry_no, setl_id, kind, setlym, created_us, prev_hash, hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    batch.entries,
+                )
+                conn.executemany(
+                    "INSERT INTO postings (entry_no, setlym, book, account, amount_fen) VALUES (?, ?, ?, ?, ?)",
+                    batch.postings,
+                )
+                conn.executemany(
+                    "UPDATE persons SET acct_balc_fen = ? WHERE psn_no = ?",
+                    [(s.acct_balc_fen, s.psn_no) for s in batch.persons.values()],
+                )
+                conn.executemany(
+                    "INSERT INTO person_years (psn_no, year, dedc_used_fen, fund_paid_fen) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (psn_no, year) DO UPDATE SET dedc_used_fen = excluded.dedc_used_fen, "
+                    "fund_paid_fen = excluded.fund_paid_fen",
+                    [
+                        (psn, year, *batch.persons[psn].years[year])
+                        for psn, year in sorted(batch.touched_years)
+                    ],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            raise StorageError(str(error)) from error
+
+    # ---- reads (any thread) ------------------------------------------
+    def get_settlement(self, fixmedins_code: str, setl_id: str = "", msgid: str = "") -> Settlement | None:
+        conn = self.reader()
+        if setl_id:
+            row = conn.execute(
+                f"{_SELECT_SETTLEMENT} WHERE setl_id = ? AND fixmedins_code = ?", (setl_id, fixmedins_code)
+            ).fetchone()
+        else:
+            row = conn.execute(
+                f"{_SELECT_SETTLEMENT} WHERE fixmedins_code = ? AND msgid = ?", (fixmedins_code, msgid)
+            ).fetchone()
+        return settlement_from_row(row)[0] if row else None
+
+    def list_settlements_page(
+        self, fixmedins_code: str, setlym: str, clr_type: int, after_setl_no: int, page_size: int
+    ) -> list[tuple[int, Settlement]]:
+        """One page of a period's records, in setl_no order, after after_setl_no."""
+        clauses = ["setlym = ?", "setl_no > ?"]
+        params: list[Any] = [setlym, after_setl_no]
+        if fixmedins_code:
+            clauses.append("fixmedins_code = ?")
+            params.append(fixmedins_code)
+        if clr_type:
+            clauses.append("clr_type = ?")
+            params.append(clr_type)
+        params.append(page_size)
+        rows = self.reader().execute(
+            f"SELECT setl_no, {', '.join(SETTLEMENT_COLUMNS)} FROM settlements "
+            f"WHERE {' AND '.join(clauses)} ORDER BY setl_no LIMIT ?",
+            params,
+        ).fetchall()
+        return [(row[0], settlement_from_row(row[1:])[0]) for row in rows]
+
+    def period_totals(self, fixmedins_code: str, setlym: str, clr_type: int) -> tuple[int, int, int, int, int]:
+        """(count, medfee_sumamt, fund_pay_sumamt, acct_pay, psn_cash_pay) of a period."""
+        row = self.reader().execute(
+            "SELECT COUNT(*), COALESCE(SUM(medfee_sumamt_fen), 0), COALESCE(SUM(fund_pay_sumamt_fen), 0), "
+            "COALESCE(SUM(acct_pay_fen), 0), COALESCE(SUM(psn_cash_pay_fen), 0) FROM settlements "
+            "WHERE fixmedins_code = ? AND setlym = ? AND clr_type = ?",
+            (fixmedins_code, setlym, clr_type),
+        ).fetchone()
+        return tuple(row)  # type: ignore[return-value]
+
+    def book_balances(self, setlym: str | None = None) -> dict[tuple[str, str], int]:
+        """Balance of every (book, account), for one period or for all time."""
+        sql = "SELECT book, account, SUM(amount_fen) FROM postings"
+        params: tuple[Any, ...] = ()
+        if setlym is not None:
+            sql += " WHERE setlym = ?"
+            params = (setlym,)
+        sql += " GROUP BY book, account"
+        return {(book, account): total for book, account, total in self.reader().execute(sql, params)}
+
+    def iter_entry_postings(self) -> Iterator[tuple[int, str, str, str, int, str, str, list[tuple[str, str, int]]]]:
+        """Every journal entry in order with its postings (for verification)."""
+        conn = self.reader()
+        entries = conn.execute(
+            "SELECT entry_no, setl_id, kind, setlym, created_us, prev_hash, hash FROM journal_entries ORDER BY entry_no"
+        )
+        for entry_no, setl_id, kind, setlym, created_us, prev_hash, hash_ in entries.fetchall():
+            postings = conn.execute(
+                "SELECT book, account, amount_fen FROM postings WHERE entry_no = ? ORDER BY rowid", (entry_no,)
+            ).fetchall()
+            yield entry_no, setl_id, kind, setlym, created_us, prev_hash, hash_, postings

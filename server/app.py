@@ -1,0 +1,120 @@
+"""Bootstrap: create_server(address, service) -> (server, port), and serve()
+with health checking, reflection, bounds, and graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from medsettle.ledger.service import SettlementService
+from medsettle.server.logs import get_logger
+from medsettle.server.servicer import SettlementServicer
+from medsettle.v1 import echo_pb2, echo_pb2_grpc, settlement_pb2, settlement_pb2_grpc
+
+SETTLEMENT_SERVICE = settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name
+ECHO_SERVICE = echo_pb2.DESCRIPTOR.services_by_name["EchoService"].full_name
+
+log = get_logger("medsettle.server")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    max_message_bytes: int = 1 << 20  # 1 MiB: a 500-line bill is about 40 KiB
+    max_concurrent_rpcs: int = 2_048  # beyond this gRPC answers RESOURCE_EXHAUSTED
+    shutdown_grace_s: float = 10.0
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service: SettlementService
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stops taking calls, drains in-flight ones, then the writer."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+        await asyncio.get_running_loop().run_in_executor(None, self.service.close)
+
+
+async def create_server(
+    address: str,
+    service: SettlementService,
+    limits: ServerLimits = ServerLimits(),
+    with_echo: bool = False,
+    interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),
+) -> RunningServer:
+    """A started server bound to address ("host:0" picks a free port)."""
+    options = [
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        ("grpc.max_send_message_length", limits.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(
+        options=options,
+        maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
+        interceptors=interceptors,
+    )
+    settlement_pb2_grpc.add_SettlementServiceServicer_to_server(SettlementServicer(service), server)
+    names = [SETTLEMENT_SERVICE, reflection.SERVICE_NAME, health.SERVICE_NAME]
+    if with_echo:
+        from medsettle.server.echo import EchoServicer
+
+        echo_pb2_grpc.add_EchoServiceServicer_to_server(EchoServicer(_canned_result()), server)
+        names.append(ECHO_SERVICE)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    service.start()
+    await server.start()
+    # SERVING only now: reference data is loaded and the writer runs.
+    for name in ("", SETTLEMENT_SERVICE):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, port, health_servicer, service)
+
+
+def _canned_result() -> settlement_pb2.SettleResult:
+    """A result as large as a typical three-line settlement."""
+    return settlement_pb2.SettleResult(
+        setl_id="S000000000001", msgid="H4401010000120261125000000001", fixmedins_code="H44010100001",
+        psn_no="44010000000000000001", insutype=310, insuplc_admdvs="440100", mdtrtarea_admvs="440100",
+        clr_type=11, pay_loc=2, kind=1, setlym="2026-11", medfee_sumamt_fen=12345, inscp_scp_amt_fen=12000,
+        hifp_pay_fen=9000, fund_pay_sumamt_fen=9000, psn_part_amt_fen=3345, acct_pay_fen=3345, balc_fen=100000,
+        line_splits=[
+            settlement_pb2.LineSplit(feedetl_sn=str(i), chrgitm_lv=1, det_item_fee_sumamt_fen=4115, inscp_scp_amt_fen=4000)
+            for i in range(3)
+        ],
+    )
+
+
+async def serve(
+    address: str,
+    service: SettlementService,
+    limits: ServerLimits = ServerLimits(),
+    on_ready: Callable[[RunningServer], Awaitable[bool]] | None = None,
+    with_echo: bool = False,
+    interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),
+) -> None:
+    """Runs until SIGTERM/SIGINT (or until on_ready returns False), then drains."""
+    running = await create_server(address, service, limits, with_echo, interceptors)
+    log.info("serving", address=address, port=running.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if on_ready is not None and not await on_ready(running):
+        stop.set()
+    await stop.wait()
+    log.info("draining", grace_s=limits.shutdown_grace_s)
+    await running.stop(limits.shutdown_grace_s)
+    log.info("stopped")

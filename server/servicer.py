@@ -1,0 +1,138 @@
+"""SettlementService over gRPC (grpc.aio): convert, call the service layer,
+map refusals to rich statuses. No business rules here."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+import grpc
+
+from medsettle.ledger.errors import Refused
+from medsettle.ledger.service import SettlementService
+from medsettle.ledger.settlement.model import Settlement
+from medsettle.server import convert
+from medsettle.server.logs import get_logger, mask
+from medsettle.server.status import OK_ITEM, item_status, rich_status
+from medsettle.v1 import settlement_pb2 as pb
+from medsettle.v1 import settlement_pb2_grpc as pb_grpc
+
+STREAM_WINDOW = 512  # stream requests submitted but not yet answered
+
+log = get_logger("medsettle.server")
+
+
+class SettlementServicer(pb_grpc.SettlementServiceServicer):
+    def __init__(self, service: SettlementService) -> None:
+        self._service = service
+
+    async def _refuse(self, context: grpc.aio.ServicerContext, method: str, refusal: Refused, code: str) -> None:
+        log.info("refused", method=method, fixmedins_code=code, reason=refusal.reason.value,
+                 fields=[v.field for v in refusal.violations])
+        await context.abort_with_status(rich_status(refusal))
+
+    @staticmethod
+    def _settled(method: str, s: Settlement) -> None:
+        log.debug("settled", method=method, setl_id=s.setl_id, fixmedins_code=s.fixmedins_code,
+                  psn_no=mask(s.psn_no), medfee_sumamt_fen=s.split.medfee_sumamt_fen,
+                  fund_pay_sumamt_fen=s.split.fund_pay_sumamt_fen)
+
+    async def PreSettle(self, request: pb.PreSettleRequest, context: grpc.aio.ServicerContext) -> pb.PreSettleResponse:
+        try:
+            settlement = await self._service.pre_settle(convert.bill_from_pb(request.request))
+        except Refused as refusal:
+            await self._refuse(context, "PreSettle", refusal, request.request.fixmedins_code)
+            raise
+        return pb.PreSettleResponse(result=convert.result_pb(settlement))
+
+    async def Settle(self, request: pb.SettleRequest, context: grpc.aio.ServicerContext) -> pb.SettleResponse:
+        try:
+            settlement = await self._service.settle(convert.bill_from_pb(request))
+        except Refused as refusal:
+            await self._refuse(context, "Settle", refusal, request.fixmedins_code)
+            raise
+        self._settled("Settle", settlement)
+        return pb.SettleResponse(result=convert.result_pb(settlement))
+
+    async def SettleStream(
+        self, request_iterator: AsyncIterator[pb.SettleStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SettleStreamResponse]:
+        pending: asyncio.Queue[tuple[int, str, asyncio.Future[Settlement] | Refused] | None] = asyncio.Queue(STREAM_WINDOW)
+
+        async def submit_all() -> None:
+            seq = 0
+            try:
+                async for item in request_iterator:
+                    bill = convert.bill_from_pb(item.request)
+                    try:
+                        outcome: asyncio.Future[Settlement] | Refused = self._service.submit_settle(bill)
+                    except Refused as refusal:
+                        outcome = refusal
+                    await pending.put((seq, bill.msgid, outcome))
+                    seq += 1
+            finally:
+                await pending.put(None)
+
+        reader = asyncio.create_task(submit_all())
+        try:
+            while (entry := await pending.get()) is not None:
+                seq, msgid, outcome = entry
+                if not isinstance(outcome, Refused):
+                    try:
+                        settlement = await outcome
+                    except Refused as refusal:
+                        outcome = refusal
+                    else:
+                        self._settled("SettleStream", settlement)
+                        yield pb.SettleStreamResponse(seq=seq, msgid=msgid, status=OK_ITEM, result=convert.result_pb(settlement))
+                        continue
+                yield pb.SettleStreamResponse(seq=seq, msgid=msgid, status=item_status(outcome))
+            await reader
+        finally:
+            reader.cancel()
+
+    async def Reverse(self, request: pb.ReverseRequest, context: grpc.aio.ServicerContext) -> pb.ReverseResponse:
+        try:
+            settlement = await self._service.reverse(request.msgid, request.fixmedins_code, request.setl_id)
+        except Refused as refusal:
+            await self._refuse(context, "Reverse", refusal, request.fixmedins_code)
+            raise
+        log.info("reversed", setl_id=settlement.setl_id, orig_setl_id=settlement.orig_setl_id,
+                 fixmedins_code=settlement.fixmedins_code)
+        return pb.ReverseResponse(result=convert.result_pb(settlement))
+
+    async def GetSettlement(self, request: pb.GetSettlementRequest, context: grpc.aio.ServicerContext) -> pb.GetSettlementResponse:
+        try:
+            settlement = await self._service.get(request.fixmedins_code, request.setl_id, request.msgid)
+        except Refused as refusal:
+            await self._refuse(context, "GetSettlement", refusal, request.fixmedins_code)
+            raise
+        return pb.GetSettlementResponse(result=convert.result_pb(settlement))
+
+    async def ListSettlements(
+        self, request: pb.ListSettlementsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ListSettlementsResponse]:
+        try:
+            async for settlement in self._service.list_settlements(
+                request.fixmedins_code, request.setlym, request.clr_type, request.limit
+            ):
+                yield pb.ListSettlementsResponse(result=convert.result_pb(settlement))
+        except Refused as refusal:
+            await self._refuse(context, "ListSettlements", refusal, request.fixmedins_code)
+
+    async def ReconcileTotals(
+        self, request: pb.ReconcileTotalsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReconcileTotalsResponse:
+        try:
+            platform, result = await self._service.reconcile_totals(
+                request.fixmedins_code, request.setlym, request.clr_type,
+                convert.totals_from_pb(request.institution_totals),
+            )
+        except Refused as refusal:
+            await self._refuse(context, "ReconcileTotals", refusal, request.fixmedins_code)
+            raise
+        return pb.ReconcileTotalsResponse(
+            platform_totals=convert.totals_pb(platform),
+            result=int(result) + 1,  # type: ignore[arg-type]  # enum is stmt_rslt + 1
+            stmt_rslt=int(result),
+        )

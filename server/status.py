@@ -1,0 +1,71 @@
+"""Refusals -> gRPC statuses with rich details (google.rpc.BadRequest for
+field violations, google.rpc.ErrorInfo with the reason code)."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from medsettle.ledger.errors import Reason, Refused
+from medsettle.v1 import settlement_pb2 as pb
+
+ERROR_DOMAIN = "medsettle.v1"
+
+STATUS_OF_REASON: dict[Reason, grpc.StatusCode] = {
+    Reason.FIELD_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.UNKNOWN_INSTITUTION: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.UNKNOWN_PERSON: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.PERSON_MISMATCH: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.VISIT_NOT_ALLOWED: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.UNKNOWN_ITEM: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.IDEMPOTENCY_CONFLICT: grpc.StatusCode.ALREADY_EXISTS,
+    Reason.NO_POLICY: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.SETTLEMENT_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Reason.REVERSAL_OF_REVERSAL: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.ALREADY_REVERSED: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.RULE_REFUSED: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Reason.STORAGE_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Reason.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def rich_status(refusal: Refused) -> grpc.Status:
+    code = STATUS_OF_REASON[refusal.reason]
+    details = [
+        _pack(error_details_pb2.ErrorInfo(reason=refusal.reason.value, domain=ERROR_DOMAIN, metadata=refusal.metadata))
+    ]
+    if refusal.violations:
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                        for v in refusal.violations
+                    ]
+                )
+            )
+        )
+    status = status_pb2.Status(code=code.value[0], message=str(refusal), details=details)
+    return rpc_status.to_status(status)
+
+
+def item_status(refusal: Refused) -> pb.ItemStatus:
+    """The same refusal as one SettleStream item's status."""
+    return pb.ItemStatus(
+        code=STATUS_OF_REASON[refusal.reason].value[0],
+        message=str(refusal),
+        reason=refusal.reason.value,
+        field_violations=[pb.FieldViolation(field=v.field, description=v.description) for v in refusal.violations],
+    )
+
+
+OK_ITEM = pb.ItemStatus(code=code_pb2.OK)

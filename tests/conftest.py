@@ -1,0 +1,133 @@
+"""Shared fixtures: a real server on port 0 in a background thread (its own
+event loop), a real client channel, a fixed clock, and bill builders."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from medsettle.client.settlement_client import SettlementClient
+from medsettle.ledger.clock import CHINA_TZ, FixedClock
+from medsettle.ledger.service import SettlementService
+from medsettle.server.app import RunningServer, create_server
+from medsettle.server.logs import configure_logging
+from medsettle.v1 import settlement_pb2 as pb
+
+# Server logs go to the real stderr, never into a command's captured output.
+configure_logging("info", "json", sys.__stderr__)
+
+# A settlement day in October 2026, China time: October can be cleared in November.
+SETTLE_AT = dt.datetime(2026, 10, 15, 10, 30, tzinfo=CHINA_TZ)
+
+
+class ServerThread:
+    """A real grpc.aio server on 127.0.0.1:0, run on a thread of its own."""
+
+    def __init__(self, db_path: Path, clock: FixedClock, with_echo: bool = False, **create_kwargs: object) -> None:
+        self.db_path = db_path
+        self.clock = clock
+        self.with_echo = with_echo
+        self.create_kwargs = create_kwargs
+        self.port = 0
+        self.service: SettlementService | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="test-server", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as error:  # surfaced by start()
+            self._error = error
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.service = SettlementService(self.db_path, self.clock)
+        running: RunningServer = await create_server(
+            "127.0.0.1:0", self.service, with_echo=self.with_echo, **self.create_kwargs  # type: ignore[arg-type]
+        )
+        self.port = running.port
+        self._ready.set()
+        await self._stop.wait()
+        await running.stop(5.0)
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(SETTLE_AT)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "ledger.db"
+
+
+@pytest.fixture
+def server(db_path: Path, clock: FixedClock) -> Iterator[ServerThread]:
+    running = ServerThread(db_path, clock).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server: ServerThread) -> Iterator[SettlementClient]:
+    with SettlementClient(server.target, deadline_s=10.0, retries=0) as c:
+        yield c
+
+
+_counter = iter(range(1, 10**9))
+
+
+def make_bill(
+    code: str = "H44010100001",
+    psn_no: str = "44010000000000000001",
+    insuplc: str = "440100",
+    insutype: int = 310,
+    visit: int = pb.VISIT_TYPE_OUTPATIENT,
+    lines: list[tuple[str, int, int]] | None = None,
+    acct: bool = True,
+    msgid: str | None = None,
+) -> pb.SettleRequest:
+    """A well-formed bill; by default a Guangzhou employee at a Guangzhou hospital."""
+    lines = lines or [("S0001", 1, 2500), ("XB0201", 1, 3500), ("XC0401", 1, 1200)]
+    return pb.SettleRequest(
+        msgid=msgid or f"T{next(_counter):012d}",
+        fixmedins_code=code,
+        psn_no=psn_no,
+        insutype=insutype,  # type: ignore[arg-type]
+        insuplc_admdvs=insuplc,
+        visit_type=visit,  # type: ignore[arg-type]
+        acct_used_flag=acct,
+        fee_lines=[pb.FeeLine(feedetl_sn=str(i + 1), hilist_code=c, cnt=n, pric_fen=p) for i, (c, n, p) in enumerate(lines)],
+    )
+
+
+@pytest.fixture
+def bill():
+    return make_bill

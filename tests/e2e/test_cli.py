@@ -1,0 +1,104 @@
+"""The CLI end to end: the README's demo command as a real process, and the
+hospital-side commands through click's runner against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from medsettle.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_demo_command_runs_a_server_and_shows_a_balanced_ledger(tmp_path):
+    db = tmp_path / "demo.db"
+    command = [sys.executable, "-m", "medsettle", "serve", "--db", str(db), "--listen", "127.0.0.1:0",
+               "--demo", "--exit-after-demo"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "S000000000001" in out and "1373.63" in out  # the Hebei example's balance after
+    assert "same setl_id S000000000002 = S000000000002: True" in out
+    assert "ALREADY_EXISTS" in out and "ALREADY_REVERSED" in out and "REVERSAL_OF_REVERSAL" in out
+    assert "INVALID_ARGUMENT" in out and "fee_lines[1].cnt" in out
+    assert re.search(r"All \d+ books balance to zero; reciprocal agency accounts match\.", out)
+    # a second run on the same database answers idempotently: nothing settled twice
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "S000000000001" in again.stdout and "S000000000006" not in again.stdout
+    assert not re.search(r"44010000000000000001|陈晓明", done.stderr + again.stderr)
+
+
+def test_readme_first_lines_are_the_two_commands():
+    lines = [line for line in (ROOT / "README.md").read_text().splitlines() if line.strip()]
+    commands = [line for line in lines[:12] if line.startswith(("./", "bash "))]
+    assert commands[:2] == ["./scripts/run.sh", "./scripts/test.sh"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "scripts/test.sh" in ci
+
+
+def test_settle_get_reverse_commands(server, tmp_path):
+    runner = CliRunner()
+    bill = {
+        "msgid": "CLI-0001", "fixmedins_code": "H44010100001", "psn_no": "44010000000000000001",
+        "insutype": "INSUTYPE_EMPLOYEE_BASIC", "insuplc_admdvs": "440100", "visit_type": "VISIT_TYPE_OUTPATIENT",
+        "acct_used_flag": True, "fee_lines": [{"feedetl_sn": "1", "hilist_code": "S0001", "cnt": 1, "pric_fen": 2500}],
+    }
+    path = tmp_path / "bill.json"
+    path.write_text(json.dumps(bill))
+    env = {"MEDSETTLE_TARGET": server.target}
+    pre = runner.invoke(main, ["settle", "--pre", str(path)], env=env)
+    assert pre.exit_code == 0, pre.output
+    assert "setl_id" not in json.loads(pre.output)
+    settled = runner.invoke(main, ["settle", str(path)], env=env)
+    assert settled.exit_code == 0, settled.output
+    result = json.loads(settled.output)
+    assert result["medfee_sumamt_fen"] == "2500" and result["setl_id"] == "S000000000001"
+    got = runner.invoke(main, ["get", "--code", "H44010100001", "--msgid", "CLI-0001"], env=env)
+    assert json.loads(got.output) == result
+    reversed_ = runner.invoke(main, ["reverse", "--code", "H44010100001", "--setl-id", "S000000000001", "--msgid", "CLI-R1"], env=env)
+    assert reversed_.exit_code == 0, reversed_.output
+    assert json.loads(reversed_.output)["medfee_sumamt_fen"] == "-2500"
+    twice = runner.invoke(main, ["reverse", "--code", "H44010100001", "--setl-id", "S000000000001"], env=env)
+    assert twice.exit_code == 1 and "FAILED_PRECONDITION" in twice.output and "setl_id: already reversed" in twice.output
+
+
+def test_settle_command_reports_field_violations(server, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"msgid": "CLI-BAD", "fixmedins_code": "H44010100001", "psn_no": "44010000000000000001",
+                                "insutype": 310, "insuplc_admdvs": "44", "visit_type": 1, "fee_lines": []}))
+    out = CliRunner().invoke(main, ["settle", str(path)], env={"MEDSETTLE_TARGET": server.target})
+    assert out.exit_code == 1
+    assert "INVALID_ARGUMENT" in out.output and "insuplc_admdvs:" in out.output and "fee_lines:" in out.output
+
+
+def test_balances_and_load_reference(tmp_path):
+    runner = CliRunner()
+    db = str(tmp_path / "ref.db")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "medsettle-reference/1", "regions": [{"admdvs": "12", "name": "x"}],
+                               "institutions": [], "catalogue": {"national": []}, "policies": []}))
+    refused = runner.invoke(main, ["load-reference", "--db", db, str(bad)])
+    assert refused.exit_code == 1 and "regions[0].admdvs" in refused.output
+    from medsettle.ledger.reference.loader import sample_document
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(sample_document(), ensure_ascii=False))
+    loaded = runner.invoke(main, ["load-reference", "--db", db, str(good)])
+    assert loaded.exit_code == 0 and "6 regions" in loaded.output
+    shown = runner.invoke(main, ["balances", "--db", db])
+    assert shown.exit_code == 0 and "balance to zero" in shown.output
+
+
+def test_every_command_has_help():
+    runner = CliRunner()
+    for name, command in main.commands.items():
+        result = runner.invoke(main, [name, "--help"])
+        assert result.exit_code == 0 and (command.help or "").split("\n")[0][:20] in result.output, name
