@@ -74,6 +74,10 @@ class _Batch:
     reversed: dict[str, str] = field(default_factory=dict)
 
 
+def _storage_failure(error: Exception) -> Refused:
+    return Refused(Reason.STORAGE_UNAVAILABLE, f"storage unavailable ({error}); nothing was written, retry with the same msgid")
+
+
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -84,30 +88,36 @@ class SettlementProcessor:
         self._reference = reference
         self._clock = clock
         self._persons: dict[str, PersonState] = {}
-        self._setl_no, self._entry_no, self._last_hash = store.chain_head()
 
     def run_batch(self, commands: Sequence[Any]) -> list[Any]:
-        batch = _Batch(BatchWrite(), self._setl_no, self._entry_no, self._last_hash)
-        outcomes: list[Any] = []
-        for command in commands:
-            try:
-                if isinstance(command, SettleCommand):
-                    outcomes.append(self._settle(command, batch))
-                else:
-                    outcomes.append(self._reverse(command, batch))
-            except Refused as refusal:
-                outcomes.append(refusal)
-            except Exception as error:  # a broken invariant: write nothing of this batch
-                failed = Refused(Reason.INTERNAL, f"internal error: {type(error).__name__}; nothing was written")
-                return [failed] * len(commands)
-        if not batch.write.settlements:
-            return outcomes
+        """One transaction. The chain head is read under the write lock, so
+        another process (the clearing run) may append between batches."""
         try:
-            self._store.write_batch(batch.write)
+            self._store.begin()
+            batch = _Batch(BatchWrite(), *self._store.chain_head())
         except StorageError as error:
-            failed = Refused(Reason.STORAGE_UNAVAILABLE, f"storage unavailable ({error}); nothing was written, retry with the same msgid")
-            return [o if isinstance(o, Refused) else failed for o in outcomes]
-        self._setl_no, self._entry_no, self._last_hash = batch.setl_no, batch.entry_no, batch.last_hash
+            self._store.rollback()
+            return [_storage_failure(error)] * len(commands)
+        outcomes: list[Any] = []
+        try:
+            for command in commands:
+                try:
+                    if isinstance(command, SettleCommand):
+                        outcomes.append(self._settle(command, batch))
+                    else:
+                        outcomes.append(self._reverse(command, batch))
+                except Refused as refusal:
+                    outcomes.append(refusal)
+            if batch.write.settlements:
+                self._store.insert_batch(batch.write)
+            self._store.commit()
+        except StorageError as error:
+            self._store.rollback()
+            failed = _storage_failure(error)
+            return [o if isinstance(o, Refused) else failed for o in outcomes] + [failed] * (len(commands) - len(outcomes))
+        except Exception as error:  # a broken invariant: write nothing of this batch
+            self._store.rollback()
+            return [Refused(Reason.INTERNAL, f"internal error: {type(error).__name__}; nothing was written")] * len(commands)
         self._remember(batch.write.persons)
         return outcomes
 

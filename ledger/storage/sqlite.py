@@ -231,40 +231,52 @@ class SqliteLedgerStore:
         }
         return PersonState(psn_no, row[0], row[1], row[2], years)
 
-    def write_batch(self, batch: BatchWrite) -> None:
-        """One transaction; on return it is durable. On error nothing is written."""
+    def begin(self) -> None:
+        """Takes the write lock: no other process appends until commit or rollback."""
+        try:
+            self._write.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise StorageError(str(error)) from error
+
+    def commit(self) -> None:
+        """On return the transaction is durable (WAL, synchronous=FULL)."""
+        try:
+            self._write.execute("COMMIT")
+        except sqlite3.Error as error:
+            self.rollback()
+            raise StorageError(str(error)) from error
+
+    def rollback(self) -> None:
+        if self._write.in_transaction:
+            try:
+                self._write.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the connection already rolled back (e.g. SQLITE_FULL)
+
+    def insert_batch(self, batch: BatchWrite) -> None:
+        """Inserts one group commit's rows inside the open transaction."""
         conn = self._write
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_INSERT_SETTLEMENT, batch.settlements)
-                conn.executemany(
-                    "INSERT INTO journal_entries (entry_no, setl_id, kind, setlym, created_us, prev_hash, hash) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    batch.entries,
-                )
-                conn.executemany(
-                    "INSERT INTO postings (entry_no, setlym, book, account, amount_fen) VALUES (?, ?, ?, ?, ?)",
-                    batch.postings,
-                )
-                conn.executemany(
-                    "UPDATE persons SET acct_balc_fen = ? WHERE psn_no = ?",
-                    [(s.acct_balc_fen, s.psn_no) for s in batch.persons.values()],
-                )
-                conn.executemany(
-                    "INSERT INTO person_years (psn_no, year, dedc_used_fen, fund_paid_fen) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (psn_no, year) DO UPDATE SET dedc_used_fen = excluded.dedc_used_fen, "
-                    "fund_paid_fen = excluded.fund_paid_fen",
-                    [
-                        (psn, year, *batch.persons[psn].years[year])
-                        for psn, year in sorted(batch.touched_years)
-                    ],
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            conn.executemany(_INSERT_SETTLEMENT, batch.settlements)
+            conn.executemany(
+                "INSERT INTO journal_entries (entry_no, setl_id, kind, setlym, created_us, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                batch.entries,
+            )
+            conn.executemany(
+                "INSERT INTO postings (entry_no, setlym, book, account, amount_fen) VALUES (?, ?, ?, ?, ?)",
+                batch.postings,
+            )
+            conn.executemany(
+                "UPDATE persons SET acct_balc_fen = ? WHERE psn_no = ?",
+                [(s.acct_balc_fen, s.psn_no) for s in batch.persons.values()],
+            )
+            conn.executemany(
+                "INSERT INTO person_years (psn_no, year, dedc_used_fen, fund_paid_fen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (psn_no, year) DO UPDATE SET dedc_used_fen = excluded.dedc_used_fen, "
+                "fund_paid_fen = excluded.fund_paid_fen",
+                [(psn, year, *batch.persons[psn].years[year]) for psn, year in sorted(batch.touched_years)],
+            )
         except sqlite3.Error as error:
             raise StorageError(str(error)) from error
 
