@@ -1,0 +1,1 @@
+"""The monthly provincial clearing run: reconcile, net, post, pay."""
