@@ -27,9 +27,10 @@ from medsettle.ledger.reference.models import (
 )
 
 FORMAT = "medsettle-reference/1"
-ADMDVS = re.compile(r"^\d{6}$")
-CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
-PSN_NO = re.compile(r"^[A-Za-z0-9]{1,30}$")
+# \Z, not $: "$" also matches before a trailing newline
+ADMDVS = re.compile(r"^[0-9]{6}\Z")  # ASCII digits only: \d would accept full-width ones
+CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}\Z")
+PSN_NO = re.compile(r"^[A-Za-z0-9]{1,30}\Z")
 INSUTYPES = (310, 390)
 
 
@@ -50,6 +51,8 @@ def read_document(path: str | Path) -> dict[str, Any]:
 
 
 def _get(record: dict[str, Any], key: str, where: str, kind: type, default: Any = ...) -> Any:
+    if not isinstance(record, dict):
+        raise ReferenceDataError(f"{where}: must be an object, got {type(record).__name__}")
     if key not in record:
         if default is ...:
             raise ReferenceDataError(f"{where}.{key}: missing")
@@ -133,14 +136,17 @@ def _policy(record: dict[str, Any], where: str, regions: dict[str, Region]) -> P
     if insutype not in INSUTYPES:
         raise ReferenceDataError(f"{where}.insutype: {insutype} is not one of {INSUTYPES}")
     ratios: dict[VisitKind, dict[int, int]] = {}
-    for visit_text, by_level in _get(record, "ratios_bp", where, dict).items():
+    ratios_doc = _get(record, "ratios_bp", where, dict)
+    for visit_text in ratios_doc:
         try:
             visit = VisitKind(visit_text)
         except ValueError:
             raise ReferenceDataError(f"{where}.ratios_bp.{visit_text}: unknown visit kind") from None
         ratios[visit] = {}
-        for level_text, bp in by_level.items():
-            if not (isinstance(bp, int) and 0 <= bp <= BASIS_POINTS):
+        for level_text, bp in _get(ratios_doc, visit_text, f"{where}.ratios_bp", dict).items():
+            if level_text not in ("0", "1", "2", "3"):
+                raise ReferenceDataError(f"{where}.ratios_bp.{visit_text}.{level_text}: level outside 0..3")
+            if not (isinstance(bp, int) and not isinstance(bp, bool) and 0 <= bp <= BASIS_POINTS):
                 raise ReferenceDataError(f"{where}.ratios_bp.{visit_text}.{level_text}: {bp!r} outside 0..10000")
             ratios[visit][int(level_text)] = bp
     return Policy(
@@ -189,9 +195,10 @@ def parse_document(doc: dict[str, Any]) -> tuple[ReferenceData, list[Person]]:
     for i, record in enumerate(_get(catalogue, "national", "catalogue", list)):
         item = _item(record, f"catalogue.national[{i}]")
         data.catalogue[item.code] = item
-    for province, records in _get(catalogue, "provinces", "catalogue", dict, {}).items():
+    provinces = _get(catalogue, "provinces", "catalogue", dict, {})
+    for province in provinces:
         items = data.province_catalogue.setdefault(province, {})
-        for i, record in enumerate(records):
+        for i, record in enumerate(_get(provinces, province, "catalogue.provinces", list)):
             item = _item(record, f"catalogue.provinces.{province}[{i}]")
             items[item.code] = item
     for i, record in enumerate(_get(doc, "policies", "", list)):

@@ -16,14 +16,15 @@ MAX_BILL_FEN = 100_000_000_000  # 1 billion yuan per bill
 MAX_DELIVERY_FEE_FEN = 1_000_000  # 10,000 yuan
 MAX_TEXT = 50
 
-MSGID = re.compile(r"^[A-Za-z0-9_-]{1,30}$")
-CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,29}$")
-PSN_NO = re.compile(r"^[A-Za-z0-9]{1,30}$")
-ADMDVS = re.compile(r"^\d{6}$")
-SETL_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-HILIST_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
-DIAG_CODE = re.compile(r"^[A-Za-z0-9.]{0,20}$")
-RX_ID = re.compile(r"^[A-Za-z0-9_-]{0,40}$")
+# \Z, not $: "$" also matches before a trailing newline ("M1\n" would pass)
+MSGID = re.compile(r"^[A-Za-z0-9_-]{1,30}\Z")
+CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,29}\Z")
+PSN_NO = re.compile(r"^[A-Za-z0-9]{1,30}\Z")
+ADMDVS = re.compile(r"^[0-9]{6}\Z")  # ASCII digits only: \d would accept full-width ones
+SETL_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}\Z")
+HILIST_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}\Z")
+DIAG_CODE = re.compile(r"^[A-Za-z0-9.]{0,20}\Z")
+RX_ID = re.compile(r"^[A-Za-z0-9_-]{0,40}\Z")
 INSUTYPES = (310, 390)
 
 
