@@ -106,12 +106,15 @@ def balances(db: str, period: str | None) -> None:
 
 def _print_balances(db: str, period: str | None, console: Console) -> bool:
     from medsettle.ledger.money import yuan
+    from medsettle.ledger.clearing.store import ClearingStore
     from medsettle.ledger.posting.invariants import reciprocity_breaks, trial_balance_breaks
-    from medsettle.ledger.storage.sqlite import SqliteLedgerStore
 
-    store = SqliteLedgerStore(db)
+    store = ClearingStore(db)
     try:
         balances_fen = store.book_balances(period)
+        # Pairs are compared on settlement postings: one province's clearing
+        # zeroes its side of a cross-province pair before the other's does.
+        settled_pairs_fen = store.settlement_agency_balances(period)
     finally:
         store.close()
     table = Table(title=f"Ledger balances{' ' + period if period else ''} (yuan; debit +, credit -)")
@@ -122,7 +125,7 @@ def _print_balances(db: str, period: str | None, console: Console) -> bool:
         if amount:
             table.add_row(book, account, yuan(amount))
     console.print(table)
-    breaks = trial_balance_breaks(balances_fen) + reciprocity_breaks(balances_fen)
+    breaks = trial_balance_breaks(balances_fen) + reciprocity_breaks(settled_pairs_fen)
     books = {book for book, _ in balances_fen}
     if breaks:
         for item in breaks:
@@ -215,6 +218,11 @@ def get(target: str, token: str | None, fixmedins_code: str, setl_id: str, msgid
             raise _refused(error) from None
     _print_message(result)
 
+
+from medsettle.cli_clearing import clear, prepay  # noqa: E402  (provincial clearing, issue #4)
+
+main.add_command(clear)
+main.add_command(prepay)
 
 if __name__ == "__main__":
     main()

@@ -28,3 +28,17 @@ def clearing_province(province: str) -> str:
 
 def prepaid_agency(admdvs: str) -> str:
     return f"prepaid:agency:{admdvs}"
+
+
+# Provincial clearing (ledger/clearing): the provincial book's side of each
+# agency's net position, the agency's side of its prepaid fund, and the
+# provincial clearing bank account that prepaid funds are paid into.
+CLEARING_BANK = "fund:clearing_bank"
+
+
+def clearing_agency(admdvs: str) -> str:
+    return f"clearing:agency:{admdvs}"
+
+
+def prepaid_province(province: str) -> str:
+    return f"prepaid:province:{province}"

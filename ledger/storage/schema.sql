@@ -107,3 +107,20 @@ CREATE TRIGGER IF NOT EXISTS postings_append_only_u BEFORE UPDATE ON postings
 BEGIN SELECT RAISE(ABORT, 'postings are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS postings_append_only_d BEFORE DELETE ON postings
 BEGIN SELECT RAISE(ABORT, 'postings are append-only'); END;
+
+-- Provincial clearing runs (ledger/clearing): one per province and period,
+-- written in the same transaction as the clearing journal entry; the stored
+-- statement is what a re-run prints, byte for byte.
+CREATE TABLE IF NOT EXISTS clearing_runs (
+    province TEXT NOT NULL,
+    period TEXT NOT NULL,
+    entry_no INTEGER NOT NULL,
+    cleared_us INTEGER NOT NULL,
+    statement_json TEXT NOT NULL,
+    statement_sha256 TEXT NOT NULL,
+    PRIMARY KEY (province, period)
+);
+CREATE TRIGGER IF NOT EXISTS clearing_runs_append_only_u BEFORE UPDATE ON clearing_runs
+BEGIN SELECT RAISE(ABORT, 'clearing runs are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS clearing_runs_append_only_d BEFORE DELETE ON clearing_runs
+BEGIN SELECT RAISE(ABORT, 'clearing runs are append-only'); END;

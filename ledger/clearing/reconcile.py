@@ -1,0 +1,266 @@
+"""Reconciliation before any clearing posting. Each check streams or
+aggregates in the database; a break says what, where and how much.
+
+- every journal entry of the period matches its hash and links to the one
+  before it (a posting changed behind the service's back breaks its entry);
+- every settlement's postings match its amounts (the posting rules applied
+  to the stored settlement) and every settlement has its entry;
+- every book of the province has a zero trial balance for the period;
+- every reciprocal pair with a side in the province matches;
+- every institution's settlement totals match its payable account;
+- optionally, institution-declared totals (3201/3203 shape) match the
+  platform's, with the 0/1/2/3 result per institution and the platform's
+  settlements listed where they differ (3202).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from medsettle.ledger.clearing.netting import ReciprocalBalance, in_province
+from medsettle.ledger.clearing.period import ClearingRefused
+from medsettle.ledger.clearing.store import SETTLEMENT_KINDS, ClearingStore, InstitutionTotals, StoredEntry
+from medsettle.ledger.money import MAX_AMOUNT_FEN
+from medsettle.ledger.posting import accounts
+from medsettle.ledger.posting.invariants import PAYABLE, RECEIVABLE, Break, reciprocity_breaks, trial_balance_breaks
+from medsettle.ledger.posting.rules import settlement_postings
+from medsettle.ledger.reconcile import StmtResult, Totals, compare_totals
+from medsettle.ledger.settlement.model import ClrType
+
+MAX_LISTED_BREAKS_PER_KIND = 200  # the report counts every break, lists this many of each kind
+MAX_LISTED_SETTLEMENTS = 200  # per institution and clr_type whose declared totals differ
+MAX_DECLARED_ROWS = 100_000
+DECLARED_COLUMNS = (
+    "fixmedins_code", "clr_type", "setl_cnt", "medfee_sumamt_fen",
+    "fund_pay_sumamt_fen", "acct_pay_fen", "psn_cash_pay_fen",
+)
+INSTITUTION_CODE = re.compile(r"^[A-Z][0-9]{11}\Z")
+PAYABLE_INSTITUTION = accounts.payable_institution("")
+PROGRESS_EVERY = 10_000
+
+Progress = Callable[[int], None]  # called with the number of entries just verified
+
+
+@dataclass(slots=True)
+class BreakLog:
+    """Every break counted; the first few of each kind kept for the report."""
+
+    listed: list[Break] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, item: Break) -> None:
+        self.counts[item.kind] += 1
+        if self.counts[item.kind] <= MAX_LISTED_BREAKS_PER_KIND:
+            self.listed.append(item)
+
+    def extend(self, items: Iterable[Break]) -> None:
+        for item in items:
+            self.add(item)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredResult:
+    """One institution's 3201 result for a clr_type, with the platform's
+    records listed (3202) when it is not balanced."""
+
+    fixmedins_code: str
+    clr_type: int
+    stmt_rslt: StmtResult
+    platform: Totals
+    declared: Totals
+    platform_settlements: tuple[tuple[str, str, int, int], ...] = ()  # setl_id, msgid, medfee, fund
+
+
+# ---- journal entries -------------------------------------------------------
+def verify_entries(store: ClearingStore, period: str, log: BreakLog, progress: Progress | None = None) -> int:
+    """One streaming pass over the period's entries; returns how many."""
+    previous: tuple[int, str] | None = None
+    seen = 0
+    for entry in store.iter_period_entries(period):
+        if previous is not None and previous[0] == entry.entry_no - 1:
+            expected_prev: str | None = previous[1]
+        else:
+            expected_prev = store.hash_of_entry(entry.entry_no - 1)
+        where = f"entry {entry.entry_no} ({entry.setl_id})"
+        if entry.prev_hash != expected_prev:
+            log.add(Break("hash_chain", where, 0, f"{where} does not link to entry {entry.entry_no - 1}"))
+        if entry.computed_hash() != entry.hash:
+            log.add(Break("hash_chain", where, 0,
+                          f"{where} does not match its hash: it was changed after it was written"))
+        for book, account, amount, setlym in entry.postings:
+            if setlym != entry.setlym:
+                log.add(Break("posting_period", where, amount,
+                              f"{where} posting {book} {account} is in period {setlym}, its entry in {entry.setlym}"))
+        if entry.kind in SETTLEMENT_KINDS:
+            _check_settlement_postings(entry, where, log)
+        previous = (entry.entry_no, entry.hash)
+        seen += 1
+        if progress is not None and seen % PROGRESS_EVERY == 0:
+            progress(PROGRESS_EVERY)
+    if progress is not None:
+        progress(seen % PROGRESS_EVERY)
+    for setl_id in store.settlements_without_entry(period, MAX_LISTED_BREAKS_PER_KIND):
+        log.add(Break("settlement_postings", setl_id, 0, f"settlement {setl_id} has no journal entry"))
+    return seen
+
+
+def _check_settlement_postings(entry: StoredEntry, where: str, log: BreakLog) -> None:
+    if entry.settlement is None:
+        log.add(Break("settlement_postings", where, 0, f"{where} has no settlement {entry.setl_id}"))
+        return
+    insuplc, mdtrtarea, payee, hifp_fen, acct_fen, setlym = entry.settlement
+    if setlym != entry.setlym:
+        log.add(Break("settlement_postings", where, 0,
+                      f"{where} is in period {entry.setlym}, its settlement in {setlym}"))
+    expected: dict[tuple[str, str], int] = defaultdict(int)
+    for posting in settlement_postings(insuplc, mdtrtarea, payee, hifp_fen, acct_fen):
+        expected[(posting.book, posting.account)] += posting.amount_fen
+    actual: dict[tuple[str, str], int] = defaultdict(int)
+    for book, account, amount, _ in entry.postings:
+        actual[(book, account)] += amount
+    if actual == expected:
+        return
+    differences = {key: actual.get(key, 0) - expected.get(key, 0) for key in set(actual) | set(expected)}
+    differences = {key: diff for key, diff in differences.items() if diff}
+    if not differences:  # a zero posting stored where none is expected: harmless but not the rule
+        differences = {key: 0 for key in set(actual) ^ set(expected)}
+    detail = "; ".join(f"{book} {account} off by {diff} fen" for (book, account), diff in sorted(differences.items()))
+    log.add(Break("settlement_postings", where, max((abs(d) for d in differences.values()), default=0),
+                  f"{where}: postings do not match the settlement's amounts: {detail}"))
+
+
+# ---- balances --------------------------------------------------------------
+def book_breaks(province_balances: Mapping[tuple[str, str], int],
+                agency_balances: Mapping[tuple[str, str], int], province: str) -> list[Break]:
+    """Trial balance of the province's books; reciprocal pairs with a side in it."""
+    pairs_here = {
+        (book, account): amount for (book, account), amount in agency_balances.items()
+        if in_province(book, province) or in_province(_counterparty(account), province)
+    }
+    return trial_balance_breaks(province_balances) + reciprocity_breaks(pairs_here)
+
+
+def reciprocal_balances(province_balances: Mapping[tuple[str, str], int], province: str) -> list[ReciprocalBalance]:
+    """The period's reciprocal balances as the province's own books hold them:
+    a treatment agency's receivable, or (for a treatment agency elsewhere) the
+    insurance agency's payable."""
+    found = []
+    for (book, account), amount in sorted(province_balances.items()):
+        if book.startswith("province:") or amount == 0:
+            continue
+        if account.startswith(RECEIVABLE):
+            found.append(ReciprocalBalance(book, account[len(RECEIVABLE):], amount))
+        elif account.startswith(PAYABLE) and not in_province(account[len(PAYABLE):], province):
+            found.append(ReciprocalBalance(account[len(PAYABLE):], book, -amount))
+    return found
+
+
+def institution_breaks(totals: Iterable[InstitutionTotals], province_balances: Mapping[tuple[str, str], int],
+                       log: BreakLog) -> list[InstitutionTotals]:
+    """Each institution's settlement totals against its payable account."""
+    kept = []
+    matched: set[tuple[str, str]] = set()
+    for item in totals:
+        key = (item.agency, accounts.payable_institution(item.fixmedins_code))
+        matched.add(key)
+        booked_fen = -province_balances.get(key, 0)
+        if booked_fen != item.payable_fen:
+            log.add(Break("institution_payable", f"{item.agency} {key[1]}", booked_fen - item.payable_fen,
+                          f"{item.fixmedins_code}: settlements owe it {item.payable_fen} fen, "
+                          f"{item.agency}'s {key[1]} says {booked_fen} fen"))
+        kept.append(item)
+    for key, amount in sorted(province_balances.items()):
+        if key[1].startswith(PAYABLE_INSTITUTION) and key not in matched and amount != 0:
+            log.add(Break("institution_payable", f"{key[0]} {key[1]}", -amount,
+                          f"{key[0]}'s {key[1]} is {-amount} fen with no settlement of the period behind it"))
+    return kept
+
+
+def _counterparty(account: str) -> str:
+    for prefix in (RECEIVABLE, PAYABLE):
+        if account.startswith(prefix):
+            return account[len(prefix):]
+    return ""
+
+
+# ---- declared totals (3201 / 3203) ----------------------------------------
+@dataclass(frozen=True, slots=True)
+class DeclaredRow:
+    fixmedins_code: str
+    clr_type: int
+    totals: Totals
+
+
+def read_declared(path: str | Path) -> list[DeclaredRow]:
+    """Reads the institution-declared totals; a bad file is refused whole,
+    naming the line and the column."""
+    rows: list[DeclaredRow] = []
+    seen: set[tuple[str, int]] = set()
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or sorted(reader.fieldnames) != sorted(DECLARED_COLUMNS):
+            raise ClearingRefused(f"--declared {path}: the header must be {','.join(DECLARED_COLUMNS)}, "
+                                  f"got {','.join(reader.fieldnames or [])}")
+        for record in reader:
+            line = reader.line_num
+            if len(rows) >= MAX_DECLARED_ROWS:
+                raise ClearingRefused(f"--declared {path}: more than {MAX_DECLARED_ROWS} rows")
+            code = record["fixmedins_code"] or ""
+            if not INSTITUTION_CODE.match(code):
+                raise ClearingRefused(f"--declared line {line}: fixmedins_code {code!r} is not an institution code")
+            values = {name: _declared_int(record, name, line) for name in DECLARED_COLUMNS[1:]}
+            if values["clr_type"] not in {int(c) for c in ClrType}:
+                raise ClearingRefused(f"--declared line {line}: clr_type must be one of 11, 21, 41")
+            key = (code, values["clr_type"])
+            if key in seen:
+                raise ClearingRefused(f"--declared line {line}: {code} clr_type {key[1]} is declared twice")
+            seen.add(key)
+            rows.append(DeclaredRow(code, values.pop("clr_type"), Totals(**values)))
+    return rows
+
+
+def _declared_int(record: Mapping[str, str | None], name: str, line: int) -> int:
+    text = (record.get(name) or "").strip()
+    if not re.fullmatch(r"-?[0-9]{1,15}", text) or abs(int(text)) > MAX_AMOUNT_FEN:
+        raise ClearingRefused(f"--declared line {line}: {name} must be an integer (fen) within "
+                              f"±{MAX_AMOUNT_FEN}, got {text!r}")
+    return int(text)
+
+
+def compare_declared(store: ClearingStore, period: str, declared: list[DeclaredRow],
+                     institutions: Iterable[InstitutionTotals], log: BreakLog) -> list[DeclaredResult]:
+    """The 0/1/2/3 result per declared row; institutions with records in the
+    period that declared nothing are compared with zeros (platform has more)."""
+    wanted = {(row.fixmedins_code, row.clr_type): row.totals for row in declared}
+    for item in institutions:
+        for clr_type in ClrType:
+            key = (item.fixmedins_code, int(clr_type))
+            if key not in wanted and store.period_totals(key[0], period, key[1])[0]:
+                wanted[key] = Totals(0, 0, 0, 0, 0)
+    results = []
+    for (code, clr_type), declared_totals in sorted(wanted.items()):
+        platform = Totals(*store.period_totals(code, period, clr_type))
+        result = compare_totals(platform, declared_totals)
+        listed: tuple[tuple[str, str, int, int], ...] = ()
+        if result != StmtResult.BALANCED:
+            page = store.list_settlements_page(code, period, clr_type, 0, MAX_LISTED_SETTLEMENTS)
+            listed = tuple((s.setl_id, s.msgid, s.split.medfee_sumamt_fen, s.split.fund_pay_sumamt_fen)
+                           for _, s in page)
+            log.add(Break(
+                "declared_totals", f"{code} clr_type {clr_type}",
+                platform.fund_pay_sumamt_fen - declared_totals.fund_pay_sumamt_fen,
+                f"{code} clr_type {clr_type}: stmt_rslt {int(result)} ({result.name.lower()}): platform "
+                f"{platform.setl_cnt} records, {platform.medfee_sumamt_fen} fen; institution "
+                f"{declared_totals.setl_cnt} records, {declared_totals.medfee_sumamt_fen} fen",
+            ))
+        results.append(DeclaredResult(code, clr_type, result, platform, declared_totals, listed))
+    return results

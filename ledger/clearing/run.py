@@ -1,0 +1,124 @@
+"""The monthly provincial clearing run: period rules, reconciliation in one
+read snapshot, then netting and posting in one BEGIN IMMEDIATE transaction
+that also records the run (a run killed midway leaves nothing)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from medsettle.ledger.clearing import netting
+from medsettle.ledger.clearing.period import (
+    ClearingRefused,
+    check_period_ended,
+    check_province,
+    clearing_entry_id,
+)
+from medsettle.ledger.clearing.reconcile import (
+    BreakLog,
+    DeclaredResult,
+    book_breaks,
+    compare_declared,
+    institution_breaks,
+    read_declared,
+    reciprocal_balances,
+    verify_entries,
+)
+from medsettle.ledger.clearing.statement import breaks_report, build_statement, render_json, sha256_text
+from medsettle.ledger.clearing.store import ClearingRun, ClearingStore
+from medsettle.ledger.clock import CHINA_TZ, Clock, period_of
+from medsettle.ledger.storage.sqlite import to_us
+
+CLEARING_KIND = "clearing"
+PREPAY_KIND = "prepay"
+MAX_PREPAY_FEN = 10**13
+
+
+class Outcome(enum.Enum):
+    CLEARED = "cleared"
+    ALREADY_CLEARED = "already_cleared"
+    DRY_RUN = "dry_run"
+    BREAKS = "breaks"
+
+
+@dataclass(slots=True)
+class RunResult:
+    outcome: Outcome
+    statement_json: str = ""  # the stored bytes (cleared), or the would-be statement (dry run)
+    breaks: dict[str, Any] = field(default_factory=dict)  # the breaks report (BREAKS)
+    entries_verified: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """Progress reporting for long runs (the CLI draws a bar)."""
+
+    start: Callable[[int], None] = lambda total: None
+    advance: Callable[[int], None] = lambda done: None
+
+
+def run_clearing(store: ClearingStore, province: str, period: str, clock: Clock, *, dry_run: bool = False,
+                 declared_csv: str | Path | None = None, hooks: Hooks = Hooks()) -> RunResult:
+    check_province(province)
+    now = clock.now()
+    check_period_ended(period, now)
+    declared_rows = read_declared(declared_csv) if declared_csv else None
+    existing = store.find_run(province, period)
+    if existing is not None:
+        return RunResult(Outcome.ALREADY_CLEARED, existing.statement_json)
+
+    log = BreakLog()
+    with store.snapshot():
+        head = store.last_entry_no()
+        hooks.start(store.count_period_entries(period))
+        verified = verify_entries(store, period, log, hooks.advance)
+        balances = store.province_balances(period, province)
+        log.extend(book_breaks(balances, store.settlement_agency_balances(period), province))
+        institutions = institution_breaks(store.institution_totals(period, province), balances, log)
+        declared: list[DeclaredResult] = []
+        if declared_rows is not None:
+            declared = compare_declared(store, period, declared_rows, institutions, log)
+        reciprocal = reciprocal_balances(balances, province)
+        prepaid = store.prepaid_balances(province)
+    if log.total:
+        return RunResult(Outcome.BREAKS, breaks=breaks_report(province, period, log, declared), entries_verified=verified)
+
+    cleared_at = now.astimezone(CHINA_TZ).isoformat()
+    if dry_run:
+        plan = netting.clear(province, reciprocal, prepaid)
+        statement = build_statement(province, period, cleared_at, None, institutions, reciprocal, plan, declared)
+        return RunResult(Outcome.DRY_RUN, render_json(statement), entries_verified=verified)
+
+    with store.posting():
+        if store.run_exists(province, period):  # another run won the race while we reconciled
+            raise ClearingRefused(f"province {province} period {period} was cleared by another run; "
+                                  "run again to print its statement")
+        if store.period_appended_since(period, head):
+            raise ClearingRefused(f"period {period} changed while it was reconciled; run again")
+        # the prepaid funds are read again under the write lock: a prepayment may have landed
+        plan = netting.clear(province, reciprocal, store.prepaid_balances(province))
+        entry = store.append_entry(clearing_entry_id(province, period), CLEARING_KIND, period, now, list(plan.postings))
+        statement_json = render_json(
+            build_statement(province, period, cleared_at, entry, institutions, reciprocal, plan, declared)
+        )
+        store.record_run(ClearingRun(province, period, entry[0], to_us(now), statement_json, sha256_text(statement_json)))
+    return RunResult(Outcome.CLEARED, statement_json, entries_verified=verified)
+
+
+def prepay(store: ClearingStore, province: str, agency: str, amount_fen: int, clock: Clock) -> tuple[int, str]:
+    """An insurance-place agency pays into its prepaid fund (one journal entry,
+    in the period in which it happens)."""
+    check_province(province)
+    if not (len(agency) == 6 and agency.isdigit() and netting.in_province(agency, province)):
+        raise ClearingRefused(f"--agency must be a 6-digit region code of province {province}, got {agency!r}")
+    if not 0 < amount_fen <= MAX_PREPAY_FEN:
+        raise ClearingRefused(f"--amount-fen must be between 1 and {MAX_PREPAY_FEN}, got {amount_fen}")
+    now = clock.now()
+    with store.posting():
+        entry_no, digest = store.append_entry(
+            f"PREPAY-{agency}-{to_us(now)}", PREPAY_KIND, period_of(now), now,
+            netting.prepay_postings(province, agency, amount_fen),
+        )
+    return entry_no, digest

@@ -1,0 +1,253 @@
+"""The SQL of the clearing run. Every read aggregates in the database or
+streams through a cursor: nothing here holds a month of settlements.
+
+Reads run in one read transaction (a WAL snapshot, `snapshot()`); the
+posting runs in a `BEGIN IMMEDIATE` transaction on the write connection,
+which reads the journal's chain head under the lock, as the server's writer
+does per batch, so clearing may run while a server appends to the same file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from medsettle.ledger.clock import parse_period
+from medsettle.ledger.posting import accounts
+from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
+from medsettle.ledger.posting.rules import Posting
+from medsettle.ledger.storage.sqlite import BatchWrite, SqliteLedgerStore, to_us
+
+SETTLEMENT_KINDS = ("settle", "reverse")  # journal entry kinds written by the settlement processor
+AGENCY_ACCOUNT_PREFIXES = ("receivable:agency:", "payable:agency:")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """One journal entry with its postings and, for a settlement or a
+    reversal, the amounts its postings must match."""
+
+    entry_no: int
+    setl_id: str
+    kind: str
+    setlym: str
+    created_us: int
+    prev_hash: str
+    hash: str
+    postings: tuple[tuple[str, str, int, str], ...]  # (book, account, amount_fen, setlym) in insert order
+    settlement: tuple[str, str, str, int, int, str] | None  # insuplc, mdtrtarea, payee, hifp, acct, setlym
+
+    def computed_hash(self) -> str:
+        return entry_hash(
+            self.prev_hash, self.entry_no, self.setl_id, self.kind, self.setlym, self.created_us,
+            (Posting(book, account, amount) for book, account, amount, _ in self.postings),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InstitutionTotals:
+    fixmedins_code: str  # the payee
+    agency: str  # the treatment-place agency whose book holds the payable
+    setl_cnt: int  # records, reversals included (as ReconcileTotals counts them)
+    medfee_sumamt_fen: int
+    fund_pay_sumamt_fen: int
+    acct_pay_fen: int
+    psn_cash_pay_fen: int
+    payable_fen: int  # fund + personal-account parts: what the agency owes the institution
+
+
+@dataclass(frozen=True, slots=True)
+class ClearingRun:
+    province: str
+    period: str
+    entry_no: int
+    cleared_us: int
+    statement_json: str
+    statement_sha256: str
+
+
+def province_book_range(province: str) -> tuple[str, str]:
+    """[low, high) of the 6-digit agency book names of a province."""
+    return province, f"{int(province) + 1:02d}"
+
+
+def months_between(first: str, last: str) -> Iterator[str]:
+    year, month = parse_period(first)
+    end = parse_period(last)
+    while (year, month) <= end:
+        yield f"{year:04d}-{month:02d}"
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
+
+class ClearingStore(SqliteLedgerStore):
+    # ---- the read snapshot ------------------------------------------
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside sees one consistent state of the file."""
+        conn = self.reader()
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
+
+    def last_entry_no(self) -> int:
+        return self.reader().execute("SELECT COALESCE(MAX(entry_no), 0) FROM journal_entries").fetchone()[0]
+
+    def count_period_entries(self, period: str) -> int:
+        return self.reader().execute(
+            "SELECT COUNT(*) FROM journal_entries WHERE setlym = ?", (period,)
+        ).fetchone()[0]
+
+    def iter_period_entries(self, period: str) -> Iterator[StoredEntry]:
+        """The period's journal entries in order, with postings and settlement
+        amounts, from one streaming cursor."""
+        cursor = self.reader().execute(
+            "SELECT j.entry_no, j.setl_id, j.kind, j.setlym, j.created_us, j.prev_hash, j.hash, "
+            "s.insuplc_admdvs, s.mdtrtarea_admvs, s.payee_code, s.hifp_pay_fen, s.acct_pay_fen, s.setlym, "
+            "p.book, p.account, p.amount_fen, p.setlym "
+            "FROM journal_entries j "
+            "LEFT JOIN settlements s ON s.setl_id = j.setl_id AND j.kind IN ('settle', 'reverse') "
+            "LEFT JOIN postings p ON p.entry_no = j.entry_no "
+            "WHERE j.setlym = ? ORDER BY j.entry_no, p.rowid",
+            (period,),
+        )
+        current: list[Any] | None = None
+        postings: list[tuple[str, str, int, str]] = []
+        for row in cursor:
+            if current is None or row[0] != current[0]:
+                if current is not None:
+                    yield _entry(current, postings)
+                current, postings = list(row), []
+            if row[13] is not None:
+                postings.append((row[13], row[14], row[15], row[16]))
+        if current is not None:
+            yield _entry(current, postings)
+
+    def hash_of_entry(self, entry_no: int) -> str | None:
+        if entry_no == 0:
+            return GENESIS_HASH
+        row = self.reader().execute("SELECT hash FROM journal_entries WHERE entry_no = ?", (entry_no,)).fetchone()
+        return row[0] if row else None
+
+    def settlements_without_entry(self, period: str, limit: int) -> list[str]:
+        return [row[0] for row in self.reader().execute(
+            "SELECT s.setl_id FROM settlements s WHERE s.setlym = ? AND NOT EXISTS "
+            "(SELECT 1 FROM journal_entries j WHERE j.setl_id = s.setl_id) ORDER BY s.setl_no LIMIT ?",
+            (period, limit),
+        )]
+
+    def province_balances(self, period: str, province: str) -> dict[tuple[str, str], int]:
+        """The period's balance of every account of the province's books
+        (its agencies' books and the provincial book)."""
+        low, high = province_book_range(province)
+        rows = self.reader().execute(
+            "SELECT book, account, SUM(amount_fen) FROM postings "
+            "WHERE setlym = ? AND ((book >= ? AND book < ?) OR book = ?) GROUP BY book, account",
+            (period, low, high, accounts.province_book(province)),
+        )
+        return {(book, account): total for book, account, total in rows}
+
+    def settlement_agency_balances(self, period: str | None) -> dict[tuple[str, str], int]:
+        """The receivable/payable:agency balances of every book for a period
+        (None: all time), from settlement and reversal entries only: another
+        province's clearing zeroes its own side, never the pair's history."""
+        rows = self.reader().execute(
+            "SELECT p.book, p.account, SUM(p.amount_fen) FROM postings p "
+            "JOIN journal_entries j ON j.entry_no = p.entry_no "
+            "WHERE (p.setlym = ? OR ? IS NULL) AND j.kind IN ('settle', 'reverse') "
+            "AND (p.account LIKE 'receivable:agency:%' OR p.account LIKE 'payable:agency:%') "
+            "GROUP BY p.book, p.account",
+            (period, period),
+        )
+        return {(book, account): total for book, account, total in rows}
+
+    def institution_totals(self, period: str, province: str) -> Iterator[InstitutionTotals]:
+        low, high = province_book_range(province)
+        rows = self.reader().execute(
+            "SELECT payee_code, mdtrtarea_admvs, COUNT(*), SUM(medfee_sumamt_fen), SUM(fund_pay_sumamt_fen), "
+            "SUM(acct_pay_fen), SUM(psn_cash_pay_fen), SUM(hifp_pay_fen + acct_pay_fen) FROM settlements "
+            "WHERE setlym = ? AND mdtrtarea_admvs >= ? AND mdtrtarea_admvs < ? "
+            "GROUP BY payee_code, mdtrtarea_admvs ORDER BY payee_code, mdtrtarea_admvs",
+            (period, low, high),
+        )
+        for row in rows:
+            yield InstitutionTotals(*row)
+
+    def prepaid_balances(self, province: str) -> dict[str, int]:
+        """Each agency's prepaid fund held by the province, over all periods
+        (prepayments and draws), month by month along the period index."""
+        conn = self.reader()
+        first, last = conn.execute("SELECT MIN(setlym), MAX(setlym) FROM postings").fetchone()
+        prefix = accounts.prepaid_agency("")
+        funds: dict[str, int] = {}
+        if first is None:
+            return funds
+        for month in months_between(first, last):
+            for account, total in conn.execute(
+                "SELECT account, SUM(amount_fen) FROM postings WHERE setlym = ? AND book = ? "
+                "AND account >= ? AND account < ? GROUP BY account",
+                (month, accounts.province_book(province), prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)),
+            ):
+                # the fund is a liability of the provincial book: a credit
+                funds[account[len(prefix):]] = funds.get(account[len(prefix):], 0) - total
+        return funds
+
+    # ---- runs ---------------------------------------------------------
+    def find_run(self, province: str, period: str) -> ClearingRun | None:
+        row = self.reader().execute(
+            "SELECT province, period, entry_no, cleared_us, statement_json, statement_sha256 "
+            "FROM clearing_runs WHERE province = ? AND period = ?",
+            (province, period),
+        ).fetchone()
+        return ClearingRun(*row) if row else None
+
+    # ---- the posting transaction (write connection) -----------------
+    @contextlib.contextmanager
+    def posting(self) -> Iterator[None]:
+        """One BEGIN IMMEDIATE transaction: all of it commits, or nothing."""
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
+    def period_appended_since(self, period: str, entry_no: int) -> bool:
+        """True if an entry of the period was appended after entry_no."""
+        return self._write.execute(
+            "SELECT 1 FROM journal_entries WHERE entry_no > ? AND setlym = ? LIMIT 1", (entry_no, period)
+        ).fetchone() is not None
+
+    def run_exists(self, province: str, period: str) -> bool:
+        return self._write.execute(
+            "SELECT 1 FROM clearing_runs WHERE province = ? AND period = ?", (province, period)
+        ).fetchone() is not None
+
+    def append_entry(self, setl_id: str, kind: str, setlym: str, at: dt.datetime,
+                     postings: list[Posting]) -> tuple[int, str]:
+        """Appends one journal entry continuing the hash chain (inside posting())."""
+        _, entry_no, last_hash = self.chain_head()
+        entry_no += 1
+        created_us = to_us(at)
+        digest = entry_hash(last_hash, entry_no, setl_id, kind, setlym, created_us, postings)
+        self.insert_batch(BatchWrite(
+            entries=[(entry_no, setl_id, kind, setlym, created_us, last_hash, digest)],
+            postings=[(entry_no, setlym, p.book, p.account, p.amount_fen) for p in postings],
+        ))
+        return entry_no, digest
+
+    def record_run(self, run: ClearingRun) -> None:
+        self._write.execute(
+            "INSERT INTO clearing_runs (province, period, entry_no, cleared_us, statement_json, statement_sha256) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (run.province, run.period, run.entry_no, run.cleared_us, run.statement_json, run.statement_sha256),
+        )
+
+
+def _entry(row: list[Any], postings: list[tuple[str, str, int, str]]) -> StoredEntry:
+    settlement = tuple(row[7:13]) if row[7] is not None else None
+    return StoredEntry(*row[:7], postings=tuple(postings), settlement=settlement)  # type: ignore[arg-type]

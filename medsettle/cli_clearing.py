@@ -1,0 +1,184 @@
+"""`medsettle clear` and `medsettle prepay`: the provincial handling agency's
+monthly clearing run and the prepaid funds it draws on. Composition only:
+the run is ledger/clearing/run.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+EXIT_BREAKS = 3  # 1: refused (bad option, period not ended); 2: usage error
+DEFAULT_STATEMENT_ROOT = Path("var/statements")
+STATEMENT_FILES = ("statement.json", "statement.csv", "payment_instructions.csv")
+BREAKS_FILE = "breaks.json"
+MAX_TABLE_ROWS = 40  # the terminal shows this many rows per table; the files hold all
+
+
+@click.command()
+@click.option("--province", required=True, help="2-digit province code whose agencies are cleared (e.g. 44).")
+@click.option("--period", required=True, help="The month to clear, YYYY-MM (China time); it must have ended.")
+@click.option("--db", required=True, type=click.Path(dir_okay=False), help="The ledger's SQLite file.")
+@click.option("--dry-run", is_flag=True, help="Reconcile and show what would be posted; post and write nothing.")
+@click.option("--statement-dir", type=click.Path(file_okay=False),
+              help="Where the statement, payment instructions or breaks report go [default: var/statements/PP-YYYY-MM].")
+@click.option("--declared", type=click.Path(exists=True, dir_okay=False),
+              help="Institution-declared totals, CSV: fixmedins_code,clr_type,setl_cnt,medfee_sumamt_fen,"
+                   "fund_pay_sumamt_fen,acct_pay_fen,psn_cash_pay_fen (3201/3203).")
+@click.option("--clock", default="", help="Fix the clock at an ISO time (China time if no offset); default: system clock.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statement as JSON (the stored bytes) instead of tables.")
+def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str | None, declared: str | None,
+          clock: str, as_json: bool) -> None:
+    """Reconcile and clear one month of a province (DESIGN.md "Provincial clearing").
+
+    Reconciles first (hash chain, each settlement's postings, trial balances,
+    reciprocal pairs, institution payables, optionally declared totals). Any
+    break: writes breaks.json, posts nothing, exits 3. Otherwise nets every
+    agency's position through the provincial clearing book, draws prepaid
+    funds, posts one clearing entry and writes statement.json, statement.csv
+    and payment_instructions.csv. A period is cleared once: a re-run prints
+    and writes the same statement and posts nothing.
+    """
+    from medsettle.ledger.clearing.run import Hooks, Outcome, run_clearing
+    from medsettle.ledger.clearing.statement import render_instructions_csv, render_statement_csv
+    from medsettle.ledger.clock import parse_clock
+
+    if not Path(db).exists():
+        raise click.ClickException(f"--db: no database at {db}")
+    out_dir = Path(statement_dir) if statement_dir else DEFAULT_STATEMENT_ROOT / f"{province}-{period}"
+    status = Console(stderr=True)
+    with _clearing_store(db) as store, _progress(status) as progress:
+        task = progress.add_task(f"verifying {period} journal", total=None)
+        hooks = Hooks(start=lambda total: progress.update(task, total=total),
+                      advance=lambda done: progress.advance(task, done))
+        result = run_clearing(store, province, period, parse_clock(clock), dry_run=dry_run,
+                              declared_csv=declared, hooks=hooks)
+
+    if result.outcome is Outcome.BREAKS:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / BREAKS_FILE).write_text(json.dumps(result.breaks, ensure_ascii=False, indent=2) + "\n", "utf-8")
+        _print_breaks(result.breaks, Console(), out_dir / BREAKS_FILE)
+        sys.exit(EXIT_BREAKS)
+
+    data = json.loads(result.statement_json)
+    if result.outcome is Outcome.DRY_RUN:
+        status.print(f"[yellow]Dry run[/]: province {province} period {period} reconciles; nothing was posted or written.")
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        texts = (result.statement_json, render_statement_csv(data), render_instructions_csv(data))
+        for name, text in zip(STATEMENT_FILES, texts):
+            (out_dir / name).write_text(text, "utf-8")
+        if result.outcome is Outcome.ALREADY_CLEARED:
+            status.print(f"Province {province} period {period} was already cleared at {data['cleared_at']}; "
+                         f"nothing posted. Statement in {out_dir}.")
+        else:
+            status.print(f"[green]Cleared[/] province {province} period {period}: {result.entries_verified} journal "
+                         f"entries reconciled, clearing entry {data['clearing_entry']['entry_no']}. Statement in {out_dir}.")
+    if as_json:
+        click.echo(result.statement_json, nl=False)
+    else:
+        _print_statement(data, Console(), show_postings=result.outcome is Outcome.DRY_RUN)
+
+
+@click.command()
+@click.option("--province", required=True, help="2-digit province code of the provincial clearing book.")
+@click.option("--agency", required=True, help="The insurance-place agency (6-digit region code) paying in.")
+@click.option("--amount-fen", required=True, type=int, help="Amount paid into the prepaid fund, in fen (> 0).")
+@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False), help="The ledger's SQLite file.")
+@click.option("--clock", default="", help="Fix the clock at an ISO time (China time if no offset); default: system clock.")
+def prepay(province: str, agency: str, amount_fen: int, db: str, clock: str) -> None:
+    """Record an agency's payment into its prepaid clearing fund (先预付后清算).
+
+    Posts one journal entry in the current period: in the agency's book
+    Dr prepaid:province:PP / Cr fund:pool; in the provincial book
+    Dr fund:clearing_bank / Cr prepaid:agency:A. Clearing draws on the fund
+    when the agency owes; what it does not cover is reported as a shortfall.
+    """
+    from medsettle.ledger.clearing.run import prepay as post_prepayment
+    from medsettle.ledger.clock import parse_clock
+    from medsettle.ledger.money import yuan
+
+    with _clearing_store(db) as store:
+        entry_no, _ = post_prepayment(store, province, agency, amount_fen, parse_clock(clock))
+        fund_fen = store.prepaid_balances(province).get(agency, 0)
+    click.echo(f"entry {entry_no}: {agency} prepaid {yuan(amount_fen)} yuan; its fund at province {province} "
+               f"is {fund_fen} fen ({yuan(fund_fen)} yuan)")
+
+
+@contextlib.contextmanager
+def _clearing_store(db: str) -> Iterator[Any]:
+    """The ledger file for a clearing command; a refusal becomes exit 1 with its message."""
+    from medsettle.ledger.clearing.period import ClearingRefused
+    from medsettle.ledger.clearing.store import ClearingStore
+
+    store = ClearingStore(db)
+    try:
+        yield store
+    except ClearingRefused as refusal:
+        raise click.ClickException(str(refusal)) from None
+    finally:
+        store.close()
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
+
+
+def _print_statement(data: dict[str, Any], console: Console, show_postings: bool) -> None:
+    from medsettle.ledger.money import yuan
+
+    totals = data["totals"]
+    console.print(f"[bold]Clearing statement[/] province {data['province']} period {data['period']} "
+                  f"(cleared at {data['cleared_at']})")
+    console.print(f"{totals['setl_cnt']} settlement records at {len(data['institutions'])} institutions; "
+                  f"medical fees {yuan(totals['medfee_sumamt_fen'])}, fund {yuan(totals['fund_pay_sumamt_fen'])}, "
+                  f"personal accounts {yuan(totals['acct_pay_fen'])}, payable to institutions "
+                  f"{yuan(totals['payable_fen'])} yuan")
+    positions = Table(title="Net positions through the provincial clearing book (yuan; + the province pays)")
+    for column in ("party", "net", "prepaid fund", "drawn", "shortfall", "to settle"):
+        positions.add_column(column, justify="left" if column == "party" else "right")
+    for p in data["positions"][:MAX_TABLE_ROWS]:
+        positions.add_row(p["party"], yuan(p["net_fen"]), yuan(p["prepaid_available_fen"]), yuan(p["prepaid_drawn_fen"]),
+                          f"[red]{yuan(p['shortfall_fen'])}[/]" if p["shortfall_fen"] else "0.00", yuan(p["to_settle_fen"]))
+    console.print(positions)
+    instructions = Table(title="Payment instructions (yuan)")
+    for column in ("payer", "payee", "amount", "purpose"):
+        instructions.add_column(column, justify="right" if column == "amount" else "left")
+    for i in data["payment_instructions"][:MAX_TABLE_ROWS]:
+        instructions.add_row(i["payer"], i["payee"], yuan(i["amount_fen"]), i["purpose"])
+    console.print(instructions)
+    hidden = len(data["payment_instructions"]) - MAX_TABLE_ROWS
+    if hidden > 0:
+        console.print(f"... and {hidden} more payment instructions (all in payment_instructions.csv)")
+    for p in data["positions"]:
+        if p["shortfall_fen"]:
+            console.print(f"[red]SHORTFALL[/] {p['party']}'s prepaid fund covers {yuan(p['prepaid_drawn_fen'])} of "
+                          f"{yuan(-p['net_fen'])} yuan; it must pay {yuan(p['shortfall_fen'])} yuan to the province")
+    if show_postings:
+        postings = Table(title="The clearing entry that would be posted (yuan; debit +, credit -)")
+        for column in ("book", "account", "amount"):
+            postings.add_column(column, justify="right" if column == "amount" else "left")
+        for p in data["clearing_postings"]:
+            postings.add_row(p["book"], p["account"], yuan(p["amount_fen"]))
+        console.print(postings)
+
+
+def _print_breaks(report: dict[str, Any], console: Console, path: Path) -> None:
+    from medsettle.ledger.money import yuan
+
+    table = Table(title=f"Reconciliation breaks, province {report['province']} period {report['period']}")
+    for column in ("kind", "where", "amount", "what"):
+        table.add_column(column, justify="right" if column == "amount" else "left", overflow="fold")
+    for b in report["breaks"][:MAX_TABLE_ROWS]:
+        table.add_row(b["kind"], b["where"], yuan(b["amount_fen"]), b["detail"])
+    console.print(table)
+    counts = ", ".join(f"{kind} {count}" for kind, count in report["counts"].items())
+    console.print(f"[red]{report['breaks_total']} break(s)[/] ({counts}); nothing was posted. Report: {path}")
