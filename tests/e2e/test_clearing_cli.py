@@ -272,3 +272,24 @@ def test_bad_options_are_refused_by_name(db_path, tmp_path, args, message):
     ClearingStore(db_path).close()
     done = CliRunner().invoke(main, ["clear", "--db", str(db_path), "--clock", OCT_CLEARING_CLOCK, *args])
     assert done.exit_code == 1 and message in done.output
+
+
+def test_each_province_clears_its_side_and_the_counterparts_mirror_each_other(server, client, bill, db_path, tmp_path):
+    settle_month(client, bill, rounds=1)
+    statements = {}
+    for province in ("13", "44", "31"):  # 13 first: 44 must still reconcile its side of the 13 pairs
+        done = CliRunner().invoke(main, ["clear", "--province", province, "--period", "2026-10", "--db", str(db_path),
+                                         "--clock", OCT_CLEARING_CLOCK, "--statement-dir", str(tmp_path / province),
+                                         "--json"])
+        assert done.exit_code == 0, done.output
+        statements[province] = {p["party"]: p["net_fen"] for p in json.loads(done.stdout)["positions"]}
+    assert statements["44"]["province:13"] == -statements["13"]["province:44"] != 0
+    assert statements["44"]["province:31"] == -statements["31"]["province:44"] != 0
+    store = ClearingStore(db_path)
+    try:
+        balances = store.book_balances("2026-10")
+    finally:
+        store.close()
+    assert not any(amount for (_, account), amount in balances.items()
+                   if account.startswith(("receivable:agency:", "payable:agency:")))
+    assert CliRunner().invoke(main, ["balances", "--db", str(db_path), "--period", "2026-10"]).exit_code == 0

@@ -1,0 +1,224 @@
+"""Clearing at scale: generates a month of settlements directly into a
+SQLite ledger (the fast path: bulk inserts of settlements, journal entries
+with a valid SHA-256 chain, and postings made by the real posting rules),
+then runs `medsettle clear` on it as a separate process and reports the
+wall time and that process's peak resident memory.
+
+    .venv/bin/python benchmarks/clearing_bench.py --settlements 1000000
+
+Memory is measured as the clearing process's ru_maxrss (os.wait4), so the
+generator's own memory does not count. `--json` prints the measurement and
+the generator's totals as one JSON object (the e2e test uses a small run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from medsettle.ledger.clearing.netting import prepay_postings
+from medsettle.ledger.clock import CHINA_TZ
+from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
+from medsettle.ledger.posting.rules import settlement_postings
+from medsettle.ledger.storage.sqlite import SETTLEMENT_COLUMNS, connect, init_schema, to_us
+
+PROVINCE = "44"
+PERIOD = "2026-10"
+CLEARING_CLOCK = "2026-11-02T09:00:00+08:00"
+BATCH = 20_000
+INSERT_SETTLEMENT = (f"INSERT INTO settlements ({', '.join(SETTLEMENT_COLUMNS)}) "
+                     f"VALUES ({', '.join('?' * len(SETTLEMENT_COLUMNS))})")
+INSERT_ENTRY = ("INSERT INTO journal_entries (entry_no, setl_id, kind, setlym, created_us, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)")
+INSERT_POSTING = "INSERT INTO postings (entry_no, setlym, book, account, amount_fen) VALUES (?, ?, ?, ?, ?)"
+CLR_TYPES = (11, 11, 11, 21, 41)
+
+
+class MonthGenerator:
+    """A month of traffic: most visits local, some in-province cross-region,
+    some cross-province (both directions), about 1 % reversed in the month."""
+
+    def __init__(self, settlements: int, agencies: int, institutions: int, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.target = settlements
+        self.here = [f"44{k:02d}00" for k in range(1, agencies + 1)]
+        self.elsewhere = [f"{p}{k:02d}00" for p in ("13", "31", "51") for k in range(1, 6)]
+        self.institutions = {
+            region: [f"H{region}{n:06d}" for n in range(1, institutions // len(self.here) + 2)]
+            for region in self.here + self.elsewhere
+        }
+        self.setl_no = 0
+        self.entry_no = 0
+        self.last_hash = GENESIS_HASH
+        self.totals: dict[str, int] = defaultdict(int)  # what the statement must show (treatment place in 44)
+        self.start_us = to_us(dt.datetime(2026, 10, 1, tzinfo=CHINA_TZ))
+        self.step_us = (31 * 86_400 * 1_000_000) // (settlements + 1)
+
+    def places(self) -> tuple[str, str]:
+        roll = self.rng.random()
+        treatment = self.rng.choice(self.here)
+        if roll < 0.75:
+            return treatment, treatment
+        if roll < 0.92:
+            return treatment, self.rng.choice([r for r in self.here if r != treatment])
+        if roll < 0.96:
+            return treatment, self.rng.choice(self.elsewhere)
+        return self.rng.choice(self.elsewhere), treatment
+
+    def split(self) -> list[int]:
+        medfee = self.rng.randrange(1_000, 500_000)
+        fulamt = medfee // 10
+        pre = medfee // 20
+        inscp = medfee - fulamt - pre
+        hifp = inscp * 7 // 10
+        psn_part = medfee - hifp
+        acct = min(psn_part, self.rng.choice((0, 0, 5_000, 50_000)))
+        return [medfee, fulamt, 0, pre, inscp, 0, hifp, hifp, psn_part, 0, acct, psn_part - acct]
+
+    def rows(self, kind: int, original: tuple[Any, ...] | None) -> tuple[tuple[Any, ...], list[tuple[Any, ...]], tuple[Any, ...]]:
+        self.setl_no += 1
+        self.entry_no += 1
+        setl_id = f"S{self.setl_no:012d}"
+        time_us = self.start_us + self.setl_no * self.step_us
+        if original is None:
+            treatment, insurance = self.places()
+            code = self.rng.choice(self.institutions[treatment])
+            amounts = self.split()
+            psn_no = f"{insurance}{self.rng.randrange(10**13):014d}"
+            orig_id, clr_type = "", self.rng.choice(CLR_TYPES)
+        else:
+            code, psn_no, insurance, treatment, clr_type = original[1], original[6], original[8], original[9], original[10]
+            amounts = [-a for a in original[14:26]]
+            orig_id = original[0]
+        pay_loc = 2 if insurance == treatment else (3 if insurance[:2] == treatment[:2] else 4)
+        settlement = (setl_id, code, f"B{self.setl_no:012d}", "bench", kind, orig_id, psn_no, 310, insurance,
+                      treatment, clr_type, pay_loc, time_us, PERIOD, *amounts, 0, "[]", "", code)
+        postings = settlement_postings(insurance, treatment, code, amounts[6], amounts[10])
+        entry_kind = "settle" if kind == 1 else "reverse"
+        digest = entry_hash(self.last_hash, self.entry_no, setl_id, entry_kind, PERIOD, time_us, postings)
+        entry = (self.entry_no, setl_id, entry_kind, PERIOD, time_us, self.last_hash, digest)
+        self.last_hash = digest
+        if treatment[:2] == PROVINCE:
+            for name, value in (("setl_cnt", 1), ("medfee_sumamt_fen", amounts[0]),
+                                ("fund_pay_sumamt_fen", amounts[7]), ("payable_fen", amounts[6] + amounts[10])):
+                self.totals[name] += value
+        return settlement, [(self.entry_no, PERIOD, p.book, p.account, p.amount_fen) for p in postings], entry
+
+    def prepay(self, agency: str, amount_fen: int) -> tuple[list[tuple[Any, ...]], tuple[Any, ...]]:
+        self.entry_no += 1
+        time_us = self.start_us + 3_600_000_000
+        postings = prepay_postings(PROVINCE, agency, amount_fen)
+        setl_id = f"PREPAY-{agency}-{time_us}"
+        digest = entry_hash(self.last_hash, self.entry_no, setl_id, "prepay", PERIOD, time_us, postings)
+        entry = (self.entry_no, setl_id, "prepay", PERIOD, time_us, self.last_hash, digest)
+        self.last_hash = digest
+        return [(self.entry_no, PERIOD, p.book, p.account, p.amount_fen) for p in postings], entry
+
+
+def generate(path: Path, settlements: int, agencies: int, institutions: int, seed: int) -> dict[str, int]:
+    gen = MonthGenerator(settlements, agencies, institutions, seed)
+    conn = connect(path)
+    init_schema(conn)
+    conn.execute("PRAGMA synchronous = OFF")  # generation only; the clearing run uses the normal settings
+    recent: list[tuple[Any, ...]] = []
+    prepay_postings_rows, prepay_entries = [], []
+    for agency in gen.here[:3]:
+        rows, entry = gen.prepay(agency, 50_000_000)
+        prepay_postings_rows.extend(rows)
+        prepay_entries.append(entry)
+    conn.execute("BEGIN")
+    conn.executemany(INSERT_ENTRY, prepay_entries)
+    conn.executemany(INSERT_POSTING, prepay_postings_rows)
+    conn.execute("COMMIT")
+    made = 0
+    while made < settlements:
+        s_rows, e_rows, p_rows = [], [], []
+        for _ in range(min(BATCH, settlements - made)):
+            if recent and gen.rng.random() < 0.01:
+                settlement, postings, entry = gen.rows(2, recent.pop(gen.rng.randrange(len(recent))))
+            else:
+                settlement, postings, entry = gen.rows(1, None)
+                if len(recent) < 1_000:
+                    recent.append(settlement)
+            s_rows.append(settlement)
+            e_rows.append(entry)
+            p_rows.extend(postings)
+            made += 1
+        conn.execute("BEGIN")
+        conn.executemany(INSERT_SETTLEMENT, s_rows)
+        conn.executemany(INSERT_ENTRY, e_rows)
+        conn.executemany(INSERT_POSTING, p_rows)
+        conn.execute("COMMIT")
+    conn.close()
+    return dict(gen.totals)
+
+
+def run_clear(db: Path, statement_dir: Path) -> tuple[float, int, int, str, str]:
+    """(seconds, peak RSS in KiB, exit code, stdout, stderr) of `medsettle clear` as its own process."""
+    command = [sys.executable, "-m", "medsettle", "clear", "--province", PROVINCE, "--period", PERIOD,
+               "--db", str(db), "--clock", CLEARING_CLOCK, "--statement-dir", str(statement_dir), "--json"]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return seconds, usage.ru_maxrss, process.returncode, out.read().decode(), err.read().decode()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settlements", type=int, default=1_000_000)
+    parser.add_argument("--agencies", type=int, default=21, help="agencies in province 44")
+    parser.add_argument("--institutions", type=int, default=3_000, help="institutions in province 44 (about)")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--db", type=Path, help="keep the generated ledger here (default: a temporary directory)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    args = parser.parse_args()
+    if not 1 <= args.settlements <= 50_000_000 or not 1 <= args.agencies <= 99 or not 1 <= args.institutions <= 10**6:
+        parser.error("--settlements 1..50000000, --agencies 1..99, --institutions 1..1000000")
+    with tempfile.TemporaryDirectory() as scratch:
+        db = args.db or Path(scratch) / "clearing-bench.db"
+        if db.exists():
+            parser.error(f"--db {db} exists; the benchmark generates a fresh ledger")
+        started = time.perf_counter()
+        totals = generate(db, args.settlements, args.agencies, args.institutions, args.seed)
+        generated_s = time.perf_counter() - started
+        seconds, rss_kib, code, stdout, stderr = run_clear(db, Path(scratch) / "statement")
+        statement = json.loads(stdout) if code == 0 else None
+        report = {
+            "settlements": args.settlements,
+            "db_mib": round(db.stat().st_size / 2**20, 1),
+            "generate_s": round(generated_s, 1),
+            "clear_s": round(seconds, 2),
+            "clear_peak_rss_mib": round(rss_kib / 1024, 1),
+            "exit_code": code,
+            "expected_totals": totals,
+            "statement_totals": statement["totals"] if statement else None,
+            "positions": len(statement["positions"]) if statement else None,
+            "institutions": len(statement["institutions"]) if statement else None,
+        }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:>20}: {value}")
+        if code != 0:
+            print(stderr[-2000:], file=sys.stderr)
+    return 0 if code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
