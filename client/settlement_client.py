@@ -10,7 +10,7 @@ import datetime as dt
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import grpc
 from google.rpc import error_details_pb2
@@ -69,13 +69,18 @@ class SettlementClient:
         retries: int = 3,
         backoff_s: float = 0.2,
         channel_credentials: grpc.ChannelCredentials | None = None,
+        tokens: Mapping[str, str] | None = None,
     ) -> None:
+        """token: the credential sent with every call; tokens: one per
+        fixmedins_code, for a gateway acting for several institutions (a call
+        for a code not in it, or for no code, sends token)."""
         if channel_credentials is not None:
             self._channel = grpc.secure_channel(target, channel_credentials)
         else:
             self._channel = grpc.insecure_channel(target)
         self._stub = pb_grpc.SettlementServiceStub(self._channel)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._token = token
+        self._tokens: Mapping[str, str] = tokens if tokens is not None else {}
         self._deadline_s = deadline_s
         self._retries = retries
         self._backoff_s = backoff_s
@@ -89,11 +94,16 @@ class SettlementClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: object, request: object, idempotent: bool = True) -> object:
+    def _metadata(self, fixmedins_code: str) -> tuple[tuple[str, str], ...]:
+        token = self._tokens.get(fixmedins_code, self._token) if fixmedins_code else self._token
+        return (("authorization", f"Bearer {token}"),) if token else ()
+
+    def _call(self, method: object, request: object, fixmedins_code: str, idempotent: bool = True) -> object:
+        metadata = self._metadata(fixmedins_code)
         attempt = 0
         while True:
             try:
-                return method(request, timeout=self._deadline_s, metadata=self._metadata)  # type: ignore[operator]
+                return method(request, timeout=self._deadline_s, metadata=metadata)  # type: ignore[operator]
             except grpc.RpcError as error:
                 if idempotent and error.code() in RETRYABLE and attempt < self._retries:  # type: ignore[attr-defined]
                     attempt += 1
@@ -102,15 +112,15 @@ class SettlementClient:
                 raise CallRefused.from_error(error) from None
 
     def pre_settle(self, request: pb.SettleRequest) -> pb.SettleResult:
-        return self._call(self._stub.PreSettle, pb.PreSettleRequest(request=request)).result  # type: ignore[attr-defined]
+        return self._call(self._stub.PreSettle, pb.PreSettleRequest(request=request), request.fixmedins_code).result  # type: ignore[attr-defined]
 
     def settle(self, request: pb.SettleRequest) -> pb.SettleResult:
         """Settles; a retry after a timeout reuses the msgid and cannot pay twice."""
-        return self._call(self._stub.Settle, request).result  # type: ignore[attr-defined]
+        return self._call(self._stub.Settle, request, request.fixmedins_code).result  # type: ignore[attr-defined]
 
     def reverse(self, msgid: str, fixmedins_code: str, setl_id: str) -> pb.SettleResult:
         request = pb.ReverseRequest(msgid=msgid, fixmedins_code=fixmedins_code, setl_id=setl_id)
-        return self._call(self._stub.Reverse, request).result  # type: ignore[attr-defined]
+        return self._call(self._stub.Reverse, request, fixmedins_code).result  # type: ignore[attr-defined]
 
     def get(self, fixmedins_code: str, setl_id: str = "", msgid: str = "") -> pb.SettleResult:
         request = pb.GetSettlementRequest(fixmedins_code=fixmedins_code)
@@ -118,7 +128,7 @@ class SettlementClient:
             request.setl_id = setl_id
         if msgid:
             request.msgid = msgid
-        return self._call(self._stub.GetSettlement, request).result  # type: ignore[attr-defined]
+        return self._call(self._stub.GetSettlement, request, fixmedins_code).result  # type: ignore[attr-defined]
 
     def list_settlements(
         self, fixmedins_code: str, setlym: str, clr_type: int = 0, limit: int = 0
@@ -127,7 +137,9 @@ class SettlementClient:
             fixmedins_code=fixmedins_code, setlym=setlym, clr_type=clr_type, limit=limit  # type: ignore[arg-type]
         )
         try:
-            for item in self._stub.ListSettlements(request, timeout=self._deadline_s * 30, metadata=self._metadata):
+            for item in self._stub.ListSettlements(
+                request, timeout=self._deadline_s * 30, metadata=self._metadata(fixmedins_code)
+            ):
                 yield item.result
         except grpc.RpcError as error:
             raise CallRefused.from_error(error) from None
@@ -138,12 +150,18 @@ class SettlementClient:
         request = pb.ReconcileTotalsRequest(
             fixmedins_code=fixmedins_code, setlym=setlym, clr_type=clr_type, institution_totals=totals  # type: ignore[arg-type]
         )
-        return self._call(self._stub.ReconcileTotals, request)  # type: ignore[return-value]
+        return self._call(self._stub.ReconcileTotals, request, fixmedins_code)  # type: ignore[return-value]
 
     def settle_stream(self, requests: Iterable[pb.SettleRequest]) -> Iterator[pb.SettleStreamResponse]:
-        """One response per request, in order; each carries its own status."""
+        """One response per request, in order; each carries its own status.
+        The stream authenticates as its first request's institution."""
+        pending = iter(requests)
+        first = next(pending, None)
+        if first is None:
+            return
         stream = self._stub.SettleStream(
-            (pb.SettleStreamRequest(request=r) for r in requests), metadata=self._metadata
+            (pb.SettleStreamRequest(request=r) for r in itertools.chain([first], pending)),
+            metadata=self._metadata(first.fixmedins_code),
         )
         try:
             yield from stream

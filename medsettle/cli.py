@@ -35,17 +35,44 @@ def main() -> None:
 @click.option("--with-echo", is_flag=True, help="Also serve the no-op EchoService (benchmark baseline).")
 @click.option("--demo", is_flag=True, help="Once serving, run the demo bills against this server and print them.")
 @click.option("--exit-after-demo", is_flag=True, help="With --demo: stop after the demo instead of serving on.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Mutual TLS: the server certificate (PEM).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="Mutual TLS: its private key (PEM).")
+@click.option("--tls-client-ca", type=click.Path(exists=True, dir_okay=False),
+              help="Mutual TLS: the CA that signs client certificates (CN = institution code or operator:NAME).")
+@click.option("--max-concurrent-rpcs", type=click.IntRange(1, 100_000), default=2_048, show_default=True,
+              help="Calls served at once; beyond it gRPC answers RESOURCE_EXHAUSTED.")
+@click.option("--max-message-bytes", type=click.IntRange(4_096, 64 << 20), default=1 << 20, show_default=True,
+              help="Largest request or response.")
+@click.option("--writer-queue", type=click.IntRange(1, 1_000_000), default=8_192, show_default=True,
+              help="Writes waiting for the writer; beyond it callers get RESOURCE_EXHAUSTED (OVERLOADED).")
+@click.option("--writer-batch", type=click.IntRange(1, 10_000), default=512, show_default=True,
+              help="Writes per group commit (at most --writer-queue).")
 def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: str, port_file: str | None,
-          with_echo: bool, demo: bool, exit_after_demo: bool) -> None:
-    """Run the gRPC settlement server until SIGTERM/SIGINT (drains in-flight calls)."""
+          with_echo: bool, demo: bool, exit_after_demo: bool, tls_cert: str | None, tls_key: str | None,
+          tls_client_ca: str | None, max_concurrent_rpcs: int, max_message_bytes: int, writer_queue: int,
+          writer_batch: int) -> None:
+    """Run the gRPC settlement server until SIGTERM/SIGINT (drains in-flight calls).
+
+    Every SettlementService call must carry a credential (see `medsettle credentials`):
+    a bearer token, or with --tls-* a client certificate."""
     from medsettle.ledger.clock import parse_clock
     from medsettle.ledger.service import SettlementService
-    from medsettle.server.app import RunningServer, serve as run_server
+    from medsettle.ledger.storage.writer import WriterLimits
+    from medsettle.server.app import RunningServer, ServerLimits, serve as run_server
+    from medsettle.server.auth import CredentialCache
     from medsettle.server.logs import configure_logging
+    from medsettle.server.tls import TlsFiles
 
+    tls_options = (tls_cert, tls_key, tls_client_ca)
+    if any(tls_options) and not all(tls_options):
+        raise click.UsageError("--tls-cert, --tls-key and --tls-client-ca go together")
+    if writer_batch > writer_queue:
+        raise click.UsageError("--writer-batch must be at most --writer-queue")
+    tls = TlsFiles.read(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key and tls_client_ca else None
     configure_logging(log_level or ("warning" if demo else "info"), log_format)
     Path(db).parent.mkdir(parents=True, exist_ok=True)
-    service = SettlementService(db, parse_clock(clock))
+    service = SettlementService(db, parse_clock(clock), WriterLimits(max_batch=writer_batch, max_queue=writer_queue))
+    limits = ServerLimits(max_message_bytes=max_message_bytes, max_concurrent_rpcs=max_concurrent_rpcs)
 
     async def on_ready(running: RunningServer) -> bool:
         if port_file:
@@ -53,20 +80,47 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
         if not demo:
             return True
         console = Console(width=max(Console().width, 100))
-        await asyncio.get_running_loop().run_in_executor(None, _run_demo, running.port, db, console)
+        demo_credentials = _provision_demo(db)
+        await credentials.reload()  # the demo's tokens work at once
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, _run_demo, running.port, db, console, demo_credentials)
+        finally:
+            _revoke(db, demo_credentials.cred_ids)
         if not exit_after_demo:
             console.print(f"Serving on port {running.port}; Ctrl-C to stop.")
         return not exit_after_demo
 
-    asyncio.run(run_server(listen, service, on_ready=on_ready, with_echo=with_echo))
+    credentials = CredentialCache(db)
+    asyncio.run(run_server(listen, service, limits, on_ready=on_ready, with_echo=with_echo,
+                           credentials=credentials, tls=tls))
 
 
-def _run_demo(port: int, db: str, console: Console) -> None:
+def _provision_demo(db: str):  # type: ignore[no-untyped-def]
+    """The demo acts as each of its institutions with credentials of its own,
+    revoked when it is done."""
+    from medsettle.client.demo import DEMO_BILLS
+    from medsettle.ledger.clock import SystemClock
+    from medsettle.ledger.storage.credentials import CredentialStore
+
+    with CredentialStore(db) as store:
+        return store.provision(sorted({bill.fixmedins_code for _, bill in DEMO_BILLS}), "demo", SystemClock().now())
+
+
+def _revoke(db: str, cred_ids: list[int]) -> None:
+    from medsettle.ledger.clock import SystemClock
+    from medsettle.ledger.storage.credentials import CredentialStore
+
+    with CredentialStore(db) as store:
+        for cred_id in cred_ids:
+            store.revoke(cred_id, SystemClock().now())
+
+
+def _run_demo(port: int, db: str, console: Console, demo) -> None:  # type: ignore[no-untyped-def]
     from medsettle.client.demo import run_demo
     from medsettle.client.settlement_client import SettlementClient
 
     console.print(f"[bold]medsettle demo[/]: server on 127.0.0.1:{port}, database {db}")
-    with SettlementClient(f"127.0.0.1:{port}") as client:
+    with SettlementClient(f"127.0.0.1:{port}", token=demo.operator_token, tokens=demo.tokens) as client:
         run_demo(client, console)
     _print_balances(db, None, console)
 
@@ -223,6 +277,10 @@ from medsettle.cli_clearing import clear, prepay  # noqa: E402  (provincial clea
 
 main.add_command(clear)
 main.add_command(prepay)
+
+from medsettle.cli_credentials import credentials  # noqa: E402  (authentication, issue #6)
+
+main.add_command(credentials)
 
 if __name__ == "__main__":
     main()

@@ -13,8 +13,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from medsettle.ledger.service import SettlementService
+from medsettle.server.auth import AuthInterceptor, Authorizer, CredentialCache
 from medsettle.server.logs import get_logger
 from medsettle.server.servicer import SettlementServicer
+from medsettle.server.tls import TlsFiles, server_credentials
 from medsettle.v1 import echo_pb2, echo_pb2_grpc, settlement_pb2, settlement_pb2_grpc
 
 SETTLEMENT_SERVICE = settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name
@@ -50,8 +52,16 @@ async def create_server(
     limits: ServerLimits = ServerLimits(),
     with_echo: bool = False,
     interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),
+    credentials: CredentialCache | None = None,
+    tls: TlsFiles | None = None,
 ) -> RunningServer:
-    """A started server bound to address ("host:0" picks a free port)."""
+    """A started server bound to address ("host:0" picks a free port).
+
+    With credentials, every SettlementService call must authenticate (bearer
+    token, or the client certificate under tls); without, none is checked."""
+    if credentials is not None:
+        await credentials.reload()
+        interceptors = (AuthInterceptor(credentials), *interceptors)
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_send_message_length", limits.max_message_bytes),
@@ -62,7 +72,8 @@ async def create_server(
         maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
         interceptors=interceptors,
     )
-    settlement_pb2_grpc.add_SettlementServiceServicer_to_server(SettlementServicer(service), server)
+    authorizer = Authorizer(required=credentials is not None)
+    settlement_pb2_grpc.add_SettlementServiceServicer_to_server(SettlementServicer(service, authorizer), server)
     names = [SETTLEMENT_SERVICE, reflection.SERVICE_NAME, health.SERVICE_NAME]
     if with_echo:
         from medsettle.server.echo import EchoServicer
@@ -72,7 +83,7 @@ async def create_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(address)
+    port = server.add_secure_port(address, server_credentials(tls)) if tls else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     service.start()
@@ -104,9 +115,11 @@ async def serve(
     on_ready: Callable[[RunningServer], Awaitable[bool]] | None = None,
     with_echo: bool = False,
     interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),
+    credentials: CredentialCache | None = None,
+    tls: TlsFiles | None = None,
 ) -> None:
     """Runs until SIGTERM/SIGINT (or until on_ready returns False), then drains."""
-    running = await create_server(address, service, limits, with_echo, interceptors)
+    running = await create_server(address, service, limits, with_echo, interceptors, credentials, tls)
     log.info("serving", address=address, port=running.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

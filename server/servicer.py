@@ -12,6 +12,7 @@ from medsettle.ledger.errors import Refused
 from medsettle.ledger.service import SettlementService
 from medsettle.ledger.settlement.model import Settlement
 from medsettle.server import convert
+from medsettle.server.auth import Authorizer
 from medsettle.server.logs import get_logger, mask
 from medsettle.server.status import OK_ITEM, item_status, rich_status
 from medsettle.v1 import settlement_pb2 as pb
@@ -23,8 +24,9 @@ log = get_logger("medsettle.server")
 
 
 class SettlementServicer(pb_grpc.SettlementServiceServicer):
-    def __init__(self, service: SettlementService) -> None:
+    def __init__(self, service: SettlementService, authorizer: Authorizer = Authorizer(required=False)) -> None:
         self._service = service
+        self._auth = authorizer
 
     async def _refuse(self, context: grpc.aio.ServicerContext, method: str, refusal: Refused, code: str) -> None:
         log.info("refused", method=method, fixmedins_code=code, reason=refusal.reason.value,
@@ -38,6 +40,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
                   fund_pay_sumamt_fen=s.split.fund_pay_sumamt_fen)
 
     async def PreSettle(self, request: pb.PreSettleRequest, context: grpc.aio.ServicerContext) -> pb.PreSettleResponse:
+        await self._auth.require(context, "PreSettle", request.request.fixmedins_code, write=True)
         try:
             settlement = await self._service.pre_settle(convert.bill_from_pb(request.request))
         except Refused as refusal:
@@ -46,6 +49,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         return pb.PreSettleResponse(result=convert.result_pb(settlement))
 
     async def Settle(self, request: pb.SettleRequest, context: grpc.aio.ServicerContext) -> pb.SettleResponse:
+        await self._auth.require(context, "Settle", request.fixmedins_code, write=True)
         try:
             settlement = await self._service.settle(convert.bill_from_pb(request))
         except Refused as refusal:
@@ -57,15 +61,18 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
     async def SettleStream(
         self, request_iterator: AsyncIterator[pb.SettleStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.SettleStreamResponse]:
-        pending: asyncio.Queue[tuple[int, str, asyncio.Future[Settlement] | Refused] | None] = asyncio.Queue(STREAM_WINDOW)
+        pending: asyncio.Queue[tuple[int, str, asyncio.Future[Settlement] | Refused | pb.ItemStatus] | None] = asyncio.Queue(STREAM_WINDOW)
 
         async def submit_all() -> None:
             seq = 0
             try:
                 async for item in request_iterator:
                     bill = convert.bill_from_pb(item.request)
+                    denied = self._auth.item_denial(bill.fixmedins_code)
                     try:
-                        outcome: asyncio.Future[Settlement] | Refused = self._service.submit_settle(bill)
+                        outcome: asyncio.Future[Settlement] | Refused | pb.ItemStatus = (
+                            denied if denied is not None else self._service.submit_settle(bill)
+                        )
                     except Refused as refusal:
                         outcome = refusal
                     await pending.put((seq, bill.msgid, outcome))
@@ -77,6 +84,9 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         try:
             while (entry := await pending.get()) is not None:
                 seq, msgid, outcome = entry
+                if isinstance(outcome, pb.ItemStatus):
+                    yield pb.SettleStreamResponse(seq=seq, msgid=msgid, status=outcome)
+                    continue
                 if not isinstance(outcome, Refused):
                     try:
                         settlement = await outcome
@@ -92,6 +102,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
             reader.cancel()
 
     async def Reverse(self, request: pb.ReverseRequest, context: grpc.aio.ServicerContext) -> pb.ReverseResponse:
+        await self._auth.require(context, "Reverse", request.fixmedins_code, write=True)
         try:
             settlement = await self._service.reverse(request.msgid, request.fixmedins_code, request.setl_id)
         except Refused as refusal:
@@ -102,6 +113,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         return pb.ReverseResponse(result=convert.result_pb(settlement))
 
     async def GetSettlement(self, request: pb.GetSettlementRequest, context: grpc.aio.ServicerContext) -> pb.GetSettlementResponse:
+        await self._auth.require(context, "GetSettlement", request.fixmedins_code, write=False)
         try:
             settlement = await self._service.get(request.fixmedins_code, request.setl_id, request.msgid)
         except Refused as refusal:
@@ -112,6 +124,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
     async def ListSettlements(
         self, request: pb.ListSettlementsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ListSettlementsResponse]:
+        await self._auth.require(context, "ListSettlements", request.fixmedins_code, write=False)
         try:
             async for settlement in self._service.list_settlements(
                 request.fixmedins_code, request.setlym, request.clr_type, request.limit
@@ -123,6 +136,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
     async def ReconcileTotals(
         self, request: pb.ReconcileTotalsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReconcileTotalsResponse:
+        await self._auth.require(context, "ReconcileTotals", request.fixmedins_code, write=False)
         try:
             platform, result = await self._service.reconcile_totals(
                 request.fixmedins_code, request.setlym, request.clr_type,

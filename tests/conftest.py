@@ -15,7 +15,9 @@ import pytest
 from medsettle.client.settlement_client import SettlementClient
 from medsettle.ledger.clock import CHINA_TZ, FixedClock
 from medsettle.ledger.service import SettlementService
+from medsettle.ledger.storage.credentials import CredentialError, CredentialStore, Role
 from medsettle.server.app import RunningServer, create_server
+from medsettle.server.auth import CredentialCache
 from medsettle.server.logs import configure_logging
 from medsettle.v1 import settlement_pb2 as pb
 
@@ -26,8 +28,37 @@ configure_logging("info", "json", sys.__stderr__)
 SETTLE_AT = dt.datetime(2026, 10, 15, 10, 30, tzinfo=CHINA_TZ)
 
 
+def issue_token(db_path: Path, fixmedins_code: str = "", role: Role = Role.INSTITUTION) -> str:
+    """A new credential in the database at db_path (created if missing); its token."""
+    with CredentialStore(db_path) as store:
+        return store.issue(role, fixmedins_code, "tests", SETTLE_AT)[1]
+
+
+class TokensOnDemand(dict[str, str]):
+    """fixmedins_code -> bearer token, issued in the server's database the
+    first time a code is asked for, so a test can bill any institution
+    (also one missing from the reference data) and reach the service's own
+    checks; a code no credential can be issued for gets the default token."""
+
+    def __init__(self, db_path: Path) -> None:
+        super().__init__()
+        self._db_path = db_path
+        self._lock = threading.Lock()
+
+    def get(self, code: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        with self._lock:
+            if code not in self:
+                try:
+                    self[code] = issue_token(self._db_path, code)
+                except CredentialError:
+                    return default
+            return self[code]
+
+
 class ServerThread:
-    """A real grpc.aio server on 127.0.0.1:0, run on a thread of its own."""
+    """A real grpc.aio server on 127.0.0.1:0, run on a thread of its own,
+    with authentication on: `tokens` has a credential per institution
+    (issued on demand), `operator_token` an operator's."""
 
     def __init__(self, db_path: Path, clock: FixedClock, with_echo: bool = False, **create_kwargs: object) -> None:
         self.db_path = db_path
@@ -36,6 +67,8 @@ class ServerThread:
         self.create_kwargs = create_kwargs
         self.port = 0
         self.service: SettlementService | None = None
+        self.tokens = TokensOnDemand(db_path)
+        self.operator_token = ""
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -53,6 +86,12 @@ class ServerThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self.service = SettlementService(self.db_path, self.clock)
+        with CredentialStore(self.db_path) as store:
+            provisioned = store.provision(self.service.reference.institutions, "tests", self.clock.now())
+        self.tokens.update(provisioned.tokens)
+        self.operator_token = provisioned.operator_token
+        # No wait before a miss reloads: a token issued on demand works at once.
+        self.create_kwargs.setdefault("credentials", CredentialCache(self.db_path, miss_reload_interval_s=0.0))
         running: RunningServer = await create_server(
             "127.0.0.1:0", self.service, with_echo=self.with_echo, **self.create_kwargs  # type: ignore[arg-type]
         )
@@ -97,7 +136,10 @@ def server(db_path: Path, clock: FixedClock) -> Iterator[ServerThread]:
 
 @pytest.fixture
 def client(server: ServerThread) -> Iterator[SettlementClient]:
-    with SettlementClient(server.target, deadline_s=10.0, retries=0) as c:
+    """Acts for every institution (its own token per fixmedins_code) and, for
+    calls without one, as an operator."""
+    with SettlementClient(server.target, token=server.operator_token, tokens=server.tokens,
+                          deadline_s=10.0, retries=0) as c:
         yield c
 
 

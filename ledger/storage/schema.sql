@@ -124,3 +124,15 @@ CREATE TRIGGER IF NOT EXISTS clearing_runs_append_only_u BEFORE UPDATE ON cleari
 BEGIN SELECT RAISE(ABORT, 'clearing runs are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS clearing_runs_append_only_d BEFORE DELETE ON clearing_runs
 BEGIN SELECT RAISE(ABORT, 'clearing runs are append-only'); END;
+
+-- Caller credentials (server/auth.py): only the SHA-256 of each bearer token
+-- is stored; a token is shown once, when issued. Revoked rows stay for audit.
+CREATE TABLE IF NOT EXISTS credentials (
+    cred_id INTEGER PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('institution', 'operator')),
+    fixmedins_code TEXT NOT NULL,
+    label TEXT NOT NULL,
+    created_us INTEGER NOT NULL,
+    revoked_us INTEGER
+);

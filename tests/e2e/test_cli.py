@@ -53,7 +53,7 @@ def test_settle_get_reverse_commands(server, tmp_path):
     }
     path = tmp_path / "bill.json"
     path.write_text(json.dumps(bill))
-    env = {"MEDSETTLE_TARGET": server.target}
+    env = {"MEDSETTLE_TARGET": server.target, "MEDSETTLE_TOKEN": server.tokens["H44010100001"]}
     pre = runner.invoke(main, ["settle", "--pre", str(path)], env=env)
     assert pre.exit_code == 0, pre.output
     assert "setl_id" not in json.loads(pre.output)
@@ -74,7 +74,8 @@ def test_settle_command_reports_field_violations(server, tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"msgid": "CLI-BAD", "fixmedins_code": "H44010100001", "psn_no": "44010000000000000001",
                                 "insutype": 310, "insuplc_admdvs": "44", "visit_type": 1, "fee_lines": []}))
-    out = CliRunner().invoke(main, ["settle", str(path)], env={"MEDSETTLE_TARGET": server.target})
+    env = {"MEDSETTLE_TARGET": server.target, "MEDSETTLE_TOKEN": server.tokens["H44010100001"]}
+    out = CliRunner().invoke(main, ["settle", str(path)], env=env)
     assert out.exit_code == 1
     assert "INVALID_ARGUMENT" in out.output and "insuplc_admdvs:" in out.output and "fee_lines:" in out.output
 

@@ -17,7 +17,7 @@ from medsettle.ledger.posting.invariants import reciprocity_breaks, trial_balanc
 from medsettle.ledger.storage.sqlite import SqliteLedgerStore
 from medsettle.v1 import settlement_pb2_grpc as pb_grpc
 
-from conftest import make_bill
+from conftest import issue_token, make_bill
 
 
 def start_server(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
@@ -36,13 +36,15 @@ def start_server(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
 
 
 def test_sigterm_drains_in_flight_calls(tmp_path):
+    token = issue_token(tmp_path / "ledger.db", "H44010100001")
     process, target = start_server(tmp_path)
     try:
         with grpc.insecure_channel(target) as channel:
             health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
             assert health.status == health_pb2.HealthCheckResponse.SERVING
             stub = pb_grpc.SettlementServiceStub(channel)
-            calls = [stub.Settle.future(make_bill(msgid=f"DRAIN{i:06d}"), timeout=30) for i in range(300)]
+            calls = [stub.Settle.future(make_bill(msgid=f"DRAIN{i:06d}"), timeout=30,
+                                         metadata=[("authorization", f"Bearer {token}")]) for i in range(300)]
             time.sleep(0.05)
             process.send_signal(signal.SIGTERM)
             acknowledged, refused = [], []

@@ -109,7 +109,8 @@ def test_grpcurl_lists_and_calls_through_reflection(server):
         "acct_used_flag": True, "fee_lines": [{"feedetl_sn": "1", "hilist_code": "XB0202", "cnt": 2, "pric_fen": 452}],
     }
     call = subprocess.run(
-        [_grpcurl(), "-plaintext", "-d", json.dumps(bill), server.target, "medsettle.v1.SettlementService/Settle"],
+        [_grpcurl(), "-plaintext", "-H", f"authorization: Bearer {server.tokens['H44010100001']}", "-d", json.dumps(bill),
+         server.target, "medsettle.v1.SettlementService/Settle"],
         capture_output=True, text=True, timeout=60,
     )
     assert call.returncode == 0, call.stderr

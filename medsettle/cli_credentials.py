@@ -1,0 +1,82 @@
+"""`medsettle credentials issue|revoke|list`: the callers' bearer tokens.
+
+A token is printed once, by `issue`, on stdout alone (so a script can
+capture it); the database keeps only its SHA-256. Rotation without restart:
+issue a new credential, switch the caller to it, revoke the old one; a
+running server picks up both within a few seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_DB = "var/medsettle.db"
+db_option = click.option("--db", default=DEFAULT_DB, show_default=True, help="SQLite database file of the server.")
+
+
+@click.group()
+def credentials() -> None:
+    """Issue, revoke and list caller credentials (bearer tokens, stored hashed)."""
+
+
+@credentials.command()
+@db_option
+@click.option("--role", type=click.Choice(["institution", "operator"]), default="institution", show_default=True,
+              help="institution: acts for its own code only; operator: reads across institutions, settles nothing.")
+@click.option("--code", "fixmedins_code", default="", help="The institution's fixmedins_code (role institution).")
+@click.option("--label", required=True, help="Who holds it, e.g. 'his-gateway-2026'.")
+def issue(db: str, role: str, fixmedins_code: str, label: str) -> None:
+    """Issue a credential; prints its token once (stdout), its id on stderr."""
+    from medsettle.ledger.clock import SystemClock
+    from medsettle.ledger.storage.credentials import CredentialError, CredentialStore, Role
+
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    with CredentialStore(db) as store:
+        try:
+            credential, token = store.issue(Role(role), fixmedins_code, label, SystemClock().now())
+        except CredentialError as error:
+            raise click.UsageError(str(error)) from None
+    who = f"institution {credential.fixmedins_code}" if credential.fixmedins_code else "operator"
+    click.echo(f"issued credential {credential.cred_id} ({who}, {label}); the token is shown only now:", err=True)
+    click.echo(token)
+
+
+@credentials.command()
+@db_option
+@click.argument("cred_id", type=click.IntRange(1))
+def revoke(db: str, cred_id: int) -> None:
+    """Revoke a credential; a running server refuses it within seconds."""
+    from medsettle.ledger.clock import SystemClock
+    from medsettle.ledger.storage.credentials import CredentialError, CredentialStore
+
+    if not Path(db).exists():
+        raise click.ClickException(f"no database at {db}")
+    with CredentialStore(db) as store:
+        try:
+            credential = store.revoke(cred_id, SystemClock().now())
+        except CredentialError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(f"revoked credential {credential.cred_id} ({credential.label})")
+
+
+@credentials.command("list")
+@db_option
+@click.option("--all", "include_revoked", is_flag=True, help="Also revoked credentials.")
+def list_credentials(db: str, include_revoked: bool) -> None:
+    """List credentials (never their tokens)."""
+    from medsettle.ledger.storage.credentials import CredentialStore
+
+    if not Path(db).exists():
+        raise click.ClickException(f"no database at {db}")
+    with CredentialStore(db) as store:
+        rows = store.list(include_revoked)
+    table = Table(title="Credentials")
+    for column in ("id", "role", "fixmedins_code", "label", "created", "revoked"):
+        table.add_column(column)
+    for c in rows:
+        table.add_row(str(c.cred_id), c.role.value, c.fixmedins_code, c.label, c.created_at.isoformat(timespec="seconds"),
+                      c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "")
+    Console(width=120).print(table)

@@ -1,0 +1,226 @@
+"""Who is calling, and may they do this.
+
+Authentication: a bearer token in the `authorization` metadata, checked
+against the hashes in the credentials table (ledger/storage/credentials.py),
+or, over mutual TLS, the verified client certificate's common name
+(`H44010100001` for an institution, `operator:<name>` for an operator).
+No credential, or an unknown or revoked one: UNAUTHENTICATED.
+
+Authorization: an institution settles, reverses, reads and reconciles only
+for its own fixmedins_code; an operator reads across institutions and
+settles nothing. Otherwise PERMISSION_DENIED, decided before the request is
+validated, so a caller learns nothing about another institution's data.
+
+Health checking and reflection stay open: only the SettlementService is
+guarded. The hot path is one SHA-256 and a dict lookup; the table is
+reloaded every CACHE_TTL_S and on an unknown token (at most once per
+MISS_RELOAD_INTERVAL_S), so issue-then-revoke rotation needs no restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from medsettle.ledger.settlement.validation import CODE
+from medsettle.ledger.storage.credentials import Credential, CredentialStore, Role, token_sha256
+from medsettle.server.logs import get_logger
+from medsettle.server.status import ERROR_DOMAIN
+from medsettle.v1 import settlement_pb2 as pb
+
+CACHE_TTL_S = 5.0  # a revoked token stops working within this time
+MISS_RELOAD_INTERVAL_S = 1.0  # a newly issued token works within this time; bounds reloads under a token-guessing flood
+GUARDED_PREFIX = "/medsettle.v1.SettlementService/"
+OPERATOR_CN_PREFIX = "operator:"
+NOT_YOUR_INSTITUTION = "NOT_YOUR_INSTITUTION"
+UNAUTHENTICATED_REASON = "UNAUTHENTICATED"
+
+log = get_logger("medsettle.server.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    role: Role
+    fixmedins_code: str  # "" for an operator
+    via: str  # "token:<cred_id>" or "mtls"
+
+
+# The caller of the RPC being served; set by the interceptor for the RPC's task.
+CURRENT_PRINCIPAL: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+
+
+def principal_of(credential: Credential) -> Principal:
+    return Principal(credential.role, credential.fixmedins_code, f"token:{credential.cred_id}")
+
+
+def principal_of_certificate(common_name: str) -> Principal | None:
+    """The identity a verified client certificate names, if it names one."""
+    if common_name.startswith(OPERATOR_CN_PREFIX) and len(common_name) > len(OPERATOR_CN_PREFIX):
+        return Principal(Role.OPERATOR, "", "mtls")
+    if CODE.match(common_name):
+        return Principal(Role.INSTITUTION, common_name, "mtls")
+    return None
+
+
+class CredentialCache:
+    """Token hash -> principal, in memory, refreshed from the database."""
+
+    def __init__(self, db_path: str | Path, ttl_s: float = CACHE_TTL_S,
+                 miss_reload_interval_s: float = MISS_RELOAD_INTERVAL_S) -> None:
+        self._db_path = str(db_path)
+        self._ttl_s = ttl_s
+        self._miss_reload_interval_s = miss_reload_interval_s
+        self._by_hash: dict[str, Principal] = {}
+        self._loaded_at = float("-inf")
+        self._lock: asyncio.Lock | None = None
+
+    def _read(self) -> dict[str, Principal]:
+        with CredentialStore(self._db_path) as store:
+            return {digest: principal_of(c) for digest, c in store.active_by_hash().items()}
+
+    async def reload(self) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        started = time.monotonic()
+        async with self._lock:
+            if self._loaded_at >= started:  # another call reloaded while this one waited
+                return
+            try:
+                self._by_hash = await asyncio.get_running_loop().run_in_executor(None, self._read)
+            except Exception as error:  # keep serving with the last good table
+                log.warning("credentials reload failed; keeping the previous table", error=type(error).__name__)
+            self._loaded_at = time.monotonic()
+
+    async def principal(self, token: str) -> Principal | None:
+        # A dict lookup by SHA-256 leaks at most timing about the hash, which
+        # tells an attacker nothing about a valid token; no compare_digest needed.
+        digest = token_sha256(token)
+        now = time.monotonic()
+        if now - self._loaded_at > self._ttl_s:
+            await self.reload()
+        found = self._by_hash.get(digest)
+        if found is None and time.monotonic() - self._loaded_at > self._miss_reload_interval_s:
+            await self.reload()
+            found = self._by_hash.get(digest)
+        return found
+
+
+def bearer_token(metadata: Any) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            return value[len("Bearer "):].strip() or None
+    return None
+
+
+def _certificate_principal(context: grpc.aio.ServicerContext) -> Principal | None:
+    auth = context.auth_context() or {}
+    names = auth.get("x509_common_name") or []
+    return principal_of_certificate(names[0].decode("utf-8", "replace")) if names else None
+
+
+def _status(code: grpc.StatusCode, reason: str, message: str) -> grpc.Status:
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=[info]))
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates every SettlementService call; the servicer authorizes."""
+
+    def __init__(self, cache: CredentialCache) -> None:
+        self._cache = cache
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or not method.startswith(GUARDED_PREFIX):
+            return handler
+        token = bearer_token(handler_call_details.invocation_metadata)  # type: ignore[attr-defined]
+        return _guarded(handler, lambda context: self._authenticate(token, context, method))
+
+    async def _authenticate(self, token: str | None, context: grpc.aio.ServicerContext, method: str) -> None:
+        principal = await self._cache.principal(token) if token else _certificate_principal(context)
+        if principal is None:
+            log.warning("unauthenticated", method=method, peer=context.peer(),
+                        credential="unknown or revoked token" if token else "none")
+            await context.abort_with_status(_status(
+                grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_REASON,
+                "missing, unknown or revoked credential: send 'authorization: Bearer <token>' or a client certificate",
+            ))
+        CURRENT_PRINCIPAL.set(principal)
+
+
+def _guarded(handler: grpc.RpcMethodHandler, authenticate: Callable[[Any], Awaitable[None]]) -> grpc.RpcMethodHandler:
+    """The same handler, authenticating inside the RPC (where the context is)."""
+
+    def answering_once(inner: Any) -> Any:
+        async def behavior(request_or_iterator: Any, context: Any) -> Any:
+            await authenticate(context)
+            return await inner(request_or_iterator, context)
+        return behavior
+
+    def answering_a_stream(inner: Any) -> Any:
+        async def behavior(request_or_iterator: Any, context: Any) -> Any:
+            await authenticate(context)
+            async for item in inner(request_or_iterator, context):
+                yield item
+        return behavior
+
+    serializers = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(answering_once(handler.unary_unary), **serializers)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(answering_once(handler.stream_unary), **serializers)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(answering_a_stream(handler.unary_stream), **serializers)
+    return grpc.stream_stream_rpc_method_handler(answering_a_stream(handler.stream_stream), **serializers)
+
+
+class Authorizer:
+    """Decides, per request, whether the authenticated caller may act for a code.
+
+    required=False only for a server built without authentication (create_server
+    without an AuthInterceptor); `medsettle serve` always requires it."""
+
+    def __init__(self, required: bool) -> None:
+        self.required = required
+
+    def denial(self, fixmedins_code: str, write: bool) -> str | None:
+        """Why the caller may not act for fixmedins_code ("" = all institutions), or None."""
+        principal = CURRENT_PRINCIPAL.get()
+        if principal is None:
+            return "no authenticated caller" if self.required else None
+        if principal.role is Role.OPERATOR:
+            if write:
+                return "an operator credential reads across institutions but does not settle or reverse"
+            return None
+        if fixmedins_code != principal.fixmedins_code:
+            return "this credential acts only for its own institution"
+        return None
+
+    async def require(self, context: grpc.aio.ServicerContext, method: str, fixmedins_code: str, write: bool) -> None:
+        denied = self.denial(fixmedins_code, write)
+        if denied is not None:
+            principal = CURRENT_PRINCIPAL.get()
+            log.warning("permission denied", method=method, fixmedins_code=fixmedins_code[:30],
+                        caller=principal.fixmedins_code if principal else "", via=principal.via if principal else "")
+            await context.abort_with_status(_status(grpc.StatusCode.PERMISSION_DENIED, NOT_YOUR_INSTITUTION, denied))
+
+    def item_denial(self, fixmedins_code: str) -> pb.ItemStatus | None:
+        """The same decision as one SettleStream item's status."""
+        denied = self.denial(fixmedins_code, write=True)
+        if denied is None:
+            return None
+        return pb.ItemStatus(code=code_pb2.PERMISSION_DENIED, message=denied, reason=NOT_YOUR_INSTITUTION)
