@@ -186,9 +186,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--db", type=Path, help="keep the generated ledger here (default: a temporary directory)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    parser.add_argument("--generate-only", action="store_true", help="with --db: generate the ledger, do not clear it")
     args = parser.parse_args()
     if not 1 <= args.settlements <= 50_000_000 or not 1 <= args.agencies <= 99 or not 1 <= args.institutions <= 10**6:
         parser.error("--settlements 1..50000000, --agencies 1..99, --institutions 1..1000000")
+    if args.generate_only:
+        if args.db is None or args.db.exists():
+            parser.error("--generate-only needs --db of a file that does not exist yet")
+        print(json.dumps(generate(args.db, args.settlements, args.agencies, args.institutions, args.seed)))
+        return 0
     with tempfile.TemporaryDirectory() as scratch:
         db = args.db or Path(scratch) / "clearing-bench.db"
         if db.exists():

@@ -16,6 +16,7 @@ aggregates in the database; a break says what, where and how much.
 from __future__ import annotations
 
 import csv
+import operator
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -96,10 +97,10 @@ def verify_entries(store: ClearingStore, period: str, log: BreakLog, progress: P
         if entry.computed_hash() != entry.hash:
             log.add(Break("hash_chain", where, 0,
                           f"{where} does not match its hash: it was changed after it was written"))
-        for book, account, amount, setlym in entry.postings:
-            if setlym != entry.setlym:
-                log.add(Break("posting_period", where, amount,
-                              f"{where} posting {book} {account} is in period {setlym}, its entry in {entry.setlym}"))
+        for posting, setlym in entry.misfiled:
+            log.add(Break("posting_period", where, posting.amount_fen,
+                          f"{where} posting {posting.book} {posting.account} is in period {setlym}, "
+                          f"its entry in {entry.setlym}"))
         if entry.kind in SETTLEMENT_KINDS:
             _check_settlement_postings(entry, where, log)
         previous = (entry.entry_no, entry.hash)
@@ -121,14 +122,17 @@ def _check_settlement_postings(entry: StoredEntry, where: str, log: BreakLog) ->
     if setlym != entry.setlym:
         log.add(Break("settlement_postings", where, 0,
                       f"{where} is in period {entry.setlym}, its settlement in {setlym}"))
+    rule = settlement_postings(insuplc, mdtrtarea, payee, hifp_fen, acct_fen)
+    if len(rule) == len(entry.postings) and all(map(operator.eq, rule, entry.postings)):
+        return  # the usual case: the rules' postings, in the order the processor wrote them
     expected: dict[tuple[str, str], int] = defaultdict(int)
-    for posting in settlement_postings(insuplc, mdtrtarea, payee, hifp_fen, acct_fen):
+    for posting in rule:
         expected[(posting.book, posting.account)] += posting.amount_fen
     actual: dict[tuple[str, str], int] = defaultdict(int)
-    for book, account, amount, _ in entry.postings:
-        actual[(book, account)] += amount
+    for posting in entry.postings:
+        actual[(posting.book, posting.account)] += posting.amount_fen
     if actual == expected:
-        return
+        return  # same amounts in another order
     differences = {key: actual.get(key, 0) - expected.get(key, 0) for key in set(actual) | set(expected)}
     differences = {key: diff for key, diff in differences.items() if diff}
     if not differences:  # a zero posting stored where none is expected: harmless but not the rule

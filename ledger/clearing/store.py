@@ -36,13 +36,13 @@ class StoredEntry:
     created_us: int
     prev_hash: str
     hash: str
-    postings: tuple[tuple[str, str, int, str], ...]  # (book, account, amount_fen, setlym) in insert order
+    postings: tuple[Posting, ...]  # in insert order
+    misfiled: tuple[tuple[Posting, str], ...]  # postings whose period is not the entry's, with their period
     settlement: tuple[str, str, str, int, int, str] | None  # insuplc, mdtrtarea, payee, hifp, acct, setlym
 
     def computed_hash(self) -> str:
         return entry_hash(
-            self.prev_hash, self.entry_no, self.setl_id, self.kind, self.setlym, self.created_us,
-            (Posting(book, account, amount) for book, account, amount, _ in self.postings),
+            self.prev_hash, self.entry_no, self.setl_id, self.kind, self.setlym, self.created_us, self.postings
         )
 
 
@@ -114,17 +114,21 @@ class ClearingStore(SqliteLedgerStore):
             "WHERE j.setlym = ? ORDER BY j.entry_no, p.rowid",
             (period,),
         )
-        current: list[Any] | None = None
-        postings: list[tuple[str, str, int, str]] = []
+        current: tuple[Any, ...] | None = None
+        postings: list[Posting] = []
+        misfiled: list[tuple[Posting, str]] = []
         for row in cursor:
             if current is None or row[0] != current[0]:
                 if current is not None:
-                    yield _entry(current, postings)
-                current, postings = list(row), []
+                    yield _entry(current, postings, misfiled)
+                current, postings, misfiled = row, [], []
             if row[13] is not None:
-                postings.append((row[13], row[14], row[15], row[16]))
+                posting = Posting(row[13], row[14], row[15])
+                postings.append(posting)
+                if row[16] != row[3]:
+                    misfiled.append((posting, row[16]))
         if current is not None:
-            yield _entry(current, postings)
+            yield _entry(current, postings, misfiled)
 
     def hash_of_entry(self, entry_no: int) -> str | None:
         if entry_no == 0:
@@ -248,6 +252,6 @@ class ClearingStore(SqliteLedgerStore):
         )
 
 
-def _entry(row: list[Any], postings: list[tuple[str, str, int, str]]) -> StoredEntry:
-    settlement = tuple(row[7:13]) if row[7] is not None else None
-    return StoredEntry(*row[:7], postings=tuple(postings), settlement=settlement)  # type: ignore[arg-type]
+def _entry(row: tuple[Any, ...], postings: list[Posting], misfiled: list[tuple[Posting, str]]) -> StoredEntry:
+    settlement = row[7:13] if row[7] is not None else None
+    return StoredEntry(*row[:7], postings=tuple(postings), misfiled=tuple(misfiled), settlement=settlement)  # type: ignore[arg-type]

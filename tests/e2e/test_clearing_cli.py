@@ -293,3 +293,47 @@ def test_each_province_clears_its_side_and_the_counterparts_mirror_each_other(se
     assert not any(amount for (_, account), amount in balances.items()
                    if account.startswith(("receivable:agency:", "payable:agency:")))
     assert CliRunner().invoke(main, ["balances", "--db", str(db_path), "--period", "2026-10"]).exit_code == 0
+
+
+def test_clearing_runs_while_the_server_keeps_settling_the_next_month(server, client, clock, bill, db_path, tmp_path):
+    import threading
+
+    october = settle_month(client, bill, rounds=2)
+    clock.set(dt.datetime(2026, 11, 1, 8, 0, tzinfo=CHINA_TZ))
+    stop = threading.Event()
+    november: list[pb.SettleResult] = []
+    failures: list[BaseException] = []
+
+    def keep_settling() -> None:
+        n = 10
+        while not stop.is_set():
+            try:
+                november.extend(settle_month(client, bill, rounds=1, first_round=n))
+            except BaseException as error:  # reported below, not swallowed
+                failures.append(error)
+                return
+            n += 1
+
+    feeder = threading.Thread(target=keep_settling)
+    feeder.start()
+    try:
+        while len(november) < 20:
+            stop.wait(0.01)
+        done = clear(db_path, "2026-10", OCT_CLEARING_CLOCK, tmp_path / "oct", "--json")
+        settled_during = len(november)
+        while len(november) < settled_during + 20 and not failures:
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        feeder.join(30)
+    assert not failures
+    assert done.exit_code == 0, done.output
+    assert {p["party"]: p["net_fen"] for p in json.loads(done.stdout)["positions"] if p["net_fen"]} == \
+        expected_positions(october, "44")
+    assert all(r.setlym == "2026-11" for r in november)
+    # the server went on appending after the clearing entry: the chain and the books hold
+    balanced = CliRunner().invoke(main, ["balances", "--db", str(db_path)])
+    assert balanced.exit_code == 0, balanced.output
+    nov = clear(db_path, "2026-11", NOV_CLEARING_CLOCK, tmp_path / "nov", "--json")
+    assert nov.exit_code == 0, nov.output
+    assert json.loads(nov.stdout)["totals"]["setl_cnt"] == sum(1 for r in november if r.mdtrtarea_admvs.startswith("44"))
