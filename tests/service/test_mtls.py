@@ -1,0 +1,102 @@
+"""Mutual TLS, the production option: certificates generated here (a CA, a
+server certificate for 127.0.0.1, client certificates naming an institution
+or an operator); the client certificate is the credential."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from medsettle.client.settlement_client import CallRefused, SettlementClient
+from medsettle.server.tls import TlsFiles
+
+from conftest import ServerThread
+
+NOW = dt.datetime.now(dt.timezone.utc)
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def _certificate(common_name: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+                 server: bool = False) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    builder = (
+        x509.CertificateBuilder().subject_name(name)
+        .issuer_name(issuer[0].subject if issuer else name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(minutes=5)).not_valid_after(NOW + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256()), key
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture
+def pki():
+    ca = _certificate("medsettle test CA", None)
+    rogue_ca = _certificate("someone else's CA", None)
+    server_cert, server_key = _certificate("medsettle server", ca, server=True)
+    return {
+        "ca": _pem(ca[0]),
+        "server": TlsFiles(_pem(server_cert), _pem_key(server_key), _pem(ca[0])),
+        "clients": {cn: _certificate(cn, ca) for cn in ("H44010100001", "operator:alice")},
+        "rogue": _certificate("H44010100001", rogue_ca),
+    }
+
+
+@pytest.fixture
+def tls_server(db_path, clock, pki):
+    running = ServerThread(db_path, clock, tls=pki["server"]).start()
+    yield running
+    running.stop()
+
+
+def _client(target: str, ca: bytes, cert_key=None) -> SettlementClient:  # type: ignore[no-untyped-def]
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=ca,
+        private_key=_pem_key(cert_key[1]) if cert_key else None,
+        certificate_chain=_pem(cert_key[0]) if cert_key else None,
+    )
+    return SettlementClient(target, channel_credentials=creds, retries=0, deadline_s=5.0)
+
+
+def test_a_client_certificate_is_the_institutions_credential(tls_server, pki, bill):
+    with _client(tls_server.target, pki["ca"], pki["clients"]["H44010100001"]) as hospital:
+        settled = hospital.settle(bill())  # no token: the certificate names the institution
+        assert hospital.get("H44010100001", setl_id=settled.setl_id) == settled
+        with pytest.raises(CallRefused) as refused:
+            hospital.settle(bill(code="H44030100001", psn_no="44030000000000000001", insuplc="440300"))
+        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+    with _client(tls_server.target, pki["ca"], pki["clients"]["operator:alice"]) as operator:
+        assert operator.get("H44010100001", setl_id=settled.setl_id) == settled
+        with pytest.raises(CallRefused) as refused:
+            operator.settle(bill())
+        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("who", ["no certificate", "certificate from another CA"])
+def test_without_a_certificate_of_the_ca_no_call_gets_through(tls_server, pki, bill, who):
+    cert_key = None if who == "no certificate" else pki["rogue"]
+    with _client(tls_server.target, pki["ca"], cert_key) as stranger:
+        with pytest.raises(CallRefused) as refused:
+            stranger.settle(bill())
+    assert refused.value.code == grpc.StatusCode.UNAVAILABLE  # the TLS handshake fails
+    assert tls_server.service.store.reader().execute("SELECT COUNT(*) FROM settlements").fetchone()[0] == 0
