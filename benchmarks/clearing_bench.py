@@ -54,7 +54,7 @@ class MonthGenerator:
         self.here = [f"44{k:02d}00" for k in range(1, agencies + 1)]
         self.elsewhere = [f"{p}{k:02d}00" for p in ("13", "31", "51") for k in range(1, 6)]
         self.institutions = {
-            region: [f"H{region}{n:06d}" for n in range(1, institutions // len(self.here) + 2)]
+            region: [f"H{region}{n:05d}" for n in range(1, institutions // len(self.here) + 2)]
             for region in self.here + self.elsewhere
         }
         self.setl_no = 0
@@ -188,8 +188,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
     parser.add_argument("--generate-only", action="store_true", help="with --db: generate the ledger, do not clear it")
     args = parser.parse_args()
-    if not 1 <= args.settlements <= 50_000_000 or not 1 <= args.agencies <= 99 or not 1 <= args.institutions <= 10**6:
-        parser.error("--settlements 1..50000000, --agencies 1..99, --institutions 1..1000000")
+    if not 1 <= args.settlements <= 50_000_000 or not 1 <= args.agencies <= 99 or not 1 <= args.institutions <= 99_999:
+        parser.error("--settlements 1..50000000, --agencies 1..99, --institutions 1..99999")
     if args.generate_only:
         if args.db is None or args.db.exists():
             parser.error("--generate-only needs --db of a file that does not exist yet")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -53,7 +54,7 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
     if not Path(db).exists():
         raise click.ClickException(f"--db: no database at {db}")
     out_dir = Path(statement_dir) if statement_dir else DEFAULT_STATEMENT_ROOT / f"{province}-{period}"
-    status = Console(stderr=True)
+    status = Console(stderr=True, highlight=False)
     with _clearing_store(db) as store, _progress(status) as progress:
         task = progress.add_task(f"verifying {period} journal", total=None)
         hooks = Hooks(start=lambda total: progress.update(task, total=total),
@@ -64,7 +65,7 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
     if result.outcome is Outcome.BREAKS:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / BREAKS_FILE).write_text(json.dumps(result.breaks, ensure_ascii=False, indent=2) + "\n", "utf-8")
-        _print_breaks(result.breaks, Console(), out_dir / BREAKS_FILE)
+        _print_breaks(result.breaks, Console(highlight=False), out_dir / BREAKS_FILE)
         sys.exit(EXIT_BREAKS)
 
     data = json.loads(result.statement_json)
@@ -84,7 +85,7 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
     if as_json:
         click.echo(result.statement_json, nl=False)
     else:
-        _print_statement(data, Console(), show_postings=result.outcome is Outcome.DRY_RUN)
+        _print_statement(data, Console(highlight=False), show_postings=result.outcome is Outcome.DRY_RUN)
 
 
 @click.command()
@@ -149,26 +150,38 @@ def _print_statement(data: dict[str, Any], console: Console, show_postings: bool
         positions.add_row(p["party"], yuan(p["net_fen"]), yuan(p["prepaid_available_fen"]), yuan(p["prepaid_drawn_fen"]),
                           f"[red]{yuan(p['shortfall_fen'])}[/]" if p["shortfall_fen"] else "0.00", yuan(p["to_settle_fen"]))
     console.print(positions)
-    instructions = Table(title="Payment instructions (yuan)")
-    for column in ("payer", "payee", "amount", "purpose"):
-        instructions.add_column(column, justify="right" if column == "amount" else "left")
-    for i in data["payment_instructions"][:MAX_TABLE_ROWS]:
-        instructions.add_row(i["payer"], i["payee"], yuan(i["amount_fen"]), i["purpose"])
-    console.print(instructions)
-    hidden = len(data["payment_instructions"]) - MAX_TABLE_ROWS
-    if hidden > 0:
-        console.print(f"... and {hidden} more payment instructions (all in payment_instructions.csv)")
+    between = Table(title="Payment instructions, agency <-> province (yuan; after prepaid draws)")
+    for column in ("payer", "payee", "amount"):
+        between.add_column(column, justify="right" if column == "amount" else "left")
+    for i in data["payment_instructions"]:
+        if i["purpose"] == "net position":
+            between.add_row(i["payer"], i["payee"], yuan(i["amount_fen"]))
+    console.print(between)
+    by_agency: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # summed here; one line per institution in the CSV
+    for institution in data["institutions"]:
+        by_agency[institution["agency"]][0] += 1
+        by_agency[institution["agency"]][1] += institution["payable_fen"]
+    to_institutions = Table(title="Agency -> institutions (yuan; each one in payment_instructions.csv)")
+    for column in ("agency", "institutions", "total"):
+        to_institutions.add_column(column, justify="left" if column == "agency" else "right")
+    for agency, (count, total_fen) in sorted(by_agency.items()):
+        to_institutions.add_row(agency, str(count), yuan(total_fen))
+    console.print(to_institutions)
     for p in data["positions"]:
         if p["shortfall_fen"]:
             console.print(f"[red]SHORTFALL[/] {p['party']}'s prepaid fund covers {yuan(p['prepaid_drawn_fen'])} of "
                           f"{yuan(-p['net_fen'])} yuan; it must pay {yuan(p['shortfall_fen'])} yuan to the province")
     if show_postings:
-        postings = Table(title="The clearing entry that would be posted (yuan; debit +, credit -)")
+        postings = Table(title="The clearing entry that would be posted, per account (yuan; debit +, credit -)")
         for column in ("book", "account", "amount"):
             postings.add_column(column, justify="right" if column == "amount" else "left")
+        per_account: dict[tuple[str, str], int] = defaultdict(int)
         for p in data["clearing_postings"]:
-            postings.add_row(p["book"], p["account"], yuan(p["amount_fen"]))
+            per_account[(p["book"], p["account"])] += p["amount_fen"]
+        for (book, account), amount_fen in sorted(per_account.items()):
+            postings.add_row(book, account, yuan(amount_fen))
         console.print(postings)
+        console.print(f"{len(data['clearing_postings'])} postings in one journal entry (all in --json).")
 
 
 def _print_breaks(report: dict[str, Any], console: Console, path: Path) -> None:
