@@ -27,7 +27,7 @@ MAX_TABLE_ROWS = 40  # the terminal shows this many rows per table; the files ho
 @click.option("--province", required=True, help="2-digit province code whose agencies are cleared (e.g. 44).")
 @click.option("--period", required=True, help="The month to clear, YYYY-MM (China time); it must have ended.")
 @click.option("--db", required=True, type=click.Path(dir_okay=False), help="The ledger's SQLite file.")
-@click.option("--dry-run", is_flag=True, help="Reconcile and show what would be posted; post and write nothing.")
+@click.option("--dry-run", is_flag=True, help="Reconcile and show what would be posted; post nothing, write no statement.")
 @click.option("--statement-dir", type=click.Path(file_okay=False),
               help="Where the statement, payment instructions or breaks report go [default: var/statements/PP-YYYY-MM].")
 @click.option("--declared", type=click.Path(exists=True, dir_okay=False),

@@ -89,16 +89,13 @@ def province_agency_balances(db: Path, period: str) -> dict[tuple[str, str], int
             if book.startswith("44") and account.startswith(("receivable:agency:", "payable:agency:"))}
 
 
-def test_a_month_of_traffic_clears_to_the_fen_once_and_the_late_reversal_clears_next_month(server, client, clock, bill, db_path, tmp_path):
+def test_a_month_of_traffic_clears_to_the_fen_once_and_a_reversal_after_clearing_clears_next_month(server, client, clock, bill, db_path, tmp_path):
     october = settle_month(client, bill)
     october.append(reverse(client, october[2], "REV-OCT-1"))  # an in-month reversal, in-province pair
     assert all(r.setlym == "2026-10" for r in october)
 
     clock.set(dt.datetime(2026, 11, 3, 11, 0, tzinfo=CHINA_TZ))
     november = settle_month(client, bill, rounds=1, first_round=5)
-    late = reverse(client, october[5], "REV-LATE-1")  # Hebei insured at Guangzhou, reversed after October closed
-    november.append(late)
-    assert late.setlym == "2026-11" and late.orig_setl_id == october[5].setl_id
 
     # November has not ended on the clearing clock: refused, nothing posted
     before = journal_size(db_path)
@@ -133,6 +130,11 @@ def test_a_month_of_traffic_clears_to_the_fen_once_and_the_late_reversal_clears_
     assert not any(province_agency_balances(db_path, "2026-10").values())
     balanced = CliRunner().invoke(main, ["balances", "--db", str(db_path), "--period", "2026-10"])
     assert balanced.exit_code == 0, balanced.output
+
+    # a reversal after October was cleared: Hebei insured at Guangzhou; it belongs to November
+    late = reverse(client, october[5], "REV-LATE-1")
+    november.append(late)
+    assert late.setlym == "2026-11" and late.orig_setl_id == october[5].setl_id
 
     # a re-run prints and writes the same statement, byte for byte, and posts nothing
     files = {p.name: p.read_bytes() for p in out.iterdir()}
