@@ -162,30 +162,71 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         CURRENT_PRINCIPAL.set(principal)
 
 
-def _guarded(handler: grpc.RpcMethodHandler, authenticate: Callable[[Any], Awaitable[None]]) -> grpc.RpcMethodHandler:
-    """The same handler, authenticating inside the RPC (where the context is)."""
+class _Undecodable:
+    """Stands for request bytes that are no valid message of the RPC's type."""
 
-    def answering_once(inner: Any) -> Any:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    # gRPC answers UNKNOWN when a deserializer raises; the guarded handler
+    # refuses such bytes with INVALID_ARGUMENT instead, after authenticating.
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data) if deserialize else data
+        except Exception as error:
+            return _Undecodable(error)
+    return decode
+
+
+async def _refuse_undecodable(context: grpc.aio.ServicerContext, request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field="request", description=f"not a valid message of this RPC's type ({type(request.error).__name__})")
+        info, bad = any_pb2.Any(), any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason="FIELD_INVALID", domain=ERROR_DOMAIN))
+        bad.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+        await context.abort_with_status(rpc_status.to_status(status_pb2.Status(
+            code=code_pb2.INVALID_ARGUMENT, message="FIELD_INVALID: request: undecodable", details=[info, bad])))
+
+
+def _guarded(handler: grpc.RpcMethodHandler, authenticate: Callable[[Any], Awaitable[None]]) -> grpc.RpcMethodHandler:
+    """The same handler, authenticating inside the RPC (where the context
+    is), then refusing undecodable request bytes with INVALID_ARGUMENT."""
+
+    async def checked(request_or_iterator: Any, context: Any, streamed: bool) -> Any:
+        await authenticate(context)
+        if not streamed:
+            await _refuse_undecodable(context, request_or_iterator)
+            return request_or_iterator
+
+        async def each_checked() -> Any:
+            async for request in request_or_iterator:
+                await _refuse_undecodable(context, request)
+                yield request
+        return each_checked()
+
+    def answering_once(inner: Any, streamed: bool) -> Any:
         async def behavior(request_or_iterator: Any, context: Any) -> Any:
-            await authenticate(context)
-            return await inner(request_or_iterator, context)
+            return await inner(await checked(request_or_iterator, context, streamed), context)
         return behavior
 
-    def answering_a_stream(inner: Any) -> Any:
+    def answering_a_stream(inner: Any, streamed: bool) -> Any:
         async def behavior(request_or_iterator: Any, context: Any) -> Any:
-            await authenticate(context)
-            async for item in inner(request_or_iterator, context):
+            async for item in inner(await checked(request_or_iterator, context, streamed), context):
                 yield item
         return behavior
 
-    serializers = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+    serializers = dict(request_deserializer=_tolerant(handler.request_deserializer),
+                       response_serializer=handler.response_serializer)
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(answering_once(handler.unary_unary), **serializers)
+        return grpc.unary_unary_rpc_method_handler(answering_once(handler.unary_unary, False), **serializers)
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(answering_once(handler.stream_unary), **serializers)
+        return grpc.stream_unary_rpc_method_handler(answering_once(handler.stream_unary, True), **serializers)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(answering_a_stream(handler.unary_stream), **serializers)
-    return grpc.stream_stream_rpc_method_handler(answering_a_stream(handler.stream_stream), **serializers)
+        return grpc.unary_stream_rpc_method_handler(answering_a_stream(handler.unary_stream, False), **serializers)
+    return grpc.stream_stream_rpc_method_handler(answering_a_stream(handler.stream_stream, True), **serializers)
 
 
 class Authorizer:

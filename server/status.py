@@ -12,6 +12,10 @@ from medsettle.ledger.errors import Reason, Refused
 from medsettle.v1 import settlement_pb2 as pb
 
 ERROR_DOMAIN = "medsettle.v1"
+# A status travels in HTTP/2 trailers, which clients cap at 8 KiB by default:
+# a 500-line bill with every line wrong must still arrive as INVALID_ARGUMENT.
+MAX_VIOLATIONS_SHOWN = 20
+MAX_MESSAGE_CHARS = 400
 
 STATUS_OF_REASON: dict[Reason, grpc.StatusCode] = {
     Reason.FIELD_INVALID: grpc.StatusCode.INVALID_ARGUMENT,
@@ -38,23 +42,29 @@ def _pack(message: object) -> any_pb2.Any:
     return packed
 
 
+def _bounded_message(refusal: Refused) -> str:
+    text = str(refusal)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
+
+
 def rich_status(refusal: Refused) -> grpc.Status:
     code = STATUS_OF_REASON[refusal.reason]
-    details = [
-        _pack(error_details_pb2.ErrorInfo(reason=refusal.reason.value, domain=ERROR_DOMAIN, metadata=refusal.metadata))
-    ]
+    metadata = dict(refusal.metadata)
+    if len(refusal.violations) > MAX_VIOLATIONS_SHOWN:
+        metadata["violations_total"] = str(len(refusal.violations))
+    details = [_pack(error_details_pb2.ErrorInfo(reason=refusal.reason.value, domain=ERROR_DOMAIN, metadata=metadata))]
     if refusal.violations:
         details.append(
             _pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
                         error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                        for v in refusal.violations
+                        for v in refusal.violations[:MAX_VIOLATIONS_SHOWN]
                     ]
                 )
             )
         )
-    status = status_pb2.Status(code=code.value[0], message=str(refusal), details=details)
+    status = status_pb2.Status(code=code.value[0], message=_bounded_message(refusal), details=details)
     return rpc_status.to_status(status)
 
 
@@ -62,9 +72,10 @@ def item_status(refusal: Refused) -> pb.ItemStatus:
     """The same refusal as one SettleStream item's status."""
     return pb.ItemStatus(
         code=STATUS_OF_REASON[refusal.reason].value[0],
-        message=str(refusal),
+        message=_bounded_message(refusal),
         reason=refusal.reason.value,
-        field_violations=[pb.FieldViolation(field=v.field, description=v.description) for v in refusal.violations],
+        field_violations=[pb.FieldViolation(field=v.field, description=v.description)
+                          for v in refusal.violations[:MAX_VIOLATIONS_SHOWN]],
     )
 
 
