@@ -282,5 +282,13 @@ from medsettle.cli_credentials import credentials  # noqa: E402  (authentication
 
 main.add_command(credentials)
 
+from medsettle.cli_verify import verify  # noqa: E402  (tamper evidence, issue #6)
+
+main.add_command(verify)
+
+from medsettle.cli_load import load  # noqa: E402  (load generator, issue #5)
+
+main.add_command(load)
+
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ their own connections (WAL lets them run beside the writer).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import sqlite3
 import threading
@@ -333,14 +334,41 @@ class SqliteLedgerStore:
         sql += " GROUP BY book, account"
         return {(book, account): total for book, account, total in self.reader().execute(sql, params)}
 
-    def iter_entry_postings(self) -> Iterator[tuple[int, str, str, str, int, str, str, list[tuple[str, str, int]]]]:
-        """Every journal entry in order with its postings (for verification)."""
-        conn = self.reader()
-        entries = conn.execute(
-            "SELECT entry_no, setl_id, kind, setlym, created_us, prev_hash, hash FROM journal_entries ORDER BY entry_no"
+    def iter_entry_postings(self) -> Iterator[JournalRow]:
+        """Every journal entry in order with its postings and, for a
+        settlement or reversal, the settlement row's posting inputs; streamed
+        (one joined cursor), so a journal of any length fits in memory."""
+        cursor = self.reader().execute(
+            "SELECT e.entry_no, e.setl_id, e.kind, e.setlym, e.created_us, e.prev_hash, e.hash, "
+            "s.insuplc_admdvs, s.mdtrtarea_admvs, s.payee_code, s.hifp_pay_fen, s.acct_pay_fen, "
+            "p.book, p.account, p.amount_fen "
+            "FROM journal_entries e "
+            "LEFT JOIN settlements s ON s.setl_id = e.setl_id AND e.kind IN ('settle', 'reverse') "
+            "LEFT JOIN postings p ON p.entry_no = e.entry_no "
+            "ORDER BY e.entry_no, p.rowid"
         )
-        for entry_no, setl_id, kind, setlym, created_us, prev_hash, hash_ in entries.fetchall():
-            postings = conn.execute(
-                "SELECT book, account, amount_fen FROM postings WHERE entry_no = ? ORDER BY rowid", (entry_no,)
-            ).fetchall()
-            yield entry_no, setl_id, kind, setlym, created_us, prev_hash, hash_, postings
+        for _, rows in itertools.groupby(cursor, key=lambda row: row[0]):
+            first = next(rows)
+            postings = [(book, account, amount) for *_, book, account, amount in itertools.chain([first], rows)
+                        if book is not None]
+            settlement = None if first[7] is None else tuple(first[7:12])
+            yield JournalRow(*first[:7], settlement, postings)  # type: ignore[arg-type]
+
+    def orphan_postings(self) -> int:
+        """Postings whose journal entry does not exist."""
+        return self.reader().execute(
+            "SELECT COUNT(*) FROM postings WHERE entry_no NOT IN (SELECT entry_no FROM journal_entries)"
+        ).fetchone()[0]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    entry_no: int
+    setl_id: str
+    kind: str
+    setlym: str
+    created_us: int
+    prev_hash: str
+    hash: str
+    settlement: tuple[str, str, str, int, int] | None  # insuplc, mdtrtarea, payee, hifp_pay, acct_pay
+    postings: list[tuple[str, str, int]]  # (book, account, amount_fen) in insert order

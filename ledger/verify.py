@@ -1,0 +1,102 @@
+"""Tamper evidence: re-walk the journal from the first entry, recompute each
+entry's hash from its stored postings and the previous entry's hash, check
+that each entry balances per book and matches its settlement row, and
+re-derive every balance. The first bad entry is what an auditor needs: from
+there on, the journal is no longer what the service wrote."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from medsettle.ledger.posting.invariants import Break, reciprocity_breaks, trial_balance_breaks
+from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
+from medsettle.ledger.posting.rules import Posting, settlement_postings
+from medsettle.ledger.storage.sqlite import JournalRow, SqliteLedgerStore
+
+SETTLEMENT_KINDS = ("settle", "reverse")
+
+
+@dataclass(frozen=True, slots=True)
+class BadEntry:
+    entry_no: int
+    setl_id: str
+    problem: str
+
+
+@dataclass
+class VerifyReport:
+    entries: int = 0
+    postings: int = 0
+    bad_entries: list[BadEntry] = field(default_factory=list)  # in journal order
+    balance_breaks: list[Break] = field(default_factory=list)
+    orphan_postings: int = 0
+    head_hash: str = GENESIS_HASH
+
+    @property
+    def ok(self) -> bool:
+        return not (self.bad_entries or self.balance_breaks or self.orphan_postings)
+
+    @property
+    def first_bad(self) -> BadEntry | None:
+        return self.bad_entries[0] if self.bad_entries else None
+
+
+def entry_problems(row: JournalRow, expected_prev: str, expected_no: int) -> list[str]:
+    """What is wrong with one entry, given the previous entry's stored hash."""
+    problems = []
+    postings = [Posting(book, account, amount) for book, account, amount in row.postings]
+    if row.entry_no != expected_no:
+        problems.append(f"entry number {row.entry_no} follows {expected_no - 1}: entries are missing")
+    if row.prev_hash != expected_prev:
+        problems.append("prev_hash is not the previous entry's hash (an entry was removed, inserted or reordered)")
+    if entry_hash(row.prev_hash, row.entry_no, row.setl_id, row.kind, row.setlym, row.created_us, postings) != row.hash:
+        problems.append("hash does not match the entry's postings (a posting or the entry was changed)")
+    per_book: dict[str, int] = defaultdict(int)
+    for p in postings:
+        per_book[p.book] += p.amount_fen
+    unbalanced = sorted(book for book, total in per_book.items() if total)
+    if unbalanced:
+        problems.append(f"postings do not sum to zero in book(s) {', '.join(unbalanced)}")
+    if row.kind in SETTLEMENT_KINDS:
+        if row.settlement is None:
+            problems.append(f"no settlement row {row.setl_id} for this {row.kind} entry")
+        elif settlement_postings(*row.settlement) != postings:
+            problems.append(f"postings differ from what settlement {row.setl_id}'s amounts post")
+    return problems
+
+
+def verify_journal(rows: Iterable[JournalRow]) -> tuple[VerifyReport, dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """(report, balances of all postings, balances of settlement postings), in one pass."""
+    report = VerifyReport()
+    balances: dict[tuple[str, str], int] = defaultdict(int)
+    settled: dict[tuple[str, str], int] = defaultdict(int)
+    expected_prev, expected_no = GENESIS_HASH, 1
+    for row in rows:
+        report.entries += 1
+        report.postings += len(row.postings)
+        for problem in entry_problems(row, expected_prev, expected_no):
+            report.bad_entries.append(BadEntry(row.entry_no, row.setl_id, problem))
+        for book, account, amount in row.postings:
+            balances[(book, account)] += amount
+            if row.kind in SETTLEMENT_KINDS:
+                settled[(book, account)] += amount
+        # Chain on from the stored hash, so one changed entry is reported once.
+        expected_prev, expected_no = row.hash, row.entry_no + 1
+    report.head_hash = expected_prev
+    return report, dict(balances), dict(settled)
+
+
+def verify_database(path: str | Path) -> VerifyReport:
+    store = SqliteLedgerStore(path)
+    try:
+        report, balances, settled = verify_journal(store.iter_entry_postings())
+        report.orphan_postings = store.orphan_postings()
+    finally:
+        store.close()
+    # Pairs are compared on settlement postings: one province's clearing
+    # zeroes its side of a cross-province pair before the other's does.
+    report.balance_breaks = trial_balance_breaks(balances) + reciprocity_breaks(settled)
+    return report

@@ -1,0 +1,45 @@
+"""`medsettle verify --db PATH`: recompute the journal's hash chain and every
+balance; report the first bad entry. Exit 0 when intact, 1 otherwise."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--db", default="var/medsettle.db", show_default=True, help="SQLite database file to check (read only).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(db: str, as_json: bool) -> None:
+    """Check the journal's hash chain, each entry's postings and the balances."""
+    from medsettle.ledger.verify import verify_database
+
+    if not Path(db).exists():
+        raise click.ClickException(f"no database at {db}")
+    report = verify_database(db)
+    first = report.first_bad
+    if as_json:
+        click.echo(json.dumps({
+            "ok": report.ok, "entries": report.entries, "postings": report.postings, "head_hash": report.head_hash,
+            "bad_entries": len(report.bad_entries),
+            "first_bad_entry": None if first is None else
+            {"entry_no": first.entry_no, "setl_id": first.setl_id, "problem": first.problem},
+            "orphan_postings": report.orphan_postings,
+            "balance_breaks": [b.detail for b in report.balance_breaks],
+        }, indent=2))
+    else:
+        click.echo(f"checked {report.entries} journal entries, {report.postings} postings; head hash {report.head_hash}")
+        if first is not None:
+            click.echo(f"FIRST BAD ENTRY {first.entry_no} ({first.setl_id}): {first.problem}")
+            click.echo(f"{len(report.bad_entries)} problem(s) in all")
+        if report.orphan_postings:
+            click.echo(f"BAD: {report.orphan_postings} posting(s) belong to no journal entry")
+        for item in report.balance_breaks:
+            click.echo(f"BREAK {item.detail}")
+        if report.ok:
+            click.echo("the hash chain is intact, every entry balances per book, and the balances agree")
+    if not report.ok:
+        sys.exit(1)
