@@ -1,0 +1,449 @@
+"""The load generator's engine: asyncio clients with N calls in flight
+against a running server, the settlement path and the no-op echo baseline
+measured the same way, latency in an HdrHistogram, errors by status code.
+
+Requests are serialized by the generator and responses read as bytes unless
+the generator needs a field (a reversal needs the setl_id; a stream item its
+status), so the client spends as little CPU per call as it can: on a shared
+2-core machine the client and the server compete for the same cores, and the
+echo baseline pays exactly the same client cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import secrets
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import grpc
+from hdrh.histogram import HdrHistogram
+
+from medsettle.v1 import echo_pb2 as echo_pb
+from medsettle.v1 import settlement_pb2 as pb
+
+SETTLE = "/medsettle.v1.SettlementService/Settle"
+REVERSE = "/medsettle.v1.SettlementService/Reverse"
+SETTLE_STREAM = "/medsettle.v1.SettlementService/SettleStream"
+ECHO = "/medsettle.v1.EchoService/Echo"
+ECHO_STREAM = "/medsettle.v1.EchoService/EchoStream"
+
+LATENCY_MAX_US = 120_000_000  # the histogram's range: 1 µs .. 120 s, 3 significant digits
+CALL_TIMEOUT_S = 60.0
+MAX_CONCURRENCY = 10_000
+MAX_LINES_PER_BILL = 500
+
+# Hospitals of the shipped sample data, with the pooling region they are in.
+# Outpatient visits at hospitals: every one of them may settle them.
+HOSPITALS = {
+    "H44010100001": "440100",
+    "H44010100002": "440100",
+    "H44030100001": "440300",
+    "H44060100001": "440600",
+    "H13010100001": "130100",
+    "H13020100001": "130200",
+    "H31010100001": "310100",
+}
+REGIONS = sorted(set(HOSPITALS.values()))
+# (item, unit price in fen): class A, B and C items within every price cap.
+ITEMS = (
+    ("S0001", 2500), ("XA0101", 1800), ("XB0201", 3500), ("XC0401", 1200),
+    ("XA0102", 1500), ("S0003", 5200), ("XB0202", 900), ("S0002", 12000),
+)
+
+
+# ---- reference data for load ---------------------------------------------
+def synthetic_psn_no(admdvs: str, index: int) -> str:
+    return f"{admdvs}{index:014d}"
+
+
+def synthetic_reference(base: Mapping[str, Any], persons: int) -> dict[str, Any]:
+    """The base document plus `persons` insured persons spread over the
+    sample's regions (employee and resident insurance, with balances)."""
+    if not 1 <= persons <= 10_000_000:
+        raise ValueError(f"persons must be 1..10,000,000, got {persons}")
+    doc = json.loads(json.dumps(base))
+    for i in range(persons):
+        admdvs = REGIONS[i % len(REGIONS)]
+        employee = (i // len(REGIONS)) % 2 == 0
+        doc["persons"].append({
+            "psn_no": synthetic_psn_no(admdvs, i // len(REGIONS)),
+            "name": f"Load Person {i}",
+            "insutype": 310 if employee else 390,
+            "insuplc_admdvs": admdvs,
+            "acct_balc_fen": 2_000_000 if employee else 0,
+        })
+    return doc
+
+
+# ---- the bill mix ----------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BillMix:
+    persons: int = 10_000  # synthetic persons the bills are drawn from
+    cross_region_share: float = 0.25  # insured in another region than treated
+    lines_per_bill: int = 3
+    reversal_share: float = 0.0  # after a settlement, reverse it (unary only)
+    duplicate_share: float = 0.0  # re-send the previous request, same msgid
+
+    def __post_init__(self) -> None:
+        for name in ("cross_region_share", "reversal_share", "duplicate_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be 0..1, got {getattr(self, name)}")
+        if not 1 <= self.lines_per_bill <= MAX_LINES_PER_BILL:
+            raise ValueError(f"lines_per_bill must be 1..{MAX_LINES_PER_BILL}, got {self.lines_per_bill}")
+        if self.persons < len(REGIONS):
+            raise ValueError(f"persons must be at least {len(REGIONS)}, got {self.persons}")
+
+
+class BillFactory:
+    """Well-formed bills of the mix, each with a msgid unique to this run."""
+
+    def __init__(self, mix: BillMix, seed: int | None = None, run_tag: str | None = None) -> None:
+        self.mix = mix
+        self._random = random.Random(seed)
+        self._tag = run_tag or secrets.token_hex(3)  # msgids of two runs on one database never collide
+        self._sequence = itertools.count(1)
+        self._per_region = mix.persons // len(REGIONS)
+        self._lines = [
+            pb.FeeLine(feedetl_sn=str(i + 1), hilist_code=ITEMS[i % len(ITEMS)][0], cnt=1 + i % 3, pric_fen=ITEMS[i % len(ITEMS)][1])
+            for i in range(mix.lines_per_bill)
+        ]
+
+    def next_msgid(self, prefix: str = "L") -> str:
+        return f"{prefix}{self._tag}{next(self._sequence):012d}"
+
+    def bill(self, fixmedins_code: str | None = None) -> pb.SettleRequest:
+        rnd = self._random
+        code = fixmedins_code or rnd.choice(tuple(HOSPITALS))
+        treated_in = HOSPITALS[code]
+        insured_in = treated_in
+        if rnd.random() < self.mix.cross_region_share:
+            insured_in = rnd.choice([r for r in REGIONS if r != treated_in])
+        index = rnd.randrange(self._per_region)
+        employee = index % 2 == 0
+        return pb.SettleRequest(
+            msgid=self.next_msgid(),
+            fixmedins_code=code,
+            psn_no=synthetic_psn_no(insured_in, index),
+            insutype=310 if employee else 390,  # type: ignore[arg-type]
+            insuplc_admdvs=insured_in,
+            visit_type=pb.VISIT_TYPE_OUTPATIENT,
+            acct_used_flag=employee,
+            fee_lines=self._lines,
+        )
+
+    def chance(self, share: float) -> bool:
+        return share > 0 and self._random.random() < share
+
+
+# ---- measuring -------------------------------------------------------------
+@dataclass
+class Tally:
+    """What one phase measured: completions, latency, errors."""
+
+    histogram: HdrHistogram = field(default_factory=lambda: HdrHistogram(1, LATENCY_MAX_US, 3))
+    ok: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    first_ns: int = 0
+    last_ns: int = 0
+
+    def record(self, kind: str, started_ns: int, error: str | None = None) -> None:
+        now = time.perf_counter_ns()
+        self.histogram.record_value(max(1, (now - started_ns) // 1_000))
+        self.last_ns = now
+        if error is None:
+            self.ok += 1
+            self.by_kind[kind] += 1
+        else:
+            self.errors[error] += 1
+
+    def summary(self) -> dict[str, Any]:
+        elapsed_s = max(1e-9, (self.last_ns - self.first_ns) / 1e9)
+        h = self.histogram
+        ms = lambda us: round(us / 1000, 3)  # noqa: E731
+        return {
+            "calls_ok": self.ok,
+            "calls_failed": sum(self.errors.values()),
+            "elapsed_s": round(elapsed_s, 3),
+            "calls_per_s": round(self.ok / elapsed_s, 1),
+            "by_kind": dict(self.by_kind),
+            "errors": dict(self.errors),
+            "latency_ms": {
+                "p50": ms(h.get_value_at_percentile(50)),
+                "p90": ms(h.get_value_at_percentile(90)),
+                "p99": ms(h.get_value_at_percentile(99)),
+                "max": ms(h.get_max_value()),
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    service: str  # "settle" or "echo"
+    mode: str  # "unary" or "stream"
+    concurrency: int  # calls (unary) or stream items (stream) in flight
+    duration_s: float | None = 10.0
+    count: int | None = None  # stop after this many calls instead
+    streams: int = 4  # stream mode: concurrent streams sharing the in-flight window
+    warmup_s: float = 1.0  # measured from here on; calls before are not counted
+
+    def __post_init__(self) -> None:
+        if self.service not in ("settle", "echo") or self.mode not in ("unary", "stream"):
+            raise ValueError(f"unknown phase {self.service}/{self.mode}")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be 1..{MAX_CONCURRENCY}, got {self.concurrency}")
+        if (self.duration_s is None) == (self.count is None):
+            raise ValueError("give exactly one of duration_s and count")
+        if self.mode == "stream" and not 1 <= self.streams <= self.concurrency:
+            raise ValueError(f"streams must be 1..concurrency, got {self.streams}")
+
+
+class Credentials:
+    """The bearer token for each institution, or one token for all, or none."""
+
+    def __init__(self, tokens: Mapping[str, str] | None = None, token: str | None = None) -> None:
+        self._metadata = {code: (("authorization", f"Bearer {t}"),) for code, t in (tokens or {}).items()}
+        self._default = (("authorization", f"Bearer {token}"),) if token else None
+
+    def metadata(self, code: str) -> tuple[tuple[str, str], ...] | None:
+        return self._metadata.get(code, self._default)
+
+
+def _status_name(error: grpc.RpcError) -> str:
+    code = error.code() if hasattr(error, "code") else None
+    return code.name if code is not None else "UNKNOWN"
+
+
+class _Budget:
+    """When a phase stops: after a duration or after a number of calls."""
+
+    def __init__(self, phase: Phase) -> None:
+        self._deadline = None if phase.duration_s is None else time.monotonic() + phase.warmup_s + phase.duration_s
+        self._left = phase.count
+
+    def take(self) -> bool:
+        if self._deadline is not None:
+            return time.monotonic() < self._deadline
+        if self._left is None or self._left <= 0:
+            return False
+        self._left -= 1
+        return True
+
+
+async def run_phase(channel: grpc.aio.Channel, phase: Phase, bills: BillFactory, credentials: Credentials) -> dict[str, Any]:
+    """Runs one phase to its end and returns its summary."""
+    tally = Tally()
+    budget = _Budget(phase)
+    # A count run measures every call; a timed run starts counting after the warm-up.
+    measuring = asyncio.Event()
+    if phase.count is not None or phase.warmup_s <= 0:
+        measuring.set()
+        tally.first_ns = time.perf_counter_ns()
+    live = Tally()
+
+    def sink() -> Tally:
+        return tally if measuring.is_set() else live
+
+    async def open_measurement() -> None:
+        await asyncio.sleep(phase.warmup_s)
+        tally.first_ns = time.perf_counter_ns()
+        measuring.set()
+
+    opener = None if measuring.is_set() else asyncio.create_task(open_measurement())
+    if phase.mode == "unary":
+        workers = [_unary_worker(channel, phase.service, bills, credentials, budget, sink) for _ in range(phase.concurrency)]
+    else:
+        codes = list(HOSPITALS)
+        windows = _split(phase.concurrency, phase.streams)
+        workers = [
+            _stream_worker(channel, phase.service, bills, credentials, budget, sink, codes[i % len(codes)], window)
+            for i, window in enumerate(windows)
+        ]
+    await asyncio.gather(*workers)
+    if opener is not None:
+        opener.cancel()
+    if tally.last_ns == 0:
+        tally.last_ns = time.perf_counter_ns()
+    return {"service": phase.service, "mode": phase.mode, "concurrency": phase.concurrency,
+            **({"streams": phase.streams} if phase.mode == "stream" else {}), **tally.summary()}
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+async def _unary_worker(
+    channel: grpc.aio.Channel, service: str, bills: BillFactory, credentials: Credentials,
+    budget: _Budget, sink: Callable[[], Tally],
+) -> None:
+    # Raw bytes in and out: the generator parses a response only when it needs a field.
+    settle = channel.unary_unary(SETTLE if service == "settle" else ECHO)
+    reverse = channel.unary_unary(REVERSE)
+    mix = bills.mix
+    previous: tuple[bytes, tuple[tuple[str, str], ...] | None] | None = None
+    while budget.take():
+        if previous is not None and bills.chance(mix.duplicate_share):
+            kind, (payload, metadata) = "duplicate", previous
+        else:
+            bill = bills.bill()
+            metadata = credentials.metadata(bill.fixmedins_code)
+            payload = (bill if service == "settle" else echo_pb.EchoRequest(request=bill)).SerializeToString()
+            kind = "settle"
+            previous = (payload, metadata)
+        started = time.perf_counter_ns()
+        try:
+            answer = await settle(payload, metadata=metadata, timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError as error:
+            sink().record(kind, started, _status_name(error))
+            continue
+        sink().record(kind, started)
+        if service == "settle" and kind == "settle" and bills.chance(mix.reversal_share) and budget.take():
+            result = pb.SettleResponse.FromString(answer).result
+            request = pb.ReverseRequest(msgid=bills.next_msgid("R"), fixmedins_code=result.fixmedins_code, setl_id=result.setl_id)
+            started = time.perf_counter_ns()
+            try:
+                await reverse(request.SerializeToString(), metadata=metadata, timeout=CALL_TIMEOUT_S)
+            except grpc.RpcError as error:
+                sink().record("reverse", started, _status_name(error))
+            else:
+                sink().record("reverse", started)
+
+
+async def _stream_worker(
+    channel: grpc.aio.Channel, service: str, bills: BillFactory, credentials: Credentials,
+    budget: _Budget, sink: Callable[[], Tally], code: str, window: int,
+) -> None:
+    """One stream for one institution (a credential acts for its own code),
+    keeping `window` items in flight; the answers come back in order."""
+    settle = service == "settle"
+    call = channel.stream_stream(SETTLE_STREAM if settle else ECHO_STREAM)(metadata=credentials.metadata(code), timeout=None)
+    room = asyncio.Semaphore(window)
+    sent: deque[tuple[int, str]] = deque()
+    wrap = pb.SettleStreamRequest if settle else echo_pb.EchoStreamRequest
+    parse = pb.SettleStreamResponse.FromString if settle else None
+
+    async def write_all() -> None:
+        previous: bytes | None = None
+        try:
+            while budget.take():
+                await room.acquire()
+                if previous is not None and bills.chance(bills.mix.duplicate_share):
+                    kind, payload = "duplicate", previous
+                else:
+                    kind, payload = "settle", wrap(request=bills.bill(code)).SerializeToString()
+                    previous = payload
+                sent.append((time.perf_counter_ns(), kind))
+                await call.write(payload)
+        finally:
+            await call.done_writing()
+
+    writer = asyncio.create_task(write_all())
+    try:
+        while True:
+            answer = await call.read()
+            if answer is grpc.aio.EOF:
+                break
+            started, kind = sent.popleft()
+            error = None
+            if parse is not None:
+                status = parse(answer).status
+                if status.code != 0:
+                    error = STATUS_NAMES.get(status.code, f"CODE_{status.code}")
+            sink().record(kind, started, error)
+            room.release()
+        await writer
+    except grpc.RpcError as error:
+        writer.cancel()
+        for started, kind in sent:
+            sink().record(kind, started, _status_name(error))
+
+
+STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+# ---- server memory -----------------------------------------------------------
+def rss_kib(pid: int) -> int | None:
+    """The resident set size of a process (VmRSS), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class RssSampler:
+    """Samples a process's RSS every interval_s while the load runs."""
+
+    def __init__(self, pid: int, interval_s: float = 1.0) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, int]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._started = 0.0
+
+    async def _run(self) -> None:
+        while True:
+            kib = rss_kib(self.pid)
+            if kib is not None:
+                self.samples.append((round(time.monotonic() - self._started, 2), kib))
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def summary(self) -> dict[str, Any]:
+        return rss_summary(self.samples)
+
+
+def rss_summary(samples: Sequence[tuple[float, int]]) -> dict[str, Any]:
+    """First, last and peak RSS in MiB, and the growth over the second half
+    of the run (after the caches and the allocator have warmed up)."""
+    if not samples:
+        return {"samples": 0}
+    values = [kib for _, kib in samples]
+    half = samples[len(samples) // 2]
+    mib = lambda kib: round(kib / 1024, 1)  # noqa: E731
+    return {
+        "samples": len(samples),
+        "first_mib": mib(values[0]),
+        "last_mib": mib(values[-1]),
+        "peak_mib": mib(max(values)),
+        "second_half_growth_mib": mib(values[-1] - half[1]),
+        "series_mib": [(t, mib(kib)) for t, kib in samples],
+    }
+
+
+def iter_phases(modes: Sequence[str], with_echo: bool, **common: Any) -> Iterator[Phase]:
+    """Per mode: the echo baseline first, then the settlements."""
+    for mode in modes:
+        if with_echo:
+            yield Phase("echo", mode, **common)
+        yield Phase("settle", mode, **common)
+
+
+def ratios(phases: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Settlements/s over echo calls/s, per mode measured with both."""
+    rate = {(p["service"], p["mode"]): p["calls_per_s"] for p in phases}
+    return {
+        mode: round(rate[("settle", mode)] / rate[("echo", mode)], 3)
+        for (service, mode) in rate
+        if service == "settle" and rate.get(("echo", mode))
+    }

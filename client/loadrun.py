@@ -1,0 +1,189 @@
+"""A whole load run: the server process (its own, on a fresh SQLite file,
+unless a target is given), the echo baseline and the settlement phases
+against it in the same run, the server's RSS over time, one report.
+
+The server is `medsettle serve --with-echo` in its own process, exactly as
+operators run it: the reference data with the synthetic persons goes in with
+`medsettle load-reference`, one credential per hospital is provisioned in
+its database, and the generator runs in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import grpc
+
+from medsettle.client.loadgen import (
+    HOSPITALS,
+    BillFactory,
+    BillMix,
+    Credentials,
+    RssSampler,
+    iter_phases,
+    ratios,
+    run_phase,
+    synthetic_reference,
+)
+
+SERVER_START_TIMEOUT_S = 120.0  # loading 10^5 persons takes a few seconds
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 1 << 20), ("grpc.max_send_message_length", 1 << 20)]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    modes: tuple[str, ...] = ("unary", "stream")
+    concurrency: int = 64
+    stream_concurrency: int = 1024  # items in flight over all streams (stream mode)
+    streams: int = 4
+    duration_s: float | None = 10.0
+    count: int | None = None
+    warmup_s: float = 1.0
+    with_echo: bool = True
+    writer_batch: int = 512
+    rss_interval_s: float = 1.0
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    target: str
+    db_path: Path
+    tokens: dict[str, str]
+
+
+def _medsettle(*args: str) -> list[str]:
+    return [sys.executable, "-m", "medsettle", *args]
+
+
+@contextlib.contextmanager
+def own_server(persons: int, writer_batch: int, workdir: Path | None = None) -> Iterator[ServerProcess]:
+    """A fresh server process on 127.0.0.1 with the load's reference data
+    and one credential per hospital; stopped with SIGTERM (drained) on exit."""
+    from medsettle.ledger.clock import SystemClock
+    from medsettle.ledger.reference.loader import sample_document
+    from medsettle.ledger.storage.credentials import CredentialStore
+
+    with contextlib.ExitStack() as stack:
+        root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medsettle-load-")))
+        db_path = root / "ledger.db"
+        reference = root / "reference.json"
+        reference.write_text(json.dumps(synthetic_reference(sample_document(), persons)), "utf-8")
+        subprocess.run(_medsettle("load-reference", "--db", str(db_path), str(reference)),
+                       check=True, stdout=subprocess.DEVNULL)
+        with CredentialStore(db_path) as store:
+            tokens = store.provision(sorted(HOSPITALS), "load-generator", SystemClock().now()).tokens
+        port_file = root / "port"
+        log = (root / "server.log").open("wb")
+        stack.callback(log.close)
+        process = subprocess.Popen(
+            _medsettle("serve", "--db", str(db_path), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
+                       "--with-echo", "--log-level", "warning", "--log-format", "json",
+                       "--writer-batch", str(writer_batch)),
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+            while not (port_file.exists() and port_file.read_text().strip()):
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited with {process.returncode}: {(root / 'server.log').read_text()[-2000:]}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start in time")
+                time.sleep(0.05)
+            yield ServerProcess(process, f"127.0.0.1:{port_file.read_text().strip()}", db_path, tokens)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Credentials,
+                   server_pid: int | None = None, progress: Any = None) -> dict[str, Any]:
+    """Every phase of the plan against target, one after the other."""
+    bills = BillFactory(mix)
+    sampler = RssSampler(server_pid, plan.rss_interval_s) if server_pid else None
+    phases: list[dict[str, Any]] = []
+    async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 30)
+        if sampler is not None:
+            sampler.start()
+        started = time.monotonic()
+        for mode in plan.modes:
+            concurrency = plan.concurrency if mode == "unary" else plan.stream_concurrency
+            for phase in iter_phases((mode,), plan.with_echo, concurrency=concurrency, duration_s=plan.duration_s,
+                                     count=plan.count, streams=min(plan.streams, concurrency), warmup_s=plan.warmup_s):
+                result = await run_phase(channel, phase, bills, credentials)
+                phases.append(result)
+                if progress is not None:
+                    progress(result)
+        wall_s = time.monotonic() - started
+        if sampler is not None:
+            await sampler.stop()
+    report: dict[str, Any] = {
+        "target": target,
+        "plan": asdict(plan),
+        "mix": asdict(mix),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "grpc": grpc.__version__},
+        "phases": phases,
+        "ratio_to_echo": ratios(phases),
+        "wall_s": round(wall_s, 1),
+    }
+    if sampler is not None:
+        report["server_rss"] = sampler.summary()
+    return report
+
+
+def run(plan: LoadPlan, mix: BillMix, target: str | None = None, token: str | None = None,
+        tokens: dict[str, str] | None = None, progress: Any = None) -> dict[str, Any]:
+    """A load run: against target if given, else against a server of its own."""
+    if target is not None:
+        return asyncio.run(run_load(target, plan, mix, Credentials(tokens, token), None, progress))
+    with own_server(mix.persons, plan.writer_batch) as server:
+        report = asyncio.run(run_load(server.target, plan, mix, Credentials(server.tokens), server.process.pid, progress))
+        report["target"] = "own server process (127.0.0.1, fresh SQLite file)"
+        return report
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The report as a few readable lines."""
+    lines = []
+    for p in report["phases"]:
+        lat = p["latency_ms"]
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(p["errors"].items())) or "none"
+        lines.append(
+            f"{p['service']:>6} {p['mode']:<6} in-flight {p['concurrency']:>5}: {p['calls_per_s']:>9,.0f} calls/s"
+            f"  p50 {lat['p50']:.1f} p90 {lat['p90']:.1f} p99 {lat['p99']:.1f} max {lat['max']:.1f} ms"
+            f"  ok {p['calls_ok']:,}  errors: {errors}"
+        )
+    for mode, ratio in report["ratio_to_echo"].items():
+        lines.append(f"settle/echo ({mode}): {ratio:.2f}")
+    rss = report.get("server_rss")
+    if rss and rss.get("samples"):
+        lines.append(
+            f"server RSS: first {rss['first_mib']} MiB, last {rss['last_mib']} MiB, peak {rss['peak_mib']} MiB, "
+            f"second-half growth {rss['second_half_growth_mib']} MiB ({rss['samples']} samples)"
+        )
+    return lines
+
+
+def parse_modes(text: str) -> Sequence[str]:
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not modes or any(m not in ("unary", "stream") for m in modes):
+        raise ValueError(f"modes must be unary, stream or both (comma-separated), got {text!r}")
+    return modes

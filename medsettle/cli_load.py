@@ -1,0 +1,84 @@
+"""`medsettle load`: the load generator (issue #5). Composition only: the
+engine is medsettle.client.loadgen, the run medsettle.client.loadrun."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--target", default=None, help="HOST:PORT of a running server (with --with-echo for the baseline). "
+              "Default: start a server process of its own on a fresh SQLite file in a temporary directory.")
+@click.option("--token", default=None, envvar="MEDSETTLE_TOKEN", help="With --target: one bearer token for every call.")
+@click.option("--tokens", "tokens_file", type=click.Path(exists=True, dir_okay=False),
+              help="With --target: JSON object fixmedins_code -> bearer token (a credential acts for its own institution).")
+@click.option("--mode", "modes", default="unary,stream", show_default=True, help="unary, stream, or both, comma-separated.")
+@click.option("--concurrency", type=click.IntRange(1, 10_000), default=64, show_default=True,
+              help="Unary calls in flight.")
+@click.option("--stream-concurrency", type=click.IntRange(1, 10_000), default=1024, show_default=True,
+              help="Stream mode: items in flight over all streams.")
+@click.option("--streams", type=click.IntRange(1, 1_000), default=4, show_default=True,
+              help="Stream mode: concurrent SettleStream calls (one institution each).")
+@click.option("--duration", type=click.FloatRange(0.1, 86_400), default=None, help="Seconds per phase (default 10).")
+@click.option("--count", type=click.IntRange(1, 100_000_000), default=None, help="Calls per phase instead of a duration.")
+@click.option("--warmup", type=click.FloatRange(0, 600), default=1.0, show_default=True,
+              help="Seconds per timed phase before measuring.")
+@click.option("--no-echo", is_flag=True, help="Skip the echo baseline.")
+@click.option("--persons", type=click.IntRange(6, 10_000_000), default=10_000, show_default=True,
+              help="Synthetic insured persons the bills are drawn from (loaded into the own server).")
+@click.option("--cross-region", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="Share of bills of persons insured in another region.")
+@click.option("--lines", type=click.IntRange(1, 500), default=3, show_default=True, help="Fee lines per bill.")
+@click.option("--reversals", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of settlements reversed right after (unary mode).")
+@click.option("--duplicates", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of calls that re-send the previous request with the same msgid (a retry).")
+@click.option("--writer-batch", type=click.IntRange(1, 10_000), default=512, show_default=True,
+              help="Own server: settlements per group commit.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here ('-': stdout).")
+def load(target: str | None, token: str | None, tokens_file: str | None, modes: str, concurrency: int,
+         stream_concurrency: int, streams: int, duration: float | None, count: int | None, warmup: float,
+         no_echo: bool, persons: int, cross_region: float, lines: int, reversals: float, duplicates: float,
+         writer_batch: int, json_path: str | None) -> None:
+    """Load-test Settle and SettleStream, with the no-op echo baseline in the same run.
+
+    Reports calls/s, latency p50/p90/p99/max (HdrHistogram), errors by status
+    code, settlements/s as a ratio of echo calls/s, and the server's RSS over
+    the run (own server only). Only ever point it at a test server."""
+    from medsettle.client.loadgen import BillMix
+    from medsettle.client.loadrun import LoadPlan, parse_modes, run, summary_lines
+
+    if duration is not None and count is not None:
+        raise click.UsageError("give --duration or --count, not both")
+    if target is None and (token or tokens_file):
+        raise click.UsageError("--token/--tokens go with --target; the own server gets credentials of its own")
+    try:
+        plan = LoadPlan(
+            modes=tuple(parse_modes(modes)), concurrency=concurrency, stream_concurrency=stream_concurrency,
+            streams=min(streams, stream_concurrency), duration_s=None if count is not None else (duration or 10.0),
+            count=count, warmup_s=warmup, with_echo=not no_echo, writer_batch=writer_batch,
+        )
+        mix = BillMix(persons=persons, cross_region_share=cross_region, lines_per_bill=lines,
+                      reversal_share=reversals, duplicate_share=duplicates)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    tokens = json.loads(Path(tokens_file).read_text("utf-8")) if tokens_file else None
+
+    def progress(phase: dict) -> None:  # type: ignore[type-arg]
+        click.echo(f"  done: {phase['service']} {phase['mode']} {phase['calls_per_s']:,.0f} calls/s", err=True)
+
+    report = run(plan, mix, target=target, token=token, tokens=tokens, progress=progress)
+    for line in summary_lines(report):
+        click.echo(line, err=json_path == "-")
+    if json_path == "-":
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+    failed = sum(p["calls_failed"] for p in report["phases"])
+    if failed and not (reversals or duplicates):
+        click.echo(f"{failed} calls failed", err=True)
