@@ -29,11 +29,11 @@ from medsettle.ledger.clearing.reconcile import (
 from medsettle.ledger.clearing.statement import breaks_report, build_statement, render_json, sha256_text
 from medsettle.ledger.clearing.store import ClearingRun, ClearingStore
 from medsettle.ledger.clock import CHINA_TZ, Clock, period_of
+from medsettle.ledger.money import MAX_AMOUNT_FEN
 from medsettle.ledger.storage.sqlite import to_us
 
 CLEARING_KIND = "clearing"
 PREPAY_KIND = "prepay"
-MAX_PREPAY_FEN = 10**13
 
 
 class Outcome(enum.Enum):
@@ -113,8 +113,8 @@ def prepay(store: ClearingStore, province: str, agency: str, amount_fen: int, cl
     check_province(province)
     if not (len(agency) == 6 and agency.isdigit() and netting.in_province(agency, province)):
         raise ClearingRefused(f"--agency must be a 6-digit region code of province {province}, got {agency!r}")
-    if not 0 < amount_fen <= MAX_PREPAY_FEN:
-        raise ClearingRefused(f"--amount-fen must be between 1 and {MAX_PREPAY_FEN}, got {amount_fen}")
+    if not 0 < amount_fen <= MAX_AMOUNT_FEN:
+        raise ClearingRefused(f"--amount-fen must be between 1 and {MAX_AMOUNT_FEN}, got {amount_fen}")
     now = clock.now()
     with store.posting():
         entry_no, digest = store.append_entry(

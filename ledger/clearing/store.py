@@ -21,7 +21,6 @@ from medsettle.ledger.posting.rules import Posting
 from medsettle.ledger.storage.sqlite import BatchWrite, SqliteLedgerStore, to_us
 
 SETTLEMENT_KINDS = ("settle", "reverse")  # journal entry kinds written by the settlement processor
-AGENCY_ACCOUNT_PREFIXES = ("receivable:agency:", "payable:agency:")
 
 
 @dataclass(frozen=True, slots=True)
