@@ -8,7 +8,7 @@ from typing import AsyncIterator
 
 import grpc
 
-from medsettle.ledger.errors import Refused
+from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.service import SettlementService
 from medsettle.ledger.settlement.model import Settlement
 from medsettle.server import convert
@@ -23,14 +23,26 @@ STREAM_WINDOW = 512  # stream requests submitted but not yet answered
 log = get_logger("medsettle.server")
 
 
+# The service cannot work: the operator must see why at once (disk full,
+# database locked, ...); the caller was told to retry with the same msgid.
+_OPERATOR_ALERTS = frozenset({Reason.STORAGE_UNAVAILABLE, Reason.INTERNAL})
+
+
+def _log_refusal(method: str, refusal: Refused, code: str) -> None:
+    if refusal.reason in _OPERATOR_ALERTS:
+        log.error("write failed; nothing written", method=method, reason=refusal.reason.value, detail=refusal.message)
+    elif method != "SettleStream":
+        log.info("refused", method=method, fixmedins_code=code[:30], reason=refusal.reason.value,
+                 fields=[v.field for v in refusal.violations][:20])
+
+
 class SettlementServicer(pb_grpc.SettlementServiceServicer):
     def __init__(self, service: SettlementService, authorizer: Authorizer = Authorizer(required=False)) -> None:
         self._service = service
         self._auth = authorizer
 
     async def _refuse(self, context: grpc.aio.ServicerContext, method: str, refusal: Refused, code: str) -> None:
-        log.info("refused", method=method, fixmedins_code=code, reason=refusal.reason.value,
-                 fields=[v.field for v in refusal.violations])
+        _log_refusal(method, refusal, code)
         await context.abort_with_status(rich_status(refusal))
 
     @staticmethod
@@ -91,6 +103,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
                     try:
                         settlement = await outcome
                     except Refused as refusal:
+                        _log_refusal("SettleStream", refusal, "")
                         outcome = refusal
                     else:
                         self._settled("SettleStream", settlement)

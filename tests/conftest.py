@@ -16,6 +16,7 @@ from medsettle.client.settlement_client import SettlementClient
 from medsettle.ledger.clock import CHINA_TZ, FixedClock
 from medsettle.ledger.service import SettlementService
 from medsettle.ledger.storage.credentials import CredentialError, CredentialStore, Role
+from medsettle.ledger.storage.writer import WriterLimits
 from medsettle.server.app import RunningServer, create_server
 from medsettle.server.auth import CredentialCache
 from medsettle.server.logs import configure_logging
@@ -60,8 +61,10 @@ class ServerThread:
     with authentication on: `tokens` has a credential per institution
     (issued on demand), `operator_token` an operator's."""
 
-    def __init__(self, db_path: Path, clock: FixedClock, with_echo: bool = False, **create_kwargs: object) -> None:
+    def __init__(self, db_path: Path, clock: FixedClock, with_echo: bool = False,
+                 writer_limits: WriterLimits = WriterLimits(), **create_kwargs: object) -> None:
         self.db_path = db_path
+        self.writer_limits = writer_limits
         self.clock = clock
         self.with_echo = with_echo
         self.create_kwargs = create_kwargs
@@ -85,7 +88,7 @@ class ServerThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.service = SettlementService(self.db_path, self.clock)
+        self.service = SettlementService(self.db_path, self.clock, self.writer_limits)
         with CredentialStore(self.db_path) as store:
             provisioned = store.provision(self.service.reference.institutions, "tests", self.clock.now())
         self.tokens.update(provisioned.tokens)
