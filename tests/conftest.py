@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import signal
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -120,6 +123,17 @@ class ServerThread:
         return f"127.0.0.1:{self.port}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked slow (long crash loops, large volumes) run only when asked
+    for with a marker expression, e.g. `-m slow`; CI runs the short forms."""
+    if config.getoption("markexpr"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(SETTLE_AT)
@@ -176,3 +190,48 @@ def make_bill(
 @pytest.fixture
 def bill():
     return make_bill
+
+
+class ServeProcess:
+    """`medsettle serve` as a real process on a real database file: started,
+    killed (SIGKILL) or stopped (SIGTERM), restarted on the same file. Logs
+    go to a file per start (JSON), never into a pipe that could fill up."""
+
+    def __init__(self, db_path: Path, log_dir: Path, *args: str) -> None:
+        self.db_path, self.log_dir, self.args = db_path, log_dir, args
+        self.process: subprocess.Popen[bytes] | None = None
+        self.target = ""
+        self.starts = 0
+
+    def start(self, timeout_s: float = 60.0) -> ServeProcess:
+        self.starts += 1
+        port_file = self.log_dir / "port"
+        port_file.unlink(missing_ok=True)
+        log = open(self.log_dir / f"serve-{self.starts}.log", "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "medsettle", "serve", "--db", str(self.db_path), "--listen", "127.0.0.1:0",
+             "--port-file", str(port_file), "--log-format", "json", *self.args],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while not port_file.exists() or not port_file.read_text().strip():
+            assert self.process.poll() is None, self.logs()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        self.target = f"127.0.0.1:{port_file.read_text().strip()}"
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(60)
+
+    def logs(self) -> str:
+        return "".join(p.read_text("utf-8", "replace") for p in sorted(self.log_dir.glob("serve-*.log")))
