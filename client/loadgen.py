@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import random
 import secrets
 import time
@@ -271,7 +272,8 @@ async def run_phase(channel: grpc.aio.Channel, phase: Phase, bills: BillFactory,
     if tally.last_ns == 0:
         tally.last_ns = time.perf_counter_ns()
     return {"service": phase.service, "mode": phase.mode, "concurrency": phase.concurrency,
-            **({"streams": phase.streams} if phase.mode == "stream" else {}), **tally.summary()}
+            **({"streams": phase.streams} if phase.mode == "stream" else {}), **tally.summary(),
+            "calls_with_warmup": tally.ok + live.ok + sum(tally.errors.values()) + sum(live.errors.values())}
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -378,6 +380,17 @@ def rss_kib(pid: int) -> int | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # The command name (field 2) may hold spaces: count from its closing parenthesis.
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class RssSampler:

@@ -32,6 +32,7 @@ from medsettle.client.loadgen import (
     BillMix,
     Credentials,
     RssSampler,
+    cpu_s,
     iter_phases,
     ratios,
     run_phase,
@@ -128,7 +129,9 @@ async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Crede
             concurrency = plan.concurrency if mode == "unary" else plan.stream_concurrency
             for phase in iter_phases((mode,), plan.with_echo, concurrency=concurrency, duration_s=plan.duration_s,
                                      count=plan.count, streams=min(plan.streams, concurrency), warmup_s=plan.warmup_s):
+                server_cpu, client_cpu = cpu_s(server_pid) if server_pid else None, cpu_s(os.getpid())
                 result = await run_phase(channel, phase, bills, credentials)
+                result["cpu_ms_per_call"] = _cpu_per_call(server_cpu, server_pid, client_cpu, result["calls_with_warmup"])
                 phases.append(result)
                 if progress is not None:
                     progress(result)
@@ -147,6 +150,18 @@ async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Crede
     if sampler is not None:
         report["server_rss"] = sampler.summary()
     return report
+
+
+def _cpu_per_call(server_before: float | None, server_pid: int | None, client_before: float | None,
+                  calls: int) -> dict[str, float]:
+    """CPU milliseconds per call in the server and in the generator: less
+    noisy than calls/s on a shared machine (it does not count waiting)."""
+    spent = {}
+    if server_pid and server_before is not None and (now := cpu_s(server_pid)) is not None:
+        spent["server"] = now - server_before
+    if client_before is not None and (now := cpu_s(os.getpid())) is not None:
+        spent["generator"] = now - client_before
+    return {who: round(1000 * seconds / max(1, calls), 4) for who, seconds in spent.items()}
 
 
 def run(plan: LoadPlan, mix: BillMix, target: str | None = None, token: str | None = None,
@@ -170,6 +185,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"{p['service']:>6} {p['mode']:<6} in-flight {p['concurrency']:>5}: {p['calls_per_s']:>9,.0f} calls/s"
             f"  p50 {lat['p50']:.1f} p90 {lat['p90']:.1f} p99 {lat['p99']:.1f} max {lat['max']:.1f} ms"
             f"  ok {p['calls_ok']:,}  errors: {errors}"
+            + (f"  server CPU {cpu['server']:.3f} ms/call" if (cpu := p.get("cpu_ms_per_call", {})).get("server") else "")
         )
     for mode, ratio in report["ratio_to_echo"].items():
         lines.append(f"settle/echo ({mode}): {ratio:.2f}")

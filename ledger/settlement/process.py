@@ -72,6 +72,10 @@ class _Batch:
     by_key: dict[tuple[str, str], tuple[Settlement, str]] = field(default_factory=dict)
     by_setl_id: dict[str, tuple[Settlement, str]] = field(default_factory=dict)
     reversed: dict[str, str] = field(default_factory=dict)
+    # The batch's idempotency keys, looked up in one query when the batch
+    # starts; found: those already stored.
+    looked_up: set[tuple[str, str]] = field(default_factory=set)
+    found: dict[tuple[str, str], tuple[Settlement, str]] = field(default_factory=dict)
 
 
 def _storage_failure(error: Exception) -> Refused:
@@ -95,6 +99,7 @@ class SettlementProcessor:
         try:
             self._store.begin()
             batch = _Batch(BatchWrite(), *self._store.chain_head())
+            self._look_up(commands, batch)
         except StorageError as error:
             self._store.rollback()
             return [_storage_failure(error)] * len(commands)
@@ -120,6 +125,23 @@ class SettlementProcessor:
             return [Refused(Reason.INTERNAL, f"internal error: {type(error).__name__}; nothing was written")] * len(commands)
         self._remember(batch.write.persons)
         return outcomes
+
+    def _look_up(self, commands: Sequence[Any], batch: _Batch) -> None:
+        """Reads what the batch needs from the database in two queries (its
+        stored idempotency keys, its uncached persons) instead of two per
+        command: the writer thread holds the GIL for every statement it runs."""
+        psn_nos: set[str] = set()
+        for command in commands:
+            if isinstance(command, SettleCommand):
+                if command.persist:
+                    batch.looked_up.add((command.bill.fixmedins_code, command.bill.msgid))
+                if command.bill.psn_no not in self._persons:
+                    psn_nos.add(command.bill.psn_no)
+            else:
+                batch.looked_up.add((command.fixmedins_code, command.msgid))
+        batch.found = self._store.find_by_keys(batch.looked_up)
+        if psn_nos:
+            self._remember(self._store.load_persons(psn_nos))
 
     # ---- settle ------------------------------------------------------
     def _settle(self, command: SettleCommand, batch: _Batch) -> Settlement:
@@ -164,8 +186,8 @@ class SettlementProcessor:
 
     def _earlier(self, code: str, msgid: str, fingerprint: str, batch: _Batch) -> Settlement | None:
         """The earlier answer to the same (institution, msgid), or a conflict."""
-        found = batch.by_key.get((code, msgid))
-        if found is None:
+        found = batch.by_key.get((code, msgid)) or batch.found.get((code, msgid))
+        if found is None and (code, msgid) not in batch.looked_up:
             stored = self._store.find_by_key(code, msgid)
             found = (stored[0], stored[1]) if stored else None
         if found is None:

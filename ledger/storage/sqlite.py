@@ -42,6 +42,18 @@ _INSERT_SETTLEMENT = (
 )
 
 
+LOOKUP_CHUNK = 500  # keys per batched lookup, well under SQLite's bound-parameter limit
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 class StorageError(Exception):
     """The database refused a write or a read (disk full, locked, I/O error)."""
 
@@ -206,6 +218,32 @@ class SqliteLedgerStore:
         ).fetchone()
         return settlement_from_row(row) if row else None
 
+    def find_by_keys(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[Settlement, str]]:
+        """The stored (settlement, fingerprint) of each (fixmedins_code, msgid)
+        that exists: one query per chunk instead of one per command (the
+        writer checks a whole batch's idempotency keys at once)."""
+        found: dict[tuple[str, str], tuple[Settlement, str]] = {}
+        try:
+            self._find_chunks(keys, found)
+        except sqlite3.Error as error:
+            raise StorageError(str(error)) from error
+        return found
+
+    def _find_chunks(self, keys: set[tuple[str, str]], found: dict[tuple[str, str], tuple[Settlement, str]]) -> None:
+        for chunk in _chunks(sorted(keys), LOOKUP_CHUNK):
+            codes = sorted({code for code, _ in chunk})
+            msgids = sorted({msgid for _, msgid in chunk})
+            # Both columns IN (...): the UNIQUE (fixmedins_code, msgid) index is used for every pair.
+            rows = self._write.execute(
+                f"{_SELECT_SETTLEMENT} WHERE fixmedins_code IN ({_marks(len(codes))}) AND msgid IN ({_marks(len(msgids))})",
+                (*codes, *msgids),
+            )
+            for row in rows:
+                settlement, fingerprint, _ = settlement_from_row(row)
+                key = (settlement.fixmedins_code, settlement.msgid)
+                if key in keys:
+                    found[key] = (settlement, fingerprint)
+
     def find_by_setl_id(self, setl_id: str) -> tuple[Settlement, str, str] | None:
         row = self._write.execute(f"{_SELECT_SETTLEMENT} WHERE setl_id = ?", (setl_id,)).fetchone()
         return settlement_from_row(row) if row else None
@@ -218,19 +256,30 @@ class SqliteLedgerStore:
         return row[0] if row else None
 
     def load_person(self, psn_no: str) -> PersonState | None:
+        return self.load_persons({psn_no}).get(psn_no)
+
+    def load_persons(self, psn_nos: set[str]) -> dict[str, PersonState]:
+        """The stored state of each person that exists, one query per chunk."""
+        found: dict[str, PersonState] = {}
+        try:
+            self._load_chunks(psn_nos, found)
+        except sqlite3.Error as error:
+            raise StorageError(str(error)) from error
+        return found
+
+    def _load_chunks(self, psn_nos: set[str], found: dict[str, PersonState]) -> None:
         conn = self._write
-        row = conn.execute(
-            "SELECT insutype, insuplc_admdvs, acct_balc_fen FROM persons WHERE psn_no = ?", (psn_no,)
-        ).fetchone()
-        if row is None:
-            return None
-        years = {
-            year: (dedc, fund)
-            for year, dedc, fund in conn.execute(
-                "SELECT year, dedc_used_fen, fund_paid_fen FROM person_years WHERE psn_no = ?", (psn_no,)
-            )
-        }
-        return PersonState(psn_no, row[0], row[1], row[2], years)
+        for chunk in _chunks(sorted(psn_nos), LOOKUP_CHUNK):
+            marks = _marks(len(chunk))
+            years: dict[str, dict[int, tuple[int, int]]] = {}
+            for psn_no, year, dedc, fund in conn.execute(
+                f"SELECT psn_no, year, dedc_used_fen, fund_paid_fen FROM person_years WHERE psn_no IN ({marks})", chunk
+            ):
+                years.setdefault(psn_no, {})[year] = (dedc, fund)
+            for psn_no, insutype, insuplc, balance in conn.execute(
+                f"SELECT psn_no, insutype, insuplc_admdvs, acct_balc_fen FROM persons WHERE psn_no IN ({marks})", chunk
+            ):
+                found[psn_no] = PersonState(psn_no, insutype, insuplc, balance, years.get(psn_no, {}))
 
     def begin(self) -> None:
         """Takes the write lock: no other process appends until commit or rollback."""
