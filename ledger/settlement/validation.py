@@ -28,8 +28,12 @@ RX_ID = re.compile(r"^[A-Za-z0-9_-]{0,40}\Z")
 INSUTYPES = (310, 390)
 
 
-def _pattern(out: list[FieldViolation], name: str, value: str, pattern: re.Pattern[str], what: str) -> None:
+def _pattern(out: list[FieldViolation], name: str, value: str, pattern: re.Pattern[str], what: str,
+             personal: bool = False) -> None:
     if not pattern.match(value):
+        if personal:  # a person number is never echoed, not even a mistyped one
+            out.append(FieldViolation(name, f"must be {what}, got {len(value)} characters (not shown)"))
+            return
         shown = value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + "..."
         out.append(FieldViolation(name, f"must be {what}, got {shown!r}"))
 
@@ -49,7 +53,7 @@ def bill_violations(bill: Bill, person_from_token: bool = False) -> list[FieldVi
     out: list[FieldViolation] = []
     check_msgid_and_code(out, bill.msgid, bill.fixmedins_code)
     if not person_from_token:
-        _pattern(out, "psn_no", bill.psn_no, PSN_NO, "1-30 letters or digits")
+        _pattern(out, "psn_no", bill.psn_no, PSN_NO, "1-30 letters or digits", personal=True)
     if bill.insutype not in INSUTYPES:
         out.append(FieldViolation("insutype", f"must be one of {INSUTYPES}, got {bill.insutype}"))
     _pattern(out, "insuplc_admdvs", bill.insuplc_admdvs, ADMDVS, "a 6-digit region code")
