@@ -9,15 +9,17 @@ import ipaddress
 
 import grpc
 import pytest
+from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from medsettle.cli import main
 from medsettle.client.settlement_client import CallRefused, SettlementClient
 from medsettle.server.tls import TlsFiles
 
-from conftest import ServerThread
+from conftest import ServeProcess, ServerThread
 
 NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -100,3 +102,28 @@ def test_without_a_certificate_of_the_ca_no_call_gets_through(tls_server, pki, b
             stranger.settle(bill())
     assert refused.value.code == grpc.StatusCode.UNAVAILABLE  # the TLS handshake fails
     assert tls_server.service.store.reader().execute("SELECT COUNT(*) FROM settlements").fetchone()[0] == 0
+
+
+def test_medsettle_serve_with_tls_options(tmp_path, pki, bill):
+    files = {}
+    for name, data in (("cert", pki["server"].cert_pem), ("key", pki["server"].key_pem), ("ca", pki["ca"])):
+        files[name] = tmp_path / f"{name}.pem"
+        files[name].write_bytes(data)
+    server = ServeProcess(tmp_path / "ledger.db", tmp_path, "--clock", "2026-10-15T10:30:00+08:00",
+                          "--tls-cert", str(files["cert"]), "--tls-key", str(files["key"]),
+                          "--tls-client-ca", str(files["ca"])).start()
+    try:
+        with _client(server.target, pki["ca"], pki["clients"]["H44010100001"]) as hospital:
+            assert hospital.settle(bill()).setl_id == "S000000000001"
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tls-cert", __file__], "go together"),
+    (["--writer-queue", "4", "--writer-batch", "8"], "--writer-batch must be at most --writer-queue"),
+    (["--max-concurrent-rpcs", "0"], "--max-concurrent-rpcs"),
+])
+def test_serve_refuses_inconsistent_bounds_and_tls_options(tmp_path, args, message):
+    out = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "x.db"), *args])
+    assert out.exit_code == 2 and message in out.output
