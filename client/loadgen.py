@@ -38,6 +38,7 @@ LATENCY_MAX_US = 120_000_000  # the histogram's range: 1 µs .. 120 s, 3 signifi
 CALL_TIMEOUT_S = 60.0
 MAX_CONCURRENCY = 10_000
 MAX_LINES_PER_BILL = 500
+MAX_PERSONS = 10_000_000  # 13 digits of the synthetic psn_no
 
 # Hospitals of the shipped sample data, with the pooling region they are in.
 # Outpatient visits at hospitals: every one of them may settle them.
@@ -60,14 +61,15 @@ ITEMS = (
 
 # ---- reference data for load ---------------------------------------------
 def synthetic_psn_no(admdvs: str, index: int) -> str:
-    return f"{admdvs}{index:014d}"
+    """Region + "9" + 13 digits: never one of the sample's persons (region + "0...")."""
+    return f"{admdvs}9{index:013d}"
 
 
 def synthetic_reference(base: Mapping[str, Any], persons: int) -> dict[str, Any]:
     """The base document plus `persons` insured persons spread over the
     sample's regions (employee and resident insurance, with balances)."""
-    if not 1 <= persons <= 10_000_000:
-        raise ValueError(f"persons must be 1..10,000,000, got {persons}")
+    if not 1 <= persons <= MAX_PERSONS:
+        raise ValueError(f"persons must be 1..{MAX_PERSONS:,}, got {persons}")
     doc = json.loads(json.dumps(base))
     for i in range(persons):
         admdvs = REGIONS[i % len(REGIONS)]
@@ -156,7 +158,8 @@ class Tally:
 
     def record(self, kind: str, started_ns: int, error: str | None = None) -> None:
         now = time.perf_counter_ns()
-        self.histogram.record_value(max(1, (now - started_ns) // 1_000))
+        # Clamped to the histogram's range: a value beyond it would be dropped silently.
+        self.histogram.record_value(min(LATENCY_MAX_US, max(1, (now - started_ns) // 1_000)))
         self.last_ns = now
         if error is None:
             self.ok += 1

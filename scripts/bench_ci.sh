@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The short benchmark CI runs after the tests (scripts/test.sh): the
+# micro-benchmarks with short rounds, then a short load run (echo baseline,
+# unary Settle and SettleStream against a server process of its own on a
+# fresh SQLite file). It prints the figures and writes them as JSON into
+# var/bench/; it fails only if something crashes, never because it is slow.
+# BENCH_LOAD_SECONDS sets the seconds per load phase (default 6; four phases).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=var/bench
+mkdir -p "$out"
+echo "== micro-benchmarks (pytest-benchmark) =="
+.venv/bin/python -m pytest -q -p no:cacheprovider benchmarks \
+  --benchmark-max-time=0.2 --benchmark-columns=min,median,ops --benchmark-sort=name \
+  --benchmark-json="$out/micro.json"
+echo "== load: 64 unary calls in flight, 1024 stream items in flight, echo baseline first =="
+.venv/bin/medsettle load --mode unary,stream --duration "${BENCH_LOAD_SECONDS:-6}" --warmup 1 \
+  --json "$out/load.json"
+echo "(full reports: $out/micro.json, $out/load.json)"

@@ -1,0 +1,34 @@
+"""`medsettle load` as operators run it: its own server process on a fresh
+SQLite file, the echo baseline and both modes in one run, a JSON report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_load_with_its_own_server_reports_every_phase(tmp_path):
+    out = tmp_path / "load.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "medsettle", "load", "--count", "150", "--persons", "300", "--concurrency", "8",
+         "--stream-concurrency", "32", "--streams", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert [(p["service"], p["mode"]) for p in report["phases"]] == [
+        ("echo", "unary"), ("settle", "unary"), ("echo", "stream"), ("settle", "stream")]
+    for phase in report["phases"]:
+        assert phase["calls_ok"] == 150 and phase["errors"] == {}, phase
+        assert phase["cpu_ms_per_call"]["server"] > 0
+    assert set(report["ratio_to_echo"]) == {"unary", "stream"}
+    assert report["server_rss"]["samples"] >= 1 and report["server_rss"]["peak_mib"] > 10
+    assert "settle/echo (unary)" in done.stdout
+
+
+def test_load_refuses_a_token_without_a_target():
+    done = subprocess.run([sys.executable, "-m", "medsettle", "load", "--token", "x", "--count", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--target" in done.stderr

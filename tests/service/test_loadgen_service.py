@@ -1,0 +1,97 @@
+"""The load generator against a real server on port 0: what it reports is
+what the ledger holds (every acknowledged settlement is stored once; a
+duplicate retry stores nothing; reversals are counted), in both modes and
+against the echo baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+import pytest
+
+from conftest import ServerThread
+from medsettle.client.loadgen import BillFactory, BillMix, Credentials, Phase, run_phase, synthetic_reference
+from medsettle.ledger.reference.loader import sample_document
+from medsettle.ledger.service import load_reference_file
+from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+
+PERSONS = 120
+
+
+@pytest.fixture
+def load_server(tmp_path, clock):
+    db_path = tmp_path / "ledger.db"
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(synthetic_reference(sample_document(), PERSONS)), "utf-8")
+    store = SqliteLedgerStore(db_path)
+    load_reference_file(store, reference, clock)
+    store.close()
+    running = ServerThread(db_path, clock, with_echo=True).start()
+    yield running
+    running.stop()
+
+
+def _run(server: ServerThread, phase: Phase, mix: BillMix) -> dict:
+    async def main() -> dict:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            return await run_phase(channel, phase, BillFactory(mix, seed=3), Credentials(dict(server.tokens)))
+    return asyncio.run(main())
+
+
+def _stored(server: ServerThread) -> dict[int, int]:
+    rows = server.service.store.reader().execute("SELECT kind, COUNT(*) FROM settlements GROUP BY kind")
+    return dict(rows.fetchall())
+
+
+def test_unary_mix_reports_what_the_ledger_holds(load_server):
+    mix = BillMix(persons=PERSONS, cross_region_share=0.3, reversal_share=0.2, duplicate_share=0.2)
+    report = _run(load_server, Phase("settle", "unary", concurrency=16, duration_s=None, count=400), mix)
+    assert report["errors"] == {}
+    kinds = report["by_kind"]
+    assert sum(kinds.values()) == report["calls_ok"] == 400
+    assert kinds["duplicate"] > 0 and kinds["reverse"] > 0
+    stored = _stored(load_server)
+    # A duplicate retry returned the first answer and stored nothing.
+    assert stored == {1: kinds["settle"], 2: kinds["reverse"]}
+    lat = report["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+
+
+def test_stream_mode_settles_every_item_once(load_server):
+    mix = BillMix(persons=PERSONS, duplicate_share=0.1)
+    report = _run(load_server, Phase("settle", "stream", concurrency=64, streams=3, duration_s=None, count=300), mix)
+    assert report["errors"] == {}
+    assert report["calls_ok"] == 300
+    assert _stored(load_server) == {1: report["by_kind"]["settle"]}
+
+
+def test_echo_baseline_stores_nothing(load_server):
+    mix = BillMix(persons=PERSONS)
+    unary = _run(load_server, Phase("echo", "unary", concurrency=8, duration_s=None, count=100), mix)
+    stream = _run(load_server, Phase("echo", "stream", concurrency=32, streams=2, duration_s=None, count=100), mix)
+    assert unary["calls_ok"] == stream["calls_ok"] == 100
+    assert _stored(load_server) == {}
+
+
+def test_calls_without_a_credential_are_counted_by_status_code(load_server):
+    mix = BillMix(persons=PERSONS)
+
+    async def main() -> dict:
+        async with grpc.aio.insecure_channel(load_server.target) as channel:
+            return await run_phase(channel, Phase("settle", "unary", concurrency=4, duration_s=None, count=20),
+                                   BillFactory(mix), Credentials())
+    report = asyncio.run(main())
+    assert report["calls_ok"] == 0
+    assert report["errors"] == {"UNAUTHENTICATED": 20}
+    assert _stored(load_server) == {}
+
+
+def test_a_timed_phase_stops_and_measures_after_the_warmup(load_server):
+    mix = BillMix(persons=PERSONS)
+    report = _run(load_server, Phase("settle", "unary", concurrency=8, duration_s=0.6, warmup_s=0.3), mix)
+    assert report["calls_ok"] > 0
+    assert report["calls_with_warmup"] >= report["calls_ok"]
+    assert 0.4 < report["elapsed_s"] < 10
+    assert sum(_stored(load_server).values()) == report["calls_with_warmup"]

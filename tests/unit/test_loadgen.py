@@ -1,0 +1,149 @@
+"""The load generator's pure parts: the bill mix, the synthetic reference
+data, the report arithmetic."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medsettle.client.loadgen import (
+    HOSPITALS,
+    LATENCY_MAX_US,
+    REGIONS,
+    BillFactory,
+    BillMix,
+    Phase,
+    Tally,
+    ratios,
+    rss_summary,
+    synthetic_psn_no,
+    synthetic_reference,
+)
+from medsettle.ledger.reference.loader import parse_document, sample_document
+from medsettle.ledger.settlement.validation import bill_violations
+from medsettle.server.convert import bill_from_pb
+
+
+def test_synthetic_reference_loads_with_every_person_insured_in_a_sample_region():
+    base = sample_document()
+    doc = synthetic_reference(base, 1_000)
+    data, persons = parse_document(doc)  # the real loader accepts it whole
+    assert len(persons) == len(base["persons"]) + 1_000
+    synthetic = [p for p in persons if p.name.startswith("Load Person")]
+    assert {p.insuplc_admdvs for p in synthetic} == set(REGIONS)
+    assert {p.insutype for p in synthetic} == {310, 390}
+    assert len({p.psn_no for p in persons}) == len(persons)
+    assert all(data.policy(p.insuplc_admdvs, p.insutype) is not None for p in synthetic)
+    assert len(base["persons"]) == 8  # the base document is not modified
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    persons=st.integers(len(REGIONS), 5_000),
+    cross=st.sampled_from([0.0, 0.3, 1.0]),
+    lines=st.integers(1, 40),
+    seed=st.integers(0, 2**32),
+)
+def test_bills_are_well_formed_and_drawn_from_the_synthetic_persons(persons, cross, lines, seed):
+    mix = BillMix(persons=persons, cross_region_share=cross, lines_per_bill=lines)
+    factory = BillFactory(mix, seed=seed)
+    known = {p["psn_no"] for p in synthetic_reference({"persons": []}, persons)["persons"]}
+    bills = [factory.bill() for _ in range(30)]
+    for bill in bills:
+        assert bill_violations(bill_from_pb(bill)) == []
+        assert bill.psn_no in known
+        assert len(bill.fee_lines) == lines
+        treated_in = HOSPITALS[bill.fixmedins_code]
+        if cross == 0.0:
+            assert bill.insuplc_admdvs == treated_in
+        if cross == 1.0:
+            assert bill.insuplc_admdvs != treated_in
+    assert len({b.msgid for b in bills}) == len(bills)
+
+
+def test_msgids_of_two_runs_differ_and_fit_the_bound():
+    one, two = BillFactory(BillMix()), BillFactory(BillMix())
+    a, b = one.next_msgid("R"), two.next_msgid("R")
+    assert a != b
+    assert len(a) <= 30 and len(one.bill().msgid) <= 30
+
+
+def test_the_cross_region_share_is_about_what_was_asked():
+    factory = BillFactory(BillMix(cross_region_share=0.25), seed=7)
+    bills = [factory.bill() for _ in range(4_000)]
+    cross = sum(b.insuplc_admdvs != HOSPITALS[b.fixmedins_code] for b in bills) / len(bills)
+    assert 0.22 < cross < 0.28
+
+
+def test_a_stream_bills_one_institution():
+    factory = BillFactory(BillMix(), seed=1)
+    assert {factory.bill("H13010100001").fixmedins_code for _ in range(50)} == {"H13010100001"}
+
+
+def test_synthetic_person_numbers_fit_the_pattern():
+    assert synthetic_psn_no("440100", 12) == "44010090000000000012"
+    sample = {p["psn_no"] for p in sample_document()["persons"]}
+    assert not sample & {synthetic_psn_no(r, i) for r in REGIONS for i in range(100)}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"cross_region_share": 1.5}, "cross_region_share"),
+    ({"lines_per_bill": 0}, "lines_per_bill"),
+    ({"persons": 2}, "persons"),
+    ({"duplicate_share": -0.1}, "duplicate_share"),
+])
+def test_a_bad_mix_is_refused_naming_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BillMix(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"duration_s": None, "count": None}, "exactly one"),
+    ({"duration_s": 5.0, "count": 10}, "exactly one"),
+    ({"concurrency": 0}, "concurrency"),
+    ({"mode": "stream", "concurrency": 2, "streams": 3}, "streams"),
+])
+def test_a_bad_phase_is_refused(kwargs, message):
+    args = {"service": "settle", "mode": "unary", "concurrency": 4, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        Phase(**args)
+
+
+def test_tally_counts_successes_and_errors_by_code():
+    tally = Tally(first_ns=time.perf_counter_ns())
+    two_ms_ago = time.perf_counter_ns() - 2_000_000
+    tally.record("settle", started_ns=two_ms_ago)
+    tally.record("duplicate", started_ns=two_ms_ago)
+    tally.record("settle", started_ns=two_ms_ago, error="RESOURCE_EXHAUSTED")
+    summary = tally.summary()
+    assert summary["calls_ok"] == 2 and summary["calls_failed"] == 1
+    assert summary["by_kind"] == {"settle": 1, "duplicate": 1}
+    assert summary["errors"] == {"RESOURCE_EXHAUSTED": 1}
+    lat = summary["latency_ms"]
+    assert 2.0 <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] < 60_000
+
+
+def test_a_latency_beyond_the_histogram_is_kept_at_its_top():
+    tally = Tally()
+    tally.record("settle", started_ns=time.perf_counter_ns() - 10**15)  # "11 days"
+    assert tally.summary()["latency_ms"]["max"] >= LATENCY_MAX_US / 1000 * 0.99
+
+
+def test_ratio_is_settlements_over_echo_per_mode():
+    phases = [
+        {"service": "echo", "mode": "unary", "calls_per_s": 4000.0},
+        {"service": "settle", "mode": "unary", "calls_per_s": 3000.0},
+        {"service": "settle", "mode": "stream", "calls_per_s": 9000.0},  # no echo for it: no ratio
+    ]
+    assert ratios(phases) == {"unary": 0.75}
+
+
+def test_rss_summary_reports_growth_over_the_second_half():
+    samples = [(0.0, 50 * 1024), (1.0, 60 * 1024), (2.0, 70 * 1024), (3.0, 71 * 1024)]
+    summary = rss_summary(samples)
+    assert summary["first_mib"] == 50.0 and summary["last_mib"] == 71.0 and summary["peak_mib"] == 71.0
+    assert summary["second_half_growth_mib"] == 1.0  # from the sample at the middle (70 MiB) to the last
+    assert rss_summary([]) == {"samples": 0}
