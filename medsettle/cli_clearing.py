@@ -194,4 +194,5 @@ def _print_breaks(report: dict[str, Any], console: Console, path: Path) -> None:
         table.add_row(b["kind"], b["where"], yuan(b["amount_fen"]), b["detail"])
     console.print(table)
     counts = ", ".join(f"{kind} {count}" for kind, count in report["counts"].items())
-    console.print(f"[red]{report['breaks_total']} break(s)[/] ({counts}); nothing was posted. Report: {path}")
+    console.print(f"[red]{report['breaks_total']} break(s)[/] ({counts}); nothing was posted. Report: {path}",
+                  soft_wrap=True)

@@ -1,10 +1,11 @@
 """Reconciliation before any clearing posting. Each check streams or
 aggregates in the database; a break says what, where and how much.
 
-- every journal entry of the period matches its hash and links to the one
-  before it (a posting changed behind the service's back breaks its entry);
-- every settlement's postings match its amounts (the posting rules applied
-  to the stored settlement) and every settlement has its entry;
+- every journal entry of the period passes `medsettle verify`'s checks: it
+  matches its hash, links to the entry before it, balances per book, and a
+  settlement's postings are what the posting rules make of its amounts (a
+  posting changed behind the service's back breaks its entry); every
+  settlement has its entry; no posting sits in another period than its entry;
 - every book of the province has a zero trial balance for the period;
 - every reciprocal pair with a side in the province matches;
 - every institution's settlement totals match its payable account;
@@ -16,7 +17,6 @@ aggregates in the database; a break says what, where and how much.
 from __future__ import annotations
 
 import csv
-import operator
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -25,13 +25,15 @@ from typing import Callable, Iterable, Mapping
 
 from medsettle.ledger.clearing.netting import ReciprocalBalance, in_province
 from medsettle.ledger.clearing.period import ClearingRefused
-from medsettle.ledger.clearing.store import SETTLEMENT_KINDS, ClearingStore, InstitutionTotals, StoredEntry
+from medsettle.ledger.clearing.store import ClearingStore, InstitutionTotals
 from medsettle.ledger.money import MAX_AMOUNT_FEN
 from medsettle.ledger.posting import accounts
 from medsettle.ledger.posting.invariants import PAYABLE, RECEIVABLE, Break, reciprocity_breaks, trial_balance_breaks
 from medsettle.ledger.posting.rules import settlement_postings
 from medsettle.ledger.reconcile import StmtResult, Totals, compare_totals
 from medsettle.ledger.settlement.model import ClrType
+from medsettle.ledger.storage.sqlite import JournalRow
+from medsettle.ledger.verify import SETTLEMENT_KINDS, entry_problems
 
 MAX_LISTED_BREAKS_PER_KIND = 200  # the report counts every break, lists this many of each kind
 MAX_LISTED_SETTLEMENTS = 200  # per institution and clr_type whose declared totals differ
@@ -82,64 +84,73 @@ class DeclaredResult:
 
 
 # ---- journal entries -------------------------------------------------------
-def verify_entries(store: ClearingStore, period: str, log: BreakLog, progress: Progress | None = None) -> int:
-    """One streaming pass over the period's entries; returns how many."""
+def verify_entries(store: ClearingStore, period: str, log: BreakLog,
+                   progress: Progress | None = None) -> tuple[int, dict[tuple[str, str], int]]:
+    """One streaming pass over the period's entries with `medsettle verify`'s
+    per-entry checks (hash, link to the entry before, per-book balance,
+    postings against the settlement row). Returns how many entries, and the
+    balances summed by the entries' period (compared with the balances by
+    the postings' own period in `misfiled_breaks`)."""
+    by_entry_period: dict[tuple[str, str], int] = defaultdict(int)
     previous: tuple[int, str] | None = None
     seen = 0
-    for entry in store.iter_period_entries(period):
-        if previous is not None and previous[0] == entry.entry_no - 1:
-            expected_prev: str | None = previous[1]
-        else:
-            expected_prev = store.hash_of_entry(entry.entry_no - 1)
-        where = f"entry {entry.entry_no} ({entry.setl_id})"
-        if entry.prev_hash != expected_prev:
-            log.add(Break("hash_chain", where, 0, f"{where} does not link to entry {entry.entry_no - 1}"))
-        if entry.computed_hash() != entry.hash:
-            log.add(Break("hash_chain", where, 0,
-                          f"{where} does not match its hash: it was changed after it was written"))
-        for posting, setlym in entry.misfiled:
-            log.add(Break("posting_period", where, posting.amount_fen,
-                          f"{where} posting {posting.book} {posting.account} is in period {setlym}, "
-                          f"its entry in {entry.setlym}"))
-        if entry.kind in SETTLEMENT_KINDS:
-            _check_settlement_postings(entry, where, log)
-        previous = (entry.entry_no, entry.hash)
+    for row in store.iter_entry_postings(period):
+        if previous is not None and previous[0] == row.entry_no - 1:
+            expected_prev = previous[1]
+        else:  # the period's first entry, or one after another period's entries
+            expected_prev = store.hash_of_entry(row.entry_no - 1) or "(no such entry)"
+        problems = entry_problems(row, expected_prev, row.entry_no)
+        if problems:
+            log.add(_entry_break(row, problems))
+        for book, account, amount in row.postings:
+            by_entry_period[(book, account)] += amount
+        previous = (row.entry_no, row.hash)
         seen += 1
         if progress is not None and seen % PROGRESS_EVERY == 0:
             progress(PROGRESS_EVERY)
     if progress is not None:
         progress(seen % PROGRESS_EVERY)
     for setl_id in store.settlements_without_entry(period, MAX_LISTED_BREAKS_PER_KIND):
-        log.add(Break("settlement_postings", setl_id, 0, f"settlement {setl_id} has no journal entry"))
-    return seen
+        log.add(Break("missing_entry", setl_id, 0, f"settlement {setl_id} has no journal entry"))
+    return seen, dict(by_entry_period)
 
 
-def _check_settlement_postings(entry: StoredEntry, where: str, log: BreakLog) -> None:
-    if entry.settlement is None:
-        log.add(Break("settlement_postings", where, 0, f"{where} has no settlement {entry.setl_id}"))
-        return
-    insuplc, mdtrtarea, payee, hifp_fen, acct_fen, setlym = entry.settlement
-    if setlym != entry.setlym:
-        log.add(Break("settlement_postings", where, 0,
-                      f"{where} is in period {entry.setlym}, its settlement in {setlym}"))
-    rule = settlement_postings(insuplc, mdtrtarea, payee, hifp_fen, acct_fen)
-    if len(rule) == len(entry.postings) and all(map(operator.eq, rule, entry.postings)):
-        return  # the usual case: the rules' postings, in the order the processor wrote them
-    expected: dict[tuple[str, str], int] = defaultdict(int)
-    for posting in rule:
-        expected[(posting.book, posting.account)] += posting.amount_fen
-    actual: dict[tuple[str, str], int] = defaultdict(int)
-    for posting in entry.postings:
-        actual[(posting.book, posting.account)] += posting.amount_fen
-    if actual == expected:
-        return  # same amounts in another order
-    differences = {key: actual.get(key, 0) - expected.get(key, 0) for key in set(actual) | set(expected)}
-    differences = {key: diff for key, diff in differences.items() if diff}
-    if not differences:  # a zero posting stored where none is expected: harmless but not the rule
-        differences = {key: 0 for key in set(actual) ^ set(expected)}
-    detail = "; ".join(f"{book} {account} off by {diff} fen" for (book, account), diff in sorted(differences.items()))
-    log.add(Break("settlement_postings", where, max((abs(d) for d in differences.values()), default=0),
-                  f"{where}: postings do not match the settlement's amounts: {detail}"))
+def _entry_break(row: JournalRow, problems: list[str]) -> Break:
+    """One break per bad entry; for a settlement whose postings differ from
+    its amounts, by how much, account by account."""
+    where = f"entry {row.entry_no} ({row.setl_id})"
+    differences: dict[tuple[str, str], int] = {}
+    if row.kind in SETTLEMENT_KINDS and row.settlement is not None:
+        expected: dict[tuple[str, str], int] = defaultdict(int)
+        for posting in settlement_postings(*row.settlement):
+            expected[(posting.book, posting.account)] += posting.amount_fen
+        actual: dict[tuple[str, str], int] = defaultdict(int)
+        for book, account, amount in row.postings:
+            actual[(book, account)] += amount
+        differences = {key: actual[key] - expected[key] for key in set(actual) | set(expected)
+                       if actual[key] != expected[key]}
+    detail = "; ".join(problems)
+    if differences:
+        detail += " (" + ", ".join(f"{book} {account} off by {diff} fen"
+                                   for (book, account), diff in sorted(differences.items())) + ")"
+    amount = max((abs(d) for d in differences.values()), default=0)
+    return Break("journal_entry", where, amount, f"{where}: {detail}")
+
+
+def misfiled_breaks(by_posting_period: Mapping[tuple[str, str], int],
+                    by_entry_period: Mapping[tuple[str, str], int], province: str) -> list[Break]:
+    """A posting's period is not covered by its entry's hash: the province's
+    balances by posting period must equal those by entry period."""
+    breaks = []
+    for key in sorted(set(by_posting_period) | set(by_entry_period)):
+        if not (in_province(key[0], province) or key[0] == accounts.province_book(province)):
+            continue
+        difference = by_posting_period.get(key, 0) - by_entry_period.get(key, 0)
+        if difference:
+            breaks.append(Break("posting_period", f"{key[0]} {key[1]}", difference,
+                                f"{key[0]} {key[1]}: the period's postings sum to {by_posting_period.get(key, 0)} fen, "
+                                f"the period's entries to {by_entry_period.get(key, 0)} fen"))
+    return breaks
 
 
 # ---- balances --------------------------------------------------------------

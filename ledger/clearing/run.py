@@ -22,6 +22,7 @@ from medsettle.ledger.clearing.reconcile import (
     book_breaks,
     compare_declared,
     institution_breaks,
+    misfiled_breaks,
     read_declared,
     reciprocal_balances,
     verify_entries,
@@ -73,8 +74,9 @@ def run_clearing(store: ClearingStore, province: str, period: str, clock: Clock,
     with store.snapshot():
         head = store.last_entry_no()
         hooks.start(store.count_period_entries(period))
-        verified = verify_entries(store, period, log, hooks.advance)
+        verified, by_entry_period = verify_entries(store, period, log, hooks.advance)
         balances = store.province_balances(period, province)
+        log.extend(misfiled_breaks(balances, by_entry_period, province))
         log.extend(book_breaks(balances, store.settlement_agency_balances(period), province))
         institutions = institution_breaks(store.institution_totals(period, province), balances, log)
         declared: list[DeclaredResult] = []

@@ -20,29 +20,6 @@ from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
 from medsettle.ledger.posting.rules import Posting
 from medsettle.ledger.storage.sqlite import BatchWrite, SqliteLedgerStore, to_us
 
-SETTLEMENT_KINDS = ("settle", "reverse")  # journal entry kinds written by the settlement processor
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEntry:
-    """One journal entry with its postings and, for a settlement or a
-    reversal, the amounts its postings must match."""
-
-    entry_no: int
-    setl_id: str
-    kind: str
-    setlym: str
-    created_us: int
-    prev_hash: str
-    hash: str
-    postings: tuple[Posting, ...]  # in insert order
-    misfiled: tuple[tuple[Posting, str], ...]  # postings whose period is not the entry's, with their period
-    settlement: tuple[str, str, str, int, int, str] | None  # insuplc, mdtrtarea, payee, hifp, acct, setlym
-
-    def computed_hash(self) -> str:
-        return entry_hash(
-            self.prev_hash, self.entry_no, self.setl_id, self.kind, self.setlym, self.created_us, self.postings
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,35 +76,6 @@ class ClearingStore(SqliteLedgerStore):
         return self.reader().execute(
             "SELECT COUNT(*) FROM journal_entries WHERE setlym = ?", (period,)
         ).fetchone()[0]
-
-    def iter_period_entries(self, period: str) -> Iterator[StoredEntry]:
-        """The period's journal entries in order, with postings and settlement
-        amounts, from one streaming cursor."""
-        cursor = self.reader().execute(
-            "SELECT j.entry_no, j.setl_id, j.kind, j.setlym, j.created_us, j.prev_hash, j.hash, "
-            "s.insuplc_admdvs, s.mdtrtarea_admvs, s.payee_code, s.hifp_pay_fen, s.acct_pay_fen, s.setlym, "
-            "p.book, p.account, p.amount_fen, p.setlym "
-            "FROM journal_entries j "
-            "LEFT JOIN settlements s ON s.setl_id = j.setl_id AND j.kind IN ('settle', 'reverse') "
-            "LEFT JOIN postings p ON p.entry_no = j.entry_no "
-            "WHERE j.setlym = ? ORDER BY j.entry_no, p.rowid",
-            (period,),
-        )
-        current: tuple[Any, ...] | None = None
-        postings: list[Posting] = []
-        misfiled: list[tuple[Posting, str]] = []
-        for row in cursor:
-            if current is None or row[0] != current[0]:
-                if current is not None:
-                    yield _entry(current, postings, misfiled)
-                current, postings, misfiled = row, [], []
-            if row[13] is not None:
-                posting = Posting(row[13], row[14], row[15])
-                postings.append(posting)
-                if row[16] != row[3]:
-                    misfiled.append((posting, row[16]))
-        if current is not None:
-            yield _entry(current, postings, misfiled)
 
     def hash_of_entry(self, entry_no: int) -> str | None:
         if entry_no == 0:
@@ -249,8 +197,3 @@ class ClearingStore(SqliteLedgerStore):
             "VALUES (?, ?, ?, ?, ?, ?)",
             (run.province, run.period, run.entry_no, run.cleared_us, run.statement_json, run.statement_sha256),
         )
-
-
-def _entry(row: tuple[Any, ...], postings: list[Posting], misfiled: list[tuple[Posting, str]]) -> StoredEntry:
-    settlement = row[7:13] if row[7] is not None else None
-    return StoredEntry(*row[:7], postings=tuple(postings), misfiled=tuple(misfiled), settlement=settlement)  # type: ignore[arg-type]

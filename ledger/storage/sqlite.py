@@ -383,10 +383,11 @@ class SqliteLedgerStore:
         sql += " GROUP BY book, account"
         return {(book, account): total for book, account, total in self.reader().execute(sql, params)}
 
-    def iter_entry_postings(self) -> Iterator[JournalRow]:
-        """Every journal entry in order with its postings and, for a
-        settlement or reversal, the settlement row's posting inputs; streamed
-        (one joined cursor), so a journal of any length fits in memory."""
+    def iter_entry_postings(self, setlym: str | None = None) -> Iterator[JournalRow]:
+        """Every journal entry in order (or only those of one period) with its
+        postings and, for a settlement or reversal, the settlement row's
+        posting inputs; streamed (one joined cursor), so a journal of any
+        length fits in memory."""
         cursor = self.reader().execute(
             "SELECT e.entry_no, e.setl_id, e.kind, e.setlym, e.created_us, e.prev_hash, e.hash, "
             "s.insuplc_admdvs, s.mdtrtarea_admvs, s.payee_code, s.hifp_pay_fen, s.acct_pay_fen, "
@@ -394,7 +395,9 @@ class SqliteLedgerStore:
             "FROM journal_entries e "
             "LEFT JOIN settlements s ON s.setl_id = e.setl_id AND e.kind IN ('settle', 'reverse') "
             "LEFT JOIN postings p ON p.entry_no = e.entry_no "
-            "ORDER BY e.entry_no, p.rowid"
+            "WHERE ? IS NULL OR e.setlym = ? "
+            "ORDER BY e.entry_no, p.rowid",
+            (setlym, setlym),
         )
         for _, rows in itertools.groupby(cursor, key=lambda row: row[0]):
             first = next(rows)

@@ -176,9 +176,11 @@ def test_a_posting_changed_behind_the_services_back_is_a_break_and_nothing_is_po
     assert done.exit_code == 3, done.output
     report = json.loads((out / "breaks.json").read_text())
     kinds = report["counts"]
-    assert {"hash_chain", "settlement_postings", "trial_balance", "reciprocity"} <= kinds.keys()
-    posting_break = next(b for b in report["breaks"] if b["kind"] == "settlement_postings")
-    assert target.setl_id in posting_break["where"] and posting_break["amount_fen"] == 100
+    assert {"journal_entry", "trial_balance", "reciprocity"} <= kinds.keys() and kinds["journal_entry"] == 1
+    entry_break = next(b for b in report["breaks"] if b["kind"] == "journal_entry")
+    assert target.setl_id in entry_break["where"] and entry_break["amount_fen"] == 100
+    assert "hash does not match" in entry_break["detail"]
+    assert "440100 receivable:agency:440300 off by 100 fen" in entry_break["detail"]
     reciprocity = next(b for b in report["breaks"] if b["kind"] == "reciprocity")
     assert reciprocity["where"] == "440100<->440300" and reciprocity["amount_fen"] == 100
     assert not (out / "statement.json").exists()
@@ -186,6 +188,22 @@ def test_a_posting_changed_behind_the_services_back_is_a_break_and_nothing_is_po
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM clearing_runs").fetchone()[0] == 0
     assert "nothing was posted" in done.output
+
+
+def test_a_posting_moved_to_another_period_is_a_break(server, client, bill, db_path, tmp_path):
+    results = settle_month(client, bill, rounds=1)
+    with sqlite3.connect(db_path) as conn:  # the entry's hash does not cover a posting's period
+        conn.execute("DROP TRIGGER postings_append_only_u")
+        conn.execute("UPDATE postings SET setlym = '2026-09' WHERE rowid = (SELECT p.rowid FROM postings p JOIN "
+                     "journal_entries j ON j.entry_no = p.entry_no WHERE j.setl_id = ? AND p.account = ?)",
+                     (results[0].setl_id, "payable:institution:H44010100001"))
+    out = tmp_path / "moved"
+    done = clear(db_path, "2026-10", OCT_CLEARING_CLOCK, out)
+    assert done.exit_code == 3, done.output
+    report = json.loads((out / "breaks.json").read_text())
+    moved = next(b for b in report["breaks"] if b["kind"] == "posting_period")
+    assert moved["where"] == "440100 payable:institution:H44010100001"
+    assert moved["amount_fen"] == owed_fen(results[0])  # the credit left October: its balance is that much higher
 
 
 def test_dry_run_shows_the_clearing_entry_and_posts_nothing(server, client, bill, db_path, tmp_path):
