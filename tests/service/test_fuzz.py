@@ -1,10 +1,11 @@
 """Hostile and broken input through a real channel, driven by hypothesis:
-well-formed bills mutated field by field, random read and reversal requests,
+well-formed bills mutated field by field (alone and in SettleStream feeds),
+random read and reversal requests,
 and raw bytes that are no protobuf at all. Every call gets a defined status
 (never INTERNAL or UNKNOWN), every INVALID_ARGUMENT for a malformed field
 names it, the server stays SERVING, and the ledger balances afterwards.
 
-CI runs FUZZ_EXAMPLES (default 200) examples of 10 to FUZZ_BATCH (default 20)
+CI runs FUZZ_EXAMPLES (default 120) examples of 10 to FUZZ_BATCH (default 20)
 requests; `FUZZ_EXAMPLES=3000 pytest tests/service/test_fuzz.py` runs longer.
 """
 
@@ -28,7 +29,7 @@ from medsettle.v1 import settlement_pb2_grpc as pb_grpc
 
 from conftest import make_bill
 
-FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "120"))
 FUZZ_BATCH = int(os.environ.get("FUZZ_BATCH", "20"))
 DEFINED = {
     grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS,
@@ -84,6 +85,14 @@ def mutated_bill(draw: st.DrawFn) -> pb.SettleRequest:
     return request
 
 
+def _one_institution(items: list[pb.SettleStreamRequest]) -> list[pb.SettleStreamRequest]:
+    """A feed is one institution's: items keep the first's code unless a mutation broke theirs."""
+    for item in items[1:]:
+        if item.request.fixmedins_code in CODES:
+            item.request.fixmedins_code = items[0].request.fixmedins_code
+    return items
+
+
 reads = st.one_of(
     st.builds(lambda c, s, m: ("GetSettlement", pb.GetSettlementRequest(fixmedins_code=c, setl_id=s, msgid=m)),
               st.sampled_from(CODES) | NASTY_TEXT, NASTY_TEXT, NASTY_TEXT),
@@ -102,6 +111,8 @@ calls = st.one_of(
     mutated_bill().map(lambda r: ("PreSettle", pb.PreSettleRequest(request=r))),
     reads,
     st.binary(max_size=200).map(lambda b: ("Settle", b)),
+    st.lists(mutated_bill().map(lambda r: pb.SettleStreamRequest(request=r)), min_size=1, max_size=6).map(
+        lambda items: ("SettleStream", _one_institution(items))),
 )
 
 
@@ -111,7 +122,29 @@ def _code_of(request: object) -> str:
     return getattr(request, "fixmedins_code", "")
 
 
+def _stream_call(channel: grpc.Channel, server, items: list[pb.SettleStreamRequest]) -> tuple[grpc.StatusCode, grpc.RpcError | None]:  # type: ignore[no-untyped-def]
+    """A SettleStream as its first item's institution; each item's own status must be defined too."""
+    token = server.tokens.get(items[0].request.fixmedins_code, server.operator_token)
+    stream = channel.stream_stream("/medsettle.v1.SettlementService/SettleStream",
+                                   request_serializer=lambda m: m.SerializeToString(),
+                                   response_deserializer=pb.SettleStreamResponse.FromString)
+    try:
+        answers = list(stream(iter(items), timeout=10, metadata=[("authorization", f"Bearer {token}")]))
+    except grpc.RpcError as error:
+        return error.code(), error  # type: ignore[attr-defined]
+    assert [a.seq for a in answers] == list(range(len(items)))
+    codes = {code.value[0]: code for code in grpc.StatusCode}
+    for answer in answers:
+        seen[f"stream item {codes[answer.status.code].name}"] += 1
+        assert codes[answer.status.code] in DEFINED, answer.status
+        if answer.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]:
+            assert answer.status.field_violations and all(v.field for v in answer.status.field_violations)
+    return grpc.StatusCode.OK, None
+
+
 def _call(channel: grpc.Channel, server, method: str, request: object) -> tuple[grpc.StatusCode, grpc.RpcError | None]:  # type: ignore[no-untyped-def]
+    if method == "SettleStream":
+        return _stream_call(channel, server, request)  # type: ignore[arg-type]
     token = server.tokens.get(_code_of(request), server.operator_token) if _code_of(request) else server.operator_token
     streaming = method == "ListSettlements"
     serialize = (lambda b: b) if isinstance(request, bytes) else (lambda m: m.SerializeToString())
