@@ -87,7 +87,8 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
         finally:
             _revoke(db, demo_credentials.cred_ids)
         if not exit_after_demo:
-            console.print(f"Serving on port {running.port}; Ctrl-C to stop.")
+            console.print(f"Serving on port {running.port}; Ctrl-C to stop. Calls need a credential: "
+                          f"medsettle credentials issue --db {db} --code H44010100001 --label me")
         return not exit_after_demo
 
     credentials = CredentialCache(db)
