@@ -1,0 +1,87 @@
+"""Credentials on a real SQLite file and the authorization decision, pure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from medsettle.ledger.storage.credentials import CredentialError, CredentialStore, Role, token_sha256
+from medsettle.server.auth import CURRENT_PRINCIPAL, Authorizer, Principal, principal_of_certificate
+
+AT = dt.datetime(2026, 10, 15, 2, 30, tzinfo=dt.timezone.utc)
+CODES = st.from_regex(r"[A-Z][0-9]{11}", fullmatch=True)
+
+
+def test_issue_stores_only_the_hash_and_revoke_removes_it_from_the_live_table(tmp_path):
+    with CredentialStore(tmp_path / "c.db") as store:
+        first, token = store.issue(Role.INSTITUTION, "H44010100001", "his", AT)
+        operator, operator_token = store.issue(Role.OPERATOR, "", "ops", AT)
+        assert token != operator_token and token.startswith("mst_") and len(token) > 40
+        live = store.active_by_hash()
+        assert live[hashlib.sha256(token.encode()).hexdigest()].fixmedins_code == "H44010100001"
+        assert live[token_sha256(operator_token)].role is Role.OPERATOR
+        store.revoke(first.cred_id, AT + dt.timedelta(days=1))
+        assert token_sha256(token) not in store.active_by_hash()
+        assert [c.cred_id for c in store.list()] == [operator.cred_id]
+        revoked = store.list(include_revoked=True)[0]
+        assert revoked.revoked_at == AT + dt.timedelta(days=1)
+        with pytest.raises(CredentialError, match="already revoked"):
+            store.revoke(first.cred_id, AT)
+        with pytest.raises(CredentialError, match="no credential"):
+            store.revoke(999, AT)
+    raw = b"".join(path.read_bytes() for path in tmp_path.glob("c.db*"))  # the file and any WAL left
+    assert token.encode() not in raw and operator_token.encode() not in raw
+
+
+@pytest.mark.parametrize("role, code, label, field", [
+    (Role.INSTITUTION, "", "x", "fixmedins_code"),
+    (Role.INSTITUTION, "H 1", "x", "fixmedins_code"),
+    (Role.INSTITUTION, "H" * 31, "x", "fixmedins_code"),
+    (Role.OPERATOR, "H44010100001", "x", "fixmedins_code"),
+    (Role.INSTITUTION, "H44010100001", "", "label"),
+    (Role.INSTITUTION, "H44010100001", "x" * 101, "label"),
+])
+def test_issue_refuses_by_field(tmp_path, role, code, label, field):
+    with CredentialStore(tmp_path / "c.db") as store:
+        with pytest.raises(CredentialError, match=field):
+            store.issue(role, code, label, AT)
+        assert store.list(include_revoked=True) == []
+
+
+def _denial(principal: Principal | None, code: str, write: bool, required: bool = True) -> str | None:
+    reset = CURRENT_PRINCIPAL.set(principal)
+    try:
+        return Authorizer(required).denial(code, write)
+    finally:
+        CURRENT_PRINCIPAL.reset(reset)
+
+
+@given(own=CODES, asked=CODES | st.just(""), write=st.booleans())
+def test_an_institution_acts_exactly_for_its_own_code(own, asked, write):
+    principal = Principal(Role.INSTITUTION, own, "token:1")
+    assert (_denial(principal, asked, write) is None) == (asked == own)
+
+
+@given(asked=CODES | st.just(""), write=st.booleans())
+def test_an_operator_reads_everything_and_writes_nothing(asked, write):
+    assert (_denial(Principal(Role.OPERATOR, "", "mtls"), asked, write) is None) == (not write)
+
+
+def test_no_caller_is_denied_only_when_authentication_is_required():
+    assert _denial(None, "H44010100001", True) is not None
+    assert _denial(None, "H44010100001", True, required=False) is None
+
+
+@pytest.mark.parametrize("common_name, expected", [
+    ("H44010100001", Principal(Role.INSTITUTION, "H44010100001", "mtls")),
+    ("operator:alice", Principal(Role.OPERATOR, "", "mtls")),
+    ("operator:", None),
+    ("medsettle server", None),
+    ("", None),
+])
+def test_certificate_common_names(common_name, expected):
+    assert principal_of_certificate(common_name) == expected
