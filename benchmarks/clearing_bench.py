@@ -163,8 +163,10 @@ def generate(path: Path, settlements: int, agencies: int, institutions: int, see
     return dict(gen.totals)
 
 
-def run_clear(db: Path, statement_dir: Path) -> tuple[float, int, int, str, str]:
-    """(seconds, peak RSS in KiB, exit code, stdout, stderr) of `medsettle clear` as its own process."""
+def run_clear(db: Path, statement_dir: Path) -> tuple[float, float, int, int, str, str]:
+    """(wall seconds, CPU seconds, peak RSS in KiB, exit code, stdout, stderr)
+    of `medsettle clear` as its own process. CPU time is reported too because
+    wall time on a shared machine depends on what else runs."""
     command = [sys.executable, "-m", "medsettle", "clear", "--province", PROVINCE, "--period", PERIOD,
                "--db", str(db), "--clock", CLEARING_CLOCK, "--statement-dir", str(statement_dir), "--json"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -175,7 +177,8 @@ def run_clear(db: Path, statement_dir: Path) -> tuple[float, int, int, str, str]
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return seconds, usage.ru_maxrss, process.returncode, out.read().decode(), err.read().decode()
+        cpu_s = usage.ru_utime + usage.ru_stime
+        return seconds, cpu_s, usage.ru_maxrss, process.returncode, out.read().decode(), err.read().decode()
 
 
 def main() -> int:
@@ -202,13 +205,14 @@ def main() -> int:
         started = time.perf_counter()
         totals = generate(db, args.settlements, args.agencies, args.institutions, args.seed)
         generated_s = time.perf_counter() - started
-        seconds, rss_kib, code, stdout, stderr = run_clear(db, Path(scratch) / "statement")
+        seconds, cpu_s, rss_kib, code, stdout, stderr = run_clear(db, Path(scratch) / "statement")
         statement = json.loads(stdout) if code == 0 else None
         report = {
             "settlements": args.settlements,
             "db_mib": round(db.stat().st_size / 2**20, 1),
             "generate_s": round(generated_s, 1),
             "clear_s": round(seconds, 2),
+            "clear_cpu_s": round(cpu_s, 2),
             "clear_peak_rss_mib": round(rss_kib / 1024, 1),
             "exit_code": code,
             "expected_totals": totals,
