@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+from medsettle.ledger import ecert
 from medsettle.ledger.clock import Clock, PERIOD_PATTERN
 from medsettle.ledger.errors import FieldViolation, Reason, Refused, invalid, refused_field
 from medsettle.ledger.reconcile import StmtResult, Totals, compare_totals
@@ -61,8 +63,11 @@ class SettlementService:
         db_path: str | Path,
         clock: Clock,
         limits: WriterLimits = WriterLimits(),
+        ecert_key: bytes | None = None,
     ) -> None:
         self.clock = clock
+        # The e-insurance certificate signing key: given, or from the environment (ledger/ecert.py).
+        self._ecert_key = ecert_key if ecert_key is not None else ecert.key_from_env()
         self.store = SqliteLedgerStore(db_path)
         self.reference = open_reference(self.store, clock)
         self._processor = SettlementProcessor(self.store, self.reference, clock)
@@ -83,7 +88,7 @@ class SettlementService:
 
     # ---- writes ------------------------------------------------------
     async def pre_settle(self, bill: Bill) -> Settlement:
-        _refuse_invalid(bill_violations(bill))
+        bill = self._checked(bill)
         return await self.writer.submit(SettleCommand(bill, persist=False))
 
     async def settle(self, bill: Bill) -> Settlement:
@@ -91,8 +96,30 @@ class SettlementService:
 
     def submit_settle(self, bill: Bill) -> asyncio.Future[Settlement]:
         """Validates and queues a settlement; the future resolves after its commit."""
-        _refuse_invalid(bill_violations(bill))
+        bill = self._checked(bill)
         return self.writer.submit(SettleCommand(bill, persist=True))
+
+    def _checked(self, bill: Bill) -> Bill:
+        """The bill with the person its e-insurance certificate identifies (the
+        token verified and dropped), or FIELD_INVALID listing every bad field."""
+        violations: list[FieldViolation] = []
+        token = bill.ecert_token
+        if token:
+            bill = replace(bill, ecert_token="")
+            if self._ecert_key is None:
+                violations.append(FieldViolation("ecert_token", "e-insurance certificates are not accepted here (no signing key configured)"))
+            else:
+                try:
+                    claims = ecert.verify(self._ecert_key, token, self.clock.now())
+                except ecert.EcertError as error:
+                    violations.append(FieldViolation("ecert_token", f"refused: {error}"))
+                else:
+                    if bill.psn_no and bill.psn_no != claims.psn_no:
+                        violations.append(FieldViolation("psn_no", "does not match the e-insurance certificate"))
+                    bill = replace(bill, psn_no=claims.psn_no, ecert_nonce=claims.nonce,
+                                   ecert_expires_us=claims.expires_s * 1_000_000)
+        _refuse_invalid(violations + bill_violations(bill, person_from_token=bool(token)))
+        return bill
 
     async def reverse(self, msgid: str, fixmedins_code: str, setl_id: str) -> Settlement:
         _refuse_invalid(reversal_violations(msgid, fixmedins_code, setl_id))

@@ -30,6 +30,7 @@ def bill_from_pb(request: pb.SettleRequest) -> Bill:
         rx_id=request.rx_id,
         prescribing_fixmedins_code=request.prescribing_fixmedins_code,
         delivery_fee_fen=request.delivery_fee_fen,
+        ecert_token=request.ecert_token,
     )
 
 

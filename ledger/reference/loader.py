@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medsettle.ledger.money import BASIS_POINTS, MAX_AMOUNT_FEN
+from medsettle.ledger.reference.internet import ReferenceSectionError, parse_internet_sections
 from medsettle.ledger.reference.models import (
     CatalogueItem,
     Category,
@@ -205,4 +206,11 @@ def parse_document(doc: dict[str, Any]) -> tuple[ReferenceData, list[Person]]:
         policy = _policy(record, f"policies[{i}]", data.regions)
         data.policies[(policy.admdvs, policy.insutype)] = policy
     persons = [_person(record, f"persons[{i}]", data.regions) for i, record in enumerate(_get(doc, "persons", "", list, []))]
+    items = set(data.catalogue) | {code for override in data.province_catalogue.values() for code in override}
+    try:
+        data.internet = parse_internet_sections(
+            doc, set(data.regions), {code: i.kind.value for code, i in data.institutions.items()}, items
+        )
+    except ReferenceSectionError as error:
+        raise ReferenceDataError(str(error)) from None
     return data, persons

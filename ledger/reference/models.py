@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from medsettle.ledger.money import BASIS_POINTS
+from medsettle.ledger.reference.internet import InternetReference
 
 
 class Category(enum.IntEnum):
@@ -113,6 +114,8 @@ class ReferenceData:
     catalogue: dict[str, CatalogueItem] = field(default_factory=dict)
     province_catalogue: dict[str, dict[str, CatalogueItem]] = field(default_factory=dict)
     policies: dict[tuple[str, int], Policy] = field(default_factory=dict)
+    # "Internet+" policy, host quotas, fund-supervision rules (reference/internet.py)
+    internet: InternetReference = field(default_factory=InternetReference)
 
     def item(self, province: str, code: str) -> CatalogueItem | None:
         """The treatment province's catalogue entry, falling back to the national one."""

@@ -74,6 +74,11 @@ class Bill:
     rx_id: str = ""
     prescribing_fixmedins_code: str = ""
     delivery_fee_fen: int = 0
+    # The e-insurance certificate as sent: verified and dropped by the service
+    # (never logged, never stored), which fills psn_no and the nonce from it.
+    ecert_token: str = field(default="", repr=False)
+    ecert_nonce: str = ""
+    ecert_expires_us: int = 0
 
     def fingerprint(self) -> str:
         """A canonical text of the payload, compared on idempotent retries."""
@@ -85,6 +90,8 @@ class Bill:
         ]
         for line in self.fee_lines:
             parts.append(f"{line.feedetl_sn}\x1f{line.hilist_code}\x1f{line.cnt}\x1f{line.pric_fen}")
+        if self.ecert_nonce:  # a retry shows the same certificate
+            parts.append(f"ecert\x1f{self.ecert_nonce}")
         return "\x1e".join(parts)
 
 

@@ -29,6 +29,7 @@ from medsettle.ledger.settlement.model import (
     VisitType,
     pay_loc_of,
 )
+from medsettle.ledger.settlement.internet_stage import InternetStage
 from medsettle.ledger.settlement.split import SplitTerms, accumulate, split_bill
 from medsettle.ledger.storage.sqlite import BatchWrite, PersonState, SqliteLedgerStore, StorageError, settlement_row, to_us
 
@@ -92,6 +93,7 @@ class SettlementProcessor:
         self._reference = reference
         self._clock = clock
         self._persons: dict[str, PersonState] = {}
+        self._internet = InternetStage(store, reference)  # "Internet+" rules and fund supervision
 
     def run_batch(self, commands: Sequence[Any]) -> list[Any]:
         """One transaction. The chain head is read under the write lock, so
@@ -100,6 +102,7 @@ class SettlementProcessor:
             self._store.begin()
             batch = _Batch(BatchWrite(), *self._store.chain_head())
             self._look_up(commands, batch)
+            self._internet.begin(commands, self._clock.now())
         except StorageError as error:
             self._store.rollback()
             return [_storage_failure(error)] * len(commands)
@@ -115,6 +118,7 @@ class SettlementProcessor:
                     outcomes.append(refusal)
             if batch.write.settlements:
                 self._store.insert_batch(batch.write)
+                self._internet.write()
             self._store.commit()
         except StorageError as error:
             self._store.rollback()
@@ -124,6 +128,7 @@ class SettlementProcessor:
             self._store.rollback()
             return [Refused(Reason.INTERNAL, f"internal error: {type(error).__name__}; nothing was written")] * len(commands)
         self._remember(batch.write.persons)
+        self._internet.committed()
         return outcomes
 
     def _look_up(self, commands: Sequence[Any], batch: _Batch) -> None:
@@ -158,10 +163,12 @@ class SettlementProcessor:
         priced = self._priced_lines(bill, institution)
         terms = self._terms(bill, institution)
         now = self._clock.now()
+        priced, terms, plan = self._internet.prepare(bill, institution, priced, terms, now)
         year = year_of(now)
         dedc_used, fund_paid = person.years.get(year, (0, 0))
         before = Accumulators(dedc_used, fund_paid, person.acct_balc_fen)
         split = split_bill(priced, terms, before, bill.acct_used_flag, bill.delivery_fee_fen)
+        audit_flags = self._internet.after_split(plan, split)
         settlement = Settlement(
             setl_id="",
             msgid=bill.msgid,
@@ -177,12 +184,15 @@ class SettlementProcessor:
             setl_time=now,
             setlym=period_of(now),
             split=split,
+            audit_flags=audit_flags,
         )
         if not command.persist:
             return settlement
         after = accumulate(before, split)
         self._stage_person(batch, person, year, after)
-        return self._post(batch, settlement, fingerprint, payee_code=bill.fixmedins_code)
+        posted = self._post(batch, settlement, fingerprint, payee_code=bill.fixmedins_code)
+        self._internet.stage(plan, posted)
+        return posted
 
     def _earlier(self, code: str, msgid: str, fingerprint: str, batch: _Batch) -> Settlement | None:
         """The earlier answer to the same (institution, msgid), or a conflict."""
@@ -295,6 +305,7 @@ class SettlementProcessor:
         self._stage_person(batch, person, year, after)
         payee = self._payee_of(original.setl_id, batch)
         settled = self._post(batch, reversal, fingerprint, payee_code=payee)
+        self._internet.reverse(original, settled)
         batch.reversed[original.setl_id] = settled.setl_id
         return settled
 

@@ -7,6 +7,7 @@ import datetime as dt
 import re
 
 from medsettle.ledger.errors import FieldViolation
+from medsettle.ledger.settlement.internet import followup_field_violations, prescription_field_violations
 from medsettle.ledger.settlement.model import Bill, VisitType
 
 MAX_FEE_LINES = 500
@@ -72,6 +73,8 @@ def bill_violations(bill: Bill, person_from_token: bool = False) -> list[FieldVi
     _pattern(out, "rx_id", bill.rx_id, RX_ID, "at most 40 letters, digits, '-' or '_'")
     if bill.prescribing_fixmedins_code:
         _pattern(out, "prescribing_fixmedins_code", bill.prescribing_fixmedins_code, CODE, "an institution code")
+    out.extend(followup_field_violations(bill))
+    out.extend(prescription_field_violations(bill))
     return out
 
 

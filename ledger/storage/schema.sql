@@ -136,3 +136,59 @@ CREATE TABLE IF NOT EXISTS credentials (
     created_us INTEGER NOT NULL,
     revoked_us INTEGER
 );
+
+-- "Internet+" and fund-supervision state (ledger/storage/internet_state.py),
+-- written by the settlement writer in the same transaction as the
+-- settlements it belongs to.
+-- A host hospital's fund payments counted against its annual quota.
+CREATE TABLE IF NOT EXISTS host_quota_use (
+    host_code TEXT NOT NULL,
+    year INTEGER NOT NULL,
+    used_fen INTEGER NOT NULL,
+    PRIMARY KEY (host_code, year)
+) WITHOUT ROWID;
+-- E-prescriptions filled at pharmacies; a reversed fill frees the prescription.
+CREATE TABLE IF NOT EXISTS rx_fills (
+    setl_id TEXT PRIMARY KEY,
+    prescribing_code TEXT NOT NULL,
+    rx_id TEXT NOT NULL,
+    pharmacy_code TEXT NOT NULL,
+    filled_us INTEGER NOT NULL,
+    reversal_setl_id TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS rx_fills_once
+    ON rx_fills (prescribing_code, rx_id) WHERE reversal_setl_id IS NULL;
+-- E-insurance certificate nonces seen (never the token): a replay is refused.
+CREATE TABLE IF NOT EXISTS ecert_nonces (
+    nonce TEXT PRIMARY KEY,
+    used_us INTEGER NOT NULL,
+    expires_us INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Each settled visit as the audit rules see it (China-time day, diagnosis, items, e-prescription).
+CREATE TABLE IF NOT EXISTS visit_log (
+    setl_id TEXT PRIMARY KEY,
+    psn_no TEXT NOT NULL,
+    visit_day TEXT NOT NULL,
+    fixmedins_code TEXT NOT NULL,
+    visit_type INTEGER NOT NULL,
+    diag_code TEXT NOT NULL,
+    rx_id TEXT NOT NULL,
+    item_codes TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS visit_log_by_person_day ON visit_log (psn_no, visit_day);
+-- Fund-supervision flags: stored with the settlement they were raised on.
+CREATE TABLE IF NOT EXISTS audit_flags (
+    flag_no INTEGER PRIMARY KEY,
+    setl_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    field TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    fixmedins_code TEXT NOT NULL,
+    flag_day TEXT NOT NULL,
+    flagged_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_flags_by_day ON audit_flags (flag_day, fixmedins_code);
+CREATE TRIGGER IF NOT EXISTS audit_flags_append_only_u BEFORE UPDATE ON audit_flags
+BEGIN SELECT RAISE(ABORT, 'audit flags are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_flags_append_only_d BEFORE DELETE ON audit_flags
+BEGIN SELECT RAISE(ABORT, 'audit flags are append-only'); END;

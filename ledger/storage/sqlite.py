@@ -201,6 +201,11 @@ class SqliteLedgerStore:
             raise
 
     # ---- writer side (writer thread only) ----------------------------
+    def writer_connection(self) -> sqlite3.Connection:
+        """The writer's connection, for state written in the same transaction
+        as the settlements (storage/internet_state.py)."""
+        return self._write
+
     def chain_head(self) -> tuple[int, int, str]:
         """(last setl_no, last entry_no, last entry hash)."""
         conn = self._write

@@ -64,6 +64,18 @@ def test_optional_fields_may_be_empty() -> None:
     assert bill_violations(bare) == []
 
 
+def test_an_internet_followup_needs_its_diagnosis_and_prior_offline_diagnosis_date() -> None:
+    bare = replace(VALID, visit_type=VisitType.INTERNET_FOLLOWUP, diag_code="", prior_offline_diag_date="")
+    assert [v.field for v in bill_violations(bare)] == ["diag_code", "prior_offline_diag_date"]
+
+
+def test_a_prescription_id_and_its_prescriber_come_together() -> None:
+    no_prescriber = replace(VALID, visit_type=VisitType.PHARMACY, prescribing_fixmedins_code="")
+    assert [v.field for v in bill_violations(no_prescriber)] == ["prescribing_fixmedins_code"]
+    no_rx = replace(VALID, rx_id="")
+    assert [v.field for v in bill_violations(no_rx)] == ["rx_id"]
+
+
 @pytest.mark.parametrize("visit", list(VisitType))
 @pytest.mark.parametrize("insutype", [310, 390])
 def test_every_visit_type_and_insurance_type_is_accepted(visit: VisitType, insutype: int) -> None:
@@ -234,17 +246,22 @@ def valid_bills(draw: st.DrawFn) -> Bill:
         FeeLine(sn, draw(codes), draw(st.integers(1, 1000)), draw(st.integers(1, MAX_PRIC_FEN // 100)))
         for sn in sns
     )
+    visit_type = draw(st.sampled_from(VisitType))
+    # an internet follow-up is well-formed only with its diagnosis and prior offline diagnosis date
+    followup = visit_type == VisitType.INTERNET_FOLLOWUP
+    dates = st.dates().map(lambda d: d.isoformat()).filter(lambda s: len(s) == 10)
     return Bill(
         msgid=draw(ids),
         fixmedins_code=draw(codes),
         psn_no=draw(st.text(alphabet=ALNUM, min_size=1, max_size=30)),
         insutype=draw(st.sampled_from([310, 390])),
         insuplc_admdvs=draw(st.text(alphabet="0123456789", min_size=6, max_size=6)),
-        visit_type=draw(st.sampled_from(VisitType)),
+        visit_type=visit_type,
         fee_lines=fee_lines,
         acct_used_flag=draw(st.booleans()),
         delivery_fee_fen=draw(st.integers(0, MAX_DELIVERY_FEE_FEN)),
-        prior_offline_diag_date=draw(st.one_of(st.just(""), st.dates().map(lambda d: d.isoformat()).filter(lambda s: len(s) == 10))),
+        diag_code="E11.9" if followup else "",
+        prior_offline_diag_date=draw(dates if followup else st.one_of(st.just(""), dates)),
     )
 
 

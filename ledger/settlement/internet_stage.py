@@ -1,0 +1,252 @@
+"""The "Internet+" and fund-supervision stage of the settlement writer.
+
+SettlementProcessor calls it for every bill (prepare before the split,
+after_split once the fund part is known, stage once the settlement has its
+id) and every reversal, and around each batch (begin, write before the
+commit, committed / rolled_back after). The rules themselves are pure
+(settlement/internet.py, settlement/quota.py, supervision/rules.py); this
+class holds the state they need, staged per batch and written in the same
+transaction, with committed values cached so the hot path rarely reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+from medsettle.ledger.clock import CHINA_TZ
+from medsettle.ledger.errors import Reason, refused_field
+from medsettle.ledger.reference.internet import AuditAction, AuditRule, AuditRuleConfig
+from medsettle.ledger.reference.models import CatalogueItem, Institution, InstitutionKind, ReferenceData
+from medsettle.ledger.settlement.internet import check_followup, effective_item, remote_ratio_bp, rule_refused
+from medsettle.ledger.settlement.model import Bill, FeeLine, Settlement, SettlementKind, Split, VisitType
+from medsettle.ledger.settlement.quota import QUOTA_RULE, QuotaDecision, quota_decision, quota_holder
+from medsettle.ledger.settlement.split import SplitTerms
+from medsettle.ledger.storage.internet_state import InternetStateStore, InternetWrite
+from medsettle.ledger.storage.sqlite import SqliteLedgerStore, to_us
+from medsettle.ledger.supervision.rules import DayActivity, Finding, evaluate
+
+DAY_CACHE_SIZE = 200_000  # persons' day activity kept for the current day
+
+
+def china_day(at: dt.datetime) -> dt.date:
+    return at.astimezone(CHINA_TZ).date()
+
+
+@dataclass(slots=True)
+class Plan:
+    """What prepare learnt about one bill, for after_split and stage."""
+
+    bill: Bill
+    institution: Institution
+    day: str
+    year: int
+    flags: list[Finding] = field(default_factory=list)
+    quota_key: tuple[str, int] | None = None
+    quota_after_fen: int = 0
+    quota_note: str = ""  # set when the settlement takes the host past its quota (warn)
+
+
+class InternetStage:
+    def __init__(self, store: SqliteLedgerStore, reference: ReferenceData) -> None:
+        self._state = InternetStateStore(store.writer_connection())
+        self._reference = reference
+        self._internet = reference.internet
+        self._audit_rules: dict[str, tuple[AuditRuleConfig, ...]] = {}
+        self._items: dict[tuple[str, int, str, str], CatalogueItem] = {}
+        # committed state, cached; staged state of the open batch
+        self._quota_used: dict[tuple[str, int], int] = {}
+        self._day = ""
+        self._days: dict[str, DayActivity] = {}
+        self._write = InternetWrite()
+        self._staged_days: dict[str, DayActivity] = {}
+        self._staged_rx: dict[tuple[str, str], str | None] = {}  # None: released in this batch
+        self._staged_nonces: set[str] = set()
+
+    # ---- batch -------------------------------------------------------
+    def begin(self, commands: Sequence[Any], now: dt.datetime) -> None:
+        """Starts a batch: reads the day activity of its uncached persons in one query."""
+        self._write = InternetWrite()
+        self._staged_days = {}
+        self._staged_rx = {}
+        self._staged_nonces = set()
+        day = china_day(now).isoformat()
+        if day != self._day:
+            self._day, self._days = day, {}
+        missing = sorted({
+            bill.psn_no for bill in (getattr(c, "bill", None) for c in commands)
+            if bill is not None and bill.psn_no not in self._days
+        })
+        if missing:
+            found = self._state.day_visits(missing, day)
+            for psn_no in missing:
+                visits, items = found.get(psn_no, (0, set()))
+                self._days[psn_no] = DayActivity(visits, items)
+        while len(self._days) > DAY_CACHE_SIZE:
+            del self._days[next(iter(self._days))]
+
+    def write(self) -> None:
+        if not self._write.empty():
+            self._state.write(self._write)
+
+    def committed(self) -> None:
+        self._quota_used.update(self._write.quota_used)
+        self._days.update(self._staged_days)
+        self._write = InternetWrite()
+
+    def rolled_back(self) -> None:
+        self._write = InternetWrite()
+
+    # ---- settle --------------------------------------------------------
+    def prepare(
+        self, bill: Bill, institution: Institution, priced: list[tuple[FeeLine, CatalogueItem]],
+        terms: SplitTerms, now: dt.datetime,
+    ) -> tuple[list[tuple[FeeLine, CatalogueItem]], SplitTerms, Plan]:
+        """Applies the regional internet policy and runs the audit rules;
+        raises Refused (RULE_REFUSED naming the rule) when one refuses."""
+        today = china_day(now)
+        plan = Plan(bill, institution, today.isoformat(), today.year)
+        treatment = self._internet.policy(institution.admdvs)
+        insurance = self._internet.policy(bill.insuplc_admdvs)
+        if bill.visit_type == VisitType.INTERNET_FOLLOWUP:
+            check_followup(bill, treatment, today)
+            if not insurance.online_acct_allowed:
+                terms = replace(terms, acct_allowed=False)
+        priced = [(line, self._effective(bill, institution, item, insurance)) for line, item in priced]
+        ratio = remote_ratio_bp(priced, insurance.remote)
+        if ratio is not None:
+            terms = replace(terms, ratio_bp=ratio)
+        if bill.rx_id and bill.visit_type == VisitType.PHARMACY:
+            self._check_prescription(bill)
+        if bill.ecert_nonce and (bill.ecert_nonce in self._staged_nonces or self._state.nonce_seen(bill.ecert_nonce)):
+            raise rule_refused("ECERT_REPLAY", "ecert_token", "this e-insurance certificate was already used; show a new one")
+        findings = evaluate(self._rules_at(institution.admdvs), bill, priced, self._activity(bill.psn_no),
+                            self._prior_offline_visit(bill, treatment.followup_window_days, today))
+        for finding in findings:
+            if finding.action == AuditAction.REFUSE:
+                raise rule_refused(finding.rule.value, finding.field, finding.detail)
+        plan.flags = findings
+        return priced, terms, plan
+
+    def after_split(self, plan: Plan, split: Split) -> tuple[str, ...]:
+        """The quota check, once the fund part is known; the flags to return."""
+        holder = quota_holder(plan.institution)
+        quota = self._internet.quotas.get((holder, plan.year)) if holder else None
+        codes = [f.rule.value for f in plan.flags]
+        if quota is not None:
+            key = (quota.host_code, plan.year)
+            used = self._used(key)
+            decision = quota_decision(quota, used, split.hifp_pay_fen)
+            if decision == QuotaDecision.REFUSE:
+                raise rule_refused(QUOTA_RULE, "fixmedins_code",
+                                   f"the host hospital {quota.host_code}'s {plan.year} budget quota is reached; "
+                                   "the fund pays no more this year")
+            plan.quota_key = key
+            plan.quota_after_fen = used + split.hifp_pay_fen
+            if decision == QuotaDecision.WARN:
+                codes.append(QUOTA_RULE)
+                plan.quota_note = (f"host {quota.host_code} {plan.year} quota of {quota.quota_fen} fen reached "
+                                   f"({plan.quota_after_fen} fen used)")
+        return tuple(codes)
+
+    def stage(self, plan: Plan, settlement: Settlement) -> None:
+        """Records what a persisted settlement changes, in the open batch."""
+        bill, us = plan.bill, to_us(settlement.setl_time)
+        write = self._write
+        if plan.quota_key is not None:
+            write.quota_used[plan.quota_key] = plan.quota_after_fen
+        if bill.rx_id and bill.visit_type == VisitType.PHARMACY:
+            write.rx_fills.append((settlement.setl_id, bill.prescribing_fixmedins_code, bill.rx_id, bill.fixmedins_code, us))
+            self._staged_rx[(bill.prescribing_fixmedins_code, bill.rx_id)] = settlement.setl_id
+        if bill.ecert_nonce:
+            # kept a day past expiry at most; the token itself is never stored
+            write.nonces.append((bill.ecert_nonce, us, bill.ecert_expires_us))
+            self._staged_nonces.add(bill.ecert_nonce)
+        codes = [line.hilist_code for line in bill.fee_lines]
+        write.visits.append((settlement.setl_id, bill.psn_no, plan.day, bill.fixmedins_code, int(bill.visit_type),
+                             bill.diag_code.upper(), bill.rx_id, ",".join(codes)))
+        before = self._activity(bill.psn_no)
+        self._staged_days[bill.psn_no] = DayActivity(before.visits + 1, before.items | set(codes))
+        for finding in plan.flags:
+            write.flags.append((settlement.setl_id, finding.rule.value, finding.field, finding.detail,
+                                bill.fixmedins_code, plan.day, us))
+        if plan.quota_note:
+            write.flags.append((settlement.setl_id, QUOTA_RULE, "fixmedins_code", plan.quota_note,
+                                bill.fixmedins_code, plan.day, us))
+
+    # ---- reverse -------------------------------------------------------
+    def reverse(self, original: Settlement, reversal: Settlement) -> None:
+        """A reversal gives back the quota the original used and frees its
+        e-prescription (the sale was cancelled: the prescription may be filled
+        again). Visits and flags stay: supervision sees what happened."""
+        assert reversal.kind == SettlementKind.REVERSAL
+        institution = self._reference.institutions.get(original.fixmedins_code)
+        holder = quota_holder(institution) if institution is not None else None
+        year = china_day(original.setl_time).year
+        if holder and (holder, year) in self._internet.quotas and original.split.hifp_pay_fen:
+            key = (holder, year)
+            self._write.quota_used[key] = self._used(key) - original.split.hifp_pay_fen
+        released = [k for k, v in self._staged_rx.items() if v == original.setl_id]
+        if released or self._state.rx_fill_of(original.setl_id):
+            self._write.rx_releases.append((reversal.setl_id, original.setl_id))
+            for key in released:
+                self._staged_rx[key] = None
+
+    # ---- helpers ---------------------------------------------------------
+    def _effective(self, bill: Bill, institution: Institution, item: CatalogueItem, insurance: Any) -> CatalogueItem:
+        key = (bill.insuplc_admdvs, int(bill.visit_type), institution.province, item.code)
+        found = self._items.get(key)
+        if found is None:
+            found = self._items[key] = effective_item(item, bill.visit_type, insurance)
+        return found
+
+    def _rules_at(self, admdvs: str) -> tuple[AuditRuleConfig, ...]:
+        rules = self._audit_rules.get(admdvs)
+        if rules is None:
+            rules = self._audit_rules[admdvs] = self._internet.audit_rules(admdvs)
+        return rules
+
+    def _activity(self, psn_no: str) -> DayActivity:
+        return self._staged_days.get(psn_no) or self._days.get(psn_no) or DayActivity()
+
+    def _used(self, key: tuple[str, int]) -> int:
+        if key in self._write.quota_used:
+            return self._write.quota_used[key]
+        if key not in self._quota_used:
+            self._quota_used[key] = self._state.quota_used(*key)
+        return self._quota_used[key]
+
+    def _check_prescription(self, bill: Bill) -> None:
+        prescriber = self._reference.institutions.get(bill.prescribing_fixmedins_code)
+        if prescriber is None or prescriber.kind == InstitutionKind.PHARMACY:
+            raise refused_field(Reason.UNKNOWN_INSTITUTION, "prescribing_fixmedins_code",
+                                "not a hospital or internet hospital that may issue prescriptions")
+        key = (bill.prescribing_fixmedins_code, bill.rx_id)
+        if key in self._staged_rx:
+            filled = self._staged_rx[key]
+        else:
+            filled = self._state.rx_filled_by(*key)
+            if filled is not None and filled in self._released_in_batch():
+                filled = None
+        if filled is not None:
+            raise rule_refused("RX_ALREADY_FILLED", "rx_id",
+                               f"this e-prescription was already filled (settlement {filled}); it cannot be filled twice")
+
+    def _released_in_batch(self) -> set[str]:
+        return {orig for _, orig in self._write.rx_releases}
+
+    def _prior_offline_visit(self, bill: Bill, window_days: int, today: dt.date) -> bool:
+        if bill.visit_type != VisitType.INTERNET_FOLLOWUP or not any(
+            c.rule == AuditRule.FOLLOWUP_WITHOUT_PRIOR_VISIT for c in self._rules_at(self._institution_region(bill))
+        ):
+            return True
+        category = bill.diag_code.upper()[:3]
+        since = (today - dt.timedelta(days=window_days)).isoformat()
+        for visit in self._write.visits:
+            if visit[1] == bill.psn_no and visit[4] in (1, 2) and visit[5][:3] == category and visit[2] >= since:
+                return True
+        return self._state.offline_visit_since(bill.psn_no, category, since)
+
+    def _institution_region(self, bill: Bill) -> str:
+        return self._reference.institutions[bill.fixmedins_code].admdvs

@@ -1,0 +1,112 @@
+"""SQL of the "Internet+" and fund-supervision state: host quota use,
+e-prescription fills, e-cert nonces, the visit log and the audit flags.
+Runs on the settlement writer's connection inside its open transaction, so
+this state commits or rolls back with the settlements it belongs to."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from medsettle.ledger.storage.sqlite import StorageError
+
+LOOKUP_CHUNK = 500
+
+
+@dataclass(slots=True)
+class InternetWrite:
+    """What one batch writes besides the journal."""
+
+    quota_used: dict[tuple[str, int], int] = field(default_factory=dict)  # (host, year) -> used after
+    rx_fills: list[tuple[str, str, str, str, int]] = field(default_factory=list)  # setl_id, prescriber, rx, pharmacy, us
+    rx_releases: list[tuple[str, str]] = field(default_factory=list)  # (reversal setl_id, filled setl_id)
+    nonces: list[tuple[str, int, int]] = field(default_factory=list)
+    visits: list[tuple[Any, ...]] = field(default_factory=list)
+    flags: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.quota_used or self.rx_fills or self.rx_releases or self.nonces or self.visits or self.flags)
+
+
+class InternetStateStore:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
+        try:
+            return self._conn.execute(sql, params).fetchone()
+        except sqlite3.Error as error:
+            raise StorageError(str(error)) from error
+
+    def quota_used(self, host_code: str, year: int) -> int:
+        row = self._one("SELECT used_fen FROM host_quota_use WHERE host_code = ? AND year = ?", (host_code, year))
+        return row[0] if row else 0
+
+    def rx_filled_by(self, prescribing_code: str, rx_id: str) -> str | None:
+        row = self._one(
+            "SELECT setl_id FROM rx_fills WHERE prescribing_code = ? AND rx_id = ? AND reversal_setl_id IS NULL",
+            (prescribing_code, rx_id),
+        )
+        return row[0] if row else None
+
+    def rx_fill_of(self, setl_id: str) -> bool:
+        return self._one("SELECT 1 FROM rx_fills WHERE setl_id = ?", (setl_id,)) is not None
+
+    def nonce_seen(self, nonce: str) -> bool:
+        return self._one("SELECT 1 FROM ecert_nonces WHERE nonce = ?", (nonce,)) is not None
+
+    def day_visits(self, psn_nos: list[str], day: str) -> dict[str, tuple[int, set[str]]]:
+        """psn_no -> (visits that day, item codes billed that day)."""
+        found: dict[str, tuple[int, set[str]]] = {}
+        try:
+            for start in range(0, len(psn_nos), LOOKUP_CHUNK):
+                chunk = psn_nos[start:start + LOOKUP_CHUNK]
+                rows = self._conn.execute(
+                    f"SELECT psn_no, item_codes FROM visit_log WHERE visit_day = ? "
+                    f"AND psn_no IN ({', '.join('?' * len(chunk))})",
+                    (day, *chunk),
+                )
+                for psn_no, codes in rows:
+                    visits, items = found.get(psn_no, (0, set()))
+                    items.update(c for c in codes.split(",") if c)
+                    found[psn_no] = (visits + 1, items)
+        except sqlite3.Error as error:
+            raise StorageError(str(error)) from error
+        return found
+
+    def offline_visit_since(self, psn_no: str, diag_category: str, since_day: str) -> bool:
+        """Whether an offline (outpatient or inpatient) visit of the person for
+        the diagnosis category (first 3 characters of ICD-10) is on record."""
+        return self._one(
+            "SELECT 1 FROM visit_log WHERE psn_no = ? AND visit_day >= ? AND visit_type IN (1, 2) "
+            "AND substr(diag_code, 1, 3) = ? LIMIT 1",
+            (psn_no, since_day, diag_category),
+        ) is not None
+
+    def write(self, batch: InternetWrite) -> None:
+        conn = self._conn
+        try:
+            conn.executemany(
+                "INSERT INTO host_quota_use (host_code, year, used_fen) VALUES (?, ?, ?) "
+                "ON CONFLICT (host_code, year) DO UPDATE SET used_fen = excluded.used_fen",
+                [(host, year, used) for (host, year), used in batch.quota_used.items()],
+            )
+            conn.executemany(
+                "INSERT INTO rx_fills (setl_id, prescribing_code, rx_id, pharmacy_code, filled_us) VALUES (?, ?, ?, ?, ?)",
+                batch.rx_fills,
+            )
+            conn.executemany("UPDATE rx_fills SET reversal_setl_id = ? WHERE setl_id = ?", batch.rx_releases)
+            conn.executemany("INSERT INTO ecert_nonces (nonce, used_us, expires_us) VALUES (?, ?, ?)", batch.nonces)
+            conn.executemany(
+                "INSERT INTO visit_log (setl_id, psn_no, visit_day, fixmedins_code, visit_type, diag_code, rx_id, item_codes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                batch.visits,
+            )
+            conn.executemany(
+                "INSERT INTO audit_flags (setl_id, rule, field, detail, fixmedins_code, flag_day, flagged_us) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                batch.flags,
+            )
+        except sqlite3.Error as error:
+            raise StorageError(str(error)) from error

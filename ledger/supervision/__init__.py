@@ -1,0 +1,1 @@
+"""Fund supervision: real-time audit rules on every settlement, stored flags, the daily export."""
