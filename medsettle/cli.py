@@ -291,5 +291,11 @@ from medsettle.cli_load import load  # noqa: E402  (load generator, issue #5)
 
 main.add_command(load)
 
+from medsettle.cli_internet import audit_flags, ecert, export_daily  # noqa: E402  (Internet+ care, issue #7)
+
+main.add_command(ecert)
+main.add_command(export_daily)
+main.add_command(audit_flags)
+
 if __name__ == "__main__":
     main()

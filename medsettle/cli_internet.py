@@ -1,0 +1,95 @@
+"""CLI commands of "Internet+" care and fund supervision:
+`medsettle ecert issue`, `medsettle export-daily`, `medsettle audit-flags`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from medsettle.ledger.clock import CHINA_TZ, parse_clock
+
+
+@click.group()
+def ecert() -> None:
+    """E-insurance certificates (signed, short-lived QR tokens)."""
+
+
+@ecert.command("issue")
+@click.option("--psn-no", required=True, help="The insured person the token identifies.")
+@click.option("--ttl-s", default=300, show_default=True, type=int, help="Lifetime in seconds (at most 600).")
+@click.option("--key-file", type=click.Path(dir_okay=False, exists=True),
+              help="File holding the hex signing key (default: MEDSETTLE_ECERT_KEY or MEDSETTLE_ECERT_KEY_FILE).")
+@click.option("--clock", default="", help="Issue at this ISO time (demo/tests); default: now.")
+def ecert_issue(psn_no: str, ttl_s: int, key_file: str | None, clock: str) -> None:
+    """Issue an e-insurance certificate token for a person (prints the token)."""
+    from medsettle.ledger import ecert as certificates
+
+    try:
+        if key_file:
+            key = certificates.parse_key(Path(key_file).read_text("ascii"))
+        else:
+            key = certificates.key_from_env(os.environ)
+        if key is None:
+            raise click.ClickException(f"no signing key: give --key-file or set {certificates.KEY_ENV}")
+        click.echo(certificates.issue(key, psn_no, parse_clock(clock).now(), ttl_s))
+    except certificates.EcertError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _day(text: str | None, clock: str) -> dt.date:
+    now = parse_clock(clock).now().astimezone(CHINA_TZ)
+    if not text:
+        return now.date() - dt.timedelta(days=1)
+    try:
+        day = dt.date.fromisoformat(text)
+        if len(text) != 10:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"must be YYYY-MM-DD, got {text!r}", param_hint="--date") from None
+    if day >= now.date():
+        raise click.ClickException(f"{day} is not over yet (China time): export it from {day + dt.timedelta(days=1)} 00:00")
+    return day
+
+
+@click.command("export-daily")
+@click.option("--date", "date_text", default=None, help="The China-time day to export (YYYY-MM-DD); default: yesterday.")
+@click.option("--db", default="var/medsettle.db", show_default=True, help="SQLite database file (read only).")
+@click.option("--out", "out_dir", default="var/supervision", show_default=True, help="Directory; the files go to OUT/DATE/.")
+@click.option("--clock", default="", help="Treat this ISO time as now (demo/tests).")
+def export_daily(date_text: str | None, db: str, out_dir: str, clock: str) -> None:
+    """Write a closed day's settlement details and audit flags for the supervision platform."""
+    from medsettle.ledger.supervision.export import export_day
+
+    if not Path(db).exists():
+        raise click.ClickException(f"no database at {db}")
+    result = export_day(db, _day(date_text, clock), out_dir)
+    click.echo(f"{result.directory}: {result.settlements} settlement record(s), {result.flags} flag(s); "
+               f"manifest sha256 {result.manifest_sha256}")
+
+
+@click.command("audit-flags")
+@click.option("--date", "date_text", required=True, help="The China-time day (YYYY-MM-DD).")
+@click.option("--db", default="var/medsettle.db", show_default=True, help="SQLite database file (read only).")
+@click.option("--code", "fixmedins_code", default="", help="Only this institution's flags.")
+def audit_flags(date_text: str, db: str, fixmedins_code: str) -> None:
+    """List the fund-supervision flags raised on a day, as JSON Lines."""
+    from medsettle.ledger.storage.sqlite import connect
+    from medsettle.ledger.supervision.export import flags_of_day
+
+    try:
+        dt.date.fromisoformat(date_text)
+    except ValueError:
+        raise click.BadParameter(f"must be YYYY-MM-DD, got {date_text!r}", param_hint="--date") from None
+    if not Path(db).exists():
+        raise click.ClickException(f"no database at {db}")
+    conn = connect(db)
+    try:
+        for flag in flags_of_day(conn, date_text, fixmedins_code):
+            sys.stdout.write(json.dumps(flag, ensure_ascii=False, sort_keys=True) + "\n")
+    finally:
+        conn.close()
