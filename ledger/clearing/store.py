@@ -83,6 +83,9 @@ class ClearingStore(SqliteLedgerStore):
         row = self.reader().execute("SELECT hash FROM journal_entries WHERE entry_no = ?", (entry_no,)).fetchone()
         return row[0] if row else None
 
+    def count_period_settlements(self, period: str) -> int:
+        return self.reader().execute("SELECT COUNT(*) FROM settlements WHERE setlym = ?", (period,)).fetchone()[0]
+
     def settlements_without_entry(self, period: str, limit: int) -> list[str]:
         return [row[0] for row in self.reader().execute(
             "SELECT s.setl_id FROM settlements s WHERE s.setlym = ? AND NOT EXISTS "

@@ -206,6 +206,21 @@ def test_a_posting_moved_to_another_period_is_a_break(server, client, bill, db_p
     assert moved["amount_fen"] == owed_fen(results[0])  # the credit left October: its balance is that much higher
 
 
+def test_a_deleted_journal_entry_is_a_break(server, client, bill, db_path, tmp_path):
+    results = settle_month(client, bill, rounds=1)
+    gone = results[3]
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DROP TRIGGER journal_append_only_d")
+        assert conn.execute("DELETE FROM journal_entries WHERE setl_id = ?", (gone.setl_id,)).rowcount == 1
+    out = tmp_path / "deleted"
+    done = clear(db_path, "2026-10", OCT_CLEARING_CLOCK, out)
+    assert done.exit_code == 3, done.output
+    report = json.loads((out / "breaks.json").read_text())
+    assert [b["where"] for b in report["breaks"] if b["kind"] == "missing_entry"] == [gone.setl_id]
+    next_entry = next(b for b in report["breaks"] if b["kind"] == "journal_entry")
+    assert results[4].setl_id in next_entry["where"] and "prev_hash" in next_entry["detail"]
+
+
 def test_dry_run_shows_the_clearing_entry_and_posts_nothing(server, client, bill, db_path, tmp_path):
     settle_month(client, bill, rounds=1)
     before = journal_size(db_path)
