@@ -91,7 +91,7 @@ def own_server(persons: int, writer_batch: int, workdir: Path | None = None) -> 
         stack.callback(log.close)
         process = subprocess.Popen(
             _medsettle("serve", "--db", str(db_path), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
-                       "--with-echo", "--log-level", "warning", "--log-format", "json",
+                       "--with-echo", "--log-format", "json",  # default level (info): nothing is logged per settled call
                        "--writer-batch", str(writer_batch)),
             stdout=log, stderr=subprocess.STDOUT,
         )

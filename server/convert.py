@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from medsettle.ledger.reconcile import Totals
 from medsettle.ledger.settlement.model import Bill, FeeLine, Settlement, VisitType
 from medsettle.v1 import settlement_pb2 as pb
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def bill_from_pb(request: pb.SettleRequest) -> Bill:
@@ -36,8 +41,10 @@ def bill_from_pb(request: pb.SettleRequest) -> Bill:
 
 def result_pb(s: Settlement) -> pb.SettleResult:
     split = s.split
-    setl_time = Timestamp()
-    setl_time.FromDatetime(s.setl_time)
+    # Seconds and nanos computed here: Timestamp.FromDatetime is pure Python
+    # and costs five times as much, once per answered settlement.
+    since_epoch = s.setl_time - _EPOCH
+    setl_time = Timestamp(seconds=since_epoch.days * 86_400 + since_epoch.seconds, nanos=since_epoch.microseconds * 1_000)
     return pb.SettleResult(
         setl_id=s.setl_id,
         msgid=s.msgid,
