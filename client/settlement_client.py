@@ -144,6 +144,17 @@ class SettlementClient:
         except grpc.RpcError as error:
             raise CallRefused.from_error(error) from None
 
+    def list_audit_flags(self, fixmedins_code: str, flag_day: str, limit: int = 0) -> Iterator[pb.AuditFlag]:
+        """The fund-supervision flags of a day (an empty code: all, operator credentials)."""
+        request = pb.ListAuditFlagsRequest(fixmedins_code=fixmedins_code, flag_day=flag_day, limit=limit)
+        try:
+            for item in self._stub.ListAuditFlags(
+                request, timeout=self._deadline_s * 30, metadata=self._metadata(fixmedins_code)
+            ):
+                yield item.flag
+        except grpc.RpcError as error:
+            raise CallRefused.from_error(error) from None
+
     def reconcile_totals(
         self, fixmedins_code: str, setlym: str, clr_type: int, totals: pb.Totals
     ) -> pb.ReconcileTotalsResponse:

@@ -149,17 +149,23 @@ class SettlementService:
         if not 0 <= limit <= MAX_LIST_LIMIT:
             violations.append(FieldViolation("limit", f"must be 0..{MAX_LIST_LIMIT}, got {limit}"))
         _refuse_invalid(violations)
+        async for settlement in self._paged(
+            lambda after, size: self.store.list_settlements_page(fixmedins_code, setlym, clr_type, after, size), limit
+        ):
+            yield settlement
+
+    async def _paged(self, fetch: Any, limit: int) -> AsyncIterator[Any]:
+        """Items of fetch(after, size) -> [(cursor, item)], page by page on the
+        read threads, at most limit (0: the default) in all."""
         remaining = limit or DEFAULT_LIST_LIMIT
         after = 0
         while remaining > 0:
-            page = await self._read(
-                self.store.list_settlements_page, fixmedins_code, setlym, clr_type, after, min(LIST_PAGE_SIZE, remaining)
-            )
+            page = await self._read(fetch, after, min(LIST_PAGE_SIZE, remaining))
             if not page:
                 return
-            for setl_no, settlement in page:
-                yield settlement
-                after = setl_no
+            for cursor, item in page:
+                yield item
+                after = cursor
             remaining -= len(page)
 
     async def reconcile_totals(
@@ -175,6 +181,28 @@ class SettlementService:
         _refuse_invalid(violations)
         platform = Totals(*await self._read(self.store.period_totals, fixmedins_code, setlym, clr_type))
         return platform, compare_totals(platform, institution)
+
+    async def list_audit_flags(self, fixmedins_code: str, flag_day: str, limit: int) -> AsyncIterator[dict[str, Any]]:
+        """The fund-supervision flags of a day (China time), paged from the database."""
+        from medsettle.ledger.supervision.export import flags_of_day
+
+        violations: list[FieldViolation] = []
+        if fixmedins_code:
+            _check_code(violations, fixmedins_code)
+        try:
+            if len(flag_day) != 10:
+                raise ValueError
+            dt.date.fromisoformat(flag_day)
+        except ValueError:
+            violations.append(FieldViolation("flag_day", f"must be YYYY-MM-DD, got {flag_day[:20]!r}"))
+        if not 0 <= limit <= MAX_LIST_LIMIT:
+            violations.append(FieldViolation("limit", f"must be 0..{MAX_LIST_LIMIT}, got {limit}"))
+        _refuse_invalid(violations)
+        async for flag in self._paged(
+            lambda after, size: [(f["flag_no"], f) for f in flags_of_day(self.store.reader(), flag_day, fixmedins_code, after, size)],
+            limit,
+        ):
+            yield flag
 
     def health(self) -> dict[str, Any]:
         return {

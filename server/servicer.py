@@ -146,6 +146,19 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         except Refused as refusal:
             await self._refuse(context, "ListSettlements", refusal, request.fixmedins_code)
 
+    async def ListAuditFlags(
+        self, request: pb.ListAuditFlagsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ListAuditFlagsResponse]:
+        await self._auth.require(context, "ListAuditFlags", request.fixmedins_code, write=False)
+        try:
+            async for flag in self._service.list_audit_flags(request.fixmedins_code, request.flag_day, request.limit):
+                yield pb.ListAuditFlagsResponse(flag=pb.AuditFlag(
+                    setl_id=flag["setl_id"], rule=flag["rule"], field=flag["field"], detail=flag["detail"],
+                    fixmedins_code=flag["fixmedins_code"], flag_day=flag["flag_day"],
+                ))
+        except Refused as refusal:
+            await self._refuse(context, "ListAuditFlags", refusal, request.fixmedins_code)
+
     async def ReconcileTotals(
         self, request: pb.ReconcileTotalsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReconcileTotalsResponse:

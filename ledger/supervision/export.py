@@ -71,13 +71,15 @@ def _settlement_records(conn: sqlite3.Connection, day: dt.date) -> Iterator[dict
         yield record
 
 
-def flags_of_day(conn: sqlite3.Connection, day: str, fixmedins_code: str = "") -> Iterator[dict[str, Any]]:
-    sql = f"SELECT {', '.join(FLAG_COLUMNS)} FROM audit_flags WHERE flag_day = ?"
-    params: list[Any] = [day]
+def flags_of_day(conn: sqlite3.Connection, day: str, fixmedins_code: str = "",
+                 after_flag_no: int = 0, limit: int = -1) -> Iterator[dict[str, Any]]:
+    """The day's flags in the order raised (flag_no), after after_flag_no; limit -1: all."""
+    sql = f"SELECT {', '.join(FLAG_COLUMNS)} FROM audit_flags WHERE flag_day = ? AND flag_no > ?"
+    params: list[Any] = [day, after_flag_no]
     if fixmedins_code:
         sql += " AND fixmedins_code = ?"
         params.append(fixmedins_code)
-    for row in conn.execute(sql + " ORDER BY flag_no", params):
+    for row in conn.execute(sql + " ORDER BY flag_no LIMIT ?", (*params, limit)):
         yield dict(zip(FLAG_COLUMNS, row))
 
 

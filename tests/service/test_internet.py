@@ -374,3 +374,17 @@ def test_the_next_day_starts_a_new_count(client, clock):
         client.settle(make_bill(lines=[("XA0101", 1, 100)]))
     clock.set(dt.datetime(2026, 10, 16, 9, 0, tzinfo=CHINA_TZ))
     assert list(client.settle(make_bill(lines=[("XA0101", 1, 100)])).audit_flags) == []
+
+
+def test_flags_are_listable_over_grpc_per_institution_and_day(client, server):
+    client.settle(make_bill(lines=[("S0001", 1, 2500)]))
+    dup = client.settle(make_bill(code="H44010100002", lines=[("S0001", 1, 2500)]))
+    qty = client.settle(make_bill(lines=[("XB0303", 11, 100)]))
+    everyone = [(f.setl_id, f.rule, f.field) for f in client.list_audit_flags("", "2026-10-15")]
+    assert everyone == [(dup.setl_id, "DUP_ITEM_SAME_DAY", "fee_lines[0].hilist_code"),
+                        (qty.setl_id, "QTY_ABOVE_LIMIT", "fee_lines[0].cnt")]
+    assert [f.setl_id for f in client.list_audit_flags("H44010100002", "2026-10-15")] == [dup.setl_id]
+    assert [f.setl_id for f in client.list_audit_flags("", "2026-10-15", limit=1)] == [dup.setl_id]
+    assert list(client.list_audit_flags("", "2026-10-14")) == []
+    refused = refusal(lambda: list(client.list_audit_flags("", "2026-1-15")))
+    assert refused.reason == "FIELD_INVALID" and refused.field_violations[0][0] == "flag_day"

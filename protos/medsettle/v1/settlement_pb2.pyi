@@ -977,3 +977,99 @@ class ReconcileTotalsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReconcileTotalsResponse: _TypeAlias = ReconcileTotalsResponse  # noqa: Y015
+
+@_typing.final
+class ListAuditFlagsRequest(_message.Message):
+    """Filter for ListAuditFlags."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIXMEDINS_CODE_FIELD_NUMBER: _builtins.int
+    FLAG_DAY_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    fixmedins_code: _builtins.str
+    """Institution; empty lists all institutions (operator credentials only)."""
+    flag_day: _builtins.str
+    """The day the flags were raised (YYYY-MM-DD, China time)."""
+    limit: _builtins.int
+    """At most this many flags (1 to 1000000; 0 means 100000)."""
+    def __init__(
+        self,
+        *,
+        fixmedins_code: _builtins.str = ...,
+        flag_day: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fixmedins_code", b"fixmedins_code", "flag_day", b"flag_day", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditFlagsRequest: _TypeAlias = ListAuditFlagsRequest  # noqa: Y015
+
+@_typing.final
+class AuditFlag(_message.Message):
+    """A fund-supervision flag stored with the settlement it was raised on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETL_ID_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    FIXMEDINS_CODE_FIELD_NUMBER: _builtins.int
+    FLAG_DAY_FIELD_NUMBER: _builtins.int
+    setl_id: _builtins.str
+    """The flagged settlement."""
+    rule: _builtins.str
+    """Rule code, e.g. DUP_ITEM_SAME_DAY, QUOTA_REACHED."""
+    field: _builtins.str
+    """The request field at fault, e.g. fee_lines[0].cnt."""
+    detail: _builtins.str
+    """What the rule found, in plain words (no personal data)."""
+    fixmedins_code: _builtins.str
+    """Institution that sent the settlement."""
+    flag_day: _builtins.str
+    """The day it was raised (YYYY-MM-DD, China time)."""
+    def __init__(
+        self,
+        *,
+        setl_id: _builtins.str = ...,
+        rule: _builtins.str = ...,
+        field: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        fixmedins_code: _builtins.str = ...,
+        flag_day: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "field", b"field", "fixmedins_code", b"fixmedins_code", "flag_day", b"flag_day", "rule", b"rule", "setl_id", b"setl_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditFlag: _TypeAlias = AuditFlag  # noqa: Y015
+
+@_typing.final
+class ListAuditFlagsResponse(_message.Message):
+    """One record of ListAuditFlags."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLAG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def flag(self) -> Global___AuditFlag:
+        """A flag of the day."""
+
+    def __init__(
+        self,
+        *,
+        flag: Global___AuditFlag | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["flag", b"flag"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flag", b"flag"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuditFlagsResponse: _TypeAlias = ListAuditFlagsResponse  # noqa: Y015

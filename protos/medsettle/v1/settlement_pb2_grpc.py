@@ -70,6 +70,11 @@ class SettlementServiceStub:
                 request_serializer=medsettle_dot_v1_dot_settlement__pb2.ReconcileTotalsRequest.SerializeToString,
                 response_deserializer=medsettle_dot_v1_dot_settlement__pb2.ReconcileTotalsResponse.FromString,
                 _registered_method=True)
+        self.ListAuditFlags = channel.unary_stream(
+                '/medsettle.v1.SettlementService/ListAuditFlags',
+                request_serializer=medsettle_dot_v1_dot_settlement__pb2.ListAuditFlagsRequest.SerializeToString,
+                response_deserializer=medsettle_dot_v1_dot_settlement__pb2.ListAuditFlagsResponse.FromString,
+                _registered_method=True)
 
 
 class SettlementServiceServicer:
@@ -128,6 +133,13 @@ class SettlementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditFlags(self, request, context):
+        """The fund-supervision flags raised on a day (China time), in the order raised.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SettlementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +177,11 @@ def add_SettlementServiceServicer_to_server(servicer, server):
                     servicer.ReconcileTotals,
                     request_deserializer=medsettle_dot_v1_dot_settlement__pb2.ReconcileTotalsRequest.FromString,
                     response_serializer=medsettle_dot_v1_dot_settlement__pb2.ReconcileTotalsResponse.SerializeToString,
+            ),
+            'ListAuditFlags': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListAuditFlags,
+                    request_deserializer=medsettle_dot_v1_dot_settlement__pb2.ListAuditFlagsRequest.FromString,
+                    response_serializer=medsettle_dot_v1_dot_settlement__pb2.ListAuditFlagsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +374,33 @@ class SettlementService:
             '/medsettle.v1.SettlementService/ReconcileTotals',
             medsettle_dot_v1_dot_settlement__pb2.ReconcileTotalsRequest.SerializeToString,
             medsettle_dot_v1_dot_settlement__pb2.ReconcileTotalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditFlags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/medsettle.v1.SettlementService/ListAuditFlags',
+            medsettle_dot_v1_dot_settlement__pb2.ListAuditFlagsRequest.SerializeToString,
+            medsettle_dot_v1_dot_settlement__pb2.ListAuditFlagsResponse.FromString,
             options,
             channel_credentials,
             insecure,

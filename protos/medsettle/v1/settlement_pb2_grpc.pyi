@@ -59,6 +59,8 @@ class SettlementServiceStub:
     """The settlement details an institution reconciles against (3202)."""
     ReconcileTotals: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.ReconcileTotalsRequest, _settlement_pb2.ReconcileTotalsResponse]
     """Compares an institution's own totals for a period with the platform's (3201)."""
+    ListAuditFlags: _grpc.UnaryStreamMultiCallable[_settlement_pb2.ListAuditFlagsRequest, _settlement_pb2.ListAuditFlagsResponse]
+    """The fund-supervision flags raised on a day (China time), in the order raised."""
 
 @_typing.type_check_only
 class SettlementServiceAsyncStub(SettlementServiceStub):
@@ -85,6 +87,8 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
     """The settlement details an institution reconciles against (3202)."""
     ReconcileTotals: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ReconcileTotalsRequest, _settlement_pb2.ReconcileTotalsResponse]  # type: ignore[assignment]
     """Compares an institution's own totals for a period with the platform's (3201)."""
+    ListAuditFlags: _aio.UnaryStreamMultiCallable[_settlement_pb2.ListAuditFlagsRequest, _settlement_pb2.ListAuditFlagsResponse]  # type: ignore[assignment]
+    """The fund-supervision flags raised on a day (China time), in the order raised."""
 
 class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
     """Real-time settlement at the treatment site."""
@@ -150,5 +154,13 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_settlement_pb2.ReconcileTotalsResponse, _abc.Awaitable[_settlement_pb2.ReconcileTotalsResponse]]:
         """Compares an institution's own totals for a period with the platform's (3201)."""
+
+    @_abc_1.abstractmethod
+    def ListAuditFlags(
+        self,
+        request: _settlement_pb2.ListAuditFlagsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_settlement_pb2.ListAuditFlagsResponse], _abc.AsyncIterator[_settlement_pb2.ListAuditFlagsResponse]]:
+        """The fund-supervision flags raised on a day (China time), in the order raised."""
 
 def add_SettlementServiceServicer_to_server(servicer: SettlementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
