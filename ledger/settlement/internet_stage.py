@@ -28,6 +28,8 @@ from medsettle.ledger.storage.sqlite import SqliteLedgerStore, to_us
 from medsettle.ledger.supervision.rules import DayActivity, Finding, evaluate
 
 DAY_CACHE_SIZE = 200_000  # persons' day activity kept for the current day
+PRUNE_EVERY_BATCHES = 1000  # how often used e-cert nonces a day past expiry are forgotten
+NONCE_KEPT_US = 86_400 * 1_000_000
 
 
 def china_day(at: dt.datetime) -> dt.date:
@@ -63,6 +65,8 @@ class InternetStage:
         self._staged_days: dict[str, DayActivity] = {}
         self._staged_rx: dict[tuple[str, str], str | None] = {}  # None: released in this batch
         self._staged_nonces: set[str] = set()
+        self._batches = 0
+        self._now_us = 0
 
     # ---- batch -------------------------------------------------------
     def begin(self, commands: Sequence[Any], now: dt.datetime) -> None:
@@ -71,6 +75,7 @@ class InternetStage:
         self._staged_days = {}
         self._staged_rx = {}
         self._staged_nonces = set()
+        self._now_us = to_us(now)
         day = china_day(now).isoformat()
         if day != self._day:
             self._day, self._days = day, {}
@@ -89,6 +94,9 @@ class InternetStage:
     def write(self) -> None:
         if not self._write.empty():
             self._state.write(self._write)
+        self._batches += 1
+        if self._batches % PRUNE_EVERY_BATCHES == 0:
+            self._state.prune_nonces(self._now_us - NONCE_KEPT_US)
 
     def committed(self) -> None:
         self._quota_used.update(self._write.quota_used)
@@ -113,10 +121,12 @@ class InternetStage:
             check_followup(bill, treatment, today)
             if not insurance.online_acct_allowed:
                 terms = replace(terms, acct_allowed=False)
-        priced = [(line, self._effective(bill, institution, item, insurance)) for line, item in priced]
-        ratio = remote_ratio_bp(priced, insurance.remote)
-        if ratio is not None:
-            terms = replace(terms, ratio_bp=ratio)
+        # the hot path: an offline bill of a region without remote coverage keeps its lines
+        if insurance.remote is not None or bill.visit_type == VisitType.INTERNET_FOLLOWUP:
+            priced = [(line, self._effective(bill, institution, item, insurance)) for line, item in priced]
+            ratio = remote_ratio_bp(priced, insurance.remote)
+            if ratio is not None:
+                terms = replace(terms, ratio_bp=ratio)
         if bill.rx_id and bill.visit_type == VisitType.PHARMACY:
             self._check_prescription(bill)
         if bill.ecert_nonce and (bill.ecert_nonce in self._staged_nonces or self._state.nonce_seen(bill.ecert_nonce)):
@@ -160,7 +170,7 @@ class InternetStage:
             write.rx_fills.append((settlement.setl_id, bill.prescribing_fixmedins_code, bill.rx_id, bill.fixmedins_code, us))
             self._staged_rx[(bill.prescribing_fixmedins_code, bill.rx_id)] = settlement.setl_id
         if bill.ecert_nonce:
-            # kept a day past expiry at most; the token itself is never stored
+            # forgotten a day after expiry (PRUNE_EVERY_BATCHES); the token itself is never stored
             write.nonces.append((bill.ecert_nonce, us, bill.ecert_expires_us))
             self._staged_nonces.add(bill.ecert_nonce)
         codes = [line.hilist_code for line in bill.fee_lines]

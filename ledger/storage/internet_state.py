@@ -84,6 +84,13 @@ class InternetStateStore:
             (psn_no, since_day, diag_category),
         ) is not None
 
+    def prune_nonces(self, expired_before_us: int) -> None:
+        """Forgets certificates that expired long ago: verification refuses them anyway."""
+        try:
+            self._conn.execute("DELETE FROM ecert_nonces WHERE expires_us < ?", (expired_before_us,))
+        except sqlite3.Error as error:
+            raise StorageError(str(error)) from error
+
     def write(self, batch: InternetWrite) -> None:
         conn = self._conn
         try:

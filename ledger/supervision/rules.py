@@ -6,7 +6,6 @@ as configured per rule (reference section `audit_rules`)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -49,11 +48,14 @@ def evaluate(
 
 def _duplicate_item(config: AuditRuleConfig, bill: Bill, priced: Sequence[tuple[FeeLine, CatalogueItem]],
                     day: DayActivity, prior: bool) -> Finding | None:
-    in_bill = Counter(item.code for _, item in priced if item.item_kind in config.item_kinds)
+    seen = day.items
+    in_bill: set[str] = set()
     for i, (line, item) in enumerate(priced):
-        if item.item_kind in config.item_kinds and (item.code in day.items or in_bill[item.code] > 1):
-            return Finding(config.rule, config.action, f"fee_lines[{i}].hilist_code",
-                           f"{item.code} billed more than once for the person on the same day")
+        if item.item_kind in config.item_kinds:
+            if item.code in seen or item.code in in_bill:
+                return Finding(config.rule, config.action, f"fee_lines[{i}].hilist_code",
+                               f"{item.code} billed more than once for the person on the same day")
+            in_bill.add(item.code)
     return None
 
 

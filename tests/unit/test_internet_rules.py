@@ -141,3 +141,15 @@ def _sections(change) -> None:
 def test_a_bad_internet_section_names_its_path(change, path):
     with pytest.raises(ReferenceSectionError, match=path):
         _sections(change)
+
+
+def test_used_nonces_are_forgotten_only_after_their_expiry(tmp_path):
+    from medsettle.ledger.storage.internet_state import InternetStateStore, InternetWrite
+    from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+
+    store = SqliteLedgerStore(tmp_path / "n.db")
+    state = InternetStateStore(store.writer_connection())
+    state.write(InternetWrite(nonces=[("a" * 32, 1, 100), ("b" * 32, 1, 200)]))
+    state.prune_nonces(150)
+    assert (state.nonce_seen("a" * 32), state.nonce_seen("b" * 32)) == (False, True)
+    store.close()

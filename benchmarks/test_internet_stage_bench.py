@@ -1,0 +1,53 @@
+"""What the "Internet+" / fund-supervision stage costs the writer: the same
+batch of 512 outpatient settlements (benchmarks/conftest.py bills) with the
+stage as shipped and with a stage that does nothing. The bills repeat three
+persons, so after the first few every one is flagged (DUP_ITEM_SAME_DAY,
+VISITS_PER_DAY): the flagged worst case, two flag rows per settlement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from medsettle.ledger.service import open_reference
+from medsettle.ledger.settlement.model import Settlement
+from medsettle.ledger.settlement.process import SettleCommand, SettlementProcessor
+from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+
+from conftest import make_bill
+
+BATCH = 512
+
+
+class NoStage:
+    """The stage's interface, doing nothing: the baseline."""
+
+    def begin(self, commands: Any, now: Any) -> None: ...
+    def write(self) -> None: ...
+    def committed(self) -> None: ...
+    def reverse(self, original: Any, reversal: Any) -> None: ...
+    def stage(self, plan: Any, settlement: Any) -> None: ...
+
+    def prepare(self, bill: Any, institution: Any, priced: Any, terms: Any, now: Any) -> tuple[Any, Any, None]:
+        return priced, terms, None
+
+    def after_split(self, plan: Any, split: Any) -> tuple[str, ...]:
+        return ()
+
+
+@pytest.mark.parametrize("stage", ["shipped", "none"])
+def test_commit_batch_of_512_with_and_without_the_stage(benchmark, db_path, clock, stage):
+    store = SqliteLedgerStore(db_path)
+    processor = SettlementProcessor(store, open_reference(store, clock), clock)
+    if stage == "none":
+        processor._internet = NoStage()  # type: ignore[assignment]
+
+    def commands():
+        return ([SettleCommand(make_bill(i), persist=True) for i in range(BATCH)],), {}
+
+    outcomes = benchmark.pedantic(processor.run_batch, setup=commands, rounds=20, warmup_rounds=2)
+    assert len(outcomes) == BATCH and all(isinstance(o, Settlement) for o in outcomes)
+    flags = store.reader().execute("SELECT COUNT(*) FROM audit_flags").fetchone()[0]
+    assert (flags > 0) == (stage == "shipped")
+    store.close()
