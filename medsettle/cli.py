@@ -291,11 +291,12 @@ from medsettle.cli_load import load  # noqa: E402  (load generator, issue #5)
 
 main.add_command(load)
 
-from medsettle.cli_internet import audit_flags, ecert, export_daily  # noqa: E402  (Internet+ care, issue #7)
+from medsettle.cli_internet import audit_flags, ecert, export_daily, quotas  # noqa: E402  (Internet+ care, issue #7)
 
 main.add_command(ecert)
 main.add_command(export_daily)
 main.add_command(audit_flags)
+main.add_command(quotas)
 
 if __name__ == "__main__":
     main()

@@ -93,3 +93,34 @@ def audit_flags(date_text: str, db: str, fixmedins_code: str) -> None:
             sys.stdout.write(json.dumps(flag, ensure_ascii=False, sort_keys=True) + "\n")
     finally:
         conn.close()
+
+
+@click.command("quotas")
+@click.option("--db", default="var/medsettle.db", show_default=True, help="SQLite database file (read only).")
+@click.option("--year", type=int, default=None, help="Only this year's quotas.")
+def quotas(db: str, year: int | None) -> None:
+    """Each host hospital's budget quota, what its fund payments used, whether it is reached (JSON Lines)."""
+    from medsettle.ledger.reference.loader import parse_document
+    from medsettle.ledger.storage.internet_state import InternetStateStore
+    from medsettle.ledger.storage.sqlite import connect
+
+    if not Path(db).exists():
+        raise click.ClickException(f"no database at {db}")
+    conn = connect(db)
+    try:
+        row = conn.execute("SELECT body FROM reference_documents ORDER BY doc_no DESC LIMIT 1").fetchone()
+        if row is None:
+            raise click.ClickException(f"{db} has no reference data yet")
+        reference = parse_document(json.loads(row[0]))[0]
+        used = InternetStateStore(conn).quota_uses()
+    finally:
+        conn.close()
+    for (host, quota_year), quota in sorted(reference.internet.quotas.items()):
+        if year is not None and quota_year != year:
+            continue
+        used_fen = used.get((host, quota_year), 0)
+        sys.stdout.write(json.dumps({
+            "host_code": host, "year": quota_year, "quota_fen": quota.quota_fen, "used_fen": used_fen,
+            "remaining_fen": quota.quota_fen - used_fen, "on_reach": quota.on_reach.value,
+            "reached": used_fen >= quota.quota_fen,
+        }, sort_keys=True) + "\n")

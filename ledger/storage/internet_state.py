@@ -84,6 +84,14 @@ class InternetStateStore:
             (psn_no, since_day, diag_category),
         ) is not None
 
+    def quota_uses(self) -> dict[tuple[str, int], int]:
+        """(host_code, year) -> fund payments counted against the quota."""
+        try:
+            rows = self._conn.execute("SELECT host_code, year, used_fen FROM host_quota_use").fetchall()
+        except sqlite3.Error as error:
+            raise StorageError(str(error)) from error
+        return {(host, year): used for host, year, used in rows}
+
     def prune_nonces(self, expired_before_us: int) -> None:
         """Forgets certificates that expired long ago: verification refuses them anyway."""
         try:

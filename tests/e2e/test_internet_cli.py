@@ -40,6 +40,11 @@ def test_online_followup_e_prescription_at_a_pharmacy_elsewhere_and_the_clearing
     # and Guangzhou owes Shenzhen the pharmacy's fund part through the provincial clearing
     positions = {p["party"]: p["net_fen"] for p in statement["positions"] if p["net_fen"]}
     assert positions == {"440300": owed(sale), "440100": -owed(sale)}
+    # the internet hospital's fund part is reported against its host's quota
+    report = CliRunner().invoke(main, ["quotas", "--db", str(server.db_path), "--year", "2026"])
+    host = next(json.loads(line) for line in report.output.splitlines() if '"H44010100001"' in line)
+    assert (host["used_fen"], host["reached"]) == (visit.hifp_pay_fen, False)
+    assert host["remaining_fen"] == host["quota_fen"] - visit.hifp_pay_fen
 
 
 def test_export_daily_is_the_closed_days_records_and_flags_and_is_idempotent(client, server, tmp_path):
