@@ -88,3 +88,29 @@ def test_ecert_issue_signs_with_the_deployments_key(tmp_path):
     assert claims.psn_no == GZ_PSN and claims.expires_s - claims.issued_s == ecert.DEFAULT_TTL_S
     missing = CliRunner().invoke(main, ["ecert", "issue", "--psn-no", GZ_PSN], env={ecert.KEY_ENV: ""})
     assert missing.exit_code == 1 and "no signing key" in missing.output
+
+
+def test_a_served_certificate_settles_once_and_no_token_reaches_the_logs(tmp_path, monkeypatch):
+    from medsettle.client.settlement_client import CallRefused, SettlementClient
+    from tests.conftest import ServeProcess, issue_token
+    from tests.service.test_internet import _by_token
+
+    monkeypatch.setenv(ecert.KEY_ENV, KEY.hex())
+    db = tmp_path / "ledger.db"
+    token = issue_token(db, "H44010100001")
+    served = ServeProcess(db, tmp_path, "--clock", "2026-10-15T10:30:00+08:00", "--log-level", "debug").start()
+    certificate = ecert.issue(KEY, GZ_PSN, dt.datetime(2026, 10, 15, 10, 29, tzinfo=CHINA_TZ))
+    try:
+        with SettlementClient(served.target, token=token, deadline_s=10.0, retries=0) as client:
+            assert client.settle(_by_token(certificate)).psn_no == GZ_PSN
+            try:
+                client.settle(_by_token(certificate))
+                raise AssertionError("a replayed certificate settled")
+            except CallRefused as refused:
+                assert refused.metadata["rule"] == "ECERT_REPLAY"
+    finally:
+        served.stop()
+    logs = served.logs()
+    assert "settled" in logs  # debug logging was on: every settlement logged
+    for part in certificate.split(".")[1:]:
+        assert part not in logs
