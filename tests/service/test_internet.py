@@ -388,3 +388,11 @@ def test_flags_are_listable_over_grpc_per_institution_and_day(client, server):
     assert list(client.list_audit_flags("", "2026-10-14")) == []
     refused = refusal(lambda: list(client.list_audit_flags("", "2026-1-15")))
     assert refused.reason == "FIELD_INVALID" and refused.field_violations[0][0] == "flag_day"
+
+
+def test_pre_settle_returns_the_flags_and_stores_nothing(client, server):
+    client.settle(make_bill(lines=[("S0001", 1, 2500)]))
+    pre = client.pre_settle(make_bill(lines=[("S0001", 1, 2500)]))
+    assert list(pre.audit_flags) == ["DUP_ITEM_SAME_DAY"] and pre.setl_id == ""
+    assert stored(server, "SELECT COUNT(*) FROM audit_flags") == [(0,)]
+    assert stored(server, "SELECT COUNT(*) FROM visit_log") == [(1,)]
