@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Mapping
 
 PREFIX = "MSEC1"
+# Checked before any splitting, decoding or HMAC work. The longest token
+# `issue` makes (30-character psn_no, a year-9999 timestamp) is 212 characters.
 MAX_TOKEN_CHARS = 512
 MAX_TTL_S = 600  # a certificate lives at most ten minutes
 DEFAULT_TTL_S = 300
@@ -86,6 +88,8 @@ def issue(key: bytes, psn_no: str, now: dt.datetime, ttl_s: int = DEFAULT_TTL_S,
         raise EcertError("psn_no must be 1-30 letters or digits")
     if not 1 <= ttl_s <= MAX_TTL_S:
         raise EcertError(f"ttl must be 1..{MAX_TTL_S} seconds")
+    if nonce is not None and not NONCE.match(nonce):
+        raise EcertError("nonce must be 32 lowercase hex digits")
     issued = int(now.timestamp())
     claims = {"psn": psn_no, "iat": issued, "exp": issued + ttl_s, "nonce": nonce or secrets.token_hex(16)}
     payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())

@@ -10,6 +10,7 @@ import json
 import sqlite3
 from typing import Any, Callable, Iterator
 
+import grpc
 import pytest
 
 from medsettle.client.settlement_client import CallRefused, SettlementClient
@@ -304,6 +305,17 @@ def test_a_bad_certificate_is_an_invalid_field(serve_with, clock, case):
     refused = refusal(lambda: client.settle(_by_token(token)))
     assert (refused.reason, [f for f, _ in refused.field_violations]) == ("FIELD_INVALID", ["ecert_token"])
     assert token not in refused.message and all(token not in d for _, d in refused.field_violations)
+
+
+@pytest.mark.parametrize("extra", [1, 900_000])
+def test_an_overlong_certificate_is_refused_as_invalid_argument(serve_with, clock, extra):
+    server, client = serve_with(key=KEY)
+    token = ecert.issue(KEY, GZ_PSN, clock.now())
+    overlong = token + "A" * (ecert.MAX_TOKEN_CHARS - len(token) + extra)
+    refused = refusal(lambda: client.settle(_by_token(overlong)))
+    assert (refused.code, refused.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "FIELD_INVALID")
+    assert refused.field_violations == [("ecert_token", f"refused: longer than {ecert.MAX_TOKEN_CHARS} characters")]
+    assert stored(server, "SELECT COUNT(*) FROM ecert_nonces") == [(0,)]
 
 
 def test_without_a_signing_key_certificates_are_refused(client, clock):

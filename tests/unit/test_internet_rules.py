@@ -57,6 +57,35 @@ def test_any_changed_character_breaks_the_token(psn_no, data):
     assert claims == ecert.verify(KEY, token, NOW)
 
 
+def test_the_longest_token_issue_makes_is_well_inside_the_bound():
+    far_future = dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.timezone.utc)
+    longest = ecert.issue(KEY, "A" * 30, far_future, ecert.MAX_TTL_S, nonce="f" * 32)
+    assert len(longest) * 2 <= ecert.MAX_TOKEN_CHARS
+    assert ecert.verify(KEY, longest, far_future).psn_no == "A" * 30
+
+
+@pytest.mark.parametrize("nonce", ["x" * 1000, "F" * 32, "0" * 31, ""])
+def test_issue_refuses_a_nonce_verify_would_refuse(nonce):
+    # a free-form nonce made tokens of any length that no verifier accepts
+    with pytest.raises(ecert.EcertError, match="nonce"):
+        ecert.issue(KEY, "P1", NOW, nonce=nonce)
+
+
+def test_an_overlong_token_is_refused_before_any_decoding_or_hmac(monkeypatch):
+    def untouched(*_):
+        raise AssertionError("an overlong token reached decoding or the HMAC")
+
+    monkeypatch.setattr(ecert, "_sign", untouched)
+    monkeypatch.setattr(ecert, "_unb64", untouched)
+    monkeypatch.setattr(ecert.hmac, "compare_digest", untouched)
+    at_bound = "MSEC1." + "A" * (ecert.MAX_TOKEN_CHARS - len("MSEC1..sig")) + ".sig"
+    assert len(at_bound) == ecert.MAX_TOKEN_CHARS
+    with pytest.raises(ecert.EcertError, match=f"longer than {ecert.MAX_TOKEN_CHARS}"):
+        ecert.verify(KEY, at_bound + "A", NOW)
+    with pytest.raises(AssertionError):  # at the bound the token goes on to the HMAC
+        ecert.verify(KEY, at_bound, NOW)
+
+
 def test_tokens_are_not_interchangeable_between_keys_and_nonces_differ():
     a, b = ecert.issue(KEY, "P1", NOW), ecert.issue(KEY, "P1", NOW)
     assert ecert.verify(KEY, a, NOW).nonce != ecert.verify(KEY, b, NOW).nonce
