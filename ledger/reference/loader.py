@@ -45,8 +45,16 @@ def sample_document() -> dict[str, Any]:
 
 
 def read_document(path: str | Path) -> dict[str, Any]:
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # json.loads would keep the last of two equal keys silently
+        keys = [key for key, _ in pairs]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise ReferenceDataError(f"{path}: key {twice[0]!r} appears twice in one object")
+        return dict(pairs)
+
     try:
-        return json.loads(Path(path).read_text("utf-8"))
+        return json.loads(Path(path).read_text("utf-8"), object_pairs_hook=unique_keys)
     except json.JSONDecodeError as error:
         raise ReferenceDataError(f"{path}: not JSON: {error}") from error
 
@@ -70,6 +78,14 @@ def _match(value: str, pattern: re.Pattern[str], where: str) -> str:
     if not pattern.match(value):
         raise ReferenceDataError(f"{where}: {value!r} does not match {pattern.pattern}")
     return value
+
+
+def _first(seen: dict[Any, str], key: Any, where: str, what: str) -> None:
+    """Refuses a second record with the same key: a later one would silently
+    replace the earlier."""
+    if key in seen:
+        raise ReferenceDataError(f"{where}: {what} appears twice (first at {seen[key]})")
+    seen[key] = where
 
 
 def _amount(value: int, where: str) -> int:
@@ -181,11 +197,14 @@ def parse_document(doc: dict[str, Any]) -> tuple[ReferenceData, list[Person]]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ReferenceDataError(f"format: expected {FORMAT!r}")
     data = ReferenceData()
+    seen: dict[Any, str] = {}  # section and key -> where first
     for i, record in enumerate(_get(doc, "regions", "", list)):
         region = _region(record, f"regions[{i}]")
+        _first(seen, ("region", region.admdvs), f"regions[{i}].admdvs", f"region {region.admdvs}")
         data.regions[region.admdvs] = region
     for i, record in enumerate(_get(doc, "institutions", "", list)):
         institution = _institution(record, f"institutions[{i}]", data.regions)
+        _first(seen, ("institution", institution.code), f"institutions[{i}].code", f"institution {institution.code}")
         data.institutions[institution.code] = institution
     for code, institution in data.institutions.items():
         if institution.kind == InstitutionKind.INTERNET_HOSPITAL:
@@ -195,17 +214,26 @@ def parse_document(doc: dict[str, Any]) -> tuple[ReferenceData, list[Person]]:
     catalogue = _get(doc, "catalogue", "", dict)
     for i, record in enumerate(_get(catalogue, "national", "catalogue", list)):
         item = _item(record, f"catalogue.national[{i}]")
+        _first(seen, ("national item", item.code), f"catalogue.national[{i}].code", f"item {item.code}")
         data.catalogue[item.code] = item
     provinces = _get(catalogue, "provinces", "catalogue", dict, {})
     for province in provinces:
         items = data.province_catalogue.setdefault(province, {})
         for i, record in enumerate(_get(provinces, province, "catalogue.provinces", list)):
             item = _item(record, f"catalogue.provinces.{province}[{i}]")
+            _first(seen, ("province item", province, item.code), f"catalogue.provinces.{province}[{i}].code",
+                   f"item {item.code} of province {province}")
             items[item.code] = item
     for i, record in enumerate(_get(doc, "policies", "", list)):
         policy = _policy(record, f"policies[{i}]", data.regions)
+        _first(seen, ("policy", policy.admdvs, policy.insutype), f"policies[{i}]",
+               f"the policy of region {policy.admdvs} for insutype {policy.insutype}")
         data.policies[(policy.admdvs, policy.insutype)] = policy
-    persons = [_person(record, f"persons[{i}]", data.regions) for i, record in enumerate(_get(doc, "persons", "", list, []))]
+    persons = []
+    for i, record in enumerate(_get(doc, "persons", "", list, [])):
+        person = _person(record, f"persons[{i}]", data.regions)
+        _first(seen, ("person", person.psn_no), f"persons[{i}].psn_no", f"psn_no {person.psn_no}")
+        persons.append(person)
     items = set(data.catalogue) | {code for override in data.province_catalogue.values() for code in override}
     try:
         data.internet = parse_internet_sections(

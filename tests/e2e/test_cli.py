@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,27 @@ def test_balances_and_load_reference(tmp_path):
     assert loaded.exit_code == 0 and f"{len(sample_document()['regions'])} regions" in loaded.output
     shown = runner.invoke(main, ["balances", "--db", db])
     assert shown.exit_code == 0 and "balance to zero" in shown.output
+
+
+def test_load_reference_refuses_a_person_given_twice_and_stores_nothing(tmp_path):
+    from medsettle.ledger.reference.loader import sample_document
+
+    doc = sample_document()
+    later = dict(doc["persons"][0], name="a later record that would replace the first")
+    doc["persons"].append(later)
+    twice = tmp_path / "twice.json"
+    twice.write_text(json.dumps(doc, ensure_ascii=False))
+    db = tmp_path / "ref.db"
+    refused = CliRunner().invoke(main, ["load-reference", "--db", str(db), str(twice)])
+    assert refused.exit_code == 1
+    last = len(doc["persons"]) - 1
+    assert f"persons[{last}].psn_no: psn_no {later['psn_no']} appears twice (first at persons[0].psn_no)" in refused.output
+    conn = sqlite3.connect(db)
+    try:
+        stored = [conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in ("reference_documents", "persons")]
+    finally:
+        conn.close()
+    assert stored == [0, 0]
 
 
 def test_every_command_has_help():

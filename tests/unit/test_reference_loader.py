@@ -237,6 +237,56 @@ def test_internet_hospital_needs_a_physical_host(doc) -> None:
     assert refused(doc).startswith(f"institutions.{internet['code']}.host_code:")
 
 
+# ---- a key given twice: the later record would silently replace the earlier --
+
+
+def _section(doc: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    for part in path.split("."):
+        doc = doc[part]
+    return doc  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(("path", "first", "key", "what"), [
+    ("persons", 1, "psn_no", "psn_no"),
+    ("regions", 2, "admdvs", "region"),  # a region is also its handling agency's book
+    ("institutions", 3, "code", "institution"),
+    ("catalogue.national", 5, "code", "item"),
+    ("catalogue.provinces.13", 0, "code", "item"),
+])
+def test_a_key_given_twice_is_refused_with_both_paths(doc, path: str, first: int, key: str, what: str) -> None:
+    records = _section(doc, path)
+    again = copy.deepcopy(records[first])
+    again["name"] = "a later record that would replace the first"
+    records.append(again)
+    message = refused(doc)
+    assert message.startswith(f"{path}[{len(records) - 1}].{key}: {what} {again[key]}")
+    assert message.endswith(f"appears twice (first at {path}[{first}].{key})")
+
+
+def test_a_second_policy_for_the_same_region_and_insurance_type_is_refused(doc) -> None:
+    again = copy.deepcopy(doc["policies"][2])
+    again["deductible_fen"] = 0
+    doc["policies"].append(again)
+    message = refused(doc)
+    assert message.startswith(f"policies[{len(doc['policies']) - 1}]: the policy of region {again['admdvs']}")
+    assert message.endswith("appears twice (first at policies[2])")
+
+
+def test_the_same_item_code_in_another_catalogue_is_not_a_duplicate(doc) -> None:
+    override = doc["catalogue"]["provinces"]["13"][0]
+    assert override["code"] in {item["code"] for item in doc["catalogue"]["national"]}  # a province override
+    doc["catalogue"]["provinces"]["44"] = [copy.deepcopy(override)]
+    data, _ = parse_document(doc)
+    assert override["code"] in data.province_catalogue["13"] and override["code"] in data.province_catalogue["44"]
+
+
+def test_a_json_key_given_twice_in_a_users_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "reference.json"
+    path.write_text('{"format": "medsettle-reference/1", "catalogue": {"provinces": {"13": [], "13": []}}}', "utf-8")
+    with pytest.raises(ReferenceDataError, match="key '13' appears twice in one object"):
+        read_document(path)
+
+
 def test_missing_section(doc) -> None:
     del doc["policies"]
     assert refused(doc).endswith("policies: missing")
