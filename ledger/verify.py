@@ -95,7 +95,6 @@ def verify_database(path: str | Path) -> VerifyReport:
         report, balances, settled = verify_journal(store.iter_entry_postings())
         report.orphan_postings = store.orphan_postings()
     finally:
-        store.reader().close()  # this thread's read connection: store.close() closes only the writer's
         store.close()
     # Pairs are compared on settlement postings: one province's clearing
     # zeroes its side of a cross-province pair before the other's does.

@@ -159,6 +159,8 @@ class SqliteLedgerStore:
         self._write = connect(self.path)
         init_schema(self._write)
         self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []  # every thread's, for close()
+        self._readers_lock = threading.Lock()
 
     # ---- connections -------------------------------------------------
     def reader(self) -> sqlite3.Connection:
@@ -167,9 +169,16 @@ class SqliteLedgerStore:
         if conn is None:
             conn = connect(self.path)
             self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
         return conn
 
     def close(self) -> None:
+        """Closes the writer's connection and every thread's read connection."""
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
         self._write.close()
 
     # ---- reference data ----------------------------------------------
