@@ -61,7 +61,7 @@ async def create_server(
     token, or the client certificate under tls); without, none is checked."""
     if credentials is not None:
         await credentials.reload()
-        interceptors = (AuthInterceptor(credentials), *interceptors)
+        interceptors = (AuthInterceptor(credentials, mtls=tls is not None), *interceptors)
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_send_message_length", limits.max_message_bytes),

@@ -4,7 +4,11 @@ Authentication: a bearer token in the `authorization` metadata, checked
 against the hashes in the credentials table (ledger/storage/credentials.py),
 or, over mutual TLS, the verified client certificate's common name
 (`H44010100001` for an institution, `operator:<name>` for an operator).
-No credential, or an unknown or revoked one: UNAUTHENTICATED.
+No credential, or an unknown or revoked one: UNAUTHENTICATED. Over mutual
+TLS a token, when sent, must name the caller the certificate names (same
+role and institution); otherwise PERMISSION_DENIED. A certificate whose
+common name names no caller only authenticates the channel, and the token
+decides.
 
 Authorization: an institution settles, reverses, reads and reconciles only
 for its own fixmedins_code; an operator reads across institutions and
@@ -134,10 +138,12 @@ def _status(code: grpc.StatusCode, reason: str, message: str) -> grpc.Status:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates every SettlementService call; the servicer authorizes."""
+    """Authenticates every SettlementService call; the servicer authorizes.
+    mtls: the channel carries verified client certificates (read only then)."""
 
-    def __init__(self, cache: CredentialCache) -> None:
+    def __init__(self, cache: CredentialCache, mtls: bool = False) -> None:
         self._cache = cache
+        self._mtls = mtls
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -151,13 +157,21 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return _guarded(handler, lambda context: self._authenticate(token, context, method))
 
     async def _authenticate(self, token: str | None, context: grpc.aio.ServicerContext, method: str) -> None:
-        principal = await self._cache.principal(token) if token else _certificate_principal(context)
+        certified = _certificate_principal(context) if self._mtls else None
+        principal = await self._cache.principal(token) if token else certified
         if principal is None:
             log.warning("unauthenticated", method=method, peer=context.peer(),
                         credential="unknown or revoked token" if token else "none")
             await context.abort_with_status(_status(
                 grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_REASON,
                 "missing, unknown or revoked credential: send 'authorization: Bearer <token>' or a client certificate",
+            ))
+        if certified and principal and (principal.role, principal.fixmedins_code) != (certified.role, certified.fixmedins_code):
+            log.warning("token and client certificate disagree", method=method, peer=context.peer(),
+                        caller=principal.fixmedins_code, certificate=certified.fixmedins_code)
+            await context.abort_with_status(_status(
+                grpc.StatusCode.PERMISSION_DENIED, NOT_YOUR_INSTITUTION,
+                "the bearer token names another caller than the client certificate",
             ))
         CURRENT_PRINCIPAL.set(principal)
 

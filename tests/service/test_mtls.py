@@ -19,7 +19,7 @@ from medsettle.cli import main
 from medsettle.client.settlement_client import CallRefused, SettlementClient
 from medsettle.server.tls import TlsFiles
 
-from conftest import ServeProcess, ServerThread
+from conftest import ServeProcess, ServerThread, issue_token
 
 NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -59,7 +59,7 @@ def pki():
     return {
         "ca": _pem(ca[0]),
         "server": TlsFiles(_pem(server_cert), _pem_key(server_key), _pem(ca[0])),
-        "clients": {cn: _certificate(cn, ca) for cn in ("H44010100001", "operator:alice")},
+        "clients": {cn: _certificate(cn, ca) for cn in ("H44010100001", "operator:alice", "channel only")},
         "rogue": _certificate("H44010100001", rogue_ca),
     }
 
@@ -71,13 +71,13 @@ def tls_server(db_path, clock, pki):
     running.stop()
 
 
-def _client(target: str, ca: bytes, cert_key=None) -> SettlementClient:  # type: ignore[no-untyped-def]
+def _client(target: str, ca: bytes, cert_key=None, token: str | None = None) -> SettlementClient:  # type: ignore[no-untyped-def]
     creds = grpc.ssl_channel_credentials(
         root_certificates=ca,
         private_key=_pem_key(cert_key[1]) if cert_key else None,
         certificate_chain=_pem(cert_key[0]) if cert_key else None,
     )
-    return SettlementClient(target, channel_credentials=creds, retries=0, deadline_s=5.0)
+    return SettlementClient(target, token=token, channel_credentials=creds, retries=0, deadline_s=5.0)
 
 
 def test_a_client_certificate_is_the_institutions_credential(tls_server, pki, bill):
@@ -92,6 +92,26 @@ def test_a_client_certificate_is_the_institutions_credential(tls_server, pki, bi
         with pytest.raises(CallRefused) as refused:
             operator.settle(bill())
         assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("certificate, token_for, allowed", [
+    ("H44010100001", "H44010100001", True),
+    ("H44010100001", "H44030100001", False),  # one hospital's certificate, another's token
+    ("operator:alice", "H44030100001", False),
+    ("channel only", "H44030100001", True),  # a certificate naming no caller: the token decides
+])
+def test_a_token_over_mtls_must_name_the_caller_the_certificate_names(tls_server, pki, bill, certificate, token_for, allowed):
+    token = issue_token(tls_server.db_path, token_for)
+    request = bill() if token_for == "H44010100001" else bill(code=token_for, psn_no="44030000000000000001", insuplc="440300")
+    with _client(tls_server.target, pki["ca"], pki["clients"][certificate], token=token) as caller:
+        if allowed:
+            assert caller.settle(request).fixmedins_code == token_for
+            return
+        with pytest.raises(CallRefused) as refused:
+            caller.settle(request)
+    assert (refused.value.code, refused.value.reason) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_YOUR_INSTITUTION")
+    assert "client certificate" in refused.value.message
+    assert tls_server.service.store.reader().execute("SELECT COUNT(*) FROM settlements").fetchone()[0] == 0
 
 
 @pytest.mark.parametrize("who", ["no certificate", "certificate from another CA"])
