@@ -31,6 +31,9 @@ from medsettle.v1 import settlement_pb2 as pb
 SETTLE = "/medsettle.v1.SettlementService/Settle"
 REVERSE = "/medsettle.v1.SettlementService/Reverse"
 SETTLE_STREAM = "/medsettle.v1.SettlementService/SettleStream"
+SETTLE_BATCH_STREAM = "/medsettle.v1.SettlementService/SettleBatchStream"
+MAX_BATCH_BILLS = 256
+MODES = ("unary", "stream", "batch")
 ECHO = "/medsettle.v1.EchoService/Echo"
 ECHO_STREAM = "/medsettle.v1.EchoService/EchoStream"
 
@@ -190,22 +193,27 @@ class Tally:
 @dataclass(frozen=True, slots=True)
 class Phase:
     service: str  # "settle" or "echo"
-    mode: str  # "unary" or "stream"
+    mode: str  # "unary", "stream", or "batch" (SettleBatchStream; its echo baseline is the item stream)
     concurrency: int  # calls (unary) or stream items (stream) in flight
     duration_s: float | None = 10.0
     count: int | None = None  # stop after this many calls instead
     streams: int = 4  # stream mode: concurrent streams sharing the in-flight window
     warmup_s: float = 1.0  # measured from here on; calls before are not counted
+    batch: int = 64  # batch mode: bills per SettleBatchStream message
 
     def __post_init__(self) -> None:
-        if self.service not in ("settle", "echo") or self.mode not in ("unary", "stream"):
+        if self.service not in ("settle", "echo") or self.mode not in MODES:
             raise ValueError(f"unknown phase {self.service}/{self.mode}")
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be 1..{MAX_CONCURRENCY}, got {self.concurrency}")
         if (self.duration_s is None) == (self.count is None):
             raise ValueError("give exactly one of duration_s and count")
-        if self.mode == "stream" and not 1 <= self.streams <= self.concurrency:
+        if self.mode != "unary" and not 1 <= self.streams <= self.concurrency:
             raise ValueError(f"streams must be 1..concurrency, got {self.streams}")
+        if not 1 <= self.batch <= MAX_BATCH_BILLS:
+            raise ValueError(f"batch must be 1..{MAX_BATCH_BILLS}, got {self.batch}")
+        if self.mode == "batch" and self.batch > self.concurrency // self.streams:
+            raise ValueError(f"batch must fit each stream's window ({self.concurrency // self.streams} items)")
 
 
 class Credentials:
@@ -266,7 +274,8 @@ async def run_phase(channel: grpc.aio.Channel, phase: Phase, bills: BillFactory,
         codes = list(HOSPITALS)
         windows = _split(phase.concurrency, phase.streams)
         workers = [
-            _stream_worker(channel, phase.service, bills, credentials, budget, sink, codes[i % len(codes)], window)
+            _stream_worker(channel, phase.service, bills, credentials, budget, sink, codes[i % len(codes)], window,
+                           phase.batch if phase.mode == "batch" and phase.service == "settle" else 0)
             for i, window in enumerate(windows)
         ]
     await asyncio.gather(*workers)
@@ -275,7 +284,8 @@ async def run_phase(channel: grpc.aio.Channel, phase: Phase, bills: BillFactory,
     if tally.last_ns == 0:
         tally.last_ns = time.perf_counter_ns()
     return {"service": phase.service, "mode": phase.mode, "concurrency": phase.concurrency,
-            **({"streams": phase.streams} if phase.mode == "stream" else {}), **tally.summary(),
+            **({"streams": phase.streams} if phase.mode != "unary" else {}),
+            **({"batch": phase.batch} if phase.mode == "batch" else {}), **tally.summary(),
             "calls_with_warmup": tally.ok + live.ok + sum(tally.errors.values()) + sum(live.errors.values())}
 
 
@@ -322,29 +332,36 @@ async def _unary_worker(
 
 async def _stream_worker(
     channel: grpc.aio.Channel, service: str, bills: BillFactory, credentials: Credentials,
-    budget: _Budget, sink: Callable[[], Tally], code: str, window: int,
+    budget: _Budget, sink: Callable[[], Tally], code: str, window: int, batch: int = 0,
 ) -> None:
     """One stream for one institution (a credential acts for its own code),
-    keeping `window` items in flight; the answers come back in order."""
-    settle = service == "settle"
-    call = channel.stream_stream(SETTLE_STREAM if settle else ECHO_STREAM)(metadata=credentials.metadata(code), timeout=None)
+    keeping `window` items in flight; the answers come back in order.
+    batch > 0: SettleBatchStream, `batch` bills per message, each bill's
+    latency from its message's send to its own answer."""
+    method, encode, codes_of = _stream_kind(service, batch)
+    call = channel.stream_stream(method)(metadata=credentials.metadata(code), timeout=None)
     room = asyncio.Semaphore(window)
     sent: deque[tuple[int, str]] = deque()
-    wrap = pb.SettleStreamRequest if settle else echo_pb.EchoStreamRequest
-    parse = pb.SettleStreamResponse.FromString if settle else None
 
     async def write_all() -> None:
-        previous: bytes | None = None
+        previous: pb.SettleRequest | None = None  # a duplicate re-sends the bill before it
         try:
-            while budget.take():
-                await room.acquire()
-                if previous is not None and bills.chance(bills.mix.duplicate_share):
-                    kind, payload = "duplicate", previous
-                else:
-                    kind, payload = "settle", wrap(request=bills.bill(code)).SerializeToString()
-                    previous = payload
-                sent.append((time.perf_counter_ns(), kind))
-                await call.write(payload)
+            while True:
+                kinds: list[str] = []
+                message: list[pb.SettleRequest] = []
+                while len(kinds) < max(1, batch) and budget.take():
+                    await room.acquire()
+                    if previous is not None and bills.chance(bills.mix.duplicate_share):
+                        kinds.append("duplicate")
+                    else:
+                        previous = bills.bill(code)
+                        kinds.append("settle")
+                    message.append(previous)
+                if not kinds:
+                    break
+                started = time.perf_counter_ns()
+                sent.extend((started, kind) for kind in kinds)
+                await call.write(encode(message))
         finally:
             await call.done_writing()
 
@@ -354,19 +371,27 @@ async def _stream_worker(
             answer = await call.read()
             if answer is grpc.aio.EOF:
                 break
-            started, kind = sent.popleft()
-            error = None
-            if parse is not None:
-                status = parse(answer).status
-                if status.code != 0:
-                    error = STATUS_NAMES.get(status.code, f"CODE_{status.code}")
-            sink().record(kind, started, error)
-            room.release()
+            for status_code in codes_of(answer):
+                started, kind = sent.popleft()
+                sink().record(kind, started, STATUS_NAMES.get(status_code, f"CODE_{status_code}") if status_code else None)
+                room.release()
         await writer
     except grpc.RpcError as error:
         writer.cancel()
         for started, kind in sent:
             sink().record(kind, started, _status_name(error))
+
+
+def _stream_kind(service: str, batch: int) -> tuple[str, Callable[[list[pb.SettleRequest]], bytes], Callable[[bytes], Any]]:
+    """(method, message encoder, answer -> status codes) of a stream phase.
+    Echo answers are not parsed: a no-op call always succeeds."""
+    if service == "echo":
+        return ECHO_STREAM, lambda m: echo_pb.EchoStreamRequest(request=m[0]).SerializeToString(), lambda _: (0,)
+    if batch:
+        return (SETTLE_BATCH_STREAM, lambda m: pb.SettleBatchStreamRequest(requests=m).SerializeToString(),
+                lambda a: [item.status.code for item in pb.SettleBatchStreamResponse.FromString(a).items])
+    return (SETTLE_STREAM, lambda m: pb.SettleStreamRequest(request=m[0]).SerializeToString(),
+            lambda a: (pb.SettleStreamResponse.FromString(a).status.code,))
 
 
 STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}

@@ -28,6 +28,7 @@ import grpc
 
 from medsettle.client.loadgen import (
     HOSPITALS,
+    MODES,
     BillFactory,
     BillMix,
     Credentials,
@@ -49,6 +50,7 @@ class LoadPlan:
     concurrency: int = 64
     stream_concurrency: int = 1024  # items in flight over all streams (stream mode)
     streams: int = 4
+    batch: int = 64  # batch mode: bills per SettleBatchStream message
     duration_s: float | None = 10.0
     count: int | None = None
     warmup_s: float = 1.0
@@ -128,7 +130,8 @@ async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Crede
         for mode in plan.modes:
             concurrency = plan.concurrency if mode == "unary" else plan.stream_concurrency
             for phase in iter_phases((mode,), plan.with_echo, concurrency=concurrency, duration_s=plan.duration_s,
-                                     count=plan.count, streams=min(plan.streams, concurrency), warmup_s=plan.warmup_s):
+                                     count=plan.count, streams=min(plan.streams, concurrency), warmup_s=plan.warmup_s,
+                                     batch=plan.batch):
                 server_cpu, client_cpu = cpu_s(server_pid) if server_pid else None, cpu_s(os.getpid())
                 result = await run_phase(channel, phase, bills, credentials)
                 result["cpu_ms_per_call"] = _cpu_per_call(server_cpu, server_pid, client_cpu, result["calls_with_warmup"])
@@ -200,6 +203,6 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 def parse_modes(text: str) -> Sequence[str]:
     modes = tuple(m.strip() for m in text.split(",") if m.strip())
-    if not modes or any(m not in ("unary", "stream") for m in modes):
-        raise ValueError(f"modes must be unary, stream or both (comma-separated), got {text!r}")
+    if not modes or any(m not in MODES for m in modes):
+        raise ValueError(f"modes must be among {', '.join(MODES)} (comma-separated), got {text!r}")
     return modes

@@ -16,13 +16,16 @@ import click
 @click.option("--token", default=None, envvar="MEDSETTLE_TOKEN", help="With --target: one bearer token for every call.")
 @click.option("--tokens", "tokens_file", type=click.Path(exists=True, dir_okay=False),
               help="With --target: JSON object fixmedins_code -> bearer token (a credential acts for its own institution).")
-@click.option("--mode", "modes", default="unary,stream", show_default=True, help="unary, stream, or both, comma-separated.")
+@click.option("--mode", "modes", default="unary,stream", show_default=True,
+              help="unary, stream, batch (SettleBatchStream, --batch bills per message), comma-separated.")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=64, show_default=True,
               help="Unary calls in flight.")
 @click.option("--stream-concurrency", type=click.IntRange(1, 10_000), default=1024, show_default=True,
-              help="Stream mode: items in flight over all streams.")
+              help="Stream and batch modes: items in flight over all streams.")
 @click.option("--streams", type=click.IntRange(1, 1_000), default=4, show_default=True,
-              help="Stream mode: concurrent SettleStream calls (one institution each).")
+              help="Stream and batch modes: concurrent streams (one institution each).")
+@click.option("--batch", type=click.IntRange(1, 256), default=64, show_default=True,
+              help="Batch mode: bills per SettleBatchStream message.")
 @click.option("--duration", type=click.FloatRange(0.1, 86_400), default=None, help="Seconds per phase (default 10).")
 @click.option("--count", type=click.IntRange(1, 100_000_000), default=None, help="Calls per phase instead of a duration.")
 @click.option("--warmup", type=click.FloatRange(0, 600), default=1.0, show_default=True,
@@ -41,10 +44,10 @@ import click
               help="Own server: settlements per group commit.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here ('-': stdout).")
 def load(target: str | None, token: str | None, tokens_file: str | None, modes: str, concurrency: int,
-         stream_concurrency: int, streams: int, duration: float | None, count: int | None, warmup: float,
+         stream_concurrency: int, streams: int, batch: int, duration: float | None, count: int | None, warmup: float,
          no_echo: bool, persons: int, cross_region: float, lines: int, reversals: float, duplicates: float,
          writer_batch: int, json_path: str | None) -> None:
-    """Load-test Settle and SettleStream, with the no-op echo baseline in the same run.
+    """Load-test Settle, SettleStream and SettleBatchStream, with the no-op echo baseline in the same run.
 
     Reports calls/s, latency p50/p90/p99/max (HdrHistogram), errors by status
     code, settlements/s as a ratio of echo calls/s, and the server's RSS over
@@ -60,7 +63,7 @@ def load(target: str | None, token: str | None, tokens_file: str | None, modes: 
         plan = LoadPlan(
             modes=tuple(parse_modes(modes)), concurrency=concurrency, stream_concurrency=stream_concurrency,
             streams=min(streams, stream_concurrency), duration_s=None if count is not None else (duration or 10.0),
-            count=count, warmup_s=warmup, with_echo=not no_echo, writer_batch=writer_batch,
+            count=count, warmup_s=warmup, with_echo=not no_echo, writer_batch=writer_batch, batch=batch,
         )
         mix = BillMix(persons=persons, cross_region_share=cross_region, lines_per_bill=lines,
                       reversal_share=reversals, duplicate_share=duplicates)

@@ -13,7 +13,7 @@ echo "== micro-benchmarks (pytest-benchmark) =="
 .venv/bin/python -m pytest -q -p no:cacheprovider benchmarks \
   --benchmark-max-time=0.2 --benchmark-columns=min,median,ops --benchmark-sort=name \
   --benchmark-json="$out/micro.json"
-echo "== load: 64 unary calls in flight, 1024 stream items in flight, echo baseline first =="
-.venv/bin/medsettle load --mode unary,stream --duration "${BENCH_LOAD_SECONDS:-6}" --warmup 1 \
+echo "== load: 64 unary calls in flight; 1024 stream items in flight, one or 64 bills per message; echo baseline first =="
+.venv/bin/medsettle load --mode unary,stream,batch --duration "${BENCH_LOAD_SECONDS:-6}" --warmup 1 \
   --json "$out/load.json"
 echo "(full reports: $out/micro.json, $out/load.json)"

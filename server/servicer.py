@@ -8,7 +8,7 @@ from typing import AsyncIterator
 
 import grpc
 
-from medsettle.ledger.errors import Reason, Refused
+from medsettle.ledger.errors import Reason, Refused, refused_field
 from medsettle.ledger.service import SettlementService
 from medsettle.ledger.settlement.model import Settlement
 from medsettle.server import convert
@@ -19,8 +19,16 @@ from medsettle.v1 import settlement_pb2 as pb
 from medsettle.v1 import settlement_pb2_grpc as pb_grpc
 
 STREAM_WINDOW = 512  # stream requests submitted but not yet answered
+MAX_BATCH_BILLS = 256  # bills in one SettleBatchStream message
+BATCH_WINDOW = 8  # SettleBatchStream messages submitted but not yet answered
+# A batch's answers go out in messages of about this size at most, well under
+# the 4 MiB a gRPC client accepts by default (a 500-line result is ~20 KiB).
+RESPONSE_SPLIT_BYTES = 512 * 1024
 
 log = get_logger("medsettle.server")
+
+# A stream item: its pending settlement, or why it was refused before the writer.
+_Outcome = asyncio.Future[Settlement] | Refused | pb.ItemStatus
 
 
 # The service cannot work: the operator must see why at once (disk full,
@@ -70,24 +78,42 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         self._settled("Settle", settlement)
         return pb.SettleResponse(result=convert.result_pb(settlement))
 
+    def _submit_item(self, request: pb.SettleRequest) -> tuple[str, _Outcome]:
+        """Queues one stream item: (msgid, its pending settlement or why not)."""
+        bill = convert.bill_from_pb(request)
+        denied = self._auth.item_denial(bill.fixmedins_code)
+        if denied is not None:
+            return bill.msgid, denied
+        try:
+            return bill.msgid, self._service.submit_settle(bill)
+        except Refused as refusal:
+            return bill.msgid, refusal
+
+    async def _answer_item(self, seq: int, msgid: str, outcome: _Outcome) -> pb.SettleStreamResponse:
+        """The stream answer of one item, once its settlement is committed."""
+        if isinstance(outcome, pb.ItemStatus):
+            return pb.SettleStreamResponse(seq=seq, msgid=msgid, status=outcome)
+        if not isinstance(outcome, Refused):
+            try:
+                settlement = await outcome
+            except Refused as refusal:
+                _log_refusal("SettleStream", refusal, "")
+                outcome = refusal
+            else:
+                self._settled("SettleStream", settlement)
+                return pb.SettleStreamResponse(seq=seq, msgid=msgid, status=OK_ITEM, result=convert.result_pb(settlement))
+        return pb.SettleStreamResponse(seq=seq, msgid=msgid, status=item_status(outcome))
+
     async def SettleStream(
         self, request_iterator: AsyncIterator[pb.SettleStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.SettleStreamResponse]:
-        pending: asyncio.Queue[tuple[int, str, asyncio.Future[Settlement] | Refused | pb.ItemStatus] | None] = asyncio.Queue(STREAM_WINDOW)
+        pending: asyncio.Queue[tuple[int, str, _Outcome] | None] = asyncio.Queue(STREAM_WINDOW)
 
         async def submit_all() -> None:
             seq = 0
             try:
                 async for item in request_iterator:
-                    bill = convert.bill_from_pb(item.request)
-                    denied = self._auth.item_denial(bill.fixmedins_code)
-                    try:
-                        outcome: asyncio.Future[Settlement] | Refused | pb.ItemStatus = (
-                            denied if denied is not None else self._service.submit_settle(bill)
-                        )
-                    except Refused as refusal:
-                        outcome = refusal
-                    await pending.put((seq, bill.msgid, outcome))
+                    await pending.put((seq, *self._submit_item(item.request)))
                     seq += 1
             finally:
                 await pending.put(None)
@@ -95,21 +121,51 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         reader = asyncio.create_task(submit_all())
         try:
             while (entry := await pending.get()) is not None:
-                seq, msgid, outcome = entry
-                if isinstance(outcome, pb.ItemStatus):
-                    yield pb.SettleStreamResponse(seq=seq, msgid=msgid, status=outcome)
-                    continue
-                if not isinstance(outcome, Refused):
-                    try:
-                        settlement = await outcome
-                    except Refused as refusal:
-                        _log_refusal("SettleStream", refusal, "")
-                        outcome = refusal
-                    else:
-                        self._settled("SettleStream", settlement)
-                        yield pb.SettleStreamResponse(seq=seq, msgid=msgid, status=OK_ITEM, result=convert.result_pb(settlement))
-                        continue
-                yield pb.SettleStreamResponse(seq=seq, msgid=msgid, status=item_status(outcome))
+                yield await self._answer_item(*entry)
+            await reader
+        finally:
+            reader.cancel()
+
+    async def SettleBatchStream(
+        self, request_iterator: AsyncIterator[pb.SettleBatchStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SettleBatchStreamResponse]:
+        # A batch whose size is out of bounds ends the stream: the client broke the protocol.
+        pending: asyncio.Queue[list[tuple[int, str, _Outcome]] | Refused | None] = asyncio.Queue(BATCH_WINDOW)
+
+        async def submit_all() -> None:
+            seq = 0
+            try:
+                async for batch in request_iterator:
+                    if not 1 <= len(batch.requests) <= MAX_BATCH_BILLS:
+                        await pending.put(refused_field(
+                            Reason.FIELD_INVALID, "requests",
+                            f"a batch holds 1..{MAX_BATCH_BILLS} bills, got {len(batch.requests)}"))
+                        return
+                    items = []
+                    for request in batch.requests:
+                        items.append((seq, *self._submit_item(request)))
+                        seq += 1
+                    await pending.put(items)
+            finally:
+                await pending.put(None)
+
+        reader = asyncio.create_task(submit_all())
+        try:
+            while (entry := await pending.get()) is not None:
+                if isinstance(entry, Refused):
+                    await self._refuse(context, "SettleBatchStream", entry, "")
+                    return
+                answers: list[pb.SettleStreamResponse] = []
+                size_bytes = 0
+                for item in entry:
+                    answer = await self._answer_item(*item)
+                    size_bytes += answer.ByteSize()
+                    answers.append(answer)
+                    if size_bytes >= RESPONSE_SPLIT_BYTES:
+                        yield pb.SettleBatchStreamResponse(items=answers)
+                        answers, size_bytes = [], 0
+                if answers:
+                    yield pb.SettleBatchStreamResponse(items=answers)
             await reader
         finally:
             reader.cancel()

@@ -1,5 +1,5 @@
 """`medsettle load` as operators run it: its own server process on a fresh
-SQLite file, the echo baseline and both modes in one run, a JSON report."""
+SQLite file, the echo baseline and every mode in one run, a JSON report."""
 
 from __future__ import annotations
 
@@ -12,17 +12,20 @@ def test_load_with_its_own_server_reports_every_phase(tmp_path):
     out = tmp_path / "load.json"
     done = subprocess.run(
         [sys.executable, "-m", "medsettle", "load", "--count", "150", "--persons", "300", "--concurrency", "8",
-         "--stream-concurrency", "32", "--streams", "2", "--json", str(out)],
+         "--stream-concurrency", "32", "--streams", "2", "--mode", "unary,stream,batch", "--batch", "8",
+         "--json", str(out)],
         capture_output=True, text=True, timeout=180,
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert [(p["service"], p["mode"]) for p in report["phases"]] == [
-        ("echo", "unary"), ("settle", "unary"), ("echo", "stream"), ("settle", "stream")]
+        ("echo", "unary"), ("settle", "unary"), ("echo", "stream"), ("settle", "stream"),
+        ("echo", "batch"), ("settle", "batch")]
     for phase in report["phases"]:
         assert phase["calls_ok"] == 150 and phase["errors"] == {}, phase
         assert phase["cpu_ms_per_call"]["server"] > 0
-    assert set(report["ratio_to_echo"]) == {"unary", "stream"}
+    assert set(report["ratio_to_echo"]) == {"unary", "stream", "batch"}
+    assert report["phases"][-1]["batch"] == 8
     assert report["server_rss"]["samples"] >= 1 and report["server_rss"]["peak_mib"] > 10
     assert "settle/echo (unary)" in done.stdout
 

@@ -67,6 +67,18 @@ def test_stream_mode_settles_every_item_once(load_server):
     assert _stored(load_server) == {1: report["by_kind"]["settle"]}
 
 
+def test_batch_mode_settles_every_item_once(load_server):
+    """SettleBatchStream, 10 bills per message, 301 bills: the last message
+    is partial; duplicates (same msgid, in the same or the next message) store nothing."""
+    mix = BillMix(persons=PERSONS, duplicate_share=0.1)
+    phase = Phase("settle", "batch", concurrency=64, streams=3, duration_s=None, count=301, batch=10)
+    report = _run(load_server, phase, mix)
+    assert report["errors"] == {}
+    assert report["calls_ok"] == 301 and report["batch"] == 10
+    assert report["by_kind"]["duplicate"] > 0
+    assert _stored(load_server) == {1: report["by_kind"]["settle"]}
+
+
 def test_echo_baseline_stores_nothing(load_server):
     mix = BillMix(persons=PERSONS)
     unary = _run(load_server, Phase("echo", "unary", concurrency=8, duration_s=None, count=100), mix)

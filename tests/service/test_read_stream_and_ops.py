@@ -141,3 +141,73 @@ def test_random_workload_keeps_every_book_balanced(client, bill, server):
     assert payable == -owed
     # no personal account below zero
     assert reader.execute("SELECT MIN(acct_balc_fen) FROM persons").fetchone()[0] >= 0
+
+
+def test_batch_stream_answers_like_the_item_stream(client, bill, server):
+    """SettleBatchStream: 600 bills in batches of 256, 256 and 88; every item
+    answered in order with its own status, refused ones alone, duplicates
+    answered with the first result, every book balanced."""
+    requests = [bill(psn_no=PERSONS[i % 3][0], insuplc=PERSONS[i % 3][1], insutype=PERSONS[i % 3][2]) for i in range(600)]
+    requests[5].fee_lines[0].cnt = 0
+    requests[300].psn_no = "99999999999999999999"
+    requests[301] = requests[300 - 1]
+    responses = list(client.settle_batches(requests, batch_size=256))
+    assert [r.seq for r in responses] == list(range(600))
+    assert [r.msgid for r in responses] == [r.msgid for r in requests]
+    refused = {i: r.status.reason for i, r in enumerate(responses) if r.status.code != 0}
+    assert refused == {5: "FIELD_INVALID", 300: "UNKNOWN_PERSON"}
+    assert responses[301].result == responses[299].result
+    stored = server.service.store.reader().execute("SELECT COUNT(*) FROM settlements").fetchone()[0]
+    assert stored == 597
+    b = server.service.store.book_balances()
+    assert trial_balance_breaks(b) == [] and reciprocity_breaks(b) == []
+
+
+def test_batch_stream_item_of_another_institution_is_denied_alone(client, bill, server):
+    requests = [bill(), bill(code="H44030100001", psn_no="44030000000000000001", insuplc="440300"), bill()]
+    responses = list(client.settle_batches(requests, batch_size=3))
+    assert [r.status.code for r in responses] == [0, grpc.StatusCode.PERMISSION_DENIED.value[0], 0]
+
+
+@pytest.mark.parametrize("size", [0, 257])
+def test_batch_stream_refuses_a_batch_out_of_bounds(client, bill, server, size):
+    """An empty or oversized batch ends the stream with INVALID_ARGUMENT
+    naming `requests`; the batches before it were settled."""
+    good = pb.SettleBatchStreamRequest(requests=[bill()])
+    bad = pb.SettleBatchStreamRequest(requests=[bill() for _ in range(size)])
+    stream = client._stub.SettleBatchStream(iter([good, bad]), metadata=client._metadata("H44010100001"))
+    answers = []
+    with pytest.raises(grpc.RpcError) as error:
+        for response in stream:
+            answers.extend(response.items)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "requests" in error.value.details()
+    assert [a.status.code for a in answers] == [0]
+    stored = server.service.store.reader().execute("SELECT COUNT(*) FROM settlements").fetchone()[0]
+    assert stored == 1
+
+
+def test_batch_stream_splits_large_answers_under_the_bound(client, bill, server, monkeypatch):
+    """A batch's answers go out in several messages once they pass the split
+    size (lowered here so that 200 short bills cross it), all items in order."""
+    from medsettle.server import servicer
+
+    monkeypatch.setattr(servicer, "RESPONSE_SPLIT_BYTES", 8 * 1024)
+    requests = [bill(psn_no=PERSONS[i % 3][0], insuplc=PERSONS[i % 3][1], insutype=PERSONS[i % 3][2]) for i in range(200)]
+    stream = client._stub.SettleBatchStream(iter([pb.SettleBatchStreamRequest(requests=requests)]),
+                                            metadata=client._metadata("H44010100001"))
+    messages = list(stream)
+    assert len(messages) > 1
+    largest_item = max(i.ByteSize() for m in messages for i in m.items)
+    # each item adds its tag and length prefix (at most 4 bytes here) to the message
+    assert all(m.ByteSize() < 8 * 1024 + largest_item + 4 * len(m.items) for m in messages)
+    items = [i for m in messages for i in m.items]
+    assert [i.seq for i in items] == list(range(200))
+    assert all(i.status.code == 0 for i in items)
+
+
+def test_client_and_server_agree_on_the_batch_bound():
+    from medsettle.client.settlement_client import MAX_BATCH_BILLS as client_bound
+    from medsettle.server.servicer import MAX_BATCH_BILLS as server_bound
+
+    assert client_bound == server_bound

@@ -107,6 +107,10 @@ def test_a_bad_mix_is_refused_naming_the_field(kwargs, message):
     ({"duration_s": 5.0, "count": 10}, "exactly one"),
     ({"concurrency": 0}, "concurrency"),
     ({"mode": "stream", "concurrency": 2, "streams": 3}, "streams"),
+    ({"mode": "batch", "concurrency": 64, "streams": 1, "batch": 0}, "batch"),
+    ({"mode": "batch", "concurrency": 512, "streams": 1, "batch": 257}, "batch"),
+    ({"mode": "batch", "concurrency": 64, "streams": 4, "batch": 32}, "window"),
+    ({"mode": "sideways"}, "unknown phase"),
 ])
 def test_a_bad_phase_is_refused(kwargs, message):
     args = {"service": "settle", "mode": "unary", "concurrency": 4, **kwargs}

@@ -25,27 +25,27 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmedsettle/v1/settlement.proto\x12\x0cmedsettle.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\x07\x46\x65\x65Line\x12\x12\n\nfeedetl_sn\x18\x01 \x01(\t\x12\x13\n\x0bhilist_code\x18\x02 \x01(\t\x12\x0b\n\x03\x63nt\x18\x03 \x01(\x03\x12\x10\n\x08pric_fen\x18\x04 \x01(\x03\"\x8d\x03\n\rSettleRequest\x12\r\n\x05msgid\x18\x01 \x01(\t\x12\x16\n\x0e\x66ixmedins_code\x18\x02 \x01(\t\x12\x0e\n\x06psn_no\x18\x03 \x01(\t\x12(\n\x08insutype\x18\x04 \x01(\x0e\x32\x16.medsettle.v1.Insutype\x12\x16\n\x0einsuplc_admdvs\x18\x05 \x01(\t\x12+\n\nvisit_type\x18\x06 \x01(\x0e\x32\x17.medsettle.v1.VisitType\x12(\n\tfee_lines\x18\x07 \x03(\x0b\x32\x15.medsettle.v1.FeeLine\x12\x16\n\x0e\x61\x63\x63t_used_flag\x18\x08 \x01(\x08\x12\x11\n\tdiag_code\x18\t \x01(\t\x12\x1f\n\x17prior_offline_diag_date\x18\n \x01(\t\x12\r\n\x05rx_id\x18\x0b \x01(\t\x12\"\n\x1aprescribing_fixmedins_code\x18\x0c \x01(\t\x12\x18\n\x10\x64\x65livery_fee_fen\x18\r \x01(\x03\x12\x13\n\x0b\x65\x63\x65rt_token\x18\x0e \x01(\t\"@\n\x10PreSettleRequest\x12,\n\x07request\x18\x01 \x01(\x0b\x32\x1b.medsettle.v1.SettleRequest\"\xe0\x01\n\tLineSplit\x12\x12\n\nfeedetl_sn\x18\x01 \x01(\t\x12+\n\nchrgitm_lv\x18\x02 \x01(\x0e\x32\x17.medsettle.v1.ChrgitmLv\x12\x1f\n\x17\x64\x65t_item_fee_sumamt_fen\x18\x03 \x01(\x03\x12\x1d\n\x15\x66ulamt_ownpay_amt_fen\x18\x04 \x01(\x03\x12\x1b\n\x13overlmt_selfpay_fen\x18\x05 \x01(\x03\x12\x1a\n\x12preselfpay_amt_fen\x18\x06 \x01(\x03\x12\x19\n\x11inscp_scp_amt_fen\x18\x07 \x01(\x03\"\x97\x06\n\x0cSettleResult\x12\x0f\n\x07setl_id\x18\x01 \x01(\t\x12\r\n\x05msgid\x18\x02 \x01(\t\x12\x16\n\x0e\x66ixmedins_code\x18\x03 \x01(\t\x12\x0e\n\x06psn_no\x18\x04 \x01(\t\x12(\n\x08insutype\x18\x05 \x01(\x0e\x32\x16.medsettle.v1.Insutype\x12\x16\n\x0einsuplc_admdvs\x18\x06 \x01(\t\x12\x17\n\x0fmdtrtarea_admvs\x18\x07 \x01(\t\x12\'\n\x08\x63lr_type\x18\x08 \x01(\x0e\x32\x15.medsettle.v1.ClrType\x12%\n\x07pay_loc\x18\t \x01(\x0e\x32\x14.medsettle.v1.PayLoc\x12*\n\x04kind\x18\n \x01(\x0e\x32\x1c.medsettle.v1.SettlementKind\x12\x14\n\x0corig_setl_id\x18\x0b \x01(\t\x12-\n\tsetl_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06setlym\x18\r \x01(\t\x12\x19\n\x11medfee_sumamt_fen\x18\x14 \x01(\x03\x12\x1d\n\x15\x66ulamt_ownpay_amt_fen\x18\x15 \x01(\x03\x12\x1b\n\x13overlmt_selfpay_fen\x18\x16 \x01(\x03\x12\x1a\n\x12preselfpay_amt_fen\x18\x17 \x01(\x03\x12\x19\n\x11inscp_scp_amt_fen\x18\x18 \x01(\x03\x12\x18\n\x10\x61\x63t_pay_dedc_fen\x18\x19 \x01(\x03\x12\x14\n\x0chifp_pay_fen\x18\x1a \x01(\x03\x12\x1b\n\x13\x66und_pay_sumamt_fen\x18\x1b \x01(\x03\x12\x18\n\x10psn_part_amt_fen\x18\x1c \x01(\x03\x12\x19\n\x11hosp_part_amt_fen\x18\x1d \x01(\x03\x12\x14\n\x0c\x61\x63\x63t_pay_fen\x18\x1e \x01(\x03\x12\x18\n\x10psn_cash_pay_fen\x18\x1f \x01(\x03\x12\x10\n\x08\x62\x61lc_fen\x18  \x01(\x03\x12,\n\x0bline_splits\x18( \x03(\x0b\x32\x17.medsettle.v1.LineSplit\x12\x13\n\x0b\x61udit_flags\x18) \x03(\t\"<\n\x0eSettleResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.medsettle.v1.SettleResult\"?\n\x11PreSettleResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.medsettle.v1.SettleResult\"C\n\x13SettleStreamRequest\x12,\n\x07request\x18\x01 \x01(\x0b\x32\x1b.medsettle.v1.SettleRequest\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"s\n\nItemStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x36\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32\x1c.medsettle.v1.FieldViolation\"\x88\x01\n\x14SettleStreamResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\r\n\x05msgid\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0b\x32\x18.medsettle.v1.ItemStatus\x12*\n\x06result\x18\x04 \x01(\x0b\x32\x1a.medsettle.v1.SettleResult\"H\n\x0eReverseRequest\x12\r\n\x05msgid\x18\x01 \x01(\t\x12\x16\n\x0e\x66ixmedins_code\x18\x02 \x01(\t\x12\x0f\n\x07setl_id\x18\x03 \x01(\t\"=\n\x0fReverseResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.medsettle.v1.SettleResult\"Y\n\x14GetSettlementRequest\x12\x16\n\x0e\x66ixmedins_code\x18\x01 \x01(\t\x12\x11\n\x07setl_id\x18\x02 \x01(\tH\x00\x12\x0f\n\x05msgid\x18\x03 \x01(\tH\x00\x42\x05\n\x03key\"C\n\x15GetSettlementResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.medsettle.v1.SettleResult\"x\n\x16ListSettlementsRequest\x12\x16\n\x0e\x66ixmedins_code\x18\x01 \x01(\t\x12\x0e\n\x06setlym\x18\x02 \x01(\t\x12\'\n\x08\x63lr_type\x18\x03 \x01(\x0e\x32\x15.medsettle.v1.ClrType\x12\r\n\x05limit\x18\x04 \x01(\x03\"E\n\x17ListSettlementsResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.medsettle.v1.SettleResult\"\x82\x01\n\x06Totals\x12\x10\n\x08setl_cnt\x18\x01 \x01(\x03\x12\x19\n\x11medfee_sumamt_fen\x18\x02 \x01(\x03\x12\x1b\n\x13\x66und_pay_sumamt_fen\x18\x03 \x01(\x03\x12\x14\n\x0c\x61\x63\x63t_pay_fen\x18\x04 \x01(\x03\x12\x18\n\x10psn_cash_pay_fen\x18\x05 \x01(\x03\"\x9b\x01\n\x16ReconcileTotalsRequest\x12\x16\n\x0e\x66ixmedins_code\x18\x01 \x01(\t\x12\x0e\n\x06setlym\x18\x02 \x01(\t\x12\'\n\x08\x63lr_type\x18\x03 \x01(\x0e\x32\x15.medsettle.v1.ClrType\x12\x30\n\x12institution_totals\x18\x04 \x01(\x0b\x32\x14.medsettle.v1.Totals\"\x8a\x01\n\x17ReconcileTotalsResponse\x12-\n\x0fplatform_totals\x18\x01 \x01(\x0b\x32\x14.medsettle.v1.Totals\x12-\n\x06result\x18\x02 \x01(\x0e\x32\x1d.medsettle.v1.ReconcileResult\x12\x11\n\tstmt_rslt\x18\x03 \x01(\x05\"P\n\x15ListAuditFlagsRequest\x12\x16\n\x0e\x66ixmedins_code\x18\x01 \x01(\t\x12\x10\n\x08\x66lag_day\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x03\"s\n\tAuditFlag\x12\x0f\n\x07setl_id\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x16\n\x0e\x66ixmedins_code\x18\x05 \x01(\t\x12\x10\n\x08\x66lag_day\x18\x06 \x01(\t\"?\n\x16ListAuditFlagsResponse\x12%\n\x04\x66lag\x18\x01 \x01(\x0b\x32\x17.medsettle.v1.AuditFlag*`\n\x08Insutype\x12\x18\n\x14INSUTYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x17INSUTYPE_EMPLOYEE_BASIC\x10\xb6\x02\x12\x1c\n\x17INSUTYPE_RESIDENT_BASIC\x10\x86\x03*\x97\x01\n\tVisitType\x12\x1a\n\x16VISIT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15VISIT_TYPE_OUTPATIENT\x10\x01\x12\x18\n\x14VISIT_TYPE_INPATIENT\x10\x02\x12\x17\n\x13VISIT_TYPE_PHARMACY\x10\x03\x12 \n\x1cVISIT_TYPE_INTERNET_FOLLOWUP\x10\x04*k\n\x07\x43lrType\x12\x18\n\x14\x43LR_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43LR_TYPE_OUTPATIENT\x10\x0b\x12\x16\n\x12\x43LR_TYPE_INPATIENT\x10\x15\x12\x15\n\x11\x43LR_TYPE_PHARMACY\x10)*i\n\x06PayLoc\x12\x17\n\x13PAY_LOC_UNSPECIFIED\x10\x00\x12\x11\n\rPAY_LOC_LOCAL\x10\x02\x12\x17\n\x13PAY_LOC_IN_PROVINCE\x10\x03\x12\x1a\n\x16PAY_LOC_CROSS_PROVINCE\x10\x04*k\n\x0eSettlementKind\x12\x1f\n\x1bSETTLEMENT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16SETTLEMENT_KIND_SETTLE\x10\x01\x12\x1c\n\x18SETTLEMENT_KIND_REVERSAL\x10\x02*o\n\tChrgitmLv\x12\x1a\n\x16\x43HRGITM_LV_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43HRGITM_LV_CLASS_A\x10\x01\x12\x16\n\x12\x43HRGITM_LV_CLASS_B\x10\x02\x12\x16\n\x12\x43HRGITM_LV_CLASS_C\x10\x03*\xc0\x01\n\x0fReconcileResult\x12 \n\x1cRECONCILE_RESULT_UNSPECIFIED\x10\x00\x12\x1d\n\x19RECONCILE_RESULT_BALANCED\x10\x01\x12\"\n\x1eRECONCILE_RESULT_PLATFORM_MORE\x10\x02\x12%\n!RECONCILE_RESULT_INSTITUTION_MORE\x10\x03\x12!\n\x1dRECONCILE_RESULT_INCONSISTENT\x10\x04\x32\xc4\x05\n\x11SettlementService\x12L\n\tPreSettle\x12\x1e.medsettle.v1.PreSettleRequest\x1a\x1f.medsettle.v1.PreSettleResponse\x12\x43\n\x06Settle\x12\x1b.medsettle.v1.SettleRequest\x1a\x1c.medsettle.v1.SettleResponse\x12Y\n\x0cSettleStream\x12!.medsettle.v1.SettleStreamRequest\x1a\".medsettle.v1.SettleStreamResponse(\x01\x30\x01\x12\x46\n\x07Reverse\x12\x1c.medsettle.v1.ReverseRequest\x1a\x1d.medsettle.v1.ReverseResponse\x12X\n\rGetSettlement\x12\".medsettle.v1.GetSettlementRequest\x1a#.medsettle.v1.GetSettlementResponse\x12`\n\x0fListSettlements\x12$.medsettle.v1.ListSettlementsRequest\x1a%.medsettle.v1.ListSettlementsResponse0\x01\x12^\n\x0fReconcileTotals\x12$.medsettle.v1.ReconcileTotalsRequest\x1a%.medsettle.v1.ReconcileTotalsResponse\x12]\n\x0eListAuditFlags\x12#.medsettle.v1.ListAuditFlagsRequest\x1a$.medsettle.v1.ListAuditFlagsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmedsettle/v1/settlement.proto\x12\x0cmedsettle.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\x07\x46\x65\x65Line\x12\x12\n\nfeedetl_sn\x18\x01 \x01(\t\x12\x13\n\x0bhilist_code\x18\x02 \x01(\t\x12\x0b\n\x03\x63nt\x18\x03 \x01(\x03\x12\x10\n\x08pric_fen\x18\x04 \x01(\x03\"\x8d\x03\n\rSettleRequest\x12\r\n\x05msgid\x18\x01 \x01(\t\x12\x16\n\x0e\x66ixmedins_code\x18\x02 \x01(\t\x12\x0e\n\x06psn_no\x18\x03 \x01(\t\x12(\n\x08insutype\x18\x04 \x01(\x0e\x32\x16.medsettle.v1.Insutype\x12\x16\n\x0einsuplc_admdvs\x18\x05 \x01(\t\x12+\n\nvisit_type\x18\x06 \x01(\x0e\x32\x17.medsettle.v1.VisitType\x12(\n\tfee_lines\x18\x07 \x03(\x0b\x32\x15.medsettle.v1.FeeLine\x12\x16\n\x0e\x61\x63\x63t_used_flag\x18\x08 \x01(\x08\x12\x11\n\tdiag_code\x18\t \x01(\t\x12\x1f\n\x17prior_offline_diag_date\x18\n \x01(\t\x12\r\n\x05rx_id\x18\x0b \x01(\t\x12\"\n\x1aprescribing_fixmedins_code\x18\x0c \x01(\t\x12\x18\n\x10\x64\x65livery_fee_fen\x18\r \x01(\x03\x12\x13\n\x0b\x65\x63\x65rt_token\x18\x0e \x01(\t\"@\n\x10PreSettleRequest\x12,\n\x07request\x18\x01 \x01(\x0b\x32\x1b.medsettle.v1.SettleRequest\"\xe0\x01\n\tLineSplit\x12\x12\n\nfeedetl_sn\x18\x01 \x01(\t\x12+\n\nchrgitm_lv\x18\x02 \x01(\x0e\x32\x17.medsettle.v1.ChrgitmLv\x12\x1f\n\x17\x64\x65t_item_fee_sumamt_fen\x18\x03 \x01(\x03\x12\x1d\n\x15\x66ulamt_ownpay_amt_fen\x18\x04 \x01(\x03\x12\x1b\n\x13overlmt_selfpay_fen\x18\x05 \x01(\x03\x12\x1a\n\x12preselfpay_amt_fen\x18\x06 \x01(\x03\x12\x19\n\x11inscp_scp_amt_fen\x18\x07 \x01(\x03\"\x97\x06\n\x0cSettleResult\x12\x0f\n\x07setl_id\x18\x01 \x01(\t\x12\r\n\x05msgid\x18\x02 \x01(\t\x12\x16\n\x0e\x66ixmedins_code\x18\x03 \x01(\t\x12\x0e\n\x06psn_no\x18\x04 \x01(\t\x12(\n\x08insutype\x18\x05 \x01(\x0e\x32\x16.medsettle.v1.Insutype\x12\x16\n\x0einsuplc_admdvs\x18\x06 \x01(\t\x12\x17\n\x0fmdtrtarea_admvs\x18\x07 \x01(\t\x12\'\n\x08\x63lr_type\x18\x08 \x01(\x0e\x32\x15.medsettle.v1.ClrType\x12%\n\x07pay_loc\x18\t \x01(\x0e\x32\x14.medsettle.v1.PayLoc\x12*\n\x04kind\x18\n \x01(\x0e\x32\x1c.medsettle.v1.SettlementKind\x12\x14\n\x0corig_setl_id\x18\x0b \x01(\t\x12-\n\tsetl_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06setlym\x18\r \x01(\t\x12\x19\n\x11medfee_sumamt_fen\x18\x14 \x01(\x03\x12\x1d\n\x15\x66ulamt_ownpay_amt_fen\x18\x15 \x01(\x03\x12\x1b\n\x13overlmt_selfpay_fen\x18\x16 \x01(\x03\x12\x1a\n\x12preselfpay_amt_fen\x18\x17 \x01(\x03\x12\x19\n\x11inscp_scp_amt_fen\x18\x18 \x01(\x03\x12\x18\n\x10\x61\x63t_pay_dedc_fen\x18\x19 \x01(\x03\x12\x14\n\x0chifp_pay_fen\x18\x1a \x01(\x03\x12\x1b\n\x13\x66und_pay_sumamt_fen\x18\x1b \x01(\x03\x12\x18\n\x10psn_part_amt_fen\x18\x1c \x01(\x03\x12\x19\n\x11hosp_part_amt_fen\x18\x1d \x01(\x03\x12\x14\n\x0c\x61\x63\x63t_pay_fen\x18\x1e \x01(\x03\x12\x18\n\x10psn_cash_pay_fen\x18\x1f \x01(\x03\x12\x10\n\x08\x62\x61lc_fen\x18  \x01(\x03\x12,\n\x0bline_splits\x18( \x03(\x0b\x32\x17.medsettle.v1.LineSplit\x12\x13\n\x0b\x61udit_flags\x18) \x03(\t\"<\n\x0eSettleResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.medsettle.v1.SettleResult\"?\n\x11PreSettleResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.medsettle.v1.SettleResult\"C\n\x13SettleStreamRequest\x12,\n\x07request\x18\x01 \x01(\x0b\x32\x1b.medsettle.v1.SettleRequest\"I\n\x18SettleBatchStreamRequest\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.medsettle.v1.SettleRequest\"N\n\x19SettleBatchStreamResponse\x12\x31\n\x05items\x18\x01 \x03(\x0b\x32\".medsettle.v1.SettleStreamResponse\"4\n\x0e\x46ieldViolation\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"s\n\nItemStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x36\n\x10\x66ield_violations\x18\x04 \x03(\x0b\x32\x1c.medsettle.v1.FieldViolation\"\x88\x01\n\x14SettleStreamResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\r\n\x05msgid\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0b\x32\x18.medsettle.v1.ItemStatus\x12*\n\x06result\x18\x04 \x01(\x0b\x32\x1a.medsettle.v1.SettleResult\"H\n\x0eReverseRequest\x12\r\n\x05msgid\x18\x01 \x01(\t\x12\x16\n\x0e\x66ixmedins_code\x18\x02 \x01(\t\x12\x0f\n\x07setl_id\x18\x03 \x01(\t\"=\n\x0fReverseResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.medsettle.v1.SettleResult\"Y\n\x14GetSettlementRequest\x12\x16\n\x0e\x66ixmedins_code\x18\x01 \x01(\t\x12\x11\n\x07setl_id\x18\x02 \x01(\tH\x00\x12\x0f\n\x05msgid\x18\x03 \x01(\tH\x00\x42\x05\n\x03key\"C\n\x15GetSettlementResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.medsettle.v1.SettleResult\"x\n\x16ListSettlementsRequest\x12\x16\n\x0e\x66ixmedins_code\x18\x01 \x01(\t\x12\x0e\n\x06setlym\x18\x02 \x01(\t\x12\'\n\x08\x63lr_type\x18\x03 \x01(\x0e\x32\x15.medsettle.v1.ClrType\x12\r\n\x05limit\x18\x04 \x01(\x03\"E\n\x17ListSettlementsResponse\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.medsettle.v1.SettleResult\"\x82\x01\n\x06Totals\x12\x10\n\x08setl_cnt\x18\x01 \x01(\x03\x12\x19\n\x11medfee_sumamt_fen\x18\x02 \x01(\x03\x12\x1b\n\x13\x66und_pay_sumamt_fen\x18\x03 \x01(\x03\x12\x14\n\x0c\x61\x63\x63t_pay_fen\x18\x04 \x01(\x03\x12\x18\n\x10psn_cash_pay_fen\x18\x05 \x01(\x03\"\x9b\x01\n\x16ReconcileTotalsRequest\x12\x16\n\x0e\x66ixmedins_code\x18\x01 \x01(\t\x12\x0e\n\x06setlym\x18\x02 \x01(\t\x12\'\n\x08\x63lr_type\x18\x03 \x01(\x0e\x32\x15.medsettle.v1.ClrType\x12\x30\n\x12institution_totals\x18\x04 \x01(\x0b\x32\x14.medsettle.v1.Totals\"\x8a\x01\n\x17ReconcileTotalsResponse\x12-\n\x0fplatform_totals\x18\x01 \x01(\x0b\x32\x14.medsettle.v1.Totals\x12-\n\x06result\x18\x02 \x01(\x0e\x32\x1d.medsettle.v1.ReconcileResult\x12\x11\n\tstmt_rslt\x18\x03 \x01(\x05\"P\n\x15ListAuditFlagsRequest\x12\x16\n\x0e\x66ixmedins_code\x18\x01 \x01(\t\x12\x10\n\x08\x66lag_day\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x03\"s\n\tAuditFlag\x12\x0f\n\x07setl_id\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x16\n\x0e\x66ixmedins_code\x18\x05 \x01(\t\x12\x10\n\x08\x66lag_day\x18\x06 \x01(\t\"?\n\x16ListAuditFlagsResponse\x12%\n\x04\x66lag\x18\x01 \x01(\x0b\x32\x17.medsettle.v1.AuditFlag*`\n\x08Insutype\x12\x18\n\x14INSUTYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x17INSUTYPE_EMPLOYEE_BASIC\x10\xb6\x02\x12\x1c\n\x17INSUTYPE_RESIDENT_BASIC\x10\x86\x03*\x97\x01\n\tVisitType\x12\x1a\n\x16VISIT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15VISIT_TYPE_OUTPATIENT\x10\x01\x12\x18\n\x14VISIT_TYPE_INPATIENT\x10\x02\x12\x17\n\x13VISIT_TYPE_PHARMACY\x10\x03\x12 \n\x1cVISIT_TYPE_INTERNET_FOLLOWUP\x10\x04*k\n\x07\x43lrType\x12\x18\n\x14\x43LR_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43LR_TYPE_OUTPATIENT\x10\x0b\x12\x16\n\x12\x43LR_TYPE_INPATIENT\x10\x15\x12\x15\n\x11\x43LR_TYPE_PHARMACY\x10)*i\n\x06PayLoc\x12\x17\n\x13PAY_LOC_UNSPECIFIED\x10\x00\x12\x11\n\rPAY_LOC_LOCAL\x10\x02\x12\x17\n\x13PAY_LOC_IN_PROVINCE\x10\x03\x12\x1a\n\x16PAY_LOC_CROSS_PROVINCE\x10\x04*k\n\x0eSettlementKind\x12\x1f\n\x1bSETTLEMENT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16SETTLEMENT_KIND_SETTLE\x10\x01\x12\x1c\n\x18SETTLEMENT_KIND_REVERSAL\x10\x02*o\n\tChrgitmLv\x12\x1a\n\x16\x43HRGITM_LV_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43HRGITM_LV_CLASS_A\x10\x01\x12\x16\n\x12\x43HRGITM_LV_CLASS_B\x10\x02\x12\x16\n\x12\x43HRGITM_LV_CLASS_C\x10\x03*\xc0\x01\n\x0fReconcileResult\x12 \n\x1cRECONCILE_RESULT_UNSPECIFIED\x10\x00\x12\x1d\n\x19RECONCILE_RESULT_BALANCED\x10\x01\x12\"\n\x1eRECONCILE_RESULT_PLATFORM_MORE\x10\x02\x12%\n!RECONCILE_RESULT_INSTITUTION_MORE\x10\x03\x12!\n\x1dRECONCILE_RESULT_INCONSISTENT\x10\x04\x32\xae\x06\n\x11SettlementService\x12L\n\tPreSettle\x12\x1e.medsettle.v1.PreSettleRequest\x1a\x1f.medsettle.v1.PreSettleResponse\x12\x43\n\x06Settle\x12\x1b.medsettle.v1.SettleRequest\x1a\x1c.medsettle.v1.SettleResponse\x12Y\n\x0cSettleStream\x12!.medsettle.v1.SettleStreamRequest\x1a\".medsettle.v1.SettleStreamResponse(\x01\x30\x01\x12h\n\x11SettleBatchStream\x12&.medsettle.v1.SettleBatchStreamRequest\x1a\'.medsettle.v1.SettleBatchStreamResponse(\x01\x30\x01\x12\x46\n\x07Reverse\x12\x1c.medsettle.v1.ReverseRequest\x1a\x1d.medsettle.v1.ReverseResponse\x12X\n\rGetSettlement\x12\".medsettle.v1.GetSettlementRequest\x1a#.medsettle.v1.GetSettlementResponse\x12`\n\x0fListSettlements\x12$.medsettle.v1.ListSettlementsRequest\x1a%.medsettle.v1.ListSettlementsResponse0\x01\x12^\n\x0fReconcileTotals\x12$.medsettle.v1.ReconcileTotalsRequest\x1a%.medsettle.v1.ReconcileTotalsResponse\x12]\n\x0eListAuditFlags\x12#.medsettle.v1.ListAuditFlagsRequest\x1a$.medsettle.v1.ListAuditFlagsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'medsettle.v1.settlement_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INSUTYPE']._serialized_start=3342
-  _globals['_INSUTYPE']._serialized_end=3438
-  _globals['_VISITTYPE']._serialized_start=3441
-  _globals['_VISITTYPE']._serialized_end=3592
-  _globals['_CLRTYPE']._serialized_start=3594
-  _globals['_CLRTYPE']._serialized_end=3701
-  _globals['_PAYLOC']._serialized_start=3703
-  _globals['_PAYLOC']._serialized_end=3808
-  _globals['_SETTLEMENTKIND']._serialized_start=3810
-  _globals['_SETTLEMENTKIND']._serialized_end=3917
-  _globals['_CHRGITMLV']._serialized_start=3919
-  _globals['_CHRGITMLV']._serialized_end=4030
-  _globals['_RECONCILERESULT']._serialized_start=4033
-  _globals['_RECONCILERESULT']._serialized_end=4225
+  _globals['_INSUTYPE']._serialized_start=3497
+  _globals['_INSUTYPE']._serialized_end=3593
+  _globals['_VISITTYPE']._serialized_start=3596
+  _globals['_VISITTYPE']._serialized_end=3747
+  _globals['_CLRTYPE']._serialized_start=3749
+  _globals['_CLRTYPE']._serialized_end=3856
+  _globals['_PAYLOC']._serialized_start=3858
+  _globals['_PAYLOC']._serialized_end=3963
+  _globals['_SETTLEMENTKIND']._serialized_start=3965
+  _globals['_SETTLEMENTKIND']._serialized_end=4072
+  _globals['_CHRGITMLV']._serialized_start=4074
+  _globals['_CHRGITMLV']._serialized_end=4185
+  _globals['_RECONCILERESULT']._serialized_start=4188
+  _globals['_RECONCILERESULT']._serialized_end=4380
   _globals['_FEELINE']._serialized_start=80
   _globals['_FEELINE']._serialized_end=161
   _globals['_SETTLEREQUEST']._serialized_start=164
@@ -62,36 +62,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRESETTLERESPONSE']._serialized_end=1775
   _globals['_SETTLESTREAMREQUEST']._serialized_start=1777
   _globals['_SETTLESTREAMREQUEST']._serialized_end=1844
-  _globals['_FIELDVIOLATION']._serialized_start=1846
-  _globals['_FIELDVIOLATION']._serialized_end=1898
-  _globals['_ITEMSTATUS']._serialized_start=1900
-  _globals['_ITEMSTATUS']._serialized_end=2015
-  _globals['_SETTLESTREAMRESPONSE']._serialized_start=2018
-  _globals['_SETTLESTREAMRESPONSE']._serialized_end=2154
-  _globals['_REVERSEREQUEST']._serialized_start=2156
-  _globals['_REVERSEREQUEST']._serialized_end=2228
-  _globals['_REVERSERESPONSE']._serialized_start=2230
-  _globals['_REVERSERESPONSE']._serialized_end=2291
-  _globals['_GETSETTLEMENTREQUEST']._serialized_start=2293
-  _globals['_GETSETTLEMENTREQUEST']._serialized_end=2382
-  _globals['_GETSETTLEMENTRESPONSE']._serialized_start=2384
-  _globals['_GETSETTLEMENTRESPONSE']._serialized_end=2451
-  _globals['_LISTSETTLEMENTSREQUEST']._serialized_start=2453
-  _globals['_LISTSETTLEMENTSREQUEST']._serialized_end=2573
-  _globals['_LISTSETTLEMENTSRESPONSE']._serialized_start=2575
-  _globals['_LISTSETTLEMENTSRESPONSE']._serialized_end=2644
-  _globals['_TOTALS']._serialized_start=2647
-  _globals['_TOTALS']._serialized_end=2777
-  _globals['_RECONCILETOTALSREQUEST']._serialized_start=2780
-  _globals['_RECONCILETOTALSREQUEST']._serialized_end=2935
-  _globals['_RECONCILETOTALSRESPONSE']._serialized_start=2938
-  _globals['_RECONCILETOTALSRESPONSE']._serialized_end=3076
-  _globals['_LISTAUDITFLAGSREQUEST']._serialized_start=3078
-  _globals['_LISTAUDITFLAGSREQUEST']._serialized_end=3158
-  _globals['_AUDITFLAG']._serialized_start=3160
-  _globals['_AUDITFLAG']._serialized_end=3275
-  _globals['_LISTAUDITFLAGSRESPONSE']._serialized_start=3277
-  _globals['_LISTAUDITFLAGSRESPONSE']._serialized_end=3340
-  _globals['_SETTLEMENTSERVICE']._serialized_start=4228
-  _globals['_SETTLEMENTSERVICE']._serialized_end=4936
+  _globals['_SETTLEBATCHSTREAMREQUEST']._serialized_start=1846
+  _globals['_SETTLEBATCHSTREAMREQUEST']._serialized_end=1919
+  _globals['_SETTLEBATCHSTREAMRESPONSE']._serialized_start=1921
+  _globals['_SETTLEBATCHSTREAMRESPONSE']._serialized_end=1999
+  _globals['_FIELDVIOLATION']._serialized_start=2001
+  _globals['_FIELDVIOLATION']._serialized_end=2053
+  _globals['_ITEMSTATUS']._serialized_start=2055
+  _globals['_ITEMSTATUS']._serialized_end=2170
+  _globals['_SETTLESTREAMRESPONSE']._serialized_start=2173
+  _globals['_SETTLESTREAMRESPONSE']._serialized_end=2309
+  _globals['_REVERSEREQUEST']._serialized_start=2311
+  _globals['_REVERSEREQUEST']._serialized_end=2383
+  _globals['_REVERSERESPONSE']._serialized_start=2385
+  _globals['_REVERSERESPONSE']._serialized_end=2446
+  _globals['_GETSETTLEMENTREQUEST']._serialized_start=2448
+  _globals['_GETSETTLEMENTREQUEST']._serialized_end=2537
+  _globals['_GETSETTLEMENTRESPONSE']._serialized_start=2539
+  _globals['_GETSETTLEMENTRESPONSE']._serialized_end=2606
+  _globals['_LISTSETTLEMENTSREQUEST']._serialized_start=2608
+  _globals['_LISTSETTLEMENTSREQUEST']._serialized_end=2728
+  _globals['_LISTSETTLEMENTSRESPONSE']._serialized_start=2730
+  _globals['_LISTSETTLEMENTSRESPONSE']._serialized_end=2799
+  _globals['_TOTALS']._serialized_start=2802
+  _globals['_TOTALS']._serialized_end=2932
+  _globals['_RECONCILETOTALSREQUEST']._serialized_start=2935
+  _globals['_RECONCILETOTALSREQUEST']._serialized_end=3090
+  _globals['_RECONCILETOTALSRESPONSE']._serialized_start=3093
+  _globals['_RECONCILETOTALSRESPONSE']._serialized_end=3231
+  _globals['_LISTAUDITFLAGSREQUEST']._serialized_start=3233
+  _globals['_LISTAUDITFLAGSREQUEST']._serialized_end=3313
+  _globals['_AUDITFLAG']._serialized_start=3315
+  _globals['_AUDITFLAG']._serialized_end=3430
+  _globals['_LISTAUDITFLAGSRESPONSE']._serialized_start=3432
+  _globals['_LISTAUDITFLAGSRESPONSE']._serialized_end=3495
+  _globals['_SETTLEMENTSERVICE']._serialized_start=4383
+  _globals['_SETTLEMENTSERVICE']._serialized_end=5197
 # @@protoc_insertion_point(module_scope)

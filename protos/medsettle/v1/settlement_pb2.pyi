@@ -603,6 +603,56 @@ class SettleStreamRequest(_message.Message):
 Global___SettleStreamRequest: _TypeAlias = SettleStreamRequest  # noqa: Y015
 
 @_typing.final
+class SettleBatchStreamRequest(_message.Message):
+    """One message of a SettleBatchStream request stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettleRequest]:
+        """The bills to settle, 1 to 256 of them; each is settled (or refused) on
+        its own, exactly as if sent alone.
+        """
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___SettleRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleBatchStreamRequest: _TypeAlias = SettleBatchStreamRequest  # noqa: Y015
+
+@_typing.final
+class SettleBatchStreamResponse(_message.Message):
+    """One message of a SettleBatchStream response stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettleStreamResponse]:
+        """Answers in request order; seq counts bills from 0 over the whole stream."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___SettleStreamResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettleBatchStreamResponse: _TypeAlias = SettleBatchStreamResponse  # noqa: Y015
+
+@_typing.final
 class FieldViolation(_message.Message):
     """A field that failed validation, as in google.rpc.BadRequest."""
 

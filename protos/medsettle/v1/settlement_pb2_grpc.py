@@ -50,6 +50,11 @@ class SettlementServiceStub:
                 request_serializer=medsettle_dot_v1_dot_settlement__pb2.SettleStreamRequest.SerializeToString,
                 response_deserializer=medsettle_dot_v1_dot_settlement__pb2.SettleStreamResponse.FromString,
                 _registered_method=True)
+        self.SettleBatchStream = channel.stream_stream(
+                '/medsettle.v1.SettlementService/SettleBatchStream',
+                request_serializer=medsettle_dot_v1_dot_settlement__pb2.SettleBatchStreamRequest.SerializeToString,
+                response_deserializer=medsettle_dot_v1_dot_settlement__pb2.SettleBatchStreamResponse.FromString,
+                _registered_method=True)
         self.Reverse = channel.unary_unary(
                 '/medsettle.v1.SettlementService/Reverse',
                 request_serializer=medsettle_dot_v1_dot_settlement__pb2.ReverseRequest.SerializeToString,
@@ -99,6 +104,16 @@ class SettlementServiceServicer:
     def SettleStream(self, request_iterator, context):
         """Settle for high-volume feeds: one response per request, in order, each
         with its own status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleBatchStream(self, request_iterator, context):
+        """SettleStream with many bills per message (at most 256): the per-message
+        cost of gRPC is paid once per batch. Items are numbered across the whole
+        stream and answered in order; a batch's answers may span several
+        response messages (each kept under 512 KiB).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,6 +172,11 @@ def add_SettlementServiceServicer_to_server(servicer, server):
                     servicer.SettleStream,
                     request_deserializer=medsettle_dot_v1_dot_settlement__pb2.SettleStreamRequest.FromString,
                     response_serializer=medsettle_dot_v1_dot_settlement__pb2.SettleStreamResponse.SerializeToString,
+            ),
+            'SettleBatchStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SettleBatchStream,
+                    request_deserializer=medsettle_dot_v1_dot_settlement__pb2.SettleBatchStreamRequest.FromString,
+                    response_serializer=medsettle_dot_v1_dot_settlement__pb2.SettleBatchStreamResponse.SerializeToString,
             ),
             'Reverse': grpc.unary_unary_rpc_method_handler(
                     servicer.Reverse,
@@ -266,6 +286,33 @@ class SettlementService:
             '/medsettle.v1.SettlementService/SettleStream',
             medsettle_dot_v1_dot_settlement__pb2.SettleStreamRequest.SerializeToString,
             medsettle_dot_v1_dot_settlement__pb2.SettleStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleBatchStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/medsettle.v1.SettlementService/SettleBatchStream',
+            medsettle_dot_v1_dot_settlement__pb2.SettleBatchStreamRequest.SerializeToString,
+            medsettle_dot_v1_dot_settlement__pb2.SettleBatchStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,12 @@ class SettlementServiceStub:
     """Settle for high-volume feeds: one response per request, in order, each
     with its own status.
     """
+    SettleBatchStream: _grpc.StreamStreamMultiCallable[_settlement_pb2.SettleBatchStreamRequest, _settlement_pb2.SettleBatchStreamResponse]
+    """SettleStream with many bills per message (at most 256): the per-message
+    cost of gRPC is paid once per batch. Items are numbered across the whole
+    stream and answered in order; a batch's answers may span several
+    response messages (each kept under 512 KiB).
+    """
     Reverse: _grpc.UnaryUnaryMultiCallable[_settlement_pb2.ReverseRequest, _settlement_pb2.ReverseResponse]
     """Posts the exact contra-entries of a settlement (interface 2208).
     Idempotent on (fixmedins_code, msgid) of the reversal itself.
@@ -76,6 +82,12 @@ class SettlementServiceAsyncStub(SettlementServiceStub):
     SettleStream: _aio.StreamStreamMultiCallable[_settlement_pb2.SettleStreamRequest, _settlement_pb2.SettleStreamResponse]  # type: ignore[assignment]
     """Settle for high-volume feeds: one response per request, in order, each
     with its own status.
+    """
+    SettleBatchStream: _aio.StreamStreamMultiCallable[_settlement_pb2.SettleBatchStreamRequest, _settlement_pb2.SettleBatchStreamResponse]  # type: ignore[assignment]
+    """SettleStream with many bills per message (at most 256): the per-message
+    cost of gRPC is paid once per batch. Items are numbered across the whole
+    stream and answered in order; a batch's answers may span several
+    response messages (each kept under 512 KiB).
     """
     Reverse: _aio.UnaryUnaryMultiCallable[_settlement_pb2.ReverseRequest, _settlement_pb2.ReverseResponse]  # type: ignore[assignment]
     """Posts the exact contra-entries of a settlement (interface 2208).
@@ -119,6 +131,18 @@ class SettlementServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_settlement_pb2.SettleStreamResponse], _abc.AsyncIterator[_settlement_pb2.SettleStreamResponse]]:
         """Settle for high-volume feeds: one response per request, in order, each
         with its own status.
+        """
+
+    @_abc_1.abstractmethod
+    def SettleBatchStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_settlement_pb2.SettleBatchStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_settlement_pb2.SettleBatchStreamResponse], _abc.AsyncIterator[_settlement_pb2.SettleBatchStreamResponse]]:
+        """SettleStream with many bills per message (at most 256): the per-message
+        cost of gRPC is paid once per batch. Items are numbered across the whole
+        stream and answered in order; a batch's answers may span several
+        response messages (each kept under 512 KiB).
         """
 
     @_abc_1.abstractmethod
