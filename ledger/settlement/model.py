@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 from medsettle.ledger.reference.models import Category
 
@@ -210,7 +210,12 @@ class Settlement:
     audit_flags: tuple[str, ...] = field(default=())
 
     def with_id(self, setl_id: str) -> Settlement:
-        return replace(self, setl_id=setl_id)
+        # positional, not dataclasses.replace: this runs once per settlement
+        return Settlement(
+            setl_id, self.msgid, self.fixmedins_code, self.psn_no, self.insutype, self.insuplc_admdvs,
+            self.mdtrtarea_admvs, self.clr_type, self.pay_loc, self.kind, self.orig_setl_id, self.setl_time,
+            self.setlym, self.split, self.audit_flags,
+        )
 
 
 def split_field_names() -> tuple[str, ...]:

@@ -170,7 +170,8 @@ class SettlementProcessor:
         split = split_bill(priced, terms, before, bill.acct_used_flag, bill.delivery_fee_fen)
         audit_flags = self._internet.after_split(plan, split)
         settlement = Settlement(
-            setl_id="",
+            # the id is taken only by a settlement that is stored, as late as no refusal can follow
+            setl_id=self._next_setl_id(batch) if command.persist else "",
             msgid=bill.msgid,
             fixmedins_code=bill.fixmedins_code,
             psn_no=bill.psn_no,
@@ -286,7 +287,7 @@ class SettlementProcessor:
         after = accumulate(before, negated)
         now = self._clock.now()
         reversal = Settlement(
-            setl_id="",
+            setl_id=self._next_setl_id(batch),
             msgid=command.msgid,
             fixmedins_code=command.fixmedins_code,
             psn_no=original.psn_no,
@@ -348,9 +349,13 @@ class SettlementProcessor:
         )
         batch.write.touched_years.add((person.psn_no, year))
 
-    def _post(self, batch: _Batch, settlement: Settlement, fingerprint: str, payee_code: str) -> Settlement:
+    @staticmethod
+    def _next_setl_id(batch: _Batch) -> str:
         batch.setl_no += 1
-        settlement = settlement.with_id(f"S{batch.setl_no:012d}")
+        return f"S{batch.setl_no:012d}"
+
+    def _post(self, batch: _Batch, settlement: Settlement, fingerprint: str, payee_code: str) -> Settlement:
+        """settlement: with the id _next_setl_id gave it."""
         postings: list[Posting] = settlement_postings(
             settlement.insuplc_admdvs, settlement.mdtrtarea_admvs, payee_code,
             settlement.split.hifp_pay_fen, settlement.split.acct_pay_fen,
