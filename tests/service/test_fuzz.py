@@ -1,5 +1,5 @@
 """Hostile and broken input through a real channel, driven by hypothesis:
-well-formed bills mutated field by field (alone and in SettleStream feeds),
+well-formed bills mutated field by field (alone, in SettleStream feeds and in SettleBatchStream batches),
 random read and reversal requests,
 and raw bytes that are no protobuf at all. Every call gets a defined status
 (never INTERNAL or UNKNOWN), every INVALID_ARGUMENT for a malformed field
@@ -113,6 +113,9 @@ calls = st.one_of(
     st.binary(max_size=200).map(lambda b: ("Settle", b)),
     st.lists(mutated_bill().map(lambda r: pb.SettleStreamRequest(request=r)), min_size=1, max_size=6).map(
         lambda items: ("SettleStream", _one_institution(items))),
+    # The same feeds over SettleBatchStream, cut into messages of 1-3 bills.
+    st.tuples(st.lists(mutated_bill().map(lambda r: pb.SettleStreamRequest(request=r)), min_size=1, max_size=6),
+              st.integers(1, 3)).map(lambda fed: ("SettleBatchStream", (_one_institution(fed[0]), fed[1]))),
 )
 
 
@@ -122,14 +125,25 @@ def _code_of(request: object) -> str:
     return getattr(request, "fixmedins_code", "")
 
 
-def _stream_call(channel: grpc.Channel, server, items: list[pb.SettleStreamRequest]) -> tuple[grpc.StatusCode, grpc.RpcError | None]:  # type: ignore[no-untyped-def]
-    """A SettleStream as its first item's institution; each item's own status must be defined too."""
+def _stream_call(channel: grpc.Channel, server, items: list[pb.SettleStreamRequest],  # type: ignore[no-untyped-def]
+                 per_message: int = 0) -> tuple[grpc.StatusCode, grpc.RpcError | None]:
+    """A SettleStream (per_message > 0: a SettleBatchStream of that many bills
+    per message) as its first item's institution; each item's own status must be defined too."""
     token = server.tokens.get(items[0].request.fixmedins_code, server.operator_token)
-    stream = channel.stream_stream("/medsettle.v1.SettlementService/SettleStream",
-                                   request_serializer=lambda m: m.SerializeToString(),
-                                   response_deserializer=pb.SettleStreamResponse.FromString)
+    metadata = [("authorization", f"Bearer {token}")]
     try:
-        answers = list(stream(iter(items), timeout=10, metadata=[("authorization", f"Bearer {token}")]))
+        if per_message:
+            stream = channel.stream_stream("/medsettle.v1.SettlementService/SettleBatchStream",
+                                           request_serializer=lambda m: m.SerializeToString(),
+                                           response_deserializer=pb.SettleBatchStreamResponse.FromString)
+            messages = [pb.SettleBatchStreamRequest(requests=[i.request for i in items[n:n + per_message]])
+                        for n in range(0, len(items), per_message)]
+            answers = [a for m in stream(iter(messages), timeout=10, metadata=metadata) for a in m.items]
+        else:
+            stream = channel.stream_stream("/medsettle.v1.SettlementService/SettleStream",
+                                           request_serializer=lambda m: m.SerializeToString(),
+                                           response_deserializer=pb.SettleStreamResponse.FromString)
+            answers = list(stream(iter(items), timeout=10, metadata=metadata))
     except grpc.RpcError as error:
         return error.code(), error  # type: ignore[attr-defined]
     assert [a.seq for a in answers] == list(range(len(items)))
@@ -145,6 +159,8 @@ def _stream_call(channel: grpc.Channel, server, items: list[pb.SettleStreamReque
 def _call(channel: grpc.Channel, server, method: str, request: object) -> tuple[grpc.StatusCode, grpc.RpcError | None]:  # type: ignore[no-untyped-def]
     if method == "SettleStream":
         return _stream_call(channel, server, request)  # type: ignore[arg-type]
+    if method == "SettleBatchStream":
+        return _stream_call(channel, server, *request)  # type: ignore[misc]
     token = server.tokens.get(_code_of(request), server.operator_token) if _code_of(request) else server.operator_token
     streaming = method == "ListSettlements"
     serialize = (lambda b: b) if isinstance(request, bytes) else (lambda m: m.SerializeToString())
