@@ -153,6 +153,13 @@ def load_reference(db: str, file: str) -> None:
 @click.option("--period", default=None, help="Only postings of this period (YYYY-MM).")
 def balances(db: str, period: str | None) -> None:
     """Show every book's balances and check the trial balance and reciprocal accounts."""
+    from medsettle.ledger.clock import parse_period
+
+    if period is not None:
+        try:
+            parse_period(period)
+        except ValueError:
+            raise click.BadParameter(f"must be YYYY-MM, got {period!r}", param_hint="--period") from None
     if not Path(db).exists():
         raise click.ClickException(f"no database at {db}")
     if not _print_balances(db, period, Console()):

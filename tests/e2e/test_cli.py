@@ -15,6 +15,8 @@ from click.testing import CliRunner
 
 from medsettle.cli import main
 
+from conftest import make_bill
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -125,3 +127,15 @@ def test_every_command_has_help():
     for name, command in main.commands.items():
         result = runner.invoke(main, [name, "--help"])
         assert result.exit_code == 0 and (command.help or "").split("\n")[0][:20] in result.output, name
+
+
+def test_balances_refuses_a_malformed_period_instead_of_reporting_no_books(server, client, tmp_path):
+    client.settle(make_bill(msgid="BAL-1"))
+    db = str(server.db_path)
+    october = CliRunner().invoke(main, ["balances", "--db", db, "--period", "2026-10"])
+    assert october.exit_code == 0 and "payable:institution:H44010100001" in october.output
+    assert re.search(r"All [1-9]\d* books balance to zero", october.output)
+    # a period no posting can have was answered "All 0 books balance to zero", exit 0
+    for malformed in ("2026-13", "202610", "Oct-2026"):
+        refused = CliRunner().invoke(main, ["balances", "--db", db, "--period", malformed])
+        assert refused.exit_code == 2 and "--period" in refused.output and "YYYY-MM" in refused.output, malformed
