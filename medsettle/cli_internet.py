@@ -41,16 +41,22 @@ def ecert_issue(psn_no: str, ttl_s: int, key_file: str | None, clock: str) -> No
         raise click.ClickException(str(error)) from None
 
 
-def _day(text: str | None, clock: str) -> dt.date:
-    now = parse_clock(clock).now().astimezone(CHINA_TZ)
-    if not text:
-        return now.date() - dt.timedelta(days=1)
+def _parse_day(text: str) -> dt.date:
+    """A YYYY-MM-DD day; Python also reads 20261015 as an ISO date, but days are stored as YYYY-MM-DD."""
     try:
         day = dt.date.fromisoformat(text)
         if len(text) != 10:
             raise ValueError
     except ValueError:
         raise click.BadParameter(f"must be YYYY-MM-DD, got {text!r}", param_hint="--date") from None
+    return day
+
+
+def _day(text: str | None, clock: str) -> dt.date:
+    now = parse_clock(clock).now().astimezone(CHINA_TZ)
+    if not text:
+        return now.date() - dt.timedelta(days=1)
+    day = _parse_day(text)
     if day >= now.date():
         raise click.ClickException(f"{day} is not over yet (China time): export it from {day + dt.timedelta(days=1)} 00:00")
     return day
@@ -81,10 +87,7 @@ def audit_flags(date_text: str, db: str, fixmedins_code: str) -> None:
     from medsettle.ledger.storage.sqlite import connect
     from medsettle.ledger.supervision.export import flags_of_day
 
-    try:
-        dt.date.fromisoformat(date_text)
-    except ValueError:
-        raise click.BadParameter(f"must be YYYY-MM-DD, got {date_text!r}", param_hint="--date") from None
+    _parse_day(date_text)
     if not Path(db).exists():
         raise click.ClickException(f"no database at {db}")
     conn = connect(db)

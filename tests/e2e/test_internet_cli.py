@@ -114,3 +114,19 @@ def test_a_served_certificate_settles_once_and_no_token_reaches_the_logs(tmp_pat
     assert "settled" in logs  # debug logging was on: every settlement logged
     for part in certificate.split(".")[1:]:
         assert part not in logs
+
+
+def test_audit_flags_by_institution_and_a_malformed_date_refused(client, server):
+    visit = client.settle(followup())  # flagged: no offline visit on record
+    db = str(server.db_path)
+    mine = CliRunner().invoke(main, ["audit-flags", "--date", "2026-10-15", "--db", db, "--code", GZ_INTERNET])
+    assert mine.exit_code == 0, mine.output
+    assert [(f["setl_id"], f["fixmedins_code"]) for f in map(json.loads, mine.output.splitlines())] == \
+        [(visit.setl_id, GZ_INTERNET)]
+    other = CliRunner().invoke(main, ["audit-flags", "--date", "2026-10-15", "--db", db, "--code", "H44010100001"])
+    assert other.exit_code == 0 and other.output == ""
+    # 20261015 is an ISO "basic" date to Python, but the flags are stored by YYYY-MM-DD day:
+    # accepting it listed nothing, as if the day had no flags
+    for malformed in ("20261015", "2026-10-1", "2026-13-01"):
+        refused = CliRunner().invoke(main, ["audit-flags", "--date", malformed, "--db", db])
+        assert refused.exit_code == 2 and "must be YYYY-MM-DD" in refused.output, malformed
