@@ -160,9 +160,11 @@ class InternetStage:
                                    f"({plan.quota_after_fen} fen used)")
         return tuple(codes)
 
-    def stage(self, plan: Plan, settlement: Settlement) -> None:
-        """Records what a persisted settlement changes, in the open batch."""
-        bill, us = plan.bill, to_us(settlement.setl_time)
+    def stage(self, plan: Plan, settlement: Settlement, setl_time_us: int | None = None) -> None:
+        """Records what a persisted settlement changes, in the open batch.
+        setl_time_us: to_us(settlement.setl_time) when the caller has it already."""
+        bill = plan.bill
+        us = to_us(settlement.setl_time) if setl_time_us is None else setl_time_us
         write = self._write
         if plan.quota_key is not None:
             write.quota_used[plan.quota_key] = plan.quota_after_fen

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import operator
 from dataclasses import dataclass, field, fields
 
 from medsettle.ledger.reference.models import Category
@@ -142,6 +143,9 @@ AMOUNT_FIELDS = (
 )
 
 
+_amounts_of = operator.attrgetter(*AMOUNT_FIELDS)  # a tuple, in AMOUNT_FIELDS order
+
+
 @dataclass(frozen=True, slots=True)
 class Split:
     """Every amount of a bill's split, in fen."""
@@ -162,7 +166,7 @@ class Split:
     line_splits: tuple[LineSplit, ...] = ()
 
     def amounts(self) -> tuple[int, ...]:
-        return tuple(getattr(self, name) for name in AMOUNT_FIELDS)
+        return _amounts_of(self)
 
     def negated(self, balc_fen: int) -> Split:
         values = {name: -getattr(self, name) for name in AMOUNT_FIELDS}

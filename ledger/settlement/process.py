@@ -191,8 +191,8 @@ class SettlementProcessor:
             return settlement
         after = accumulate(before, split)
         self._stage_person(batch, person, year, after)
-        posted = self._post(batch, settlement, fingerprint, payee_code=bill.fixmedins_code)
-        self._internet.stage(plan, posted)
+        posted, setl_time_us = self._post(batch, settlement, fingerprint, payee_code=bill.fixmedins_code)
+        self._internet.stage(plan, posted, setl_time_us)
         return posted
 
     def _earlier(self, code: str, msgid: str, fingerprint: str, batch: _Batch) -> Settlement | None:
@@ -305,7 +305,7 @@ class SettlementProcessor:
         )
         self._stage_person(batch, person, year, after)
         payee = self._payee_of(original.setl_id, batch)
-        settled = self._post(batch, reversal, fingerprint, payee_code=payee)
+        settled, _ = self._post(batch, reversal, fingerprint, payee_code=payee)
         self._internet.reverse(original, settled)
         batch.reversed[original.setl_id] = settled.setl_id
         return settled
@@ -354,24 +354,24 @@ class SettlementProcessor:
         batch.setl_no += 1
         return f"S{batch.setl_no:012d}"
 
-    def _post(self, batch: _Batch, settlement: Settlement, fingerprint: str, payee_code: str) -> Settlement:
-        """settlement: with the id _next_setl_id gave it."""
+    def _post(self, batch: _Batch, settlement: Settlement, fingerprint: str, payee_code: str) -> tuple[Settlement, int]:
+        """settlement: with the id _next_setl_id gave it. Returns it and its setl_time in epoch microseconds."""
         postings: list[Posting] = settlement_postings(
             settlement.insuplc_admdvs, settlement.mdtrtarea_admvs, payee_code,
             settlement.split.hifp_pay_fen, settlement.split.acct_pay_fen,
         )
         batch.entry_no += 1
-        created_us = to_us(settlement.setl_time)
+        created_us = to_us(settlement.setl_time)  # once: the entry, the row and the stage's rows
         kind = "settle" if settlement.kind == SettlementKind.SETTLE else "reverse"
         entry = entry_hash(batch.last_hash, batch.entry_no, settlement.setl_id, kind, settlement.setlym, created_us, postings)
         write = batch.write
-        write.settlements.append(settlement_row(settlement, fingerprint, payee_code))
+        write.settlements.append(settlement_row(settlement, fingerprint, payee_code, created_us))
         write.entries.append((batch.entry_no, settlement.setl_id, kind, settlement.setlym, created_us, batch.last_hash, entry))
         write.postings.extend((batch.entry_no, settlement.setlym, p.book, p.account, p.amount_fen) for p in postings)
         batch.last_hash = entry
         batch.by_key[(settlement.fixmedins_code, settlement.msgid)] = (settlement, fingerprint)
         batch.by_setl_id[settlement.setl_id] = (settlement, payee_code)
-        return settlement
+        return settlement, created_us
 
     def _remember(self, persons: dict[str, PersonState]) -> None:
         """Caches the committed state of the batch's persons (bounded)."""

@@ -1,0 +1,56 @@
+"""The writer's hand-built encodings and shortcuts equal what they replace,
+for any input: the stored bytes and the hash chain must not change."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medsettle.ledger.reference.models import Category
+from medsettle.ledger.settlement.model import AMOUNT_FIELDS, LineSplit, Split
+from medsettle.ledger.storage.sqlite import line_splits_json
+
+PROPS = settings(max_examples=300, deadline=None)
+amounts = st.integers(-(10**15), 10**15)
+
+line_splits = st.builds(
+    LineSplit,
+    feedetl_sn=st.text(),  # any text: quotes, backslashes, control characters, non-ASCII, lone surrogates
+    category=st.sampled_from(Category),
+    det_item_fee_sumamt_fen=amounts,
+    fulamt_ownpay_amt_fen=amounts,
+    overlmt_selfpay_fen=amounts,
+    preselfpay_amt_fen=amounts,
+    inscp_scp_amt_fen=amounts,
+)
+
+
+def json_dumps_of(splits: tuple[LineSplit, ...]) -> str:
+    """The encoding the column was written with before line_splits_json."""
+    return json.dumps(
+        [[ls.feedetl_sn, int(ls.category), ls.det_item_fee_sumamt_fen, ls.fulamt_ownpay_amt_fen,
+          ls.overlmt_selfpay_fen, ls.preselfpay_amt_fen, ls.inscp_scp_amt_fen]
+         for ls in splits],
+        separators=(",", ":"),
+    )
+
+
+@PROPS
+@given(st.lists(line_splits, max_size=8).map(tuple))
+def test_line_splits_json_is_byte_identical_to_json_dumps(splits: tuple[LineSplit, ...]) -> None:
+    assert line_splits_json(splits) == json_dumps_of(splits)
+
+
+def test_line_splits_json_of_no_lines_and_of_awkward_serial_numbers() -> None:
+    assert line_splits_json(()) == "[]"
+    awkward = tuple(LineSplit(sn, Category.A, 1, 0, 0, 0, 1) for sn in ('"', "\\", "\n\x00", "é中", "\ud800", ""))
+    assert line_splits_json(awkward) == json_dumps_of(awkward)
+
+
+@PROPS
+@given(st.lists(amounts, min_size=len(AMOUNT_FIELDS) + 1, max_size=len(AMOUNT_FIELDS) + 1))
+def test_split_amounts_are_the_amount_fields_in_order(values: list[int]) -> None:
+    split = Split(*values)
+    assert split.amounts() == tuple(getattr(split, name) for name in AMOUNT_FIELDS)
