@@ -48,14 +48,30 @@ def parse_clock(spec: str | None) -> Clock:
     return FixedClock(at)
 
 
+_last_conversion: tuple[dt.datetime, dt.datetime] | None = None
+
+
+def china_time(at: dt.datetime) -> dt.datetime:
+    """at.astimezone(CHINA_TZ). The last conversion is kept: the writer asks
+    three times per settlement (year, period, day) about the same instant.
+    Keyed by identity, as datetimes are immutable; one tuple, swapped whole."""
+    global _last_conversion
+    last = _last_conversion
+    if last is not None and last[0] is at:
+        return last[1]
+    local = at.astimezone(CHINA_TZ)
+    _last_conversion = (at, local)
+    return local
+
+
 def period_of(at: dt.datetime) -> str:
     """The clearing period (YYYY-MM) of an instant, in China time."""
-    local = at.astimezone(CHINA_TZ)
+    local = china_time(at)
     return f"{local.year:04d}-{local.month:02d}"
 
 
 def year_of(at: dt.datetime) -> int:
-    return at.astimezone(CHINA_TZ).year
+    return china_time(at).year
 
 
 def parse_period(period: str) -> tuple[int, int]:

@@ -39,22 +39,31 @@ def settlement_postings(
     payee = accounts.payable_institution(payee_code)
     if insuplc_admdvs == mdtrtarea_admvs:
         book = insuplc_admdvs
-        postings = [
-            Posting(book, accounts.FUND_POOL, hifp_pay_fen),
-            Posting(book, accounts.FUND_PERSONAL_ACCOUNTS, acct_pay_fen),
-            Posting(book, payee, -owed_fen),
-        ]
+        lines = (
+            (book, accounts.FUND_POOL, hifp_pay_fen),
+            (book, accounts.FUND_PERSONAL_ACCOUNTS, acct_pay_fen),
+            (book, payee, -owed_fen),
+        )
     else:
-        postings = [
-            Posting(mdtrtarea_admvs, accounts.receivable_agency(insuplc_admdvs), owed_fen),
-            Posting(mdtrtarea_admvs, payee, -owed_fen),
-            Posting(insuplc_admdvs, accounts.FUND_POOL, hifp_pay_fen),
-            Posting(insuplc_admdvs, accounts.FUND_PERSONAL_ACCOUNTS, acct_pay_fen),
-            Posting(insuplc_admdvs, accounts.payable_agency(mdtrtarea_admvs), -owed_fen),
-        ]
-    postings = [p for p in postings if p.amount_fen != 0]
-    assert not unbalanced_books(postings), unbalanced_books(postings)
+        lines = (
+            (mdtrtarea_admvs, accounts.receivable_agency(insuplc_admdvs), owed_fen),
+            (mdtrtarea_admvs, payee, -owed_fen),
+            (insuplc_admdvs, accounts.FUND_POOL, hifp_pay_fen),
+            (insuplc_admdvs, accounts.FUND_PERSONAL_ACCOUNTS, acct_pay_fen),
+            (insuplc_admdvs, accounts.payable_agency(mdtrtarea_admvs), -owed_fen),
+        )
+    # only the non-zero postings are built (once per settlement)
+    postings = [Posting(book, account, amount) for book, account, amount in lines if amount != 0]
+    assert _balanced(postings), unbalanced_books(postings)
     return postings
+
+
+def _balanced(postings: list[Posting]) -> bool:
+    """not unbalanced_books(postings), without building the report."""
+    totals: dict[str, int] = {}
+    for posting in postings:
+        totals[posting.book] = totals.get(posting.book, 0) + posting.amount_fen
+    return not any(totals.values())
 
 
 def unbalanced_books(postings: Iterable[Posting]) -> dict[str, int]:

@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
-from medsettle.ledger.clock import CHINA_TZ
+from medsettle.ledger.clock import china_time
 from medsettle.ledger.errors import Reason, refused_field
 from medsettle.ledger.reference.internet import AuditAction, AuditRule, AuditRuleConfig
 from medsettle.ledger.reference.models import CatalogueItem, Institution, InstitutionKind, ReferenceData
@@ -25,7 +25,7 @@ from medsettle.ledger.settlement.quota import QUOTA_RULE, QuotaDecision, quota_d
 from medsettle.ledger.settlement.split import SplitTerms
 from medsettle.ledger.storage.internet_state import InternetStateStore, InternetWrite
 from medsettle.ledger.storage.sqlite import SqliteLedgerStore, to_us
-from medsettle.ledger.supervision.rules import DayActivity, Finding, evaluate
+from medsettle.ledger.supervision.rules import Check, DayActivity, Finding, checks_of, evaluate_checks
 
 DAY_CACHE_SIZE = 200_000  # persons' day activity kept for the current day
 PRUNE_EVERY_BATCHES = 1000  # how often used e-cert nonces a day past expiry are forgotten
@@ -33,7 +33,7 @@ NONCE_KEPT_US = 86_400 * 1_000_000
 
 
 def china_day(at: dt.datetime) -> dt.date:
-    return at.astimezone(CHINA_TZ).date()
+    return china_time(at).date()
 
 
 @dataclass(slots=True)
@@ -56,6 +56,7 @@ class InternetStage:
         self._reference = reference
         self._internet = reference.internet
         self._audit_rules: dict[str, tuple[AuditRuleConfig, ...]] = {}
+        self._checks: dict[str, tuple[tuple[Check, AuditRuleConfig], ...]] = {}
         self._items: dict[tuple[str, int, str, str], CatalogueItem] = {}
         # committed state, cached; staged state of the open batch
         self._quota_used: dict[tuple[str, int], int] = {}
@@ -131,8 +132,8 @@ class InternetStage:
             self._check_prescription(bill)
         if bill.ecert_nonce and (bill.ecert_nonce in self._staged_nonces or self._state.nonce_seen(bill.ecert_nonce)):
             raise rule_refused("ECERT_REPLAY", "ecert_token", "this e-insurance certificate was already used; show a new one")
-        findings = evaluate(self._rules_at(institution.admdvs), bill, priced, self._activity(bill.psn_no),
-                            self._prior_offline_visit(bill, treatment.followup_window_days, today))
+        findings = evaluate_checks(self._checks_at(institution.admdvs), bill, priced, self._activity(bill.psn_no),
+                                   self._prior_offline_visit(bill, treatment.followup_window_days, today))
         for finding in findings:
             if finding.action == AuditAction.REFUSE:
                 raise rule_refused(finding.rule.value, finding.field, finding.detail)
@@ -218,6 +219,12 @@ class InternetStage:
         if rules is None:
             rules = self._audit_rules[admdvs] = self._internet.audit_rules(admdvs)
         return rules
+
+    def _checks_at(self, admdvs: str) -> tuple[tuple[Check, AuditRuleConfig], ...]:
+        checks = self._checks.get(admdvs)
+        if checks is None:
+            checks = self._checks[admdvs] = checks_of(self._rules_at(admdvs))
+        return checks
 
     def _activity(self, psn_no: str) -> DayActivity:
         return self._staged_days.get(psn_no) or self._days.get(psn_no) or DayActivity()

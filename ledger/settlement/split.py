@@ -50,11 +50,13 @@ def split_bill(
     """The whole bill. delivery_fee_fen is never covered: it is full self-pay."""
     assert accumulators.acct_balc_fen >= 0, "a personal account never goes below zero"
     assert delivery_fee_fen >= 0
-    line_splits = tuple(split_line(line, item) for line, item in priced_lines)
-    fulamt_fen = sum(s.fulamt_ownpay_amt_fen for s in line_splits) + delivery_fee_fen
-    overlmt_fen = sum(s.overlmt_selfpay_fen for s in line_splits)
-    preselfpay_fen = sum(s.preselfpay_amt_fen for s in line_splits)
-    inscp_fen = sum(s.inscp_scp_amt_fen for s in line_splits)
+    line_splits = tuple([split_line(line, item) for line, item in priced_lines])
+    fulamt_fen, overlmt_fen, preselfpay_fen, inscp_fen = delivery_fee_fen, 0, 0, 0
+    for s in line_splits:  # one pass, not four sums: this runs once per settlement
+        fulamt_fen += s.fulamt_ownpay_amt_fen
+        overlmt_fen += s.overlmt_selfpay_fen
+        preselfpay_fen += s.preselfpay_amt_fen
+        inscp_fen += s.inscp_scp_amt_fen
     medfee_fen = fulamt_fen + overlmt_fen + preselfpay_fen + inscp_fen
 
     dedc_left_fen = max(0, terms.deductible_fen - accumulators.dedc_used_fen)

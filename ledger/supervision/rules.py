@@ -7,7 +7,7 @@ as configured per rule (reference section `audit_rules`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from medsettle.ledger.reference.internet import AuditAction, AuditRule, AuditRuleConfig
 from medsettle.ledger.reference.models import CatalogueItem
@@ -38,9 +38,29 @@ def evaluate(
     prior_offline_visit: bool,
 ) -> list[Finding]:
     """Every finding of the rules in force, in rule order."""
+    return evaluate_checks(checks_of(configs), bill, priced, day, prior_offline_visit)
+
+
+Check = Callable[[AuditRuleConfig, Bill, Sequence[tuple[FeeLine, CatalogueItem]], DayActivity, bool], "Finding | None"]
+
+
+def checks_of(configs: Sequence[AuditRuleConfig]) -> tuple[tuple[Check, AuditRuleConfig], ...]:
+    """The rules in force with their check functions, looked up once (the
+    writer keeps them per region) rather than once per bill and rule."""
+    return tuple((_CHECKS[config.rule], config) for config in configs)
+
+
+def evaluate_checks(
+    checks: Sequence[tuple[Check, AuditRuleConfig]],
+    bill: Bill,
+    priced: Sequence[tuple[FeeLine, CatalogueItem]],
+    day: DayActivity,
+    prior_offline_visit: bool,
+) -> list[Finding]:
+    """evaluate, of the rules checks_of gave."""
     findings: list[Finding] = []
-    for config in configs:
-        finding = _CHECKS[config.rule](config, bill, priced, day, prior_offline_visit)
+    for check, config in checks:
+        finding = check(config, bill, priced, day, prior_offline_visit)
         if finding is not None:
             findings.append(finding)
     return findings

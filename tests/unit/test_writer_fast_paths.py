@@ -3,11 +3,15 @@ for any input: the stored bytes and the hash chain must not change."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from medsettle.ledger.clock import CHINA_TZ, china_time, period_of, year_of
+from medsettle.ledger.posting.rules import Posting, _balanced, unbalanced_books
 from medsettle.ledger.reference.models import Category
 from medsettle.ledger.settlement.model import AMOUNT_FIELDS, LineSplit, Split
 from medsettle.ledger.storage.sqlite import line_splits_json
@@ -54,3 +58,29 @@ def test_line_splits_json_of_no_lines_and_of_awkward_serial_numbers() -> None:
 def test_split_amounts_are_the_amount_fields_in_order(values: list[int]) -> None:
     split = Split(*values)
     assert split.amounts() == tuple(getattr(split, name) for name in AMOUNT_FIELDS)
+
+
+instants = st.datetimes(
+    min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2100, 1, 1),
+    timezones=st.sampled_from([dt.timezone.utc, CHINA_TZ, ZoneInfo("America/New_York"), dt.timezone(dt.timedelta(hours=-11))]),
+)
+
+
+@PROPS
+@given(st.lists(instants, min_size=1, max_size=6))
+def test_china_time_remembers_only_the_same_instant_object(ats: list[dt.datetime]) -> None:
+    for at in ats + ats[::-1]:
+        local = at.astimezone(CHINA_TZ)
+        assert china_time(at) == local and china_time(at).tzinfo is CHINA_TZ
+        assert period_of(at) == f"{local.year:04d}-{local.month:02d}" and year_of(at) == local.year
+
+
+postings = st.lists(
+    st.builds(Posting, st.sampled_from(["440100", "440300", "310100"]), st.just("a"), st.integers(-5, 5)), max_size=6
+)
+
+
+@PROPS
+@given(postings)
+def test_the_posting_balance_check_agrees_with_unbalanced_books(ps: list[Posting]) -> None:
+    assert _balanced(ps) == (not unbalanced_books(ps))
