@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -17,7 +18,18 @@ DEFAULT_DB = "var/medsettle.db"
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
 
-@click.group()
+class _Commands(click.Group):
+    """A database that is no SQLite ledger (a wrong --db, a locked or damaged
+    file) is a one-line refusal (exit 1), not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except sqlite3.DatabaseError as error:
+            raise click.ClickException(f"SQLite: {error}") from None
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="medsettle")
 def main() -> None:
     """medsettle: real-time medical-insurance settlement and provincial clearing."""

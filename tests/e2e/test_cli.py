@@ -139,3 +139,13 @@ def test_balances_refuses_a_malformed_period_instead_of_reporting_no_books(serve
     for malformed in ("2026-13", "202610", "Oct-2026"):
         refused = CliRunner().invoke(main, ["balances", "--db", db, "--period", malformed])
         assert refused.exit_code == 2 and "--period" in refused.output and "YYYY-MM" in refused.output, malformed
+
+
+def test_a_file_that_is_not_a_database_is_a_one_line_refusal(tmp_path):
+    not_a_db = tmp_path / "reference.json"
+    not_a_db.write_text(json.dumps({"format": "medsettle-reference/1"}))
+    for command in (["verify"], ["balances"], ["quotas"], ["credentials", "list"],
+                    ["clear", "--province", "44", "--period", "2026-10"]):
+        done = CliRunner().invoke(main, [*command, "--db", str(not_a_db)])
+        assert done.exit_code == 1 and done.output == "Error: SQLite: file is not a database\n", (command, done.output)
+    assert json.loads(not_a_db.read_text()) == {"format": "medsettle-reference/1"}  # left as it was
