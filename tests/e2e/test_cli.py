@@ -149,3 +149,19 @@ def test_a_file_that_is_not_a_database_is_a_one_line_refusal(tmp_path):
         done = CliRunner().invoke(main, [*command, "--db", str(not_a_db)])
         assert done.exit_code == 1 and done.output == "Error: SQLite: file is not a database\n", (command, done.output)
     assert json.loads(not_a_db.read_text()) == {"format": "medsettle-reference/1"}  # left as it was
+
+
+def test_settle_reads_the_bill_from_stdin_with_a_dash(server):
+    bill = {"msgid": "CLI-STDIN", "fixmedins_code": "H44010100001", "psn_no": "44010000000000000001",
+            "insutype": "INSUTYPE_EMPLOYEE_BASIC", "insuplc_admdvs": "440100", "visit_type": "VISIT_TYPE_OUTPATIENT",
+            "fee_lines": [{"feedetl_sn": "1", "hilist_code": "XB0202", "cnt": 1, "pric_fen": 452}]}
+    args = ["settle", "--target", server.target, "--token", server.tokens["H44010100001"], "-"]
+    settled = CliRunner().invoke(main, args, input=json.dumps(bill))
+    assert settled.exit_code == 0, settled.output
+    result = json.loads(settled.output)
+    assert result["msgid"] == "CLI-STDIN" and result["medfee_sumamt_fen"] == "452"
+    assert server.service is not None
+    stored = server.service.store.reader().execute("SELECT setl_id FROM settlements WHERE msgid = 'CLI-STDIN'").fetchall()
+    assert stored == [(result["setl_id"],)]
+    broken = CliRunner().invoke(main, args, input="{not json")
+    assert broken.exit_code == 1 and broken.output.startswith("Error: bill file:")
