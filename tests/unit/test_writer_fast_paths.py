@@ -3,17 +3,20 @@ for any input: the stored bytes and the hash chain must not change."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import inspect
 import json
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medsettle.ledger.clock import CHINA_TZ, china_time, period_of, year_of
 from medsettle.ledger.posting.rules import Posting, _balanced, unbalanced_books
 from medsettle.ledger.reference.models import Category
-from medsettle.ledger.settlement.model import AMOUNT_FIELDS, LineSplit, Split
+from medsettle.ledger.settlement.model import AMOUNT_FIELDS, Bill, FeeLine, LineSplit, Settlement, Split
 from medsettle.ledger.storage.sqlite import line_splits_json
 
 PROPS = settings(max_examples=300, deadline=None)
@@ -84,3 +87,21 @@ postings = st.lists(
 @given(postings)
 def test_the_posting_balance_check_agrees_with_unbalanced_books(ps: list[Posting]) -> None:
     assert _balanced(ps) == (not unbalanced_books(ps))
+
+
+@pytest.mark.parametrize("cls", [FeeLine, Bill, LineSplit, Split, Settlement])
+def test_quick_init_takes_the_generated_parameters_and_stores_each_field(cls: type) -> None:
+    plain = dataclasses.make_dataclass(
+        "Plain", [(f.name, f.type, f) for f in dataclasses.fields(cls)], frozen=True, slots=True
+    )
+    assert inspect.signature(cls.__init__) == inspect.signature(plain.__init__)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = [object() for _ in names]
+    built = cls(*values)
+    assert [getattr(built, n) for n in names] == values
+    assert cls(**dict(zip(names, values))) == built
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(built, names[0], 1)
+    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+    defaults = cls(*values[: len(required)])
+    assert [getattr(defaults, n) for n in names[len(required):]] == [f.default for f in dataclasses.fields(cls)[len(required):]]
