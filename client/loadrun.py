@@ -46,7 +46,7 @@ CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 1 << 20), ("grpc.max_send
 
 @dataclass(frozen=True, slots=True)
 class LoadPlan:
-    modes: tuple[str, ...] = ("unary", "stream")
+    modes: tuple[str, ...] = ("unary", "stream", "batch")
     concurrency: int = 64
     stream_concurrency: int = 1024  # items in flight over all streams (stream mode)
     streams: int = 4

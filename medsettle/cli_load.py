@@ -16,7 +16,7 @@ import click
 @click.option("--token", default=None, envvar="MEDSETTLE_TOKEN", help="With --target: one bearer token for every call.")
 @click.option("--tokens", "tokens_file", type=click.Path(exists=True, dir_okay=False),
               help="With --target: JSON object fixmedins_code -> bearer token (a credential acts for its own institution).")
-@click.option("--mode", "modes", default="unary,stream", show_default=True,
+@click.option("--mode", "modes", default="unary,stream,batch", show_default=True,
               help="unary, stream, batch (SettleBatchStream, --batch bills per message), comma-separated.")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=64, show_default=True,
               help="Unary calls in flight.")
