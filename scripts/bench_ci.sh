@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The short benchmark CI runs after the tests (scripts/test.sh): the
 # micro-benchmarks with short rounds, then a short load run (echo baseline,
-# unary Settle and SettleStream against a server process of its own on a
-# fresh SQLite file). It prints the figures and writes them as JSON into
+# unary Settle, SettleStream and SettleBatchStream against a server process
+# of its own on a fresh SQLite file). It prints the figures and writes them as JSON into
 # var/bench/; it fails only if something crashes, never because it is slow.
-# BENCH_LOAD_SECONDS sets the seconds per load phase (default 6; four phases).
+# BENCH_LOAD_SECONDS sets the seconds per load phase (default 6; six phases).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=var/bench
