@@ -421,6 +421,34 @@ def cpu_s(pid: int) -> float | None:
         return None
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and its live descendants (a server run with --writer-process has a
+    writer child), from /proc/PID/task/TID/children."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        current = tree[index]
+        index += 1
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as children:
+                    tree.extend(int(child) for child in children.read().split())
+        except (OSError, ValueError):
+            continue
+    return tree
+
+
+def tree_cpu_s(pid: int) -> float | None:
+    """cpu_s of a process and its live descendants, or None if it is gone."""
+    spent = [cpu_s(p) for p in process_tree(pid)]
+    return None if spent[0] is None else sum(s for s in spent if s is not None)
+
+
+def tree_rss_kib(pid: int) -> int | None:
+    """rss_kib of a process and its live descendants, or None if it is gone."""
+    sizes = [rss_kib(p) for p in process_tree(pid)]
+    return None if sizes[0] is None else sum(k for k in sizes if k is not None)
+
+
 class RssSampler:
     """Samples a process's RSS every interval_s while the load runs."""
 
@@ -433,7 +461,7 @@ class RssSampler:
 
     async def _run(self) -> None:
         while True:
-            kib = rss_kib(self.pid)
+            kib = tree_rss_kib(self.pid)
             if kib is not None:
                 self.samples.append((round(time.monotonic() - self._started, 2), kib))
             await asyncio.sleep(self.interval_s)

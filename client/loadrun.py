@@ -34,6 +34,7 @@ from medsettle.client.loadgen import (
     Credentials,
     RssSampler,
     cpu_s,
+    tree_cpu_s,
     iter_phases,
     ratios,
     run_phase,
@@ -56,6 +57,7 @@ class LoadPlan:
     warmup_s: float = 1.0
     with_echo: bool = True
     writer_batch: int = 512
+    writer_process: bool = True  # own server: `serve --writer-process` (else --writer-thread)
     rss_interval_s: float = 1.0
 
 
@@ -72,7 +74,8 @@ def _medsettle(*args: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def own_server(persons: int, writer_batch: int, workdir: Path | None = None) -> Iterator[ServerProcess]:
+def own_server(persons: int, writer_batch: int, workdir: Path | None = None,
+               writer_process: bool = True) -> Iterator[ServerProcess]:
     """A fresh server process on 127.0.0.1 with the load's reference data
     and one credential per hospital; stopped with SIGTERM (drained) on exit."""
     from medsettle.ledger.clock import SystemClock
@@ -94,7 +97,7 @@ def own_server(persons: int, writer_batch: int, workdir: Path | None = None) -> 
         process = subprocess.Popen(
             _medsettle("serve", "--db", str(db_path), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
                        "--with-echo", "--log-format", "json",  # default level (info): nothing is logged per settled call
-                       "--writer-batch", str(writer_batch)),
+                       "--writer-batch", str(writer_batch), "--writer-process" if writer_process else "--writer-thread"),
             stdout=log, stderr=subprocess.STDOUT,
         )
         try:
@@ -132,7 +135,7 @@ async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Crede
             for phase in iter_phases((mode,), plan.with_echo, concurrency=concurrency, duration_s=plan.duration_s,
                                      count=plan.count, streams=min(plan.streams, concurrency), warmup_s=plan.warmup_s,
                                      batch=plan.batch):
-                server_cpu, client_cpu = cpu_s(server_pid) if server_pid else None, cpu_s(os.getpid())
+                server_cpu, client_cpu = tree_cpu_s(server_pid) if server_pid else None, cpu_s(os.getpid())
                 result = await run_phase(channel, phase, bills, credentials)
                 result["cpu_ms_per_call"] = _cpu_per_call(server_cpu, server_pid, client_cpu, result["calls_with_warmup"])
                 phases.append(result)
@@ -160,7 +163,7 @@ def _cpu_per_call(server_before: float | None, server_pid: int | None, client_be
     """CPU milliseconds per call in the server and in the generator: less
     noisy than calls/s on a shared machine (it does not count waiting)."""
     spent = {}
-    if server_pid and server_before is not None and (now := cpu_s(server_pid)) is not None:
+    if server_pid and server_before is not None and (now := tree_cpu_s(server_pid)) is not None:
         spent["server"] = now - server_before
     if client_before is not None and (now := cpu_s(os.getpid())) is not None:
         spent["generator"] = now - client_before
@@ -172,7 +175,7 @@ def run(plan: LoadPlan, mix: BillMix, target: str | None = None, token: str | No
     """A load run: against target if given, else against a server of its own."""
     if target is not None:
         return asyncio.run(run_load(target, plan, mix, Credentials(tokens, token), None, progress))
-    with own_server(mix.persons, plan.writer_batch) as server:
+    with own_server(mix.persons, plan.writer_batch, writer_process=plan.writer_process) as server:
         report = asyncio.run(run_load(server.target, plan, mix, Credentials(server.tokens), server.process.pid, progress))
         report["target"] = "own server process (127.0.0.1, fresh SQLite file)"
         return report

@@ -29,6 +29,7 @@ from medsettle.ledger.settlement.validation import (
 )
 from medsettle.ledger.storage.sqlite import SqliteLedgerStore
 from medsettle.ledger.storage.writer import GroupCommitWriter, WriterLimits
+from medsettle.ledger.storage.writer_process import WriterProcess
 
 LIST_PAGE_SIZE = 500
 MAX_LIST_LIMIT = 1_000_000
@@ -64,14 +65,17 @@ class SettlementService:
         clock: Clock,
         limits: WriterLimits = WriterLimits(),
         ecert_key: bytes | None = None,
+        writer_process: bool = False,
     ) -> None:
         self.clock = clock
         # The e-insurance certificate signing key: given, or from the environment (ledger/ecert.py).
         self._ecert_key = ecert_key if ecert_key is not None else ecert.key_from_env()
         self.store = SqliteLedgerStore(db_path)
         self.reference = open_reference(self.store, clock)
-        self._processor = SettlementProcessor(self.store, self.reference, clock)
-        self.writer = GroupCommitWriter(self._processor, limits)
+        # writer_process: the writer's work runs in a child process (ledger/storage/writer_process.py).
+        self.writer_process = WriterProcess(db_path, clock) if writer_process else None
+        processor = self.writer_process or SettlementProcessor(self.store, self.reference, clock)
+        self.writer = GroupCommitWriter(processor, limits)
         self._reads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="ledger-read")
 
     def start(self) -> None:
@@ -80,6 +84,8 @@ class SettlementService:
     def close(self) -> None:
         """Finishes queued writes, then closes."""
         self.writer.stop()
+        if self.writer_process is not None:
+            self.writer_process.close()
         self._reads.shutdown(wait=True)
         self.store.close()
 

@@ -59,10 +59,14 @@ def main() -> None:
               help="Writes waiting for the writer; beyond it callers get RESOURCE_EXHAUSTED (OVERLOADED).")
 @click.option("--writer-batch", type=click.IntRange(1, 10_000), default=512, show_default=True,
               help="Writes per group commit (at most --writer-queue).")
+@click.option("--writer-process/--writer-thread", default=True, show_default=True,
+              help="Run the writer's work (split, rules, postings, SQLite writes) in a child process of its own, "
+                   "off the gRPC process's GIL (measured ~20 % more unary settlements/s), or on a thread of the "
+                   "server process (one process, ~45 MiB less memory).")
 def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: str, port_file: str | None,
           with_echo: bool, demo: bool, exit_after_demo: bool, tls_cert: str | None, tls_key: str | None,
           tls_client_ca: str | None, max_concurrent_rpcs: int, max_message_bytes: int, writer_queue: int,
-          writer_batch: int) -> None:
+          writer_batch: int, writer_process: bool) -> None:
     """Run the gRPC settlement server until SIGTERM/SIGINT (drains in-flight calls).
 
     Every SettlementService call must carry a credential (see `medsettle credentials`):
@@ -83,7 +87,8 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
     tls = TlsFiles.read(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key and tls_client_ca else None
     configure_logging(log_level or ("warning" if demo else "info"), log_format)
     Path(db).parent.mkdir(parents=True, exist_ok=True)
-    service = SettlementService(db, parse_clock(clock), WriterLimits(max_batch=writer_batch, max_queue=writer_queue))
+    service = SettlementService(db, parse_clock(clock), WriterLimits(max_batch=writer_batch, max_queue=writer_queue),
+                                writer_process=writer_process)
     limits = ServerLimits(max_message_bytes=max_message_bytes, max_concurrent_rpcs=max_concurrent_rpcs)
 
     async def on_ready(running: RunningServer) -> bool:

@@ -42,11 +42,13 @@ import click
               help="Share of calls that re-send the previous request with the same msgid (a retry).")
 @click.option("--writer-batch", type=click.IntRange(1, 10_000), default=512, show_default=True,
               help="Own server: settlements per group commit.")
+@click.option("--writer-process/--writer-thread", default=True, show_default=True,
+              help="Own server: run it with `serve --writer-process` or `--writer-thread`.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here ('-': stdout).")
 def load(target: str | None, token: str | None, tokens_file: str | None, modes: str, concurrency: int,
          stream_concurrency: int, streams: int, batch: int, duration: float | None, count: int | None, warmup: float,
          no_echo: bool, persons: int, cross_region: float, lines: int, reversals: float, duplicates: float,
-         writer_batch: int, json_path: str | None) -> None:
+         writer_batch: int, writer_process: bool, json_path: str | None) -> None:
     """Load-test Settle, SettleStream and SettleBatchStream, with the no-op echo baseline in the same run.
 
     Reports calls/s, latency p50/p90/p99/max (HdrHistogram), errors by status
@@ -64,6 +66,7 @@ def load(target: str | None, token: str | None, tokens_file: str | None, modes: 
             modes=tuple(parse_modes(modes)), concurrency=concurrency, stream_concurrency=stream_concurrency,
             streams=min(streams, stream_concurrency), duration_s=None if count is not None else (duration or 10.0),
             count=count, warmup_s=warmup, with_echo=not no_echo, writer_batch=writer_batch, batch=batch,
+            writer_process=writer_process,
         )
         mix = BillMix(persons=persons, cross_region_share=cross_region, lines_per_bill=lines,
                       reversal_share=reversals, duplicate_share=duplicates)

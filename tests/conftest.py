@@ -65,8 +65,10 @@ class ServerThread:
     (issued on demand), `operator_token` an operator's."""
 
     def __init__(self, db_path: Path, clock: FixedClock, with_echo: bool = False,
-                 writer_limits: WriterLimits = WriterLimits(), **create_kwargs: object) -> None:
+                 writer_limits: WriterLimits = WriterLimits(), writer_process: bool = False,
+                 **create_kwargs: object) -> None:
         self.db_path = db_path
+        self.writer_process = writer_process
         self.writer_limits = writer_limits
         self.clock = clock
         self.with_echo = with_echo
@@ -91,7 +93,8 @@ class ServerThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.service = SettlementService(self.db_path, self.clock, self.writer_limits)
+        self.service = SettlementService(self.db_path, self.clock, self.writer_limits,
+                                         writer_process=self.writer_process)
         with CredentialStore(self.db_path) as store:
             provisioned = store.provision(self.service.reference.institutions, "tests", self.clock.now())
         self.tokens.update(provisioned.tokens)

@@ -28,6 +28,7 @@ from medsettle.ledger.settlement.model import (
     SettlementKind,
     VisitType,
     pay_loc_of,
+    quick_value,
 )
 from medsettle.ledger.settlement.internet_stage import InternetStage
 from medsettle.ledger.settlement.split import SplitTerms, accumulate, split_bill
@@ -48,12 +49,14 @@ RATIO_TABLE_OF_VISIT = {
 PERSON_CACHE_SIZE = 200_000
 
 
+@quick_value
 @dataclass(frozen=True, slots=True)
 class SettleCommand:
     bill: Bill
     persist: bool  # False: pre-settle, nothing stored
 
 
+@quick_value
 @dataclass(frozen=True, slots=True)
 class ReverseCommand:
     msgid: str

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sqlite3
 import threading
 import time
@@ -119,16 +120,32 @@ def retry_unacknowledged(target: str, tokens: dict[str, str], ledger: Ledger) ->
     return len(pending)
 
 
-def run_crash_rounds(tmp_path: Path, rounds: int, seed: int) -> dict[str, int]:
+def writer_child_pid(server_pid: int) -> int:
+    """The `--writer-process` child of a server (not multiprocessing's resource tracker)."""
+    for task in os.listdir(f"/proc/{server_pid}/task"):
+        with open(f"/proc/{server_pid}/task/{task}/children", encoding="ascii") as children:
+            for pid in map(int, children.read().split()):
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    if b"spawn_main" in cmdline.read():
+                        return pid
+    raise AssertionError("no writer process")
+
+
+def run_crash_rounds(tmp_path: Path, rounds: int, seed: int, victim: str = "server") -> dict[str, int]:
+    """victim: "server" (SIGKILL `medsettle serve --writer-thread`, restart it), "server+writer"
+    (the same with --writer-process), or "writer" (SIGKILL only the writer
+    process of a --writer-process server, which starts a new one)."""
     rng = random.Random(seed)
     db = tmp_path / "ledger.db"
     with CredentialStore(db) as store:
         tokens = store.provision(sorted({code for code, *_ in VISITS}), "crash-test", SETTLE_AT).tokens
-    server = ServeProcess(db, tmp_path, "--clock", SETTLE_AT.isoformat())
+    extra = ("--writer-process",) if victim in ("server+writer", "writer") else ("--writer-thread",)
+    server = ServeProcess(db, tmp_path, "--clock", SETTLE_AT.isoformat(), *extra)
     ledger = Ledger()
     figures = defaultdict(int)
     for round_no in range(1, rounds + 1):
-        server.start()
+        if victim != "writer" or round_no == 1:
+            server.start()
         figures["retried_after_restart"] += retry_unacknowledged(server.target, tokens, ledger)
         stop = threading.Event()
         threads = [threading.Thread(target=load, args=(server.target, tokens, ledger, random.Random(rng.random()),
@@ -137,13 +154,18 @@ def run_crash_rounds(tmp_path: Path, rounds: int, seed: int) -> dict[str, int]:
         for thread in threads:
             thread.start()
         time.sleep(rng.uniform(0.3, 1.5))  # a random moment under load
-        server.kill()
+        if victim == "writer":
+            os.kill(writer_child_pid(server.process.pid), signal.SIGKILL)  # type: ignore[union-attr]
+            time.sleep(rng.uniform(0.0, 0.5))  # the server goes on; callers of the killed batch retry
+        else:
+            server.kill()
         figures["kills"] += 1
         stop.set()
         for thread in threads:
             thread.join(60)
         figures["unacknowledged_at_kill"] += len(ledger.unacked)
-    server.start()
+    if victim != "writer":
+        server.start()
     figures["retried_after_restart"] += retry_unacknowledged(server.target, tokens, ledger)
     assert server.stop() == 0
     figures["acknowledged"] = len(ledger.acked)
@@ -189,6 +211,17 @@ def test_kill9_under_load_loses_nothing(tmp_path):
     seed = int(os.environ.get("CRASH_SEED", random.randrange(2**32)))
     figures = run_crash_rounds(tmp_path, int(os.environ.get("CRASH_ROUNDS", "5")), seed)
     _report(figures, seed)
+    assert figures["lost"] == 0 and figures["kills"] >= 1 and figures["acknowledged"] > 0
+
+
+@pytest.mark.parametrize("victim", ["server+writer", "writer"])
+def test_kill9_with_the_writer_process_loses_nothing(tmp_path, victim):
+    """`serve --writer-process`: the server killed (its writer child then
+    finds its pipe closed), or only the writer child killed mid-batch (the
+    server answers that batch UNAVAILABLE and starts a new writer)."""
+    seed = int(os.environ.get("CRASH_SEED", random.randrange(2**32)))
+    figures = run_crash_rounds(tmp_path, int(os.environ.get("CRASH_ROUNDS", "5")), seed, victim)
+    _report({**figures, "victim": victim}, seed)  # type: ignore[dict-item]
     assert figures["lost"] == 0 and figures["kills"] >= 1 and figures["acknowledged"] > 0
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from medsettle.ledger.clock import CHINA_TZ, china_time, period_of, year_of
 from medsettle.ledger.posting.rules import Posting, _balanced, unbalanced_books
 from medsettle.ledger.reference.models import Category
-from medsettle.ledger.settlement.model import AMOUNT_FIELDS, Bill, FeeLine, LineSplit, Settlement, Split
+from medsettle.ledger.settlement.model import AMOUNT_FIELDS, Bill, FeeLine, LineSplit, Settlement, Split, VisitType
 from medsettle.ledger.storage.sqlite import line_splits_json
 
 PROPS = settings(max_examples=300, deadline=None)
@@ -90,7 +90,7 @@ def test_the_posting_balance_check_agrees_with_unbalanced_books(ps: list[Posting
 
 
 @pytest.mark.parametrize("cls", [FeeLine, Bill, LineSplit, Split, Settlement])
-def test_quick_init_takes_the_generated_parameters_and_stores_each_field(cls: type) -> None:
+def test_quick_value_takes_the_generated_parameters_and_stores_each_field(cls: type) -> None:
     plain = dataclasses.make_dataclass(
         "Plain", [(f.name, f.type, f) for f in dataclasses.fields(cls)], frozen=True, slots=True
     )
@@ -105,3 +105,19 @@ def test_quick_init_takes_the_generated_parameters_and_stores_each_field(cls: ty
     required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
     defaults = cls(*values[: len(required)])
     assert [getattr(defaults, n) for n in names[len(required):]] == [f.default for f in dataclasses.fields(cls)[len(required):]]
+
+
+def test_values_sent_to_the_writer_process_pickle_equal_and_keep_their_fast_init() -> None:
+    """Commands and outcomes cross the pipe to the writer process by pickle:
+    each comes back equal, of its own class, with nested values rebuilt too."""
+    import pickle
+
+    from medsettle.ledger.settlement.process import ReverseCommand, SettleCommand
+
+    lines = (FeeLine("1", "S0001", 2, 2500), FeeLine("2", "XB0201", 1, 3500))
+    bill = Bill(msgid="M1", fixmedins_code="H44010100001", psn_no="44010000000000000001", insutype=310,
+                insuplc_admdvs="440100", visit_type=VisitType.OUTPATIENT, fee_lines=lines, acct_used_flag=True)
+    for value in (SettleCommand(bill, persist=True), ReverseCommand("R1", "H44010100001", "S000000000001")):
+        back = pickle.loads(pickle.dumps(value))
+        assert back == value and type(back) is type(value)
+    assert type(pickle.loads(pickle.dumps(bill)).fee_lines[1]) is FeeLine

@@ -1,0 +1,92 @@
+"""`serve --writer-process`: the writer's work in a child process. The same
+bills give the same answers and the same ledger as the writer thread; a
+killed writer process costs its batch a retry, nothing else."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import grpc
+import pytest
+
+from conftest import ServerThread
+from medsettle.client.settlement_client import CallRefused, SettlementClient
+from medsettle.ledger.posting.invariants import reciprocity_breaks, trial_balance_breaks
+
+VISITS = [  # (institution, person, insurance place, insutype): local, in-province, cross-province
+    ("H44010100001", "44010000000000000001", "440100", 310),
+    ("H44010100001", "44030000000000000001", "440300", 310),
+    ("H44030100001", "31010000000000000001", "310100", 310),
+]
+
+
+def _bills(bill, n: int) -> list:
+    bills = []
+    for i in range(n):
+        code, psn_no, insuplc, insutype = VISITS[i % len(VISITS)]
+        bills.append(bill(code=code, psn_no=psn_no, insuplc=insuplc, insutype=insutype, msgid=f"WP{i:05d}"))
+    return bills
+
+
+def _client(server: ServerThread) -> SettlementClient:
+    return SettlementClient(server.target, token=server.operator_token, tokens=server.tokens, deadline_s=20.0, retries=0)
+
+
+def _play(server: ServerThread, bills: list) -> list:
+    """Unary settles, a retry, a conflicting retry, a reversal and a batch stream: what each answered."""
+    answers: list = []
+    with _client(server) as client:
+        settled = [client.settle(b) for b in bills[:30]]
+        answers += settled
+        answers.append(client.settle(bills[0]))  # a retry: the first answer
+        conflicting = type(bills[1])()
+        conflicting.CopyFrom(bills[1])
+        conflicting.fee_lines[0].cnt += 1
+        with pytest.raises(CallRefused) as refused:
+            client.settle(conflicting)
+        answers.append((refused.value.code, refused.value.reason))
+        answers.append(client.reverse("WP-REV-1", settled[1].fixmedins_code, settled[1].setl_id))
+        answers.append(client.pre_settle(bills[30]))
+        answers += [r.result for r in client.settle_batches([b for b in bills[31:] if b.fixmedins_code == "H44010100001"], 16)]
+    return answers
+
+
+def test_the_writer_process_answers_and_posts_as_the_writer_thread_does(tmp_path, clock, bill):
+    bills = _bills(bill, 120)
+    answers, books = [], []
+    for mode in (False, True):
+        server = ServerThread(tmp_path / f"ledger-{mode}.db", clock, writer_process=mode).start()
+        try:
+            assert (server.service.writer_process is not None) == mode
+            answers.append(_play(server, bills))
+            books.append(server.service.store.book_balances())
+        finally:
+            server.stop()
+    assert answers[0] == answers[1]
+    assert answers[1][31] == (grpc.StatusCode.ALREADY_EXISTS, "IDEMPOTENCY_CONFLICT")
+    assert books[0] == books[1]
+    assert trial_balance_breaks(books[1]) == [] and reciprocity_breaks(books[1]) == []
+
+
+def test_a_killed_writer_process_costs_its_batch_a_retry_and_is_replaced(tmp_path, clock, bill):
+    server = ServerThread(tmp_path / "ledger.db", clock, writer_process=True).start()
+    try:
+        first, second, third = _bills(bill, 3)
+        with _client(server) as client:
+            before = client.settle(first)
+            os.kill(server.service.writer_process.pid, signal.SIGKILL)
+            with pytest.raises(CallRefused) as refused:
+                client.settle(second)  # its batch was sent to a dead process
+            assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+            assert refused.value.reason == "STORAGE_UNAVAILABLE"
+            assert server.service.writer_process.restarts == 1
+            retried = client.settle(second)  # the same msgid, to the new writer process
+            assert client.settle(third).setl_id > retried.setl_id > before.setl_id
+            assert client.settle(second) == retried
+        stored = server.service.store.reader().execute("SELECT COUNT(*) FROM settlements").fetchone()[0]
+        assert stored == 3
+        books = server.service.store.book_balances()
+        assert trial_balance_breaks(books) == [] and reciprocity_breaks(books) == []
+    finally:
+        server.stop()
