@@ -38,7 +38,8 @@ _OPERATOR_ALERTS = frozenset({Reason.STORAGE_UNAVAILABLE, Reason.INTERNAL})
 
 def _log_refusal(method: str, refusal: Refused, code: str) -> None:
     if refusal.reason in _OPERATOR_ALERTS:
-        log.error("write failed; nothing written", method=method, reason=refusal.reason.value, detail=refusal.message)
+        # The detail says whether anything may have been written (a writer process lost mid-batch).
+        log.error("write failed", method=method, reason=refusal.reason.value, detail=refusal.message)
     elif method != "SettleStream":
         log.info("refused", method=method, fixmedins_code=code[:30], reason=refusal.reason.value,
                  fields=[v.field for v in refusal.violations][:20])

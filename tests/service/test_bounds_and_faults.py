@@ -185,7 +185,8 @@ def test_disk_full_refuses_with_unavailable_writes_nothing_and_recovers(client, 
     assert "full" in refused.value.message and "retry with the same msgid" in refused.value.message
     assert count(server) == 1 and count(server, "SELECT COUNT(*) FROM journal_entries") == entries_before
     logged = capfd.readouterr().err
-    assert "write failed; nothing written" in logged and "STORAGE_UNAVAILABLE" in logged and "full" in logged
+    assert "write failed" in logged and "nothing was written" in logged
+    assert "STORAGE_UNAVAILABLE" in logged and "full" in logged
     # the fault cleared: the same msgid settles, once
     settled = client.settle(big)
     assert client.settle(big) == settled and count(server) == 2
