@@ -2,7 +2,9 @@
 killed with SIGKILL at random moments within the time an uninterrupted run
 takes; after each kill the journal verifies and the run is either wholly
 there or not at all; the run that finally completes gives byte for byte the
-statement an uninterrupted run on a copy of the same month gives.
+statement an uninterrupted run on a copy of the same month gives, its
+totals those of the generated month; running it once more prints the same
+and posts nothing.
 
 CI: CLEAR_KILLS (default 3) kills. Longer:
     CLEAR_KILLS=20 .venv/bin/python -m pytest tests/crash -m slow -s
@@ -80,7 +82,11 @@ def kill_clearing_until_done(tmp_path: Path, kills_wanted: int, seed: int) -> di
     assert json.loads(out) == json.loads(reference_out)
     for name in ("statement.json", "statement.csv", "payment_instructions.csv"):
         assert (tmp_path / "final" / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
-    assert runs_and_entries(db) == (1, 1)
+    assert json.loads(out)["totals"]["setl_cnt"] == json.loads(generated.stdout)["setl_cnt"]
+    again = clear(db, tmp_path / "again")
+    again_out, again_err = again.communicate(timeout=300)
+    assert again.returncode == 0 and again_out == out, again_err  # a cleared period: the same statement
+    assert runs_and_entries(db) == (1, 1)  # posted once, however often it ran
     assert verify_database(db).ok
     return {"kills": kills, "attempts": attempts}
 
