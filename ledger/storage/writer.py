@@ -24,6 +24,11 @@ class WriterLimits:
     max_batch: int = 512  # commands per transaction
     max_queue: int = 8_192  # commands waiting; beyond this callers get OVERLOADED
 
+def batch_failure(error: Exception) -> Refused:
+    """What each caller of a batch that raised is told (the writer lives on)."""
+    return Refused(Reason.INTERNAL, f"internal error: {type(error).__name__}")
+
+
 class GroupCommitWriter:
     def __init__(self, processor: BatchProcessor, limits: WriterLimits = WriterLimits()) -> None:
         assert 1 <= limits.max_batch <= limits.max_queue
@@ -82,7 +87,7 @@ class GroupCommitWriter:
             try:
                 outcomes = self._processor.run_batch([command for command, _, _ in live]) if live else []
             except Exception as error:  # the writer thread must outlive any one batch
-                failure = Refused(Reason.INTERNAL, f"internal error: {type(error).__name__}")
+                failure = batch_failure(error)
                 outcomes = [failure] * len(live)
             self.batches_committed += 1
             self.commands_done += len(live)

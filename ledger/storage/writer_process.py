@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from medsettle.ledger.clock import Clock
 from medsettle.ledger.errors import Reason, Refused
+from medsettle.ledger.storage.writer import batch_failure
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -40,7 +41,12 @@ def _serve_batches(conn: Connection, db_path: str, clock: Clock) -> None:
     conn.send(_READY)
     try:
         while (commands := conn.recv()) is not None:
-            conn.send(processor.run_batch(commands))
+            try:
+                outcomes = processor.run_batch(commands)
+            except Exception as error:  # as on the writer thread: the batch fails, the writer lives
+                store.rollback()
+                outcomes = [batch_failure(error)] * len(commands)
+            conn.send(outcomes)
     except EOFError:  # the parent is gone
         pass
     finally:

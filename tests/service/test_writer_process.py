@@ -90,3 +90,27 @@ def test_a_killed_writer_process_costs_its_batch_a_retry_and_is_replaced(tmp_pat
         assert trial_balance_breaks(books) == [] and reciprocity_breaks(books) == []
     finally:
         server.stop()
+
+
+def test_a_batch_that_raises_in_the_writer_process_fails_alone(tmp_path, clock, bill):
+    """A command the writer cannot handle (here: not a command at all) fails
+    its batch with INTERNAL, as on the writer thread; the same child goes on."""
+    from medsettle.ledger.errors import Reason, Refused
+    from medsettle.ledger.service import open_reference
+    from medsettle.ledger.settlement.process import SettleCommand
+    from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+    from medsettle.ledger.storage.writer_process import WriterProcess
+    from medsettle.server.convert import bill_from_pb
+
+    db = tmp_path / "ledger.db"
+    store = SqliteLedgerStore(db)
+    open_reference(store, clock)
+    writer = WriterProcess(db, clock)
+    try:
+        [failed] = writer.run_batch(["not a command"])
+        assert isinstance(failed, Refused) and failed.reason == Reason.INTERNAL
+        [settled] = writer.run_batch([SettleCommand(bill_from_pb(bill()), persist=True)])
+        assert settled.setl_id == "S000000000001" and writer.restarts == 0
+    finally:
+        writer.close()
+        store.close()
