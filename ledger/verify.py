@@ -90,7 +90,7 @@ def verify_journal(rows: Iterable[JournalRow]) -> tuple[VerifyReport, dict[tuple
 
 
 def verify_database(path: str | Path) -> VerifyReport:
-    store = SqliteLedgerStore(path)
+    store = SqliteLedgerStore(path, read_only=True)  # NotALedgerError if it holds no ledger
     try:
         report, balances, settled = verify_journal(store.iter_entry_postings())
         report.orphan_postings = store.orphan_postings()

@@ -20,11 +20,16 @@ DEFAULT_LISTEN = "127.0.0.1:50051"
 
 class _Commands(click.Group):
     """A database that is no SQLite ledger (a wrong --db, a locked or damaged
-    file) is a one-line refusal (exit 1), not a traceback."""
+    file) is a one-line refusal (exit 1), not a traceback; so is a --db that
+    a read-only command finds missing or without a ledger in it."""
 
     def invoke(self, ctx: click.Context) -> object:
+        from medsettle.ledger.storage.sqlite import NotALedgerError
+
         try:
             return super().invoke(ctx)
+        except NotALedgerError as error:
+            raise click.ClickException(f"--db: {error}") from None
         except sqlite3.DatabaseError as error:
             raise click.ClickException(f"SQLite: {error}") from None
 
@@ -166,7 +171,7 @@ def load_reference(db: str, file: str) -> None:
 
 
 @main.command()
-@click.option("--db", default=DEFAULT_DB, show_default=True)
+@click.option("--db", default=DEFAULT_DB, show_default=True, help="SQLite database file (read only).")
 @click.option("--period", default=None, help="Only postings of this period (YYYY-MM).")
 def balances(db: str, period: str | None) -> None:
     """Show every book's balances and check the trial balance and reciprocal accounts."""
@@ -177,8 +182,6 @@ def balances(db: str, period: str | None) -> None:
             parse_period(period)
         except ValueError:
             raise click.BadParameter(f"must be YYYY-MM, got {period!r}", param_hint="--period") from None
-    if not Path(db).exists():
-        raise click.ClickException(f"no database at {db}")
     if not _print_balances(db, period, Console()):
         sys.exit(1)
 
@@ -188,7 +191,7 @@ def _print_balances(db: str, period: str | None, console: Console) -> bool:
     from medsettle.ledger.clearing.store import ClearingStore
     from medsettle.ledger.posting.invariants import reciprocity_breaks, trial_balance_breaks
 
-    store = ClearingStore(db)
+    store = ClearingStore(db, read_only=True)
     try:
         balances_fen = store.book_balances(period)
         # Pairs are compared on settlement postings: one province's clearing
@@ -284,12 +287,14 @@ def reverse(target: str, token: str | None, fixmedins_code: str, setl_id: str, m
 @target_option
 @token_option
 @click.option("--code", "fixmedins_code", required=True, help="Your institution code.")
-@click.option("--setl-id", default="", help="Settlement id.")
+@click.option("--setl-id", default="", help="Settlement id (or --msgid, not both).")
 @click.option("--msgid", default="", help="Or the msgid that created it.")
 def get(target: str, token: str | None, fixmedins_code: str, setl_id: str, msgid: str) -> None:
-    """Show one settlement or reversal."""
+    """Show one settlement or reversal, by --setl-id or by --msgid."""
     from medsettle.client.settlement_client import CallRefused
 
+    if bool(setl_id) == bool(msgid):
+        raise click.UsageError("give exactly one of --setl-id and --msgid")
     with _client(target, token) as client:
         try:
             result = client.get(fixmedins_code, setl_id=setl_id, msgid=msgid)

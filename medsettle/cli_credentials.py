@@ -15,6 +15,8 @@ from rich.table import Table
 
 DEFAULT_DB = "var/medsettle.db"
 db_option = click.option("--db", default=DEFAULT_DB, show_default=True, help="SQLite database file of the server.")
+read_only_db_option = click.option("--db", default=DEFAULT_DB, show_default=True,
+                                   help="SQLite database file of the server (read only).")
 
 
 @click.group()
@@ -63,15 +65,13 @@ def revoke(db: str, cred_id: int) -> None:
 
 
 @credentials.command("list")
-@db_option
+@read_only_db_option
 @click.option("--all", "include_revoked", is_flag=True, help="Also revoked credentials.")
 def list_credentials(db: str, include_revoked: bool) -> None:
     """List credentials (never their tokens)."""
     from medsettle.ledger.storage.credentials import CredentialStore
 
-    if not Path(db).exists():
-        raise click.ClickException(f"no database at {db}")
-    with CredentialStore(db) as store:
+    with CredentialStore(db, read_only=True) as store:
         rows = store.list(include_revoked)
     table = Table(title="Credentials")
     for column in ("id", "role", "fixmedins_code", "label", "created", "revoked"):

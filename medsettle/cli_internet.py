@@ -71,8 +71,6 @@ def export_daily(date_text: str | None, db: str, out_dir: str, clock: str) -> No
     """Write a closed day's settlement details and audit flags for the supervision platform."""
     from medsettle.ledger.supervision.export import export_day
 
-    if not Path(db).exists():
-        raise click.ClickException(f"no database at {db}")
     result = export_day(db, _day(date_text, clock), out_dir)
     click.echo(f"{result.directory}: {result.settlements} settlement record(s), {result.flags} flag(s); "
                f"manifest sha256 {result.manifest_sha256}")
@@ -84,13 +82,11 @@ def export_daily(date_text: str | None, db: str, out_dir: str, clock: str) -> No
 @click.option("--code", "fixmedins_code", default="", help="Only this institution's flags.")
 def audit_flags(date_text: str, db: str, fixmedins_code: str) -> None:
     """List the fund-supervision flags raised on a day, as JSON Lines."""
-    from medsettle.ledger.storage.sqlite import connect
+    from medsettle.ledger.storage.sqlite import connect_read_only
     from medsettle.ledger.supervision.export import flags_of_day
 
     _parse_day(date_text)
-    if not Path(db).exists():
-        raise click.ClickException(f"no database at {db}")
-    conn = connect(db)
+    conn = connect_read_only(db)
     try:
         for flag in flags_of_day(conn, date_text, fixmedins_code):
             sys.stdout.write(json.dumps(flag, ensure_ascii=False, sort_keys=True) + "\n")
@@ -105,11 +101,9 @@ def quotas(db: str, year: int | None) -> None:
     """Each host hospital's budget quota, what its fund payments used, whether it is reached (JSON Lines)."""
     from medsettle.ledger.reference.loader import parse_document
     from medsettle.ledger.storage.internet_state import InternetStateStore
-    from medsettle.ledger.storage.sqlite import connect
+    from medsettle.ledger.storage.sqlite import connect_read_only
 
-    if not Path(db).exists():
-        raise click.ClickException(f"no database at {db}")
-    conn = connect(db)
+    conn = connect_read_only(db)
     try:
         row = conn.execute("SELECT body FROM reference_documents ORDER BY doc_no DESC LIMIT 1").fetchone()
         if row is None:

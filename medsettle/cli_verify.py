@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
@@ -17,8 +16,6 @@ def verify(db: str, as_json: bool) -> None:
     """Check the journal's hash chain, each entry's postings and the balances."""
     from medsettle.ledger.verify import verify_database
 
-    if not Path(db).exists():
-        raise click.ClickException(f"no database at {db}")
     report = verify_database(db)
     first = report.first_bad
     if as_json:

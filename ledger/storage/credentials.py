@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from medsettle.ledger.storage.sqlite import connect, from_us, init_schema, to_us
+from medsettle.ledger.storage.sqlite import connect, connect_read_only, from_us, init_schema, to_us
 from medsettle.ledger.settlement.validation import CODE
 
 TOKEN_PREFIX = "mst_"  # recognisable in a secret scanner, never in logs
@@ -53,9 +53,13 @@ def new_token() -> str:
 class CredentialStore:
     """The credentials table. Short-lived: open, act, close."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._conn = connect(path)
-        init_schema(self._conn)
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        """read_only: for listing; the file is never changed (see connect_read_only)."""
+        if read_only:
+            self._conn = connect_read_only(path)
+        else:
+            self._conn = connect(path)
+            init_schema(self._conn)
 
     def close(self) -> None:
         self._conn.close()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote
 
 from medsettle.ledger.posting.journal import GENESIS_HASH
 from medsettle.ledger.reference.models import Category, Person
@@ -65,6 +66,35 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     # FULL: a commit is on disk (WAL fsynced) before it returns.
     conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+class NotALedgerError(Exception):
+    """A file opened read only is missing or holds no medsettle ledger."""
+
+
+def connect_read_only(path: str | Path) -> sqlite3.Connection:
+    """A connection that cannot change the file (SQLite's mode=ro): no
+    journal_mode or synchronous set, no schema created. A WAL database stays
+    readable while a server writes to it. Refuses, with NotALedgerError, a
+    missing file and one without the journal (an empty file, another
+    application's database); a file that is no SQLite database at all is
+    SQLite's own DatabaseError."""
+    file = Path(path)
+    if not file.is_file():
+        raise NotALedgerError(f"no database at {path}")
+    uri = f"file:{quote(str(file.resolve()))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_entries'").fetchone()
+    except BaseException:
+        conn.close()
+        raise
+    if found is None:
+        conn.close()
+        raise NotALedgerError(f"{path} is not a medsettle database (no journal_entries table)")
     return conn
 
 
@@ -169,10 +199,15 @@ class BatchWrite:
 class SqliteLedgerStore:
     """All SQL of the ledger. One instance per process and database file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        """read_only: every connection is connect_read_only's (the file is
+        never changed, nothing can be written; NotALedgerError if it holds
+        no ledger); otherwise the schema is created if missing."""
         self.path = str(path)
-        self._write = connect(self.path)
-        init_schema(self._write)
+        self._connect = connect_read_only if read_only else connect
+        self._write = self._connect(self.path)
+        if not read_only:
+            init_schema(self._write)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []  # every thread's, for close()
         self._readers_lock = threading.Lock()
@@ -182,7 +217,7 @@ class SqliteLedgerStore:
         """A read connection for the calling thread."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path)
+            conn = self._connect(self.path)
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)

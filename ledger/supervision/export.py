@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 from medsettle.ledger.clock import CHINA_TZ
 from medsettle.ledger.settlement.model import AMOUNT_FIELDS
-from medsettle.ledger.storage.sqlite import connect, to_us
+from medsettle.ledger.storage.sqlite import connect_read_only, to_us
 
 FORMAT = "medsettle-supervision-daily/1"
 FLAG_COLUMNS = ("flag_no", "setl_id", "rule", "field", "detail", "fixmedins_code", "flag_day")
@@ -100,11 +100,12 @@ def _write_atomically(path: Path, chunks: Iterator[bytes]) -> tuple[int, str]:
 
 
 def export_day(db_path: str | Path, day: dt.date, out_dir: str | Path) -> ExportResult:
-    """Writes the day's export (see the module doc); the day must be over."""
-    directory = Path(out_dir) / day.isoformat()
-    directory.mkdir(parents=True, exist_ok=True)
-    conn = connect(db_path)
+    """Writes the day's export (see the module doc); the day must be over.
+    Reads the database read only (NotALedgerError if it holds no ledger)."""
+    conn = connect_read_only(db_path)
     try:
+        directory = Path(out_dir) / day.isoformat()
+        directory.mkdir(parents=True, exist_ok=True)
         conn.execute("BEGIN")  # one snapshot for both files
         settlements, settlements_sha = _write_atomically(
             directory / "settlements.jsonl", (_line(r) for r in _settlement_records(conn, day)))
