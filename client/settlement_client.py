@@ -137,22 +137,19 @@ class SettlementClient:
         request = pb.ListSettlementsRequest(
             fixmedins_code=fixmedins_code, setlym=setlym, clr_type=clr_type, limit=limit  # type: ignore[arg-type]
         )
-        try:
-            for item in self._stub.ListSettlements(
-                request, timeout=self._deadline_s * 30, metadata=self._metadata(fixmedins_code)
-            ):
-                yield item.result
-        except grpc.RpcError as error:
-            raise CallRefused.from_error(error) from None
+        for item in self._listed(self._stub.ListSettlements, request, fixmedins_code):
+            yield item.result
 
     def list_audit_flags(self, fixmedins_code: str, flag_day: str, limit: int = 0) -> Iterator[pb.AuditFlag]:
         """The fund-supervision flags of a day (an empty code: all, operator credentials)."""
         request = pb.ListAuditFlagsRequest(fixmedins_code=fixmedins_code, flag_day=flag_day, limit=limit)
+        for item in self._listed(self._stub.ListAuditFlags, request, fixmedins_code):
+            yield item.flag
+
+    def _listed(self, method: Any, request: object, fixmedins_code: str) -> Iterator[Any]:
+        """A server-streaming read's messages (30 deadlines for the whole listing)."""
         try:
-            for item in self._stub.ListAuditFlags(
-                request, timeout=self._deadline_s * 30, metadata=self._metadata(fixmedins_code)
-            ):
-                yield item.flag
+            yield from method(request, timeout=self._deadline_s * 30, metadata=self._metadata(fixmedins_code))
         except grpc.RpcError as error:
             raise CallRefused.from_error(error) from None
 

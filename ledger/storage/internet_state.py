@@ -9,9 +9,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from medsettle.ledger.storage.sqlite import StorageError
-
-LOOKUP_CHUNK = 500
+from medsettle.ledger.storage.sqlite import chunks, marks, storage_errors
 
 
 @dataclass(slots=True)
@@ -34,10 +32,8 @@ class InternetStateStore:
         self._conn = conn
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
-        try:
+        with storage_errors:
             return self._conn.execute(sql, params).fetchone()
-        except sqlite3.Error as error:
-            raise StorageError(str(error)) from error
 
     def quota_used(self, host_code: str, year: int) -> int:
         row = self._one("SELECT used_fen FROM host_quota_use WHERE host_code = ? AND year = ?", (host_code, year))
@@ -59,20 +55,16 @@ class InternetStateStore:
     def day_visits(self, psn_nos: list[str], day: str) -> dict[str, tuple[int, set[str]]]:
         """psn_no -> (visits that day, item codes billed that day)."""
         found: dict[str, tuple[int, set[str]]] = {}
-        try:
-            for start in range(0, len(psn_nos), LOOKUP_CHUNK):
-                chunk = psn_nos[start:start + LOOKUP_CHUNK]
+        for chunk in chunks(psn_nos):
+            with storage_errors:
                 rows = self._conn.execute(
-                    f"SELECT psn_no, item_codes FROM visit_log WHERE visit_day = ? "
-                    f"AND psn_no IN ({', '.join('?' * len(chunk))})",
+                    f"SELECT psn_no, item_codes FROM visit_log WHERE visit_day = ? AND psn_no IN ({marks(len(chunk))})",
                     (day, *chunk),
-                )
-                for psn_no, codes in rows:
-                    visits, items = found.get(psn_no, (0, set()))
-                    items.update(c for c in codes.split(",") if c)
-                    found[psn_no] = (visits + 1, items)
-        except sqlite3.Error as error:
-            raise StorageError(str(error)) from error
+                ).fetchall()
+            for psn_no, codes in rows:
+                visits, items = found.get(psn_no, (0, set()))
+                items.update(c for c in codes.split(",") if c)
+                found[psn_no] = (visits + 1, items)
         return found
 
     def offline_visit_since(self, psn_no: str, diag_category: str, since_day: str) -> bool:
@@ -86,22 +78,18 @@ class InternetStateStore:
 
     def quota_uses(self) -> dict[tuple[str, int], int]:
         """(host_code, year) -> fund payments counted against the quota."""
-        try:
+        with storage_errors:
             rows = self._conn.execute("SELECT host_code, year, used_fen FROM host_quota_use").fetchall()
-        except sqlite3.Error as error:
-            raise StorageError(str(error)) from error
         return {(host, year): used for host, year, used in rows}
 
     def prune_nonces(self, expired_before_us: int) -> None:
         """Forgets certificates that expired long ago: verification refuses them anyway."""
-        try:
+        with storage_errors:
             self._conn.execute("DELETE FROM ecert_nonces WHERE expires_us < ?", (expired_before_us,))
-        except sqlite3.Error as error:
-            raise StorageError(str(error)) from error
 
     def write(self, batch: InternetWrite) -> None:
         conn = self._conn
-        try:
+        with storage_errors:
             conn.executemany(
                 "INSERT INTO host_quota_use (host_code, year, used_fen) VALUES (?, ?, ?) "
                 "ON CONFLICT (host_code, year) DO UPDATE SET used_fen = excluded.used_fen",
@@ -123,5 +111,3 @@ class InternetStateStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 batch.flags,
             )
-        except sqlite3.Error as error:
-            raise StorageError(str(error)) from error

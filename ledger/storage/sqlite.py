@@ -47,17 +47,35 @@ _INSERT_SETTLEMENT = (
 LOOKUP_CHUNK = 500  # keys per batched lookup, well under SQLite's bound-parameter limit
 
 
-def _marks(n: int) -> str:
+def marks(n: int) -> str:
+    """n parameter marks for an IN (...) list."""
     return ", ".join("?" * n)
 
 
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+def chunks(items: list[Any], size: int = LOOKUP_CHUNK) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
 
 class StorageError(Exception):
     """The database refused a write or a read (disk full, locked, I/O error)."""
+
+
+class _StorageErrors:
+    """`with storage_errors:` turns SQLite's refusal of a statement into
+    StorageError, which the writer answers as STORAGE_UNAVAILABLE. A plain
+    class, not contextlib: it wraps statements on the settlement path."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> bool:
+        if isinstance(error, sqlite3.Error):
+            raise StorageError(str(error)) from error
+        return False
+
+
+storage_errors = _StorageErrors()
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
@@ -113,7 +131,7 @@ def to_us(at: dt.datetime) -> int:
 
 
 def from_us(us: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=us)
+    return _UNIX_EPOCH + dt.timedelta(microseconds=us)
 
 
 def line_splits_json(line_splits: tuple[LineSplit, ...]) -> str:
@@ -287,26 +305,21 @@ class SqliteLedgerStore:
         that exists: one query per chunk instead of one per command (the
         writer checks a whole batch's idempotency keys at once)."""
         found: dict[tuple[str, str], tuple[Settlement, str]] = {}
-        try:
-            self._find_chunks(keys, found)
-        except sqlite3.Error as error:
-            raise StorageError(str(error)) from error
-        return found
-
-    def _find_chunks(self, keys: set[tuple[str, str]], found: dict[tuple[str, str], tuple[Settlement, str]]) -> None:
-        for chunk in _chunks(sorted(keys), LOOKUP_CHUNK):
+        for chunk in chunks(sorted(keys)):
             codes = sorted({code for code, _ in chunk})
             msgids = sorted({msgid for _, msgid in chunk})
             # Both columns IN (...): the UNIQUE (fixmedins_code, msgid) index is used for every pair.
-            rows = self._write.execute(
-                f"{_SELECT_SETTLEMENT} WHERE fixmedins_code IN ({_marks(len(codes))}) AND msgid IN ({_marks(len(msgids))})",
-                (*codes, *msgids),
-            )
+            with storage_errors:
+                rows = self._write.execute(
+                    f"{_SELECT_SETTLEMENT} WHERE fixmedins_code IN ({marks(len(codes))}) AND msgid IN ({marks(len(msgids))})",
+                    (*codes, *msgids),
+                ).fetchall()
             for row in rows:
                 settlement, fingerprint, _ = settlement_from_row(row)
                 key = (settlement.fixmedins_code, settlement.msgid)
                 if key in keys:
                     found[key] = (settlement, fingerprint)
+        return found
 
     def find_by_setl_id(self, setl_id: str) -> tuple[Settlement, str, str] | None:
         row = self._write.execute(f"{_SELECT_SETTLEMENT} WHERE setl_id = ?", (setl_id,)).fetchone()
@@ -325,32 +338,24 @@ class SqliteLedgerStore:
     def load_persons(self, psn_nos: set[str]) -> dict[str, PersonState]:
         """The stored state of each person that exists, one query per chunk."""
         found: dict[str, PersonState] = {}
-        try:
-            self._load_chunks(psn_nos, found)
-        except sqlite3.Error as error:
-            raise StorageError(str(error)) from error
-        return found
-
-    def _load_chunks(self, psn_nos: set[str], found: dict[str, PersonState]) -> None:
-        conn = self._write
-        for chunk in _chunks(sorted(psn_nos), LOOKUP_CHUNK):
-            marks = _marks(len(chunk))
+        for chunk in chunks(sorted(psn_nos)):
+            where = f"WHERE psn_no IN ({marks(len(chunk))})"
+            with storage_errors:
+                year_rows = self._write.execute(
+                    f"SELECT psn_no, year, dedc_used_fen, fund_paid_fen FROM person_years {where}", chunk).fetchall()
+                person_rows = self._write.execute(
+                    f"SELECT psn_no, insutype, insuplc_admdvs, acct_balc_fen FROM persons {where}", chunk).fetchall()
             years: dict[str, dict[int, tuple[int, int]]] = {}
-            for psn_no, year, dedc, fund in conn.execute(
-                f"SELECT psn_no, year, dedc_used_fen, fund_paid_fen FROM person_years WHERE psn_no IN ({marks})", chunk
-            ):
+            for psn_no, year, dedc, fund in year_rows:
                 years.setdefault(psn_no, {})[year] = (dedc, fund)
-            for psn_no, insutype, insuplc, balance in conn.execute(
-                f"SELECT psn_no, insutype, insuplc_admdvs, acct_balc_fen FROM persons WHERE psn_no IN ({marks})", chunk
-            ):
+            for psn_no, insutype, insuplc, balance in person_rows:
                 found[psn_no] = PersonState(psn_no, insutype, insuplc, balance, years.get(psn_no, {}))
+        return found
 
     def begin(self) -> None:
         """Takes the write lock: no other process appends until commit or rollback."""
-        try:
+        with storage_errors:
             self._write.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise StorageError(str(error)) from error
 
     def commit(self) -> None:
         """On return the transaction is durable (WAL, synchronous=FULL)."""
@@ -370,7 +375,7 @@ class SqliteLedgerStore:
     def insert_batch(self, batch: BatchWrite) -> None:
         """Inserts one group commit's rows inside the open transaction."""
         conn = self._write
-        try:
+        with storage_errors:
             conn.executemany(_INSERT_SETTLEMENT, batch.settlements)
             conn.executemany(
                 "INSERT INTO journal_entries (entry_no, setl_id, kind, setlym, created_us, prev_hash, hash) "
@@ -391,8 +396,6 @@ class SqliteLedgerStore:
                 "fund_paid_fen = excluded.fund_paid_fen",
                 [(psn, year, *batch.persons[psn].years[year]) for psn, year in sorted(batch.touched_years)],
             )
-        except sqlite3.Error as error:
-            raise StorageError(str(error)) from error
 
     # ---- reads (any thread) ------------------------------------------
     def get_settlement(self, fixmedins_code: str, setl_id: str = "", msgid: str = "") -> Settlement | None:
