@@ -1,7 +1,14 @@
 """The single writer: one thread takes commands from a bounded queue, runs as
 many as are waiting (up to max_batch) against the ledger and commits them in
-one transaction (group commit), then answers each caller. A caller is answered
-only after the commit that holds its settlement has returned."""
+one transaction (group commit); a second thread answers each caller. A caller
+is answered only after the commit that holds its settlement has returned.
+
+Batches are pipelined: while the answer thread waits for batch N's outcomes
+(from a writer process, ledger/storage/writer_process.py), batch N+1 is
+already sent, so the process that commits never waits for the one that
+serves gRPC. At most PIPELINE_DEPTH batches are outstanding; they complete
+in the order they were sent, so batch N+1 sees N's commit (idempotency, the
+person's accumulators, the hash chain) exactly as if it ran after it."""
 
 from __future__ import annotations
 
@@ -9,38 +16,66 @@ import asyncio
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from medsettle.ledger.errors import Reason, Refused
 
 _STOP = object()
+PIPELINE_DEPTH = 2  # batches sent and not yet answered
+
+Outcomes = Callable[[], list[Any]]  # waits for a sent batch's outcomes, one per command
+
 
 class BatchProcessor(Protocol):
     def run_batch(self, commands: Sequence[Any]) -> list[Any]:
         """One outcome per command: a value, or an exception to raise to its caller."""
+
+
+class PipelinedProcessor(Protocol):
+    def send_batch(self, commands: Sequence[Any]) -> Outcomes:
+        """Starts a batch; the call returned waits for its outcomes. Batches
+        complete in the order they were sent."""
+
 
 @dataclass(frozen=True, slots=True)
 class WriterLimits:
     max_batch: int = 512  # commands per transaction
     max_queue: int = 8_192  # commands waiting; beyond this callers get OVERLOADED
 
+
 def batch_failure(error: Exception) -> Refused:
     """What each caller of a batch that raised is told (the writer lives on)."""
     return Refused(Reason.INTERNAL, f"internal error: {type(error).__name__}")
 
 
-class GroupCommitWriter:
-    def __init__(self, processor: BatchProcessor, limits: WriterLimits = WriterLimits()) -> None:
-        assert 1 <= limits.max_batch <= limits.max_queue
+class InlineBatches:
+    """A BatchProcessor run on the writer thread itself: the batch is done when sent."""
+
+    def __init__(self, processor: BatchProcessor) -> None:
         self._processor = processor
+
+    def send_batch(self, commands: Sequence[Any]) -> Outcomes:
+        outcomes = self._processor.run_batch(commands)
+        return lambda: outcomes
+
+
+class GroupCommitWriter:
+    def __init__(self, processor: BatchProcessor | PipelinedProcessor, limits: WriterLimits = WriterLimits()) -> None:
+        assert 1 <= limits.max_batch <= limits.max_queue
+        self._processor: PipelinedProcessor = processor if hasattr(processor, "send_batch") else InlineBatches(processor)  # type: ignore[arg-type,assignment]
         self._limits = limits
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=limits.max_queue)
+        # Sent batches, in order, for the answer thread; the semaphore bounds them.
+        self._sent: queue.Queue[Any] = queue.Queue()
+        self._outstanding = threading.BoundedSemaphore(PIPELINE_DEPTH)
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self._answerer = threading.Thread(target=self._answer, name="ledger-answers", daemon=True)
         self.batches_committed = 0
         self.commands_done = 0
 
     def start(self) -> None:
         self._thread.start()
+        self._answerer.start()
 
     def queue_length(self) -> int:
         return self._queue.qsize()
@@ -56,10 +91,12 @@ class GroupCommitWriter:
         return future
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Finishes every queued command, then stops the thread."""
+        """Finishes every queued command, then stops both threads."""
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout_s)
+        if self._answerer.is_alive():
+            self._answerer.join(timeout_s)
 
     def _take_batch(self) -> tuple[list[Any], bool]:
         first = self._queue.get()
@@ -84,11 +121,23 @@ class GroupCommitWriter:
                 continue
             # A caller that gave up (deadline, cancel) before its turn is not settled.
             live = [item for item in items if not item[1].done()]
+            self._outstanding.acquire()
             try:
-                outcomes = self._processor.run_batch([command for command, _, _ in live]) if live else []
+                outcomes = self._processor.send_batch([command for command, _, _ in live]) if live else list
             except Exception as error:  # the writer thread must outlive any one batch
                 failure = batch_failure(error)
-                outcomes = [failure] * len(live)
+                outcomes = lambda: [failure] * len(live)  # noqa: E731
+            self._sent.put((live, outcomes))
+        self._sent.put(_STOP)
+
+    def _answer(self) -> None:
+        while (sent := self._sent.get()) is not _STOP:
+            live, outcomes_of = sent
+            try:
+                outcomes = outcomes_of()
+            except Exception as error:  # as above: one batch fails, the writer lives
+                outcomes = [batch_failure(error)] * len(live)
+            self._outstanding.release()
             self.batches_committed += 1
             self.commands_done += len(live)
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
@@ -99,6 +148,7 @@ class GroupCommitWriter:
                     loop.call_soon_threadsafe(_answer_all, answers)
                 except RuntimeError:  # the loop is closed: nobody waits any more
                     pass
+
 
 def _answer_all(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
     for future, outcome in answers:

@@ -1,6 +1,6 @@
 """The writer's work in a process of its own (`medsettle serve
---writer-process`): the group-commit writer thread hands each batch to a
-child process over a pipe and waits for its outcomes, so the split, the
+--writer-process`): the group-commit writer hands each batch to a child
+process over a pipe and an answer thread waits for its outcomes, so the split, the
 rules, the postings and the SQLite writes run under the child's GIL, not
 the one the gRPC event loop needs.
 
@@ -13,9 +13,10 @@ is started on the same database."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from medsettle.ledger.clock import Clock
 from medsettle.ledger.errors import Reason, Refused
@@ -26,8 +27,9 @@ STOP_TIMEOUT_S = 30.0
 _READY = "ready"
 
 
-def _serve_batches(conn: Connection, db_path: str, clock: Clock) -> None:
-    """The child: opens the ledger, then runs batch after batch until told to stop."""
+def _serve_batches(commands_in: Connection, outcomes_out: Connection, db_path: str, clock: Clock) -> None:
+    """The child: opens the ledger, then runs batch after batch, in the order
+    sent, until told to stop."""
     import signal
 
     # Ctrl-C reaches the whole process group: the parent drains, then stops the child.
@@ -38,40 +40,58 @@ def _serve_batches(conn: Connection, db_path: str, clock: Clock) -> None:
 
     store = SqliteLedgerStore(db_path)
     processor = SettlementProcessor(store, open_reference(store, clock), clock)
-    conn.send(_READY)
+    outcomes_out.send(_READY)
     try:
-        while (commands := conn.recv()) is not None:
+        while (commands := commands_in.recv()) is not None:
             try:
                 outcomes = processor.run_batch(commands)
             except Exception as error:  # as on the writer thread: the batch fails, the writer lives
                 store.rollback()
                 outcomes = [batch_failure(error)] * len(commands)
-            conn.send(outcomes)
-    except EOFError:  # the parent is gone
+            outcomes_out.send(outcomes)
+    except (EOFError, BrokenPipeError):  # the parent is gone
         pass
     finally:
         store.close()
 
 
+def _lost(count: int) -> list[Any]:
+    failure = Refused(Reason.STORAGE_UNAVAILABLE,
+                      "the writer process stopped during this write; retry with the same msgid")
+    return [failure] * count
+
+
 class WriterProcess:
-    """A BatchProcessor (ledger/storage/writer.py) whose batches run in a child process."""
+    """A PipelinedProcessor (ledger/storage/writer.py) whose batches run in a
+    child process. Commands and outcomes travel on two one-way pipes, so the
+    writer thread sends batch N+1 while the answer thread waits for batch N.
+
+    A child that dies fails every batch sent to it and not yet answered (each
+    may or may not have been committed) and is replaced; `generation` counts
+    children, so a batch sent to a dead one is never waited for on its
+    successor's pipe."""
 
     def __init__(self, db_path: str | Path, clock: Clock) -> None:
         # spawn, not fork: the parent runs gRPC threads, which must not be forked.
         self._context = multiprocessing.get_context("spawn")
         self._db_path = str(db_path)
         self._clock = clock  # the child gets a copy: a clock moved later in the parent is not seen
+        self._lock = threading.Lock()  # a send, or a restart
+        self._generation = 0
         self.restarts = 0
         self._start()
 
     def _start(self) -> None:
-        self._conn, child_end = self._context.Pipe()
+        commands_in, self._commands = self._context.Pipe(duplex=False)
+        self._outcomes, outcomes_out = self._context.Pipe(duplex=False)
         self._child = self._context.Process(
-            target=_serve_batches, args=(child_end, self._db_path, self._clock), name="medsettle-writer", daemon=True
+            target=_serve_batches, args=(commands_in, outcomes_out, self._db_path, self._clock),
+            name="medsettle-writer", daemon=True,
         )
         self._child.start()
-        child_end.close()
-        if not self._conn.poll(START_TIMEOUT_S) or self._conn.recv() != _READY:
+        commands_in.close()
+        outcomes_out.close()
+        if not self._outcomes.poll(START_TIMEOUT_S) or self._outcomes.recv() != _READY:
             self._child.kill()
             raise RuntimeError(f"the writer process did not start within {START_TIMEOUT_S:.0f} s")
 
@@ -79,35 +99,57 @@ class WriterProcess:
     def pid(self) -> int | None:
         return self._child.pid
 
+    def send_batch(self, commands: Sequence[Any]) -> Callable[[], list[Any]]:
+        with self._lock:
+            generation = self._generation
+            try:
+                self._commands.send(list(commands))
+            except OSError:  # the child is gone: nothing of this batch reached it
+                sent = False
+            else:
+                sent = True
+        if not sent:
+            return lambda: self._restarted(generation, len(commands))
+        return lambda: self._receive(generation, len(commands))
+
     def run_batch(self, commands: Sequence[Any]) -> list[Any]:
+        return self.send_batch(commands)()
+
+    def _receive(self, generation: int, count: int) -> list[Any]:
+        """The outcomes of a batch sent to child `generation` (called in send order)."""
+        if generation != self._generation:  # sent to a child that has since died
+            return _lost(count)
         try:
-            self._conn.send(list(commands))
-            outcomes: list[Any] = self._conn.recv()
+            outcomes: list[Any] = self._outcomes.recv()
         except (EOFError, OSError):
-            self._restart()
-            failure = Refused(Reason.STORAGE_UNAVAILABLE,
-                              "the writer process stopped during this write; retry with the same msgid")
-            return [failure] * len(commands)
-        assert len(outcomes) == len(commands), "one outcome per command"
+            return self._restarted(generation, count)
+        assert len(outcomes) == count, "one outcome per command"
         return outcomes
 
-    def _restart(self) -> None:
-        self._child.join(1.0)
-        if self._child.is_alive():
-            self._child.kill()
-            self._child.join()
-        self._conn.close()
-        self.restarts += 1
-        self._start()
+    def _restarted(self, generation: int, count: int) -> list[Any]:
+        """Replaces child `generation` unless that was done already; the batch is lost."""
+        with self._lock:
+            if generation == self._generation:
+                self._child.join(1.0)
+                if self._child.is_alive():
+                    self._child.kill()
+                    self._child.join()
+                self._commands.close()
+                self._outcomes.close()
+                self.restarts += 1
+                self._generation += 1
+                self._start()
+        return _lost(count)
 
     def close(self) -> None:
-        """Stops the child after the batch it is running (called once the writer thread has stopped)."""
+        """Stops the child after the batches it holds (called once the writer has stopped)."""
         try:
-            self._conn.send(None)
+            self._commands.send(None)
         except OSError:
             pass
         self._child.join(STOP_TIMEOUT_S)
         if self._child.is_alive():
             self._child.kill()
             self._child.join()
-        self._conn.close()
+        self._commands.close()
+        self._outcomes.close()

@@ -114,3 +114,32 @@ def test_a_batch_that_raises_in_the_writer_process_fails_alone(tmp_path, clock, 
     finally:
         writer.close()
         store.close()
+
+
+def test_batches_sent_to_a_dead_writer_process_are_lost_together_and_it_restarts_once(tmp_path, clock, bill):
+    """Two batches outstanding when the child dies: each is told to retry with
+    the same msgid, one new child replaces it, and both retries settle once."""
+    from medsettle.ledger.errors import Reason, Refused
+    from medsettle.ledger.service import open_reference
+    from medsettle.ledger.settlement.process import SettleCommand
+    from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+    from medsettle.ledger.storage.writer_process import WriterProcess
+    from medsettle.server.convert import bill_from_pb
+
+    db = tmp_path / "ledger.db"
+    store = SqliteLedgerStore(db)
+    open_reference(store, clock)
+    writer = WriterProcess(db, clock)
+    commands = [SettleCommand(bill_from_pb(b), persist=True) for b in _bills(bill, 2)]
+    try:
+        os.kill(writer.pid, signal.SIGKILL)
+        first, second = writer.send_batch(commands[:1]), writer.send_batch(commands[1:])
+        lost = first() + second()
+        assert all(isinstance(o, Refused) and o.reason == Reason.STORAGE_UNAVAILABLE for o in lost)
+        assert writer.restarts == 1
+        retried = writer.send_batch(commands)()
+        assert [s.msgid for s in retried] == ["WP00000", "WP00001"]
+        assert store.reader().execute("SELECT COUNT(*) FROM settlements").fetchone()[0] == 2
+    finally:
+        writer.close()
+        store.close()
