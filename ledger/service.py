@@ -210,8 +210,18 @@ class SettlementService:
         ):
             yield flag
 
+    def writer_down(self) -> str | None:
+        """Why writes cannot be taken now (the writer process could not be restarted), or None."""
+        return self.writer_process.down if self.writer_process is not None else None
+
+    def retry_writer(self) -> None:
+        """Tries again to start the writer process, if it is down (blocks up to its start timeout)."""
+        if self.writer_process is not None:
+            self.writer_process.retry_start()
+
     def health(self) -> dict[str, Any]:
         return {
+            "writer_down": self.writer_down(),
             "queue_length": self.writer.queue_length(),
             "batches_committed": self.writer.batches_committed,
             "commands_done": self.writer.commands_done,

@@ -31,7 +31,7 @@ class _Commands(click.Group):
         except NotALedgerError as error:
             raise click.ClickException(f"--db: {error}") from None
         except sqlite3.DatabaseError as error:
-            raise click.ClickException(f"SQLite: {error}") from None
+            raise click.ClickException(f"--db: SQLite: {error}") from None
 
 
 @click.group(cls=_Commands)

@@ -118,7 +118,9 @@ def _clearing_store(db: str) -> Iterator[Any]:
     """The ledger file for a clearing command; a refusal becomes exit 1 with its message."""
     from medsettle.ledger.clearing.period import ClearingRefused
     from medsettle.ledger.clearing.store import ClearingStore
+    from medsettle.ledger.storage.sqlite import connect_read_only
 
+    connect_read_only(db).close()  # a file without a ledger is refused before anything is written into it
     store = ClearingStore(db)
     try:
         yield store

@@ -23,6 +23,7 @@ SETTLEMENT_SERVICE = settlement_pb2.DESCRIPTOR.services_by_name["SettlementServi
 ECHO_SERVICE = echo_pb2.DESCRIPTOR.services_by_name["EchoService"].full_name
 
 log = get_logger("medsettle.server")
+WRITER_WATCH_S = 1.0  # how often health looks at the writer process
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +39,11 @@ class RunningServer:
     port: int
     health: health.aio.HealthServicer
     service: SettlementService
+    watcher: asyncio.Task[None]
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stops taking calls, drains in-flight ones, then the writer."""
+        self.watcher.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
         await asyncio.get_running_loop().run_in_executor(None, self.service.close)
@@ -89,9 +92,34 @@ async def create_server(
     service.start()
     await server.start()
     # SERVING only now: reference data is loaded and the writer runs.
+    await _set_health(health_servicer, serving=True)
+    watcher = asyncio.get_running_loop().create_task(_watch_writer(service, health_servicer))
+    return RunningServer(server, port, health_servicer, service, watcher)
+
+
+async def _set_health(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ("", SETTLEMENT_SERVICE):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, health_servicer, service)
+        await health_servicer.set(name, status)
+
+
+async def _watch_writer(service: SettlementService, health_servicer: health.aio.HealthServicer) -> None:
+    """NOT_SERVING while the writer process cannot be restarted (writes would
+    only be refused); meanwhile tries to start it again, then SERVING."""
+    serving = True
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(WRITER_WATCH_S)
+        if service.writer_down() is not None:
+            await loop.run_in_executor(None, service.retry_writer)
+        down = service.writer_down()
+        if (down is None) != serving:
+            serving = down is None
+            await _set_health(health_servicer, serving)
+            if serving:
+                log.info("writer process restarted; serving")
+            else:
+                log.error("writer process down; not serving", detail=down)
 
 
 def _canned_result() -> settlement_pb2.SettleResult:

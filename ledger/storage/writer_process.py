@@ -55,10 +55,8 @@ def _serve_batches(commands_in: Connection, outcomes_out: Connection, db_path: s
         store.close()
 
 
-def _lost(count: int) -> list[Any]:
-    failure = Refused(Reason.STORAGE_UNAVAILABLE,
-                      "the writer process stopped during this write; retry with the same msgid")
-    return [failure] * count
+def _lost(count: int, why: str = "the writer process stopped during this write; retry with the same msgid") -> list[Any]:
+    return [Refused(Reason.STORAGE_UNAVAILABLE, why)] * count
 
 
 class WriterProcess:
@@ -76,9 +74,10 @@ class WriterProcess:
         self._context = multiprocessing.get_context("spawn")
         self._db_path = str(db_path)
         self._clock = clock  # the child gets a copy: a clock moved later in the parent is not seen
-        self._lock = threading.Lock()  # a send, or a restart
+        self._lock = threading.Lock()  # the child and its pipes, swapped by a restart
         self._generation = 0
         self.restarts = 0
+        self.down: str | None = None  # why the last restart failed, until one succeeds
         self._start()
 
     def _start(self) -> None:
@@ -88,12 +87,21 @@ class WriterProcess:
             target=_serve_batches, args=(commands_in, outcomes_out, self._db_path, self._clock),
             name="medsettle-writer", daemon=True,
         )
-        self._child.start()
-        commands_in.close()
-        outcomes_out.close()
-        if not self._outcomes.poll(START_TIMEOUT_S) or self._outcomes.recv() != _READY:
+        try:
+            self._child.start()
+        finally:  # the parent keeps only its own ends: a dead child is then EOF/EPIPE, never a hang
+            commands_in.close()
+            outcomes_out.close()
+        try:
+            ready = self._outcomes.poll(START_TIMEOUT_S) and self._outcomes.recv() == _READY
+        except (EOFError, OSError):  # the child died while starting
+            ready = False
+        if not ready:
+            exited = not self._child.is_alive()
             self._child.kill()
-            raise RuntimeError(f"the writer process did not start within {START_TIMEOUT_S:.0f} s")
+            self._child.join()
+            raise RuntimeError(f"the writer process exited while starting (exit code {self._child.exitcode})" if exited
+                               else f"the writer process did not start within {START_TIMEOUT_S:.0f} s")
 
     @property
     def pid(self) -> int | None:
@@ -101,14 +109,10 @@ class WriterProcess:
 
     def send_batch(self, commands: Sequence[Any]) -> Callable[[], list[Any]]:
         with self._lock:
-            generation = self._generation
-            try:
-                self._commands.send(list(commands))
-            except OSError:  # the child is gone: nothing of this batch reached it
-                sent = False
-            else:
-                sent = True
-        if not sent:
+            generation, pipe = self._generation, self._commands
+        try:
+            pipe.send(list(commands))
+        except OSError:  # the child is gone (or was just replaced): nothing of this batch reached it
             return lambda: self._restarted(generation, len(commands))
         return lambda: self._receive(generation, len(commands))
 
@@ -117,17 +121,26 @@ class WriterProcess:
 
     def _receive(self, generation: int, count: int) -> list[Any]:
         """The outcomes of a batch sent to child `generation` (called in send order)."""
-        if generation != self._generation:  # sent to a child that has since died
-            return _lost(count)
+        with self._lock:
+            if generation != self._generation:  # sent to a child that has since died
+                return _lost(count)
+            pipe = self._outcomes
         try:
-            outcomes: list[Any] = self._outcomes.recv()
+            outcomes: list[Any] = pipe.recv()
         except (EOFError, OSError):
             return self._restarted(generation, count)
         assert len(outcomes) == count, "one outcome per command"
         return outcomes
 
+    def retry_start(self) -> None:
+        """Tries again to start a child after a restart failed (the health watcher calls it)."""
+        if self.down is not None:
+            self._restarted(self._generation, 0)
+
     def _restarted(self, generation: int, count: int) -> list[Any]:
-        """Replaces child `generation` unless that was done already; the batch is lost."""
+        """Replaces child `generation` unless that was done already; the batch is lost.
+        The lock is never held while a pipe is read or written: a full pipe
+        must not stop the other thread from draining the other one."""
         with self._lock:
             if generation == self._generation:
                 self._child.join(1.0)
@@ -138,7 +151,12 @@ class WriterProcess:
                 self._outcomes.close()
                 self.restarts += 1
                 self._generation += 1
-                self._start()
+                try:
+                    self._start()
+                except Exception as error:  # the next batch tries again; health says NOT_SERVING meanwhile
+                    self.down = str(error)
+                    return _lost(count, f"the writer process could not be restarted ({error}); retry later")
+                self.down = None
         return _lost(count)
 
     def close(self) -> None:

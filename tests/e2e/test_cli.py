@@ -147,7 +147,7 @@ def test_a_file_that_is_not_a_database_is_a_one_line_refusal(tmp_path):
     for command in (["verify"], ["balances"], ["quotas"], ["credentials", "list"],
                     ["clear", "--province", "44", "--period", "2026-10"]):
         done = CliRunner().invoke(main, [*command, "--db", str(not_a_db)])
-        assert done.exit_code == 1 and done.output == "Error: SQLite: file is not a database\n", (command, done.output)
+        assert done.exit_code == 1 and done.output == "Error: --db: SQLite: file is not a database\n", (command, done.output)
     assert json.loads(not_a_db.read_text()) == {"format": "medsettle-reference/1"}  # left as it was
 
 

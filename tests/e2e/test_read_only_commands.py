@@ -4,7 +4,8 @@ only: a missing file, an empty one or another application's SQLite file is a
 one-line refusal naming --db (exit 1) and stays byte for byte as it was (it
 used to get the whole schema written and be reported as a balanced ledger);
 a medsettle database is read unchanged, also while another connection is
-writing to it. And `get` refuses to ask for nothing (or for two things)."""
+writing to it. `clear`, which writes, refuses such a file before opening it
+read-write. And `get` refuses to ask for nothing (or for two things)."""
 
 from __future__ import annotations
 
@@ -56,9 +57,8 @@ def other_application_db(path: Path) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize("kind", ["empty", "other application's"])
-@pytest.mark.parametrize("name", list(read_only_commands(Path("x"))))
-def test_a_file_without_a_ledger_is_refused_and_left_as_it_was(tmp_path, name, kind):
+def not_a_ledger(tmp_path: Path, kind: str) -> tuple[Path, Path]:
+    """(its folder, a file holding no ledger: empty, or another application's database)."""
     data = tmp_path / "data"
     data.mkdir()
     db = data / "not-a-ledger.db"
@@ -66,6 +66,13 @@ def test_a_file_without_a_ledger_is_refused_and_left_as_it_was(tmp_path, name, k
         db.write_bytes(b"")
     else:
         other_application_db(db)
+    return data, db
+
+
+@pytest.mark.parametrize("kind", ["empty", "other application's"])
+@pytest.mark.parametrize("name", list(read_only_commands(Path("x"))))
+def test_a_file_without_a_ledger_is_refused_and_left_as_it_was(tmp_path, name, kind):
+    data, db = not_a_ledger(tmp_path, kind)
     before = files_in(data)
     done = CliRunner().invoke(main, [*read_only_commands(tmp_path)[name], "--db", str(db)])
     assert done.exit_code == 1, done.output
@@ -135,3 +142,19 @@ def test_get_needs_exactly_one_of_setl_id_and_msgid_before_any_call(monkeypatch,
     done = CliRunner().invoke(main, ["get", "--code", "H44010100001", "--target", "127.0.0.1:1", *which])
     assert done.exit_code == 2, done.output
     assert "give exactly one of --setl-id and --msgid" in done.output
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+@pytest.mark.parametrize("kind", ["empty", "other application's"])
+def test_clear_refuses_a_file_without_a_ledger_before_writing_into_it(tmp_path, kind, dry_run):
+    """`clear` writes, so it opens the ledger read-write; a file that holds no
+    ledger is refused first (it used to get the schema and "clear" an empty month)."""
+    data, db = not_a_ledger(tmp_path, kind)
+    before = files_in(data)
+    args = ["clear", "--province", "44", "--period", "2026-10", "--db", str(db),
+            "--statement-dir", str(tmp_path / "statements"), *dry_run]
+    done = CliRunner().invoke(main, args)
+    assert done.exit_code == 1, done.output
+    assert done.output == f"Error: --db: {db} is not a medsettle database (no journal_entries table)\n"
+    assert files_in(data) == before
+    assert not (tmp_path / "statements").exists()

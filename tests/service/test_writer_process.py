@@ -5,6 +5,7 @@ killed writer process costs its batch a retry, nothing else."""
 from __future__ import annotations
 
 import os
+import time
 import signal
 
 import grpc
@@ -143,3 +144,45 @@ def test_batches_sent_to_a_dead_writer_process_are_lost_together_and_it_restarts
     finally:
         writer.close()
         store.close()
+
+
+def test_health_is_not_serving_while_the_writer_process_cannot_be_restarted(tmp_path, clock, bill):
+    """A writer process that dies and cannot be started again (here: its
+    ledger's folder is gone) turns health NOT_SERVING and writes UNAVAILABLE
+    saying so; once a child starts again, health is SERVING and writes settle."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    server = ServerThread(tmp_path / "ledger.db", clock, writer_process=True).start()
+    writer = server.service.writer_process
+    ledger_path = writer._db_path
+    first = _bills(bill, 1)[0]
+    channel = grpc.insecure_channel(server.target)
+    health = health_pb2_grpc.HealthStub(channel)
+
+    def status() -> int:
+        return health.Check(health_pb2.HealthCheckRequest(service="medsettle.v1.SettlementService"), timeout=10).status
+
+    def eventually(expected: int) -> bool:
+        deadline = time.monotonic() + 30
+        while status() != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return status() == expected
+
+    try:
+        assert status() == health_pb2.HealthCheckResponse.SERVING
+        writer._db_path = str(tmp_path / "gone" / "ledger.db")  # a new child cannot open its ledger
+        os.kill(writer.pid, signal.SIGKILL)
+        with _client(server) as client:
+            with pytest.raises(CallRefused) as refused:
+                client.settle(first)
+            assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+            assert "could not be restarted" in refused.value.message
+            assert server.service.writer_down() is not None
+            assert eventually(health_pb2.HealthCheckResponse.NOT_SERVING)
+            writer._db_path = ledger_path  # the watcher's next try starts a child
+            assert eventually(health_pb2.HealthCheckResponse.SERVING)
+            assert server.service.writer_down() is None
+            assert client.settle(first).msgid == first.msgid
+    finally:
+        channel.close()
+        server.stop()
