@@ -78,20 +78,24 @@ class WriterProcess:
         self._generation = 0
         self.restarts = 0
         self.down: str | None = None  # why the last restart failed, until one succeeds
+        self._closed = False  # set by close(): no child is started after it
         self._start()
 
     def _start(self) -> None:
         commands_in, self._commands = self._context.Pipe(duplex=False)
         self._outcomes, outcomes_out = self._context.Pipe(duplex=False)
-        self._child = self._context.Process(
+        child = self._context.Process(
             target=_serve_batches, args=(commands_in, outcomes_out, self._db_path, self._clock),
             name="medsettle-writer", daemon=True,
         )
         try:
-            self._child.start()
+            child.start()
         finally:  # the parent keeps only its own ends: a dead child is then EOF/EPIPE, never a hang
             commands_in.close()
             outcomes_out.close()
+        # Only a started child replaces the last one: a start that raised (no
+        # fork: EAGAIN, EMFILE) leaves one that the next restart can join.
+        self._child = child
         try:
             ready = self._outcomes.poll(START_TIMEOUT_S) and self._outcomes.recv() == _READY
         except (EOFError, OSError):  # the child died while starting
@@ -134,21 +138,28 @@ class WriterProcess:
 
     def retry_start(self) -> None:
         """Tries again to start a child after a restart failed (the health watcher calls it)."""
-        if self.down is not None:
-            self._restarted(self._generation, 0)
+        with self._lock:  # not a generation read while a restart runs: that would replace its new child
+            if self.down is None:
+                return
+            generation = self._generation
+        self._restarted(generation, 0)
 
     def _restarted(self, generation: int, count: int) -> list[Any]:
         """Replaces child `generation` unless that was done already; the batch is lost.
         The lock is never held while a pipe is read or written: a full pipe
         must not stop the other thread from draining the other one."""
         with self._lock:
-            if generation == self._generation:
+            if generation == self._generation and not self._closed:
                 self._child.join(1.0)
                 if self._child.is_alive():
                     self._child.kill()
                     self._child.join()
-                self._commands.close()
-                self._outcomes.close()
+                # The old pipes are not closed here: the writer thread may be
+                # sending on the old commands pipe right now, and closing it
+                # under that send is a TypeError mid-write, or its fd number
+                # reused by the new child's pipe. Each closes when its last
+                # user lets go of it (Connection.__del__); a send to the dead
+                # child meanwhile is EPIPE, so that batch is lost as it should be.
                 self.restarts += 1
                 self._generation += 1
                 try:
@@ -161,6 +172,8 @@ class WriterProcess:
 
     def close(self) -> None:
         """Stops the child after the batches it holds (called once the writer has stopped)."""
+        with self._lock:  # waits for a restart in progress (the health watcher's); none starts after this
+            self._closed = True
         try:
             self._commands.send(None)
         except OSError:

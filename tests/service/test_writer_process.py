@@ -186,3 +186,194 @@ def test_health_is_not_serving_while_the_writer_process_cannot_be_restarted(tmp_
     finally:
         channel.close()
         server.stop()
+
+
+def _down_writer_process(tmp_path, clock, bill):
+    """A WriterProcess whose child died and could not be restarted (its
+    ledger's folder was gone); the folder is back, so the next try works."""
+    from medsettle.ledger.service import open_reference
+    from medsettle.ledger.settlement.process import SettleCommand
+    from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+    from medsettle.ledger.storage.writer_process import WriterProcess
+    from medsettle.server.convert import bill_from_pb
+
+    db = tmp_path / "ledger.db"
+    store = SqliteLedgerStore(db)
+    open_reference(store, clock)
+    writer = WriterProcess(db, clock)
+    commands = [SettleCommand(bill_from_pb(b), persist=True) for b in _bills(bill, 2)]
+    writer._db_path = str(tmp_path / "gone" / "ledger.db")
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.run_batch(commands[:1])
+    assert writer.down is not None
+    writer._db_path = str(db)
+    return writer, store, commands
+
+
+def _hold_starts(writer):
+    """Each child start waits until `go` is set; `starting` says one began."""
+    import threading
+
+    starting, go = threading.Event(), threading.Event()
+    real_start = writer._start
+
+    def held_start() -> None:
+        starting.set()
+        assert go.wait(30)
+        real_start()
+
+    writer._start = held_start
+    return starting, go
+
+
+def test_the_health_watcher_does_not_replace_a_child_that_a_batch_is_starting(tmp_path, clock, bill):
+    """While a lost batch restarts the child (down still says the last try
+    failed), the watcher's retry waits for it and then leaves the new child
+    alone: it is not killed and replaced a second time."""
+    import threading
+    import time
+
+    writer, store, commands = _down_writer_process(tmp_path, clock, bill)
+    try:
+        restarts = writer.restarts
+        starting, go = _hold_starts(writer)
+        lost = writer.send_batch(commands[:1])  # the dead child's pipe: its call restarts
+        by_batch = threading.Thread(target=lost)
+        by_batch.start()
+        assert starting.wait(30)
+        by_watcher = threading.Thread(target=writer.retry_start)
+        by_watcher.start()
+        time.sleep(0.3)  # the watcher's retry is now waiting for the restart
+        go.set()
+        by_batch.join(60)
+        by_watcher.join(60)
+        assert writer.down is None
+        assert writer.restarts == restarts + 1
+        assert [s.msgid for s in writer.run_batch(commands)] == ["WP00000", "WP00001"]
+    finally:
+        writer.close()
+        store.close()
+
+
+def test_a_writer_process_that_could_not_be_spawned_is_started_by_the_next_try(tmp_path, clock, bill):
+    """Process.start() itself failing (no fork: EAGAIN, EMFILE) is a failed
+    restart like any other: down says so, and the next try starts a child."""
+    import errno
+
+    from medsettle.ledger.errors import Reason, Refused
+
+    writer, store, commands = _down_writer_process(tmp_path, clock, bill)
+    context = writer._context
+
+    class SpawnFailsOnce:
+        failed = False
+
+        def Pipe(self, duplex: bool):  # noqa: N802
+            return context.Pipe(duplex=duplex)
+
+        def Process(self, **kwargs):  # noqa: N802
+            process = context.Process(**kwargs)
+            if not SpawnFailsOnce.failed:
+                SpawnFailsOnce.failed = True
+
+                def start() -> None:
+                    raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+                process.start = start
+            return process
+
+    writer._context = SpawnFailsOnce()
+    try:
+        [lost] = writer.run_batch(commands[:1])
+        assert isinstance(lost, Refused) and lost.reason == Reason.STORAGE_UNAVAILABLE
+        assert "Resource temporarily unavailable" in (writer.down or "")
+        writer.retry_start()
+        assert writer.down is None
+        assert [s.msgid for s in writer.run_batch(commands)] == ["WP00000", "WP00001"]
+    finally:
+        writer.close()
+        store.close()
+
+
+def test_a_batch_being_sent_while_the_child_is_replaced_is_told_to_retry(tmp_path, clock, bill, monkeypatch):
+    """The writer thread is sending a batch (pickling it) to a child that
+    died when the answer thread replaces that child: the batch is lost with
+    STORAGE_UNAVAILABLE (retry with the same msgid), not an internal error,
+    and it never reaches the new child."""
+    import threading
+    from multiprocessing import connection
+
+    from medsettle.ledger.errors import Reason, Refused
+    from medsettle.ledger.service import open_reference
+    from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+    from medsettle.ledger.storage.writer_process import WriterProcess
+    from medsettle.ledger.settlement.process import SettleCommand
+    from medsettle.server.convert import bill_from_pb
+
+    db = tmp_path / "ledger.db"
+    store = SqliteLedgerStore(db)
+    open_reference(store, clock)
+    writer = WriterProcess(db, clock)
+    commands = [SettleCommand(bill_from_pb(b), persist=True) for b in _bills(bill, 2)]
+    pickling, resume = threading.Event(), threading.Event()
+    real = connection._ForkingPickler
+
+    class HeldPickler:
+        loads = staticmethod(real.loads)
+
+        @staticmethod
+        def dumps(obj, protocol=None):
+            if isinstance(obj, list) and obj and threading.current_thread().name == "sender":
+                pickling.set()
+                assert resume.wait(30)
+            return real.dumps(obj, protocol)
+
+    monkeypatch.setattr(connection, "_ForkingPickler", HeldPickler)
+    sent: list = []
+    try:
+        generation = writer._generation
+        os.kill(writer.pid, signal.SIGKILL)
+        writer._child.join(30)
+        sender = threading.Thread(target=lambda: sent.append(writer.send_batch(commands[1:])), name="sender")
+        sender.start()
+        assert pickling.wait(30)
+        writer._restarted(generation, 0)  # as the answer thread does on the first batch's EOF
+        resume.set()
+        sender.join(30)
+        assert len(sent) == 1, "send_batch raised"
+        [lost] = sent[0]()
+        assert isinstance(lost, Refused) and lost.reason == Reason.STORAGE_UNAVAILABLE
+        assert [s.msgid for s in writer.run_batch(commands)] == ["WP00000", "WP00001"]
+    finally:
+        resume.set()
+        writer.close()
+        store.close()
+
+
+def test_close_waits_for_a_restart_in_progress_and_leaves_no_child(tmp_path, clock, bill):
+    """Server shutdown while the health watcher's retry is starting a child:
+    close() stops that child too; none is started after close()."""
+    import threading
+    import time
+
+    writer, store, _ = _down_writer_process(tmp_path, clock, bill)
+    starting, go = _hold_starts(writer)
+    by_watcher = threading.Thread(target=writer.retry_start)
+    by_watcher.start()
+    try:
+        assert starting.wait(30)
+        closing = threading.Thread(target=writer.close)
+        closing.start()
+        time.sleep(0.3)
+        go.set()
+        closing.join(90)
+        by_watcher.join(90)
+        assert not closing.is_alive() and not by_watcher.is_alive()
+        assert not writer._child.is_alive()
+        writer.retry_start()  # after close: nothing starts
+        assert not writer._child.is_alive()
+    finally:
+        go.set()
+        if writer._child.is_alive():
+            writer._child.kill()
+        store.close()
