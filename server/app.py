@@ -111,7 +111,10 @@ async def _watch_writer(service: SettlementService, health_servicer: health.aio.
     while True:
         await asyncio.sleep(WRITER_WATCH_S)
         if service.writer_down() is not None:
-            await loop.run_in_executor(None, service.retry_writer)
+            try:
+                await loop.run_in_executor(None, service.retry_writer)
+            except Exception as error:  # the watcher must outlive a failed try: health would freeze
+                log.error("writer process restart failed", detail=f"{type(error).__name__}: {error}")
         down = service.writer_down()
         if (down is None) != serving:
             serving = down is None

@@ -135,6 +135,8 @@ class GroupCommitWriter:
             live, outcomes_of = sent
             try:
                 outcomes = outcomes_of()
+                if len(outcomes) != len(live):  # not an assert: under -O a caller would never be answered
+                    raise RuntimeError(f"{len(outcomes)} outcomes for {len(live)} commands")
             except Exception as error:  # as above: one batch fails, the writer lives
                 outcomes = [batch_failure(error)] * len(live)
             self._outstanding.release()

@@ -34,6 +34,8 @@ class HeldBatches:
             assert release.wait(WAIT_S), "the test never released this batch"
             if commands[0] == "broken":
                 raise RuntimeError("the batch failed")
+            if commands[0] == "short":
+                return []
             return [f"done {command}" for command in commands]
 
         return outcomes
@@ -41,6 +43,13 @@ class HeldBatches:
     def wait_sent(self, count: int) -> None:
         with self.changed:
             assert self.changed.wait_for(lambda: len(self.sent) >= count, WAIT_S), self.sent
+
+
+def release_each_as_sent(processor: HeldBatches, batches: int) -> None:
+    """Lets each batch complete once it is sent (the depth holds back the rest)."""
+    for count in range(1, batches + 1):
+        processor.wait_sent(count)
+        processor.releases[count - 1].set()
 
 
 async def _submit_one_at_a_time(writer: GroupCommitWriter, commands: list[str]) -> list[asyncio.Future[Any]]:
@@ -77,21 +86,20 @@ def test_the_next_batch_is_sent_before_the_first_is_answered_and_depth_is_bounde
         writer.stop()
 
 
-def test_a_batch_whose_outcomes_raise_fails_alone() -> None:
+def test_a_batch_whose_outcomes_raise_or_are_missing_fails_alone() -> None:
     processor = HeldBatches()
     writer = GroupCommitWriter(processor, WriterLimits(max_batch=1, max_queue=8))
     writer.start()
 
     async def scenario() -> list[Any]:
-        futures = await _submit_one_at_a_time(writer, ["broken", "fine"])
-        await asyncio.to_thread(processor.wait_sent, 2)
-        for release in processor.releases:
-            release.set()
+        futures = await _submit_one_at_a_time(writer, ["broken", "short", "fine"])
+        await asyncio.to_thread(release_each_as_sent, processor, 3)
         return await asyncio.gather(*futures, return_exceptions=True)
 
     try:
-        failed, fine = asyncio.run(scenario())
+        failed, unanswered, fine = asyncio.run(scenario())
         assert isinstance(failed, Refused) and failed.reason == Reason.INTERNAL
+        assert isinstance(unanswered, Refused) and unanswered.reason == Reason.INTERNAL  # no outcome came for it
         assert fine == "done fine"
     finally:
         writer.stop()
@@ -104,12 +112,7 @@ def test_stop_answers_every_queued_command_first() -> None:
 
     async def scenario() -> list[Any]:
         futures = await _submit_one_at_a_time(writer, ["a", "b", "c", "d", "e"])
-        def release_each_as_sent() -> None:
-            for count in (1, 2, 3):
-                processor.wait_sent(count)
-                processor.releases[count - 1].set()
-
-        releaser = threading.Thread(target=release_each_as_sent)
+        releaser = threading.Thread(target=release_each_as_sent, args=(processor, 3))
         releaser.start()
         await asyncio.to_thread(writer.stop)
         releaser.join()
