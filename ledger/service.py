@@ -28,7 +28,7 @@ from medsettle.ledger.settlement.validation import (
     reversal_violations,
 )
 from medsettle.ledger.storage.sqlite import SqliteLedgerStore
-from medsettle.ledger.storage.writer import GroupCommitWriter, WriterLimits
+from medsettle.ledger.storage.writer import GroupCommitWriter, InlineBatches, WriterLimits
 from medsettle.ledger.storage.writer_process import WriterProcess
 
 LIST_PAGE_SIZE = 500
@@ -74,7 +74,7 @@ class SettlementService:
         self.reference = open_reference(self.store, clock)
         # writer_process: the writer's work runs in a child process (ledger/storage/writer_process.py).
         self.writer_process = WriterProcess(db_path, clock) if writer_process else None
-        processor = self.writer_process or SettlementProcessor(self.store, self.reference, clock)
+        processor = self.writer_process or InlineBatches(SettlementProcessor(self.store, self.reference, clock))
         self.writer = GroupCommitWriter(processor, limits)
         self._reads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="ledger-read")
 

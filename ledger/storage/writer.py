@@ -60,9 +60,9 @@ class InlineBatches:
 
 
 class GroupCommitWriter:
-    def __init__(self, processor: BatchProcessor | PipelinedProcessor, limits: WriterLimits = WriterLimits()) -> None:
+    def __init__(self, processor: PipelinedProcessor, limits: WriterLimits = WriterLimits()) -> None:
         assert 1 <= limits.max_batch <= limits.max_queue
-        self._processor: PipelinedProcessor = processor if hasattr(processor, "send_batch") else InlineBatches(processor)  # type: ignore[arg-type,assignment]
+        self._processor = processor
         self._limits = limits
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=limits.max_queue)
         # Sent batches, in order, for the answer thread; the semaphore bounds them.

@@ -9,6 +9,8 @@ import asyncio
 import threading
 from typing import Any, Sequence
 
+import pytest
+
 from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.storage.writer import PIPELINE_DEPTH, GroupCommitWriter, WriterLimits
 
@@ -52,14 +54,31 @@ def release_each_as_sent(processor: HeldBatches, batches: int) -> None:
         processor.releases[count - 1].set()
 
 
+@pytest.fixture
+def started():  # type: ignore[no-untyped-def]
+    """start(max_batch) -> (processor, running writer); every batch released and the writer stopped after."""
+    made: list[tuple[HeldBatches, GroupCommitWriter]] = []
+
+    def start(max_batch: int) -> tuple[HeldBatches, GroupCommitWriter]:
+        processor = HeldBatches()
+        writer = GroupCommitWriter(processor, WriterLimits(max_batch=max_batch, max_queue=8))
+        writer.start()
+        made.append((processor, writer))
+        return processor, writer
+
+    yield start
+    for processor, writer in made:
+        for release in processor.releases:
+            release.set()
+        writer.stop()
+
+
 async def _submit_one_at_a_time(writer: GroupCommitWriter, commands: list[str]) -> list[asyncio.Future[Any]]:
     return [writer.submit(command) for command in commands]
 
 
-def test_the_next_batch_is_sent_before_the_first_is_answered_and_depth_is_bounded() -> None:
-    processor = HeldBatches()
-    writer = GroupCommitWriter(processor, WriterLimits(max_batch=1, max_queue=8))
-    writer.start()
+def test_the_next_batch_is_sent_before_the_first_is_answered_and_depth_is_bounded(started) -> None:  # type: ignore[no-untyped-def]
+    processor, writer = started(1)
 
     async def scenario() -> list[Any]:
         futures = await _submit_one_at_a_time(writer, ["a", "b", "c"])
@@ -77,38 +96,26 @@ def test_the_next_batch_is_sent_before_the_first_is_answered_and_depth_is_bounde
         processor.releases[1].set()
         return [await f for f in futures]
 
-    try:
-        assert asyncio.run(scenario()) == ["done a", "done b", "done c"]
-        assert writer.batches_committed == 3 and writer.commands_done == 3
-    finally:
-        for release in processor.releases:
-            release.set()
-        writer.stop()
+    assert asyncio.run(scenario()) == ["done a", "done b", "done c"]
+    assert writer.batches_committed == 3 and writer.commands_done == 3
 
 
-def test_a_batch_whose_outcomes_raise_or_are_missing_fails_alone() -> None:
-    processor = HeldBatches()
-    writer = GroupCommitWriter(processor, WriterLimits(max_batch=1, max_queue=8))
-    writer.start()
+def test_a_batch_whose_outcomes_raise_or_are_missing_fails_alone(started) -> None:  # type: ignore[no-untyped-def]
+    processor, writer = started(1)
 
     async def scenario() -> list[Any]:
         futures = await _submit_one_at_a_time(writer, ["broken", "short", "fine"])
         await asyncio.to_thread(release_each_as_sent, processor, 3)
         return await asyncio.gather(*futures, return_exceptions=True)
 
-    try:
-        failed, unanswered, fine = asyncio.run(scenario())
-        assert isinstance(failed, Refused) and failed.reason == Reason.INTERNAL
-        assert isinstance(unanswered, Refused) and unanswered.reason == Reason.INTERNAL  # no outcome came for it
-        assert fine == "done fine"
-    finally:
-        writer.stop()
+    failed, unanswered, fine = asyncio.run(scenario())
+    assert isinstance(failed, Refused) and failed.reason == Reason.INTERNAL
+    assert isinstance(unanswered, Refused) and unanswered.reason == Reason.INTERNAL  # no outcome came for it
+    assert fine == "done fine"
 
 
-def test_stop_answers_every_queued_command_first() -> None:
-    processor = HeldBatches()
-    writer = GroupCommitWriter(processor, WriterLimits(max_batch=2, max_queue=8))
-    writer.start()
+def test_stop_answers_every_queued_command_first(started) -> None:  # type: ignore[no-untyped-def]
+    processor, writer = started(2)
 
     async def scenario() -> list[Any]:
         futures = await _submit_one_at_a_time(writer, ["a", "b", "c", "d", "e"])
