@@ -5,6 +5,10 @@ then runs `medsettle clear` on it as a separate process and reports the
 wall time and that process's peak resident memory.
 
     .venv/bin/python benchmarks/clearing_bench.py --settlements 1000000
+    .venv/bin/python benchmarks/clearing_bench.py --settlements 200000 --history-months 3
+
+`--history-months K` generates K earlier months first (uncleared), so the
+run shows what a ledger's history costs the clearing of one month.
 
 Memory is measured as the clearing process's ru_maxrss (os.wait4), so the
 generator's own memory does not count. `--json` prints the measurement and
@@ -61,8 +65,16 @@ class MonthGenerator:
         self.entry_no = 0
         self.last_hash = GENESIS_HASH
         self.totals: dict[str, int] = defaultdict(int)  # what the statement must show (treatment place in 44)
-        self.start_us = to_us(dt.datetime(2026, 10, 1, tzinfo=CHINA_TZ))
-        self.step_us = (31 * 86_400 * 1_000_000) // (settlements + 1)
+        self.begin_month(PERIOD)
+
+    def begin_month(self, period: str) -> None:
+        """The settlements that follow belong to this month (the hash chain
+        and the numbering go on); the totals count only PERIOD's."""
+        year, month = (int(part) for part in period.split("-"))
+        self.period = period
+        self.first_setl_no = self.setl_no
+        self.start_us = to_us(dt.datetime(year, month, 1, tzinfo=CHINA_TZ))
+        self.step_us = (28 * 86_400 * 1_000_000) // (self.target + 1)  # every month has 28 days
 
     def places(self) -> tuple[str, str]:
         roll = self.rng.random()
@@ -89,7 +101,7 @@ class MonthGenerator:
         self.setl_no += 1
         self.entry_no += 1
         setl_id = f"S{self.setl_no:012d}"
-        time_us = self.start_us + self.setl_no * self.step_us
+        time_us = self.start_us + (self.setl_no - self.first_setl_no) * self.step_us
         if original is None:
             treatment, insurance = self.places()
             code = self.rng.choice(self.institutions[treatment])
@@ -102,63 +114,77 @@ class MonthGenerator:
             orig_id = original[0]
         pay_loc = 2 if insurance == treatment else (3 if insurance[:2] == treatment[:2] else 4)
         settlement = (setl_id, code, f"B{self.setl_no:012d}", "bench", kind, orig_id, psn_no, 310, insurance,
-                      treatment, clr_type, pay_loc, time_us, PERIOD, *amounts, 0, "[]", "", code)
+                      treatment, clr_type, pay_loc, time_us, self.period, *amounts, 0, "[]", "", code)
         postings = settlement_postings(insurance, treatment, code, amounts[6], amounts[10])
         entry_kind = "settle" if kind == 1 else "reverse"
-        digest = entry_hash(self.last_hash, self.entry_no, setl_id, entry_kind, PERIOD, time_us, postings)
-        entry = (self.entry_no, setl_id, entry_kind, PERIOD, time_us, self.last_hash, digest)
+        digest = entry_hash(self.last_hash, self.entry_no, setl_id, entry_kind, self.period, time_us, postings)
+        entry = (self.entry_no, setl_id, entry_kind, self.period, time_us, self.last_hash, digest)
         self.last_hash = digest
-        if treatment[:2] == PROVINCE:
+        if treatment[:2] == PROVINCE and self.period == PERIOD:
             for name, value in (("setl_cnt", 1), ("medfee_sumamt_fen", amounts[0]),
                                 ("fund_pay_sumamt_fen", amounts[7]), ("payable_fen", amounts[6] + amounts[10])):
                 self.totals[name] += value
-        return settlement, [(self.entry_no, PERIOD, p.book, p.account, p.amount_fen) for p in postings], entry
+        return settlement, [(self.entry_no, self.period, p.book, p.account, p.amount_fen) for p in postings], entry
 
     def prepay(self, agency: str, amount_fen: int) -> tuple[list[tuple[Any, ...]], tuple[Any, ...]]:
         self.entry_no += 1
         time_us = self.start_us + 3_600_000_000
         postings = prepay_postings(PROVINCE, agency, amount_fen)
         setl_id = f"PREPAY-{agency}-{time_us}"
+        assert self.period == PERIOD
         digest = entry_hash(self.last_hash, self.entry_no, setl_id, "prepay", PERIOD, time_us, postings)
         entry = (self.entry_no, setl_id, "prepay", PERIOD, time_us, self.last_hash, digest)
         self.last_hash = digest
         return [(self.entry_no, PERIOD, p.book, p.account, p.amount_fen) for p in postings], entry
 
 
-def generate(path: Path, settlements: int, agencies: int, institutions: int, seed: int) -> dict[str, int]:
+def history_periods(months: int) -> list[str]:
+    """The `months` periods before PERIOD, oldest first."""
+    year, month = (int(part) for part in PERIOD.split("-"))
+    index = year * 12 + month - 1
+    return [f"{i // 12}-{i % 12 + 1:02d}" for i in range(index - months, index)]
+
+
+def generate(path: Path, settlements: int, agencies: int, institutions: int, seed: int,
+             history_months: int = 0) -> dict[str, int]:
+    """PERIOD's settlements, after `history_months` earlier months of as
+    many each (uncleared: clearing PERIOD must not depend on them)."""
     gen = MonthGenerator(settlements, agencies, institutions, seed)
     conn = connect(path)
     init_schema(conn)
     conn.execute("PRAGMA synchronous = OFF")  # generation only; the clearing run uses the normal settings
     recent: list[tuple[Any, ...]] = []
-    prepay_postings_rows, prepay_entries = [], []
-    for agency in gen.here[:3]:
-        rows, entry = gen.prepay(agency, 50_000_000)
-        prepay_postings_rows.extend(rows)
-        prepay_entries.append(entry)
-    conn.execute("BEGIN")
-    conn.executemany(INSERT_ENTRY, prepay_entries)
-    conn.executemany(INSERT_POSTING, prepay_postings_rows)
-    conn.execute("COMMIT")
-    made = 0
-    while made < settlements:
-        s_rows, e_rows, p_rows = [], [], []
-        for _ in range(min(BATCH, settlements - made)):
-            if recent and gen.rng.random() < 0.01:
-                settlement, postings, entry = gen.rows(2, recent.pop(gen.rng.randrange(len(recent))))
-            else:
-                settlement, postings, entry = gen.rows(1, None)
-                if len(recent) < 1_000:
-                    recent.append(settlement)
-            s_rows.append(settlement)
-            e_rows.append(entry)
-            p_rows.extend(postings)
-            made += 1
-        conn.execute("BEGIN")
-        conn.executemany(INSERT_SETTLEMENT, s_rows)
-        conn.executemany(INSERT_ENTRY, e_rows)
-        conn.executemany(INSERT_POSTING, p_rows)
-        conn.execute("COMMIT")
+    for period in [*history_periods(history_months), PERIOD]:
+        gen.begin_month(period)
+        if period == PERIOD:
+            prepay_postings_rows, prepay_entries = [], []
+            for agency in gen.here[:3]:
+                rows, entry = gen.prepay(agency, 50_000_000)
+                prepay_postings_rows.extend(rows)
+                prepay_entries.append(entry)
+            conn.execute("BEGIN")
+            conn.executemany(INSERT_ENTRY, prepay_entries)
+            conn.executemany(INSERT_POSTING, prepay_postings_rows)
+            conn.execute("COMMIT")
+        made = 0
+        while made < settlements:
+            s_rows, e_rows, p_rows = [], [], []
+            for _ in range(min(BATCH, settlements - made)):
+                if recent and gen.rng.random() < 0.01:  # may reverse an earlier month's settlement
+                    settlement, postings, entry = gen.rows(2, recent.pop(gen.rng.randrange(len(recent))))
+                else:
+                    settlement, postings, entry = gen.rows(1, None)
+                    if len(recent) < 1_000:
+                        recent.append(settlement)
+                s_rows.append(settlement)
+                e_rows.append(entry)
+                p_rows.extend(postings)
+                made += 1
+            conn.execute("BEGIN")
+            conn.executemany(INSERT_SETTLEMENT, s_rows)
+            conn.executemany(INSERT_ENTRY, e_rows)
+            conn.executemany(INSERT_POSTING, p_rows)
+            conn.execute("COMMIT")
     conn.close()
     return dict(gen.totals)
 
@@ -187,28 +213,32 @@ def main() -> int:
     parser.add_argument("--agencies", type=int, default=21, help="agencies in province 44")
     parser.add_argument("--institutions", type=int, default=3_000, help="institutions in province 44 (about)")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--history-months", type=int, default=0,
+                        help="earlier months of as many settlements each, left uncleared, before the cleared one")
     parser.add_argument("--db", type=Path, help="keep the generated ledger here (default: a temporary directory)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
     parser.add_argument("--generate-only", action="store_true", help="with --db: generate the ledger, do not clear it")
     args = parser.parse_args()
-    if not 1 <= args.settlements <= 50_000_000 or not 1 <= args.agencies <= 99 or not 1 <= args.institutions <= 99_999:
-        parser.error("--settlements 1..50000000, --agencies 1..99, --institutions 1..99999")
+    if (not 1 <= args.settlements <= 50_000_000 or not 1 <= args.agencies <= 99 or not 1 <= args.institutions <= 99_999
+            or not 0 <= args.history_months <= 24):
+        parser.error("--settlements 1..50000000, --agencies 1..99, --institutions 1..99999, --history-months 0..24")
     if args.generate_only:
         if args.db is None or args.db.exists():
             parser.error("--generate-only needs --db of a file that does not exist yet")
-        print(json.dumps(generate(args.db, args.settlements, args.agencies, args.institutions, args.seed)))
+        print(json.dumps(generate(args.db, args.settlements, args.agencies, args.institutions, args.seed, args.history_months)))
         return 0
     with tempfile.TemporaryDirectory() as scratch:
         db = args.db or Path(scratch) / "clearing-bench.db"
         if db.exists():
             parser.error(f"--db {db} exists; the benchmark generates a fresh ledger")
         started = time.perf_counter()
-        totals = generate(db, args.settlements, args.agencies, args.institutions, args.seed)
+        totals = generate(db, args.settlements, args.agencies, args.institutions, args.seed, args.history_months)
         generated_s = time.perf_counter() - started
         seconds, cpu_s, rss_kib, code, stdout, stderr = run_clear(db, Path(scratch) / "statement")
         statement = json.loads(stdout) if code == 0 else None
         report = {
             "settlements": args.settlements,
+            "history_months": args.history_months,
             "db_mib": round(db.stat().st_size / 2**20, 1),
             "generate_s": round(generated_s, 1),
             "clear_s": round(seconds, 2),

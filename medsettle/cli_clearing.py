@@ -27,7 +27,8 @@ MAX_TABLE_ROWS = 40  # the terminal shows this many rows per table; the files ho
 @click.option("--province", required=True, help="2-digit province code whose agencies are cleared (e.g. 44).")
 @click.option("--period", required=True, help="The month to clear, YYYY-MM (China time); it must have ended.")
 @click.option("--db", required=True, type=click.Path(dir_okay=False), help="The ledger's SQLite file.")
-@click.option("--dry-run", is_flag=True, help="Reconcile and show what would be posted; post nothing, write no statement.")
+@click.option("--dry-run", is_flag=True,
+              help="Reconcile and show what would be posted; opens the ledger read only, writes no statement.")
 @click.option("--statement-dir", type=click.Path(file_okay=False),
               help="Where the statement, payment instructions or breaks report go [default: var/statements/PP-YYYY-MM].")
 @click.option("--declared", type=click.Path(exists=True, dir_okay=False),
@@ -55,7 +56,7 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
         raise click.ClickException(f"--db: no database at {db}")
     out_dir = Path(statement_dir) if statement_dir else DEFAULT_STATEMENT_ROOT / f"{province}-{period}"
     status = Console(stderr=True, highlight=False)
-    with _clearing_store(db) as store, _progress(status) as progress:
+    with _clearing_store(db, read_only=dry_run) as store, _progress(status) as progress:
         task = progress.add_task(f"verifying {period} journal", total=None)
         hooks = Hooks(start=lambda total: progress.update(task, total=total),
                       advance=lambda done: progress.advance(task, done))
@@ -114,14 +115,16 @@ def prepay(province: str, agency: str, amount_fen: int, db: str, clock: str) -> 
 
 
 @contextlib.contextmanager
-def _clearing_store(db: str) -> Iterator[Any]:
-    """The ledger file for a clearing command; a refusal becomes exit 1 with its message."""
+def _clearing_store(db: str, read_only: bool = False) -> Iterator[Any]:
+    """The ledger file for a clearing command; a refusal becomes exit 1 with
+    its message. read_only (a dry run): opened as `verify` opens it, so not
+    even the schema of an older version's ledger is brought up to date."""
     from medsettle.ledger.clearing.period import ClearingRefused
     from medsettle.ledger.clearing.store import ClearingStore
     from medsettle.ledger.storage.sqlite import connect_read_only
 
     connect_read_only(db).close()  # a file without a ledger is refused before anything is written into it
-    store = ClearingStore(db)
+    store = ClearingStore(db, read_only=read_only)
     try:
         yield store
     except ClearingRefused as refusal:

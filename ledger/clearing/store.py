@@ -108,13 +108,17 @@ class ClearingStore(SqliteLedgerStore):
         """The receivable/payable:agency balances of every book for a period
         (None: all time), from settlement and reversal entries only: another
         province's clearing zeroes its own side, never the pair's history."""
+        # Two statements, not "(p.setlym = ? OR ? IS NULL)": with the OR SQLite
+        # scans every month's postings; without it a period is read through
+        # postings_by_period_book, so clearing costs the same in a ledger of years.
+        where, params = ("p.setlym = ? AND ", (period,)) if period is not None else ("", ())
         rows = self.reader().execute(
             "SELECT p.book, p.account, SUM(p.amount_fen) FROM postings p "
             "JOIN journal_entries j ON j.entry_no = p.entry_no "
-            "WHERE (p.setlym = ? OR ? IS NULL) AND j.kind IN ('settle', 'reverse') "
+            f"WHERE {where}j.kind IN ('settle', 'reverse') "
             "AND (p.account LIKE 'receivable:agency:%' OR p.account LIKE 'payable:agency:%') "
             "GROUP BY p.book, p.account",
-            (period, period),
+            params,
         )
         return {(book, account): total for book, account, total in rows}
 
@@ -134,7 +138,9 @@ class ClearingStore(SqliteLedgerStore):
         """Each agency's prepaid fund held by the province, over all periods
         (prepayments and draws), month by month along the period index."""
         conn = self.reader()
-        first, last = conn.execute("SELECT MIN(setlym), MAX(setlym) FROM postings").fetchone()
+        # Two statements: SQLite reads a lone MIN or MAX off the index's end, both at once by a full scan.
+        first = conn.execute("SELECT MIN(setlym) FROM postings").fetchone()[0]
+        last = conn.execute("SELECT MAX(setlym) FROM postings").fetchone()[0]
         prefix = accounts.prepaid_agency("")
         funds: dict[str, int] = {}
         if first is None:

@@ -5,10 +5,12 @@ one-line refusal naming --db (exit 1) and stays byte for byte as it was (it
 used to get the whole schema written and be reported as a balanced ledger);
 a medsettle database is read unchanged, also while another connection is
 writing to it. `clear`, which writes, refuses such a file before opening it
-read-write. And `get` refuses to ask for nothing (or for two things)."""
+read-write; `clear --dry-run` opens it read only. And `get` refuses to ask
+for nothing (or for two things)."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -98,6 +100,33 @@ def test_a_ledger_is_read_and_its_file_not_changed(server, client, db_path, tmp_
         assert done.exit_code == 0, (name, done.output)
         assert db_path.read_bytes() == before, name
     assert "hash chain is intact" in CliRunner().invoke(main, ["verify", "--db", str(db_path)]).output
+
+
+def test_clear_dry_run_opens_the_ledger_read_only(server, client, db_path, tmp_path):
+    """A dry run changes nothing, not even the schema: a ledger written by an
+    older version (here: one index missing) is left as it was; the real run,
+    which writes, brings the schema up to date."""
+    client.settle(make_bill(msgid="RO-DRY"))
+    server.stop()
+    conn = sqlite3.connect(db_path)
+    conn.execute("DROP INDEX settlements_by_period")
+    conn.close()
+
+    def has_index() -> bool:
+        with contextlib.closing(sqlite3.connect(db_path)) as reader:
+            return reader.execute("SELECT 1 FROM sqlite_master WHERE name = 'settlements_by_period'").fetchone() is not None
+
+    before = db_path.read_bytes()
+    args = ["clear", "--province", "44", "--period", "2026-10", "--db", str(db_path),
+            "--clock", "2026-11-02T09:00:00+08:00", "--statement-dir", str(tmp_path / "statements")]
+    dry = CliRunner().invoke(main, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "Dry run" in dry.output
+    assert db_path.read_bytes() == before and not has_index()
+    assert not (tmp_path / "statements").exists()
+    cleared = CliRunner().invoke(main, args)
+    assert cleared.exit_code == 0, cleared.output
+    assert has_index()
 
 
 def test_a_ledger_is_readable_while_another_connection_writes(server, client, db_path):
