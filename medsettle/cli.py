@@ -64,6 +64,8 @@ def main() -> None:
               help="Writes waiting for the writer; beyond it callers get RESOURCE_EXHAUSTED (OVERLOADED).")
 @click.option("--writer-batch", type=click.IntRange(1, 10_000), default=512, show_default=True,
               help="Writes per group commit (at most --writer-queue).")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT", callback=lambda ctx, param, value: _host_port(value),
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port, logged); default: off.")
 @click.option("--writer-process/--writer-thread", default=True, show_default=True,
               help="Run the writer's work (split, rules, postings, SQLite writes) in a child process of its own, "
                    "off the gRPC process's GIL (measured ~20 % more unary settlements/s), or on a thread of the "
@@ -71,7 +73,7 @@ def main() -> None:
 def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: str, port_file: str | None,
           with_echo: bool, demo: bool, exit_after_demo: bool, tls_cert: str | None, tls_key: str | None,
           tls_client_ca: str | None, max_concurrent_rpcs: int, max_message_bytes: int, writer_queue: int,
-          writer_batch: int, writer_process: bool) -> None:
+          writer_batch: int, writer_process: bool, metrics_listen: str | None) -> None:
     """Run the gRPC settlement server until SIGTERM/SIGINT (drains in-flight calls).
 
     Every SettlementService call must carry a credential (see `medsettle credentials`):
@@ -82,6 +84,7 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
     from medsettle.server.app import RunningServer, ServerLimits, serve as run_server
     from medsettle.server.auth import CredentialCache
     from medsettle.server.logs import configure_logging
+    from medsettle.server.metrics import ListenError
     from medsettle.server.tls import TlsFiles
 
     tls_options = (tls_cert, tls_key, tls_client_ca)
@@ -108,14 +111,49 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
             await asyncio.get_running_loop().run_in_executor(None, _run_demo, running.port, db, console, demo_credentials)
         finally:
             _revoke(db, demo_credentials.cred_ids)
+        if running.metrics is not None:
+            await asyncio.get_running_loop().run_in_executor(None, _print_metrics, running.metrics.port, console)
         if not exit_after_demo:
             console.print(f"Serving on port {running.port}; Ctrl-C to stop. Calls need a credential: "
                           f"medsettle credentials issue --db {db} --code H44010100001 --label me")
         return not exit_after_demo
 
     credentials = CredentialCache(db)
-    asyncio.run(run_server(listen, service, limits, on_ready=on_ready, with_echo=with_echo,
-                           credentials=credentials, tls=tls))
+    try:
+        asyncio.run(run_server(listen, service, limits, on_ready=on_ready, with_echo=with_echo,
+                               credentials=credentials, tls=tls, metrics_address=metrics_listen))
+    except ListenError as error:
+        service.close()
+        raise click.ClickException(str(error)) from None
+
+
+def _host_port(value: str | None) -> str | None:
+    """HOST:PORT with a port of 0..65535 (an IPv6 host in brackets), or None."""
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65_535:
+        raise click.BadParameter(f"must be HOST:PORT with a port of 0..65535, got {value!r}")
+    return value
+
+
+def _print_metrics(port: int, console: Console) -> None:
+    """What the server's /metrics says of the demo's calls, scraped as Prometheus would."""
+    import urllib.request
+    from collections import Counter
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        families = {family.name: family for family in text_string_to_metric_families(answer.read().decode())}
+    codes: Counter[str] = Counter()
+    for sample in families["medsettle_calls"].samples:
+        codes[sample.labels["code"]] += int(sample.value)
+    writer = {name: int(families[name].samples[0].value) for name in ("medsettle_writer_commands", "medsettle_writer_batches")}
+    console.print(f"Metrics at {url}: calls by status " + ", ".join(f"{code} {n}" for code, n in sorted(codes.items()))
+                  + f"; the writer committed {writer['medsettle_writer_commands']} writes "
+                  f"in {writer['medsettle_writer_batches']} batches.")
 
 
 def _provision_demo(db: str):  # type: ignore[no-untyped-def]

@@ -1,5 +1,6 @@
 """Bootstrap: create_server(address, service) -> (server, port), and serve()
-with health checking, reflection, bounds, and graceful shutdown on SIGTERM."""
+with health checking, reflection, metrics, bounds, and graceful shutdown on
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from grpc_reflection.v1alpha import reflection
 from medsettle.ledger.service import SettlementService
 from medsettle.server.auth import AuthInterceptor, Authorizer, CredentialCache
 from medsettle.server.logs import get_logger
+from medsettle.server.metrics import CallStats, ListenError, MetricsEndpoint, measured, method_names, start_metrics
 from medsettle.server.servicer import SettlementServicer
 from medsettle.server.tls import TlsFiles, server_credentials
 from medsettle.v1 import echo_pb2, echo_pb2_grpc, settlement_pb2, settlement_pb2_grpc
 
-SETTLEMENT_SERVICE = settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"].full_name
-ECHO_SERVICE = echo_pb2.DESCRIPTOR.services_by_name["EchoService"].full_name
+SETTLEMENT_DESCRIPTOR = settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"]
+ECHO_DESCRIPTOR = echo_pb2.DESCRIPTOR.services_by_name["EchoService"]
+SETTLEMENT_SERVICE = SETTLEMENT_DESCRIPTOR.full_name
+ECHO_SERVICE = ECHO_DESCRIPTOR.full_name
 
 log = get_logger("medsettle.server")
 WRITER_WATCH_S = 1.0  # how often health looks at the writer process
@@ -40,13 +44,17 @@ class RunningServer:
     health: health.aio.HealthServicer
     service: SettlementService
     watcher: asyncio.Task[None]
+    stats: CallStats
+    metrics: MetricsEndpoint | None = None  # the /metrics endpoint, if asked for
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Stops taking calls, drains in-flight ones, then the writer."""
+        """Stops taking calls, drains in-flight ones, then the writer; /metrics last."""
         self.watcher.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
         await asyncio.get_running_loop().run_in_executor(None, self.service.close)
+        if self.metrics is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.metrics.stop)
 
 
 async def create_server(
@@ -57,14 +65,18 @@ async def create_server(
     interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),
     credentials: CredentialCache | None = None,
     tls: TlsFiles | None = None,
+    metrics_address: str | None = None,
 ) -> RunningServer:
     """A started server bound to address ("host:0" picks a free port).
 
     With credentials, every SettlementService call must authenticate (bearer
-    token, or the client certificate under tls); without, none is checked."""
+    token, or the client certificate under tls); without, none is checked.
+    With metrics_address, Prometheus metrics are served there at /metrics
+    (they are counted either way: server/metrics.py)."""
+    stats = CallStats(method_names(SETTLEMENT_DESCRIPTOR, ECHO_DESCRIPTOR))
     if credentials is not None:
         await credentials.reload()
-        interceptors = (AuthInterceptor(credentials, mtls=tls is not None), *interceptors)
+        interceptors = (AuthInterceptor(credentials, mtls=tls is not None, on_rejected=stats.rejected), *interceptors)
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_send_message_length", limits.max_message_bytes),
@@ -76,25 +88,29 @@ async def create_server(
         interceptors=interceptors,
     )
     authorizer = Authorizer(required=credentials is not None)
-    settlement_pb2_grpc.add_SettlementServiceServicer_to_server(SettlementServicer(service, authorizer), server)
+    settlement_pb2_grpc.add_SettlementServiceServicer_to_server(
+        measured(SettlementServicer(service, stats, authorizer), SETTLEMENT_DESCRIPTOR, stats), server)
     names = [SETTLEMENT_SERVICE, reflection.SERVICE_NAME, health.SERVICE_NAME]
     if with_echo:
         from medsettle.server.echo import EchoServicer
 
-        echo_pb2_grpc.add_EchoServiceServicer_to_server(EchoServicer(_canned_result()), server)
+        # Measured as the settlements are: the benchmark's baseline pays what they pay.
+        echo_pb2_grpc.add_EchoServiceServicer_to_server(
+            measured(EchoServicer(_canned_result()), ECHO_DESCRIPTOR, stats), server)
         names.append(ECHO_SERVICE)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(names, server)
     port = server.add_secure_port(address, server_credentials(tls)) if tls else server.add_insecure_port(address)
     if port == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise ListenError(f"--listen: cannot listen on {address}")
+    metrics = start_metrics(metrics_address, stats, service) if metrics_address else None
     service.start()
     await server.start()
     # SERVING only now: reference data is loaded and the writer runs.
     await _set_health(health_servicer, serving=True)
     watcher = asyncio.get_running_loop().create_task(_watch_writer(service, health_servicer))
-    return RunningServer(server, port, health_servicer, service, watcher)
+    return RunningServer(server, port, health_servicer, service, watcher, stats, metrics)
 
 
 async def _set_health(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
@@ -148,10 +164,12 @@ async def serve(
     interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),
     credentials: CredentialCache | None = None,
     tls: TlsFiles | None = None,
+    metrics_address: str | None = None,
 ) -> None:
     """Runs until SIGTERM/SIGINT (or until on_ready returns False), then drains."""
-    running = await create_server(address, service, limits, with_echo, interceptors, credentials, tls)
-    log.info("serving", address=address, port=running.port)
+    running = await create_server(address, service, limits, with_echo, interceptors, credentials, tls, metrics_address)
+    log.info("serving", address=address, port=running.port,
+             metrics_port=running.metrics.port if running.metrics is not None else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

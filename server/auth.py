@@ -38,7 +38,7 @@ from grpc_status import rpc_status
 from medsettle.ledger.settlement.validation import CODE
 from medsettle.ledger.storage.credentials import Credential, CredentialStore, Role, token_sha256
 from medsettle.server.logs import get_logger
-from medsettle.server.status import ERROR_DOMAIN
+from medsettle.server.status import ERROR_DOMAIN, aborted_code
 from medsettle.v1 import settlement_pb2 as pb
 
 CACHE_TTL_S = 5.0  # a revoked token stops working within this time
@@ -139,11 +139,14 @@ def _status(code: grpc.StatusCode, reason: str, message: str) -> grpc.Status:
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates every SettlementService call; the servicer authorizes.
-    mtls: the channel carries verified client certificates (read only then)."""
+    mtls: the channel carries verified client certificates (read only then).
+    on_rejected(method, code) hears of each call refused before its handler."""
 
-    def __init__(self, cache: CredentialCache, mtls: bool = False) -> None:
+    def __init__(self, cache: CredentialCache, mtls: bool = False,
+                 on_rejected: Callable[[str, str], None] | None = None) -> None:
         self._cache = cache
         self._mtls = mtls
+        self._on_rejected = on_rejected
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -154,7 +157,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or not method.startswith(GUARDED_PREFIX):
             return handler
         token = bearer_token(handler_call_details.invocation_metadata)  # type: ignore[attr-defined]
-        return _guarded(handler, lambda context: self._authenticate(token, context, method))
+        name = method[len(GUARDED_PREFIX):]
+        on_rejected = self._on_rejected
+        rejected = (lambda code: on_rejected(name, code)) if on_rejected is not None else None
+        return _guarded(handler, lambda context: self._authenticate(token, context, method), rejected)
 
     async def _authenticate(self, token: str | None, context: grpc.aio.ServicerContext, method: str) -> None:
         certified = _certificate_principal(context) if self._mtls else None
@@ -205,14 +211,22 @@ async def _refuse_undecodable(context: grpc.aio.ServicerContext, request: Any) -
             code=code_pb2.INVALID_ARGUMENT, message="FIELD_INVALID: request: undecodable", details=[info, bad])))
 
 
-def _guarded(handler: grpc.RpcMethodHandler, authenticate: Callable[[Any], Awaitable[None]]) -> grpc.RpcMethodHandler:
+def _guarded(handler: grpc.RpcMethodHandler, authenticate: Callable[[Any], Awaitable[None]],
+             rejected: Callable[[str], None] | None = None) -> grpc.RpcMethodHandler:
     """The same handler, authenticating inside the RPC (where the context
-    is), then refusing undecodable request bytes with INVALID_ARGUMENT."""
+    is), then refusing undecodable request bytes with INVALID_ARGUMENT;
+    rejected(code) hears of a call refused so, before the handler ran."""
 
     async def checked(request_or_iterator: Any, context: Any, streamed: bool) -> Any:
-        await authenticate(context)
+        try:
+            await authenticate(context)
+            if not streamed:
+                await _refuse_undecodable(context, request_or_iterator)
+        except grpc.aio.AbortError:
+            if rejected is not None:
+                rejected(aborted_code(context))
+            raise
         if not streamed:
-            await _refuse_undecodable(context, request_or_iterator)
             return request_or_iterator
 
         async def each_checked() -> Any:

@@ -12,8 +12,9 @@ from medsettle.ledger.errors import Reason, Refused, refused_field
 from medsettle.ledger.service import SettlementService
 from medsettle.ledger.settlement.model import Settlement
 from medsettle.server import convert
-from medsettle.server.auth import Authorizer
+from medsettle.server.auth import NOT_YOUR_INSTITUTION, Authorizer
 from medsettle.server.logs import get_logger, mask
+from medsettle.server.metrics import OK, CallStats
 from medsettle.server.status import OK_ITEM, item_status, rich_status
 from medsettle.v1 import settlement_pb2 as pb
 from medsettle.v1 import settlement_pb2_grpc as pb_grpc
@@ -36,47 +37,60 @@ _Outcome = asyncio.Future[Settlement] | Refused | pb.ItemStatus
 _OPERATOR_ALERTS = frozenset({Reason.STORAGE_UNAVAILABLE, Reason.INTERNAL})
 
 
-def _log_refusal(method: str, refusal: Refused, code: str) -> None:
+def _log_refusal(method: str, refusal: Refused, code: str, stream_item: bool = False) -> None:
     if refusal.reason in _OPERATOR_ALERTS:
         # The detail says whether anything may have been written (a writer process lost mid-batch).
         log.error("write failed", method=method, reason=refusal.reason.value, detail=refusal.message)
-    elif method != "SettleStream":
+    elif not stream_item:  # a stream's items are answered to it and counted (medsettle_outcomes), not logged one by one
         log.info("refused", method=method, fixmedins_code=code[:30], reason=refusal.reason.value,
                  fields=[v.field for v in refusal.violations][:20])
 
 
 class SettlementServicer(pb_grpc.SettlementServiceServicer):
-    def __init__(self, service: SettlementService, authorizer: Authorizer = Authorizer(required=False)) -> None:
+    def __init__(self, service: SettlementService, stats: CallStats,
+                 authorizer: Authorizer = Authorizer(required=False)) -> None:
         self._service = service
+        self._stats = stats
         self._auth = authorizer
+
+    async def _authorize(self, context: grpc.aio.ServicerContext, method: str, fixmedins_code: str, write: bool) -> None:
+        """Aborts with PERMISSION_DENIED unless the caller may act for fixmedins_code (server/auth.py)."""
+        try:
+            await self._auth.require(context, method, fixmedins_code, write)
+        except grpc.aio.AbortError:
+            self._stats.outcome(method, NOT_YOUR_INSTITUTION)
+            raise
 
     async def _refuse(self, context: grpc.aio.ServicerContext, method: str, refusal: Refused, code: str) -> None:
         _log_refusal(method, refusal, code)
+        self._stats.outcome(method, refusal.reason.value)
         await context.abort_with_status(rich_status(refusal))
 
     @staticmethod
-    def _settled(method: str, s: Settlement) -> None:
+    def _log_settled(method: str, s: Settlement) -> None:
         log.debug("settled", method=method, setl_id=s.setl_id, fixmedins_code=s.fixmedins_code,
                   psn_no=mask(s.psn_no), medfee_sumamt_fen=s.split.medfee_sumamt_fen,
                   fund_pay_sumamt_fen=s.split.fund_pay_sumamt_fen)
 
     async def PreSettle(self, request: pb.PreSettleRequest, context: grpc.aio.ServicerContext) -> pb.PreSettleResponse:
-        await self._auth.require(context, "PreSettle", request.request.fixmedins_code, write=True)
+        await self._authorize(context, "PreSettle", request.request.fixmedins_code, write=True)
         try:
             settlement = await self._service.pre_settle(convert.bill_from_pb(request.request))
         except Refused as refusal:
             await self._refuse(context, "PreSettle", refusal, request.request.fixmedins_code)
             raise
+        self._stats.outcome("PreSettle", OK)
         return pb.PreSettleResponse(result=convert.result_pb(settlement))
 
     async def Settle(self, request: pb.SettleRequest, context: grpc.aio.ServicerContext) -> pb.SettleResponse:
-        await self._auth.require(context, "Settle", request.fixmedins_code, write=True)
+        await self._authorize(context, "Settle", request.fixmedins_code, write=True)
         try:
             settlement = await self._service.settle(convert.bill_from_pb(request))
         except Refused as refusal:
             await self._refuse(context, "Settle", refusal, request.fixmedins_code)
             raise
-        self._settled("Settle", settlement)
+        self._log_settled("Settle", settlement)
+        self._stats.outcome("Settle", OK)
         return pb.SettleResponse(result=convert.result_pb(settlement))
 
     def _submit_item(self, request: pb.SettleRequest) -> tuple[str, _Outcome]:
@@ -90,20 +104,21 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         except Refused as refusal:
             return bill.msgid, refusal
 
-    async def _answer_item(self, seq: int, msgid: str, outcome: _Outcome) -> pb.SettleStreamResponse:
+    async def _answer_item(self, method: str, seq: int, msgid: str, outcome: _Outcome) -> pb.SettleStreamResponse:
         """The stream answer of one item, once its settlement is committed."""
-        if isinstance(outcome, pb.ItemStatus):
-            return pb.SettleStreamResponse(seq=seq, msgid=msgid, status=outcome)
-        if not isinstance(outcome, Refused):
+        if not isinstance(outcome, (pb.ItemStatus, Refused)):
             try:
                 settlement = await outcome
             except Refused as refusal:
-                _log_refusal("SettleStream", refusal, "")
+                _log_refusal(method, refusal, "", stream_item=True)
                 outcome = refusal
             else:
-                self._settled("SettleStream", settlement)
+                self._log_settled(method, settlement)
+                self._stats.outcome(method, OK)
                 return pb.SettleStreamResponse(seq=seq, msgid=msgid, status=OK_ITEM, result=convert.result_pb(settlement))
-        return pb.SettleStreamResponse(seq=seq, msgid=msgid, status=item_status(outcome))
+        status = outcome if isinstance(outcome, pb.ItemStatus) else item_status(outcome)
+        self._stats.outcome(method, status.reason)
+        return pb.SettleStreamResponse(seq=seq, msgid=msgid, status=status)
 
     async def SettleStream(
         self, request_iterator: AsyncIterator[pb.SettleStreamRequest], context: grpc.aio.ServicerContext
@@ -122,7 +137,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         reader = asyncio.create_task(submit_all())
         try:
             while (entry := await pending.get()) is not None:
-                yield await self._answer_item(*entry)
+                yield await self._answer_item("SettleStream", *entry)
             await reader
         finally:
             reader.cancel()
@@ -159,7 +174,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
                 answers: list[pb.SettleStreamResponse] = []
                 size_bytes = 0
                 for item in entry:
-                    answer = await self._answer_item(*item)
+                    answer = await self._answer_item("SettleBatchStream", *item)
                     size_bytes += answer.ByteSize()
                     answers.append(answer)
                     if size_bytes >= RESPONSE_SPLIT_BYTES:
@@ -172,29 +187,31 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
             reader.cancel()
 
     async def Reverse(self, request: pb.ReverseRequest, context: grpc.aio.ServicerContext) -> pb.ReverseResponse:
-        await self._auth.require(context, "Reverse", request.fixmedins_code, write=True)
+        await self._authorize(context, "Reverse", request.fixmedins_code, write=True)
         try:
             settlement = await self._service.reverse(request.msgid, request.fixmedins_code, request.setl_id)
         except Refused as refusal:
             await self._refuse(context, "Reverse", refusal, request.fixmedins_code)
             raise
+        self._stats.outcome("Reverse", OK)
         log.info("reversed", setl_id=settlement.setl_id, orig_setl_id=settlement.orig_setl_id,
                  fixmedins_code=settlement.fixmedins_code)
         return pb.ReverseResponse(result=convert.result_pb(settlement))
 
     async def GetSettlement(self, request: pb.GetSettlementRequest, context: grpc.aio.ServicerContext) -> pb.GetSettlementResponse:
-        await self._auth.require(context, "GetSettlement", request.fixmedins_code, write=False)
+        await self._authorize(context, "GetSettlement", request.fixmedins_code, write=False)
         try:
             settlement = await self._service.get(request.fixmedins_code, request.setl_id, request.msgid)
         except Refused as refusal:
             await self._refuse(context, "GetSettlement", refusal, request.fixmedins_code)
             raise
+        self._stats.outcome("GetSettlement", OK)
         return pb.GetSettlementResponse(result=convert.result_pb(settlement))
 
     async def ListSettlements(
         self, request: pb.ListSettlementsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ListSettlementsResponse]:
-        await self._auth.require(context, "ListSettlements", request.fixmedins_code, write=False)
+        await self._authorize(context, "ListSettlements", request.fixmedins_code, write=False)
         try:
             async for settlement in self._service.list_settlements(
                 request.fixmedins_code, request.setlym, request.clr_type, request.limit
@@ -202,11 +219,12 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
                 yield pb.ListSettlementsResponse(result=convert.result_pb(settlement))
         except Refused as refusal:
             await self._refuse(context, "ListSettlements", refusal, request.fixmedins_code)
+        self._stats.outcome("ListSettlements", OK)
 
     async def ListAuditFlags(
         self, request: pb.ListAuditFlagsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ListAuditFlagsResponse]:
-        await self._auth.require(context, "ListAuditFlags", request.fixmedins_code, write=False)
+        await self._authorize(context, "ListAuditFlags", request.fixmedins_code, write=False)
         try:
             async for flag in self._service.list_audit_flags(request.fixmedins_code, request.flag_day, request.limit):
                 yield pb.ListAuditFlagsResponse(flag=pb.AuditFlag(
@@ -215,11 +233,12 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
                 ))
         except Refused as refusal:
             await self._refuse(context, "ListAuditFlags", refusal, request.fixmedins_code)
+        self._stats.outcome("ListAuditFlags", OK)
 
     async def ReconcileTotals(
         self, request: pb.ReconcileTotalsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReconcileTotalsResponse:
-        await self._auth.require(context, "ReconcileTotals", request.fixmedins_code, write=False)
+        await self._authorize(context, "ReconcileTotals", request.fixmedins_code, write=False)
         try:
             platform, result = await self._service.reconcile_totals(
                 request.fixmedins_code, request.setlym, request.clr_type,
@@ -228,6 +247,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         except Refused as refusal:
             await self._refuse(context, "ReconcileTotals", refusal, request.fixmedins_code)
             raise
+        self._stats.outcome("ReconcileTotals", OK)
         return pb.ReconcileTotalsResponse(
             platform_totals=convert.totals_pb(platform),
             result=int(result) + 1,  # type: ignore[arg-type]  # enum is stmt_rslt + 1

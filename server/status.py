@@ -80,3 +80,9 @@ def item_status(refusal: Refused) -> pb.ItemStatus:
 
 
 OK_ITEM = pb.ItemStatus(code=code_pb2.OK)
+
+
+def aborted_code(context: grpc.aio.ServicerContext) -> str:
+    """The status code name a call was aborted with (context.abort*)."""
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"

@@ -74,6 +74,7 @@ class ServerThread:
         self.with_echo = with_echo
         self.create_kwargs = create_kwargs
         self.port = 0
+        self.metrics_port: int | None = None  # with metrics_address="127.0.0.1:0"
         self.service: SettlementService | None = None
         self.tokens = TokensOnDemand(db_path)
         self.operator_token = ""
@@ -105,6 +106,7 @@ class ServerThread:
             "127.0.0.1:0", self.service, with_echo=self.with_echo, **self.create_kwargs  # type: ignore[arg-type]
         )
         self.port = running.port
+        self.metrics_port = running.metrics.port if running.metrics is not None else None
         self._ready.set()
         await self._stop.wait()
         await running.stop(5.0)

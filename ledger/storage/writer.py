@@ -15,13 +15,19 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 from medsettle.ledger.errors import Reason, Refused
+from medsettle.ledger.stats import FixedHistogram
 
 _STOP = object()
 PIPELINE_DEPTH = 2  # batches sent and not yet answered
+# Buckets of the writer's metrics: commands per batch, and seconds from
+# sending a batch to having its outcomes (its commit and fsync included).
+BATCH_COMMANDS_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+BATCH_SECONDS_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
 Outcomes = Callable[[], list[Any]]  # waits for a sent batch's outcomes, one per command
 
@@ -72,6 +78,9 @@ class GroupCommitWriter:
         self._answerer = threading.Thread(target=self._answer, name="ledger-answers", daemon=True)
         self.batches_committed = 0
         self.commands_done = 0
+        # Kept by the answer thread, read by the metrics scrape (ledger/stats.py).
+        self.batch_commands = FixedHistogram(BATCH_COMMANDS_BOUNDS)
+        self.batch_seconds = FixedHistogram(BATCH_SECONDS_BOUNDS)
 
     def start(self) -> None:
         self._thread.start()
@@ -122,17 +131,18 @@ class GroupCommitWriter:
             # A caller that gave up (deadline, cancel) before its turn is not settled.
             live = [item for item in items if not item[1].done()]
             self._outstanding.acquire()
+            sent_at = time.perf_counter()
             try:
                 outcomes = self._processor.send_batch([command for command, _, _ in live]) if live else list
             except Exception as error:  # the writer thread must outlive any one batch
                 failure = batch_failure(error)
                 outcomes = lambda: [failure] * len(live)  # noqa: E731
-            self._sent.put((live, outcomes))
+            self._sent.put((live, outcomes, sent_at))
         self._sent.put(_STOP)
 
     def _answer(self) -> None:
         while (sent := self._sent.get()) is not _STOP:
-            live, outcomes_of = sent
+            live, outcomes_of, sent_at = sent
             try:
                 outcomes = outcomes_of()
                 if len(outcomes) != len(live):  # not an assert: under -O a caller would never be answered
@@ -142,6 +152,9 @@ class GroupCommitWriter:
             self._outstanding.release()
             self.batches_committed += 1
             self.commands_done += len(live)
+            if live:
+                self.batch_commands.observe(len(live))
+                self.batch_seconds.observe(time.perf_counter() - sent_at)
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
             for (_, future, loop), outcome in zip(live, outcomes):
                 by_loop.setdefault(loop, []).append((future, outcome))

@@ -76,7 +76,8 @@ class WriterProcess:
         self._clock = clock  # the child gets a copy: a clock moved later in the parent is not seen
         self._lock = threading.Lock()  # the child and its pipes, swapped by a restart
         self._generation = 0
-        self.restarts = 0
+        self.restarts = 0  # children started to replace a dead one
+        self.restart_failures = 0  # tries to replace one that failed (down says why)
         self.down: str | None = None  # why the last restart failed, until one succeeds
         self._closed = False  # set by close(): no child is started after it
         self._start()
@@ -159,13 +160,14 @@ class WriterProcess:
                 # reused by the new child's pipe. Each closes when its last
                 # user lets go of it (Connection.__del__); a send to the dead
                 # child meanwhile is EPIPE, so that batch is lost as it should be.
-                self.restarts += 1
                 self._generation += 1
                 try:
                     self._start()
                 except Exception as error:  # the next batch tries again; health says NOT_SERVING meanwhile
+                    self.restart_failures += 1
                     self.down = str(error)
                     return _lost(count, f"the writer process could not be restarted ({error}); retry later")
+                self.restarts += 1
                 self.down = None
         return _lost(count)
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_readme_demo_command_runs_a_server_and_shows_a_balanced_ledger(tmp_path):
     db = tmp_path / "demo.db"
     command = [sys.executable, "-m", "medsettle", "serve", "--db", str(db), "--listen", "127.0.0.1:0",
-               "--demo", "--exit-after-demo"]
+               "--metrics-listen", "127.0.0.1:0", "--demo", "--exit-after-demo"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -32,6 +32,10 @@ def test_readme_demo_command_runs_a_server_and_shows_a_balanced_ledger(tmp_path)
     assert "ALREADY_EXISTS" in out and "ALREADY_REVERSED" in out and "REVERSAL_OF_REVERSAL" in out
     assert "INVALID_ARGUMENT" in out and "fee_lines[1].cnt" in out
     assert re.search(r"All \d+ books balance to zero; reciprocal agency accounts match\.", out)
+    # What /metrics counted: 7 answered (4 bills, the pre-settlement, the retry, the reversal), the
+    # three refusals the writer saw, the one it never saw (the invalid bill): 10 writes in all.
+    assert re.search(r"Metrics at http://127\.0\.0\.1:\d+/metrics: calls by status ALREADY_EXISTS 1, "
+                     r"FAILED_PRECONDITION 2, INVALID_ARGUMENT 1, OK 7; the writer committed 10 writes", " ".join(out.split()))
     # a second run on the same database answers idempotently: nothing settled twice
     again = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert again.returncode == 0, again.stderr

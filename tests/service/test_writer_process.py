@@ -206,6 +206,7 @@ def _down_writer_process(tmp_path, clock, bill):
     os.kill(writer.pid, signal.SIGKILL)
     writer.run_batch(commands[:1])
     assert writer.down is not None
+    assert (writer.restarts, writer.restart_failures) == (0, 1)  # a failed try is not a restart
     writer._db_path = str(db)
     return writer, store, commands
 
@@ -289,6 +290,7 @@ def test_a_writer_process_that_could_not_be_spawned_is_started_by_the_next_try(t
         assert "Resource temporarily unavailable" in (writer.down or "")
         writer.retry_start()
         assert writer.down is None
+        assert (writer.restarts, writer.restart_failures) == (1, 2)
         assert [s.msgid for s in writer.run_batch(commands)] == ["WP00000", "WP00001"]
     finally:
         writer.close()

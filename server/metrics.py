@@ -1,0 +1,213 @@
+"""What the server counts, and its Prometheus endpoint (`medsettle serve
+--metrics-listen HOST:PORT`, text format at /metrics).
+
+The hot path only adds to plain ints and fixed histograms (ledger/stats.py),
+on the thread that owns them: the event loop counts calls and outcomes,
+the writer's answer thread its batches. A scrape reads them from the HTTP
+thread and builds the exposition then, so nothing on the hot path takes a
+lock or formats a label. Every RPC handler, the echo baseline's included,
+is measured the same way, so the load benchmark's ratio stays fair."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from medsettle.ledger.stats import FixedHistogram
+from medsettle.server.status import aborted_code
+
+# Seconds from a call's first handler line to its answer (a stream: its whole life).
+CALL_SECONDS_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+OK = "OK"
+
+
+class ListenError(OSError):
+    """An address the server was told to listen on cannot be bound."""
+
+
+class CallStats:
+    """Per RPC method: calls by final gRPC status code, their handling
+    seconds, and the outcome of every request that reached the service (a
+    unary call, or one item of a settlement stream): OK or the reason code
+    the client sees in its ErrorInfo. Updated on the event loop only."""
+
+    def __init__(self, methods: Iterable[str]) -> None:
+        names = tuple(methods)
+        self.codes: dict[str, dict[str, int]] = {name: {} for name in names}
+        self.seconds = {name: FixedHistogram(CALL_SECONDS_BOUNDS) for name in names}
+        self.outcomes: dict[str, dict[str, int]] = {name: {} for name in names}
+
+    def call(self, method: str, code: str, seconds: float) -> None:
+        counts = self.codes[method]
+        counts[code] = counts.get(code, 0) + 1
+        self.seconds[method].observe(seconds)
+
+    def rejected(self, method: str, code: str) -> None:
+        """A call refused before its handler ran (no credential, undecodable bytes)."""
+        counts = self.codes[method]
+        counts[code] = counts.get(code, 0) + 1
+
+    def outcome(self, method: str, result: str) -> None:
+        counts = self.outcomes[method]
+        counts[result] = counts.get(result, 0) + 1
+
+
+def method_names(*services: ServiceDescriptor) -> list[str]:
+    return [method.name for service in services for method in service.methods]
+
+
+def measured(servicer: Any, service: ServiceDescriptor, stats: CallStats) -> SimpleNamespace:
+    """The servicer's RPC methods, each counting its call in stats. Wrapped
+    once, when the server is built: no interceptor runs per call."""
+    wrapped = {}
+    for method in service.methods:
+        handler = getattr(servicer, method.name)
+        wrap = _measured_stream if method.server_streaming else _measured_unary
+        wrapped[method.name] = wrap(method.name, handler, stats)
+    return SimpleNamespace(**wrapped)
+
+
+def _final_code(error: BaseException, context: grpc.aio.ServicerContext) -> str:
+    if isinstance(error, grpc.aio.AbortError):
+        return aborted_code(context)
+    if isinstance(error, asyncio.CancelledError):
+        return "CANCELLED"
+    return "UNKNOWN"  # what gRPC answers for an exception a handler did not expect
+
+
+def _measured_unary(name: str, handler: Callable[..., Any], stats: CallStats) -> Callable[..., Any]:
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
+        code = OK
+        try:
+            return await handler(request, context)
+        except BaseException as error:
+            code = _final_code(error, context)
+            raise
+        finally:
+            stats.call(name, code, time.perf_counter() - started)
+    return unary
+
+
+def _measured_stream(name: str, handler: Callable[..., Any], stats: CallStats) -> Callable[..., Any]:
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        code = OK
+        try:
+            async for answer in handler(request, context):
+                yield answer
+        except BaseException as error:
+            code = _final_code(error, context)
+            raise
+        finally:
+            stats.call(name, code, time.perf_counter() - started)
+    return stream
+
+
+def _histogram(name: str, documentation: str, labels: list[str],
+               series: Iterable[tuple[list[str], FixedHistogram]]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=labels)
+    for label_values, histogram in series:
+        buckets = [(floatToGoString(bound), count) for bound, count in histogram.cumulative()]
+        family.add_metric(label_values, buckets, histogram.total)
+    return family
+
+
+def _counter_by(name: str, documentation: str, labels: list[str],
+                by_method: dict[str, dict[str, int]]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for method, counts in by_method.items():
+        for key, value in list(counts.items()):  # list(): one atomic copy under the GIL
+            family.add_metric([method, key], value)
+    return family
+
+
+@dataclass(eq=False)  # the registry keys collectors by identity
+class ServerCollector(Collector):
+    """The server's own metrics, read from its counters at each scrape."""
+
+    stats: CallStats
+    service: Any  # ledger.service.SettlementService
+    version: str
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing to check at registration: collect() is cheap and never fails
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._info()
+        yield _counter_by("medsettle_calls", "RPCs finished, by method and gRPC status code "
+                          "(UNAUTHENTICATED and undecodable requests counted before any handler ran).",
+                          ["method", "code"], self.stats.codes)
+        yield _histogram("medsettle_call_seconds", "Seconds an RPC's handler took, authentication to answer "
+                         "(a stream: its whole life).", ["method"],
+                         (([method], histogram) for method, histogram in self.stats.seconds.items() if histogram.count))
+        yield _counter_by("medsettle_outcomes", "Requests that reached the service (unary calls, settlement "
+                          "stream items), by result: OK or the reason code of the refusal.",
+                          ["method", "result"], self.stats.outcomes)
+        yield from self._writer()
+
+    def _info(self) -> GaugeMetricFamily:
+        info = GaugeMetricFamily("medsettle_build_info", "The running medsettle version.", labels=["version"])
+        info.add_metric([self.version], 1)
+        return info
+
+    def _writer(self) -> Iterator[Metric]:
+        writer = self.service.writer
+        yield GaugeMetricFamily("medsettle_writer_queue_commands", "Writes waiting for the group-commit writer.",
+                                value=writer.queue_length())
+        yield CounterMetricFamily("medsettle_writer_batches", "Batches the writer finished (committed, or failed whole).",
+                                  value=writer.batches_committed)
+        yield CounterMetricFamily("medsettle_writer_commands", "Writes in those batches.", value=writer.commands_done)
+        yield _histogram("medsettle_writer_batch_commands", "Writes per group commit.", [],
+                         [([], writer.batch_commands)])
+        yield _histogram("medsettle_writer_batch_seconds", "Seconds from sending a batch to the writer to having its "
+                         "outcomes (its COMMIT and fsync included).", [], [([], writer.batch_seconds)])
+        yield GaugeMetricFamily("medsettle_writer_up", "1 while writes can be taken; 0 while the writer process is "
+                                "down and cannot be restarted (health says NOT_SERVING).",
+                                value=0 if self.service.writer_down() is not None else 1)
+        process = self.service.writer_process
+        if process is not None:
+            yield CounterMetricFamily("medsettle_writer_restarts", "Writer processes started to replace one that died.",
+                                      value=process.restarts)
+            yield CounterMetricFamily("medsettle_writer_restart_failures",
+                                      "Tries to replace a dead writer process that failed.", value=process.restart_failures)
+
+
+@dataclass
+class MetricsEndpoint:
+    httpd: Any  # wsgiref's server, on a daemon thread
+    port: int
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def start_metrics(address: str, stats: CallStats, service: Any) -> MetricsEndpoint:
+    """Serves /metrics at address ("host:0" picks a free port) on a thread of its own."""
+    from importlib.metadata import version
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"metrics address must be HOST:PORT, got {address!r}")
+    registry = CollectorRegistry()
+    registry.register(ServerCollector(stats, service, version("medsettle")))
+    ProcessCollector(registry=registry)  # this process: CPU seconds, resident memory, open fds
+    if service.writer_process is not None:
+        ProcessCollector(namespace="medsettle_writer", pid=lambda: service.writer_process.pid, registry=registry)
+    try:
+        httpd, _ = start_http_server(int(port), host.strip("[]"), registry)
+    except OSError as error:
+        raise ListenError(f"--metrics-listen: cannot listen on {address}: {error.strerror or error}") from None
+    return MetricsEndpoint(httpd, httpd.server_port)

@@ -1,0 +1,67 @@
+"""`medsettle serve --metrics-listen`: a real server process whose /metrics
+a scraper reads over HTTP while hospitals settle through gRPC."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
+
+from medsettle.cli import main
+from medsettle.client.settlement_client import SettlementClient
+from tests.conftest import ServeProcess, issue_token, make_bill
+
+
+def _metrics_port(logs: str) -> int:
+    serving = [json.loads(line) for line in logs.splitlines() if '"serving"' in line]
+    assert serving, logs
+    return serving[-1]["metrics_port"]
+
+
+def test_serve_exposes_metrics_that_count_the_settlements(tmp_path):
+    db = tmp_path / "ledger.db"
+    token = issue_token(db, "H44010100001")
+    server = ServeProcess(db, tmp_path, "--metrics-listen", "127.0.0.1:0", "--writer-thread").start()
+    try:
+        with SettlementClient(server.target, token=token, deadline_s=10.0, retries=0) as client:
+            for _ in range(3):
+                client.settle(make_bill())
+        port = _metrics_port(server.logs())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            families = {f.name: f for f in text_string_to_metric_families(answer.read().decode())}
+        settled = [s.value for s in families["medsettle_outcomes"].samples
+                   if s.labels == {"method": "Settle", "result": "OK"}]
+        assert settled == [3.0]
+        assert families["medsettle_writer_commands"].samples[0].value == 3
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_metrics_address_without_a_port_is_refused_naming_the_option(tmp_path):
+    result = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "x.db"), "--metrics-listen", "localhost"])
+    assert result.exit_code == 2
+    assert "--metrics-listen" in result.output and "HOST:PORT" in result.output
+    assert not (tmp_path / "x.db").exists()  # refused before anything was opened
+
+
+def test_a_metrics_port_in_use_stops_the_server_saying_so(tmp_path):
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        server = ServeProcess(tmp_path / "ledger.db", tmp_path, "--metrics-listen", f"127.0.0.1:{port}", "--writer-thread")
+        try:
+            server.start(timeout_s=30)
+        except AssertionError:
+            pass  # exited before serving, as it should
+        assert server.process is not None and server.process.wait(30) == 1
+        logs = server.logs()
+        assert f"Error: --metrics-listen: cannot listen on 127.0.0.1:{port}: Address already in use" in logs
+        assert "Traceback" not in logs
+    finally:
+        taken.close()

@@ -1,0 +1,136 @@
+"""Prometheus metrics (`serve --metrics-listen`): a real server on port 0,
+real gRPC calls, then /metrics scraped over HTTP and parsed as Prometheus
+parses it. Each count is checked against the calls the test made."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import urllib.request
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from medsettle.client.settlement_client import CallRefused, SettlementClient
+from tests.conftest import ServerThread
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics: (name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("text/plain")
+        text = answer.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def series(samples, name: str, key: str, **fixed: str) -> dict[str, float]:
+    """The samples of name whose other labels are `fixed`, by the value of label `key`."""
+    found = {}
+    for (sample_name, labels), sample_value in samples.items():
+        labels = dict(labels)
+        if sample_name == name and key in labels and {k: v for k, v in labels.items() if k != key} == fixed:
+            found[labels[key]] = sample_value
+    return found
+
+
+@pytest.fixture
+def metered(db_path, clock):
+    running = ServerThread(db_path, clock, metrics_address="127.0.0.1:0").start()
+    yield running
+    running.stop()
+
+
+def test_calls_outcomes_and_writer_batches_are_counted_as_made(metered, bill):
+    first, conflicting, invalid = bill(), bill(), bill(lines=[("XB0201", 0, 3500)])
+    conflicting.msgid = first.msgid
+    conflicting.fee_lines[0].pric_fen += 1  # the same msgid with another bill
+    with SettlementClient(metered.target, tokens=metered.tokens, deadline_s=10.0, retries=0) as client:
+        client.settle(first)
+        assert client.settle(first).setl_id  # the retry: answered again, OK
+        for refused in (conflicting, invalid):
+            with pytest.raises(CallRefused):
+                client.settle(refused)
+        stream = list(client.settle_stream([bill(), bill(lines=[("XB0201", 0, 3500)]), bill()]))
+        assert [item.status.reason for item in stream] == ["", "FIELD_INVALID", ""]
+    other = bill(code="H44030100001", psn_no="44030000000000000001", insuplc="440300")
+    with SettlementClient(metered.target, token=metered.tokens["H44010100001"], deadline_s=10.0, retries=0) as hospital:
+        with pytest.raises(CallRefused) as denied:
+            hospital.settle(other)  # another institution's bill
+        assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED
+        items = list(hospital.settle_stream([bill(), other]))
+        assert [item.status.reason for item in items] == ["", "NOT_YOUR_INSTITUTION"]
+    with SettlementClient(metered.target, deadline_s=10.0, retries=0) as anonymous:
+        with pytest.raises(CallRefused) as unauthenticated:
+            anonymous.settle(bill())
+        assert unauthenticated.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+    samples = scrape(metered.metrics_port)
+    assert series(samples, "medsettle_calls_total", "code", method="Settle") == {
+        "OK": 2, "ALREADY_EXISTS": 1, "INVALID_ARGUMENT": 1, "UNAUTHENTICATED": 1, "PERMISSION_DENIED": 1}
+    assert series(samples, "medsettle_calls_total", "code", method="SettleStream") == {"OK": 2}
+    # Handling time is measured for the calls whose handler ran (not the unauthenticated one).
+    assert value(samples, "medsettle_call_seconds_count", method="Settle") == 5
+    assert value(samples, "medsettle_call_seconds_bucket", method="Settle", le="+Inf") == 5
+    assert value(samples, "medsettle_call_seconds_sum", method="Settle") > 0
+    assert series(samples, "medsettle_outcomes_total", "result", method="Settle") == {
+        "OK": 2, "IDEMPOTENCY_CONFLICT": 1, "FIELD_INVALID": 1, "NOT_YOUR_INSTITUTION": 1}
+    assert series(samples, "medsettle_outcomes_total", "result", method="SettleStream") == {
+        "OK": 3, "FIELD_INVALID": 1, "NOT_YOUR_INSTITUTION": 1}
+    # The writer saw every write that passed validation and authorization: 3 Settle calls, 3 stream items.
+    assert value(samples, "medsettle_writer_commands_total") == 6
+    batches = value(samples, "medsettle_writer_batches_total")
+    assert 1 <= batches <= 6
+    assert value(samples, "medsettle_writer_batch_commands_count") == batches
+    assert value(samples, "medsettle_writer_batch_commands_sum") == 6
+    assert value(samples, "medsettle_writer_batch_seconds_count") == batches
+    assert value(samples, "medsettle_writer_queue_commands") == 0
+    assert value(samples, "medsettle_writer_up") == 1
+    assert value(samples, "medsettle_build_info", version="0.1.0") == 1
+    assert value(samples, "process_resident_memory_bytes") > 0
+
+
+def test_the_writer_process_is_watched_through_its_death_and_restart(db_path, clock, bill):
+    running = ServerThread(db_path, clock, writer_process=True, metrics_address="127.0.0.1:0").start()
+    try:
+        writer = running.service.writer_process
+        first_pid = writer.pid
+        before = scrape(running.metrics_port)
+        assert value(before, "medsettle_writer_process_resident_memory_bytes") > 0
+        assert value(before, "medsettle_writer_restarts_total") == 0
+        ledger_path = writer._db_path
+        writer._db_path = str(db_path.parent / "gone" / "ledger.db")  # the next child cannot open its ledger
+        os.kill(first_pid, signal.SIGKILL)
+        with SettlementClient(running.target, tokens=running.tokens, deadline_s=10.0, retries=0) as client:
+            with pytest.raises(CallRefused) as lost:
+                client.settle(bill())
+            assert lost.value.reason == "STORAGE_UNAVAILABLE"
+            down = scrape(running.metrics_port)
+            assert value(down, "medsettle_writer_up") == 0
+            assert value(down, "medsettle_writer_restart_failures_total") >= 1
+            assert value(down, "medsettle_writer_restarts_total") == 0
+            assert value(down, "medsettle_outcomes_total", method="Settle", result="STORAGE_UNAVAILABLE") == 1
+            assert value(down, "medsettle_calls_total", method="Settle", code="UNAVAILABLE") == 1
+            writer._db_path = ledger_path  # the health watcher's next try starts a child
+            deadline = time.monotonic() + 30
+            while running.service.writer_down() is not None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            client.settle(bill())
+        after = scrape(running.metrics_port)
+        assert value(after, "medsettle_writer_up") == 1
+        assert value(after, "medsettle_writer_restarts_total") == 1
+        assert writer.pid != first_pid
+        assert value(after, "medsettle_writer_process_start_time_seconds") >= value(
+            before, "medsettle_writer_process_start_time_seconds")
+    finally:
+        running.stop()
+
+
+def test_a_server_without_metrics_listens_for_none(server):
+    assert server.metrics_port is None
