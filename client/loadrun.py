@@ -1,6 +1,7 @@
 """A whole load run: the server process (its own, on a fresh SQLite file,
 unless a target is given), the echo baseline and the settlement phases
-against it in the same run, the server's RSS over time, one report.
+against it in the same run, the server's RSS over time, its writer's
+batches per phase (read from its /metrics), one report.
 
 The server is `medsettle serve --with-echo` in its own process, exactly as
 operators run it: the reference data with the synthetic persons goes in with
@@ -26,6 +27,7 @@ from typing import Any, Iterator, Sequence
 
 import grpc
 
+from medsettle.client.metrics_scrape import Samples, scrape, value
 from medsettle.client.loadgen import (
     HOSPITALS,
     MODES,
@@ -67,6 +69,15 @@ class ServerProcess:
     target: str
     db_path: Path
     tokens: dict[str, str]
+    metrics_url: str  # its Prometheus endpoint
+
+
+def _metrics_url(log_path: Path) -> str:
+    """The /metrics address the server's `serving` log line gives."""
+    for line in log_path.read_text("utf-8", "replace").splitlines():
+        if '"serving"' in line:
+            return f"http://127.0.0.1:{json.loads(line)['metrics_port']}/metrics"
+    raise RuntimeError("the server logged no `serving` line")
 
 
 def _medsettle(*args: str) -> list[str]:
@@ -97,6 +108,7 @@ def own_server(persons: int, writer_batch: int, workdir: Path | None = None,
         process = subprocess.Popen(
             _medsettle("serve", "--db", str(db_path), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
                        "--with-echo", "--log-format", "json",  # default level (info): nothing is logged per settled call
+                       "--metrics-listen", "127.0.0.1:0",
                        "--writer-batch", str(writer_batch), "--writer-process" if writer_process else "--writer-thread"),
             stdout=log, stderr=subprocess.STDOUT,
         )
@@ -108,7 +120,8 @@ def own_server(persons: int, writer_batch: int, workdir: Path | None = None,
                 if time.monotonic() > deadline:
                     raise RuntimeError("server did not start in time")
                 time.sleep(0.05)
-            yield ServerProcess(process, f"127.0.0.1:{port_file.read_text().strip()}", db_path, tokens)
+            yield ServerProcess(process, f"127.0.0.1:{port_file.read_text().strip()}", db_path, tokens,
+                                _metrics_url(root / "server.log"))
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -120,7 +133,8 @@ def own_server(persons: int, writer_batch: int, workdir: Path | None = None,
 
 
 async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Credentials,
-                   server_pid: int | None = None, progress: Any = None) -> dict[str, Any]:
+                   server_pid: int | None = None, progress: Any = None,
+                   metrics_url: str | None = None) -> dict[str, Any]:
     """Every phase of the plan against target, one after the other."""
     bills = BillFactory(mix)
     sampler = RssSampler(server_pid, plan.rss_interval_s) if server_pid else None
@@ -135,9 +149,12 @@ async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Crede
             for phase in iter_phases((mode,), plan.with_echo, concurrency=concurrency, duration_s=plan.duration_s,
                                      count=plan.count, streams=min(plan.streams, concurrency), warmup_s=plan.warmup_s,
                                      batch=plan.batch):
+                writer_before = await asyncio.to_thread(scrape, metrics_url) if metrics_url else None
                 server_cpu, client_cpu = tree_cpu_s(server_pid) if server_pid else None, cpu_s(os.getpid())
                 result = await run_phase(channel, phase, bills, credentials)
                 result["cpu_ms_per_call"] = _cpu_per_call(server_cpu, server_pid, client_cpu, result["calls_with_warmup"])
+                if writer_before is not None and metrics_url:
+                    result["writer"] = _writer_batches(writer_before, await asyncio.to_thread(scrape, metrics_url))
                 phases.append(result)
                 if progress is not None:
                     progress(result)
@@ -158,6 +175,21 @@ async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Crede
     return report
 
 
+def _writer_batches(before: Samples, after: Samples) -> dict[str, float]:
+    """The group commits of a phase (its warm-up included): how many, how
+    many writes each held, how long each took from send to outcomes."""
+    def spent(name: str) -> float:
+        return value(after, name) - value(before, name)
+
+    batches, commands = spent("medsettle_writer_batches_total"), spent("medsettle_writer_commands_total")
+    return {
+        "batches": int(batches),
+        "commands": int(commands),
+        "commands_per_batch": round(commands / batches, 2) if batches else 0.0,
+        "batch_ms_mean": round(1000 * spent("medsettle_writer_batch_seconds_sum") / batches, 3) if batches else 0.0,
+    }
+
+
 def _cpu_per_call(server_before: float | None, server_pid: int | None, client_before: float | None,
                   calls: int) -> dict[str, float]:
     """CPU milliseconds per call in the server and in the generator: less
@@ -176,7 +208,8 @@ def run(plan: LoadPlan, mix: BillMix, target: str | None = None, token: str | No
     if target is not None:
         return asyncio.run(run_load(target, plan, mix, Credentials(tokens, token), None, progress))
     with own_server(mix.persons, plan.writer_batch, writer_process=plan.writer_process) as server:
-        report = asyncio.run(run_load(server.target, plan, mix, Credentials(server.tokens), server.process.pid, progress))
+        report = asyncio.run(run_load(server.target, plan, mix, Credentials(server.tokens), server.process.pid, progress,
+                                      server.metrics_url))
         report["target"] = "own server process (127.0.0.1, fresh SQLite file)"
         return report
 
@@ -192,6 +225,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"  p50 {lat['p50']:.1f} p90 {lat['p90']:.1f} p99 {lat['p99']:.1f} max {lat['max']:.1f} ms"
             f"  ok {p['calls_ok']:,}  errors: {errors}"
             + (f"  server CPU {cpu['server']:.3f} ms/call" if (cpu := p.get("cpu_ms_per_call", {})).get("server") else "")
+            + (f"  writer {w['commands_per_batch']:.1f} writes/commit, {w['batch_ms_mean']:.1f} ms each"
+               if (w := p.get("writer", {})).get("batches") else "")
         )
     for mode, ratio in report["ratio_to_echo"].items():
         lines.append(f"settle/echo ({mode}): {ratio:.2f}")

@@ -139,21 +139,19 @@ def _host_port(value: str | None) -> str | None:
 
 def _print_metrics(port: int, console: Console) -> None:
     """What the server's /metrics says of the demo's calls, scraped as Prometheus would."""
-    import urllib.request
     from collections import Counter
 
-    from prometheus_client.parser import text_string_to_metric_families
+    from medsettle.client.metrics_scrape import scrape, value
 
     url = f"http://127.0.0.1:{port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        families = {family.name: family for family in text_string_to_metric_families(answer.read().decode())}
+    samples = scrape(url)
     codes: Counter[str] = Counter()
-    for sample in families["medsettle_calls"].samples:
-        codes[sample.labels["code"]] += int(sample.value)
-    writer = {name: int(families[name].samples[0].value) for name in ("medsettle_writer_commands", "medsettle_writer_batches")}
+    for (name, labels), count in samples.items():
+        if name == "medsettle_calls_total":
+            codes[dict(labels)["code"]] += int(count)
     console.print(f"Metrics at {url}: calls by status " + ", ".join(f"{code} {n}" for code, n in sorted(codes.items()))
-                  + f"; the writer committed {writer['medsettle_writer_commands']} writes "
-                  f"in {writer['medsettle_writer_batches']} batches.")
+                  + f"; the writer committed {value(samples, 'medsettle_writer_commands_total'):.0f} writes "
+                  f"in {value(samples, 'medsettle_writer_batches_total'):.0f} batches.")
 
 
 def _provision_demo(db: str):  # type: ignore[no-untyped-def]

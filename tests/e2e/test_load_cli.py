@@ -24,10 +24,18 @@ def test_load_with_its_own_server_reports_every_phase(tmp_path):
     for phase in report["phases"]:
         assert phase["calls_ok"] == 150 and phase["errors"] == {}, phase
         assert phase["cpu_ms_per_call"]["server"] > 0
+        # From the server's /metrics: echo writes nothing; every settlement call went through a group commit.
+        writer = phase["writer"]
+        if phase["service"] == "echo":
+            assert writer == {"batches": 0, "commands": 0, "commands_per_batch": 0.0, "batch_ms_mean": 0.0}
+        else:
+            assert 1 <= writer["batches"] <= writer["commands"] and writer["commands"] >= 150
+            assert writer["batch_ms_mean"] > 0
     assert set(report["ratio_to_echo"]) == {"unary", "stream", "batch"}
     assert report["phases"][-1]["batch"] == 8
     assert report["server_rss"]["samples"] >= 1 and report["server_rss"]["peak_mib"] > 10
     assert "settle/echo (unary)" in done.stdout
+    assert "writes/commit" in done.stdout
 
 
 def test_load_refuses_a_token_without_a_target():

@@ -11,33 +11,19 @@ import urllib.request
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from medsettle.client.metrics_scrape import Samples, by_label, value
+from medsettle.client.metrics_scrape import scrape as read_metrics
 from medsettle.client.settlement_client import CallRefused, SettlementClient
 from tests.conftest import ServerThread
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of /metrics: (name, sorted labels) -> value."""
+def scrape(port: int) -> Samples:
+    """Every sample of /metrics, parsed by prometheus_client's own parser."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         assert answer.headers["Content-Type"].startswith("text/plain")
-        text = answer.read().decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return read_metrics(f"http://127.0.0.1:{port}/metrics")
 
-
-def value(samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def series(samples, name: str, key: str, **fixed: str) -> dict[str, float]:
-    """The samples of name whose other labels are `fixed`, by the value of label `key`."""
-    found = {}
-    for (sample_name, labels), sample_value in samples.items():
-        labels = dict(labels)
-        if sample_name == name and key in labels and {k: v for k, v in labels.items() if k != key} == fixed:
-            found[labels[key]] = sample_value
-    return found
 
 
 @pytest.fixture
@@ -72,16 +58,16 @@ def test_calls_outcomes_and_writer_batches_are_counted_as_made(metered, bill):
         assert unauthenticated.value.code == grpc.StatusCode.UNAUTHENTICATED
 
     samples = scrape(metered.metrics_port)
-    assert series(samples, "medsettle_calls_total", "code", method="Settle") == {
+    assert by_label(samples, "medsettle_calls_total", "code", method="Settle") == {
         "OK": 2, "ALREADY_EXISTS": 1, "INVALID_ARGUMENT": 1, "UNAUTHENTICATED": 1, "PERMISSION_DENIED": 1}
-    assert series(samples, "medsettle_calls_total", "code", method="SettleStream") == {"OK": 2}
+    assert by_label(samples, "medsettle_calls_total", "code", method="SettleStream") == {"OK": 2}
     # Handling time is measured for the calls whose handler ran (not the unauthenticated one).
     assert value(samples, "medsettle_call_seconds_count", method="Settle") == 5
     assert value(samples, "medsettle_call_seconds_bucket", method="Settle", le="+Inf") == 5
     assert value(samples, "medsettle_call_seconds_sum", method="Settle") > 0
-    assert series(samples, "medsettle_outcomes_total", "result", method="Settle") == {
+    assert by_label(samples, "medsettle_outcomes_total", "result", method="Settle") == {
         "OK": 2, "IDEMPOTENCY_CONFLICT": 1, "FIELD_INVALID": 1, "NOT_YOUR_INSTITUTION": 1}
-    assert series(samples, "medsettle_outcomes_total", "result", method="SettleStream") == {
+    assert by_label(samples, "medsettle_outcomes_total", "result", method="SettleStream") == {
         "OK": 3, "FIELD_INVALID": 1, "NOT_YOUR_INSTITUTION": 1}
     # The writer saw every write that passed validation and authorization: 3 Settle calls, 3 stream items.
     assert value(samples, "medsettle_writer_commands_total") == 6
