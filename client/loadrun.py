@@ -181,7 +181,8 @@ def _writer_batches(before: Samples, after: Samples) -> dict[str, float]:
     def spent(name: str) -> float:
         return value(after, name) - value(before, name)
 
-    batches, commands = spent("medsettle_writer_batches_total"), spent("medsettle_writer_commands_total")
+    # The histograms count the batches sent to the writer (not those whose callers had all given up).
+    batches, commands = spent("medsettle_writer_batch_commands_count"), spent("medsettle_writer_batch_commands_sum")
     return {
         "batches": int(batches),
         "commands": int(commands),

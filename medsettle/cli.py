@@ -112,7 +112,7 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
         finally:
             _revoke(db, demo_credentials.cred_ids)
         if running.metrics is not None:
-            await asyncio.get_running_loop().run_in_executor(None, _print_metrics, running.metrics.port, console)
+            await asyncio.get_running_loop().run_in_executor(None, _print_metrics, running.metrics.url, console)
         if not exit_after_demo:
             console.print(f"Serving on port {running.port}; Ctrl-C to stop. Calls need a credential: "
                           f"medsettle credentials issue --db {db} --code H44010100001 --label me")
@@ -137,13 +137,12 @@ def _host_port(value: str | None) -> str | None:
     return value
 
 
-def _print_metrics(port: int, console: Console) -> None:
+def _print_metrics(url: str, console: Console) -> None:
     """What the server's /metrics says of the demo's calls, scraped as Prometheus would."""
     from collections import Counter
 
     from medsettle.client.metrics_scrape import scrape, value
 
-    url = f"http://127.0.0.1:{port}/metrics"
     samples = scrape(url)
     codes: Counter[str] = Counter()
     for (name, labels), count in samples.items():

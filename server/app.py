@@ -50,11 +50,13 @@ class RunningServer:
     async def stop(self, grace_s: float | None = None) -> None:
         """Stops taking calls, drains in-flight ones, then the writer; /metrics last."""
         self.watcher.cancel()
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace_s)
-        await asyncio.get_running_loop().run_in_executor(None, self.service.close)
-        if self.metrics is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.metrics.stop)
+        try:
+            await self.health.enter_graceful_shutdown()
+            await self.server.stop(grace_s)
+            await asyncio.get_running_loop().run_in_executor(None, self.service.close)
+        finally:
+            if self.metrics is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.metrics.stop)
 
 
 async def create_server(
@@ -105,8 +107,13 @@ async def create_server(
     if port == 0:
         raise ListenError(f"--listen: cannot listen on {address}")
     metrics = start_metrics(metrics_address, stats, service) if metrics_address else None
-    service.start()
-    await server.start()
+    try:
+        service.start()
+        await server.start()
+    except BaseException:
+        if metrics is not None:
+            metrics.stop()
+        raise
     # SERVING only now: reference data is loaded and the writer runs.
     await _set_health(health_servicer, serving=True)
     watcher = asyncio.get_running_loop().create_task(_watch_writer(service, health_servicer))
@@ -174,9 +181,11 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if on_ready is not None and not await on_ready(running):
-        stop.set()
-    await stop.wait()
-    log.info("draining", grace_s=limits.shutdown_grace_s)
-    await running.stop(limits.shutdown_grace_s)
-    log.info("stopped")
+    try:
+        if on_ready is not None and not await on_ready(running):
+            stop.set()
+        await stop.wait()
+        log.info("draining", grace_s=limits.shutdown_grace_s)
+    finally:  # also when on_ready raised: in-flight calls drain, the writer finishes
+        await running.stop(limits.shutdown_grace_s)
+        log.info("stopped")

@@ -11,6 +11,8 @@ is measured the same way, so the load benchmark's ratio stays fair."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -73,6 +75,12 @@ def measured(servicer: Any, service: ServiceDescriptor, stats: CallStats) -> Sim
     wrapped = {}
     for method in service.methods:
         handler = getattr(servicer, method.name)
+        # grpc.aio calls a handler by its kind; a plain function here (one not
+        # implemented, say) would become a coroutine and answer UNKNOWN, not UNIMPLEMENTED.
+        expected = inspect.isasyncgenfunction if method.server_streaming else inspect.iscoroutinefunction
+        if not expected(handler):
+            raise TypeError(f"{method.full_name}: the handler must be an async "
+                            f"{'generator' if method.server_streaming else 'function'}")
         wrap = _measured_stream if method.server_streaming else _measured_unary
         wrapped[method.name] = wrap(method.name, handler, stats)
     return SimpleNamespace(**wrapped)
@@ -81,8 +89,11 @@ def measured(servicer: Any, service: ServiceDescriptor, stats: CallStats) -> Sim
 def _final_code(error: BaseException, context: grpc.aio.ServicerContext) -> str:
     if isinstance(error, grpc.aio.AbortError):
         return aborted_code(context)
-    if isinstance(error, asyncio.CancelledError):
-        return "CANCELLED"
+    # A call ended from outside: cancelled by gRPC (a unary call, or a stream
+    # waiting on work) or closed while it waited for its client to read.
+    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+        remaining_s = context.time_remaining()
+        return "DEADLINE_EXCEEDED" if remaining_s is not None and remaining_s <= 0 else "CANCELLED"
     return "UNKNOWN"  # what gRPC answers for an exception a handler did not expect
 
 
@@ -105,8 +116,10 @@ def _measured_stream(name: str, handler: Callable[..., Any], stats: CallStats) -
         started = time.perf_counter()
         code = OK
         try:
-            async for answer in handler(request, context):
-                yield answer
+            # aclosing: a stream closed early runs the handler's own cleanup now, not at garbage collection.
+            async with contextlib.aclosing(handler(request, context)) as answers:
+                async for answer in answers:
+                    yield answer
         except BaseException as error:
             code = _final_code(error, context)
             raise
@@ -128,7 +141,7 @@ def _counter_by(name: str, documentation: str, labels: list[str],
                 by_method: dict[str, dict[str, int]]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, documentation, labels=labels)
     for method, counts in by_method.items():
-        for key, value in list(counts.items()):  # list(): one atomic copy under the GIL
+        for key, value in counts.copy().items():  # copy(): one step under the GIL, as the loop may add a key
             family.add_metric([method, key], value)
     return family
 
@@ -149,8 +162,8 @@ class ServerCollector(Collector):
         yield _counter_by("medsettle_calls", "RPCs finished, by method and gRPC status code "
                           "(UNAUTHENTICATED and undecodable requests counted before any handler ran).",
                           ["method", "code"], self.stats.codes)
-        yield _histogram("medsettle_call_seconds", "Seconds an RPC's handler took, authentication to answer "
-                         "(a stream: its whole life).", ["method"],
+        yield _histogram("medsettle_call_seconds", "Seconds an RPC's handler took, from its start (after "
+                         "authentication) to its answer (a stream: its whole life).", ["method"],
                          (([method], histogram) for method, histogram in self.stats.seconds.items() if histogram.count))
         yield _counter_by("medsettle_outcomes", "Requests that reached the service (unary calls, settlement "
                           "stream items), by result: OK or the reason code of the refusal.",
@@ -166,10 +179,10 @@ class ServerCollector(Collector):
         writer = self.service.writer
         yield GaugeMetricFamily("medsettle_writer_queue_commands", "Writes waiting for the group-commit writer.",
                                 value=writer.queue_length())
-        yield CounterMetricFamily("medsettle_writer_batches", "Batches the writer finished (committed, or failed whole).",
-                                  value=writer.batches_committed)
+        yield CounterMetricFamily("medsettle_writer_batches", "Batches the writer took (committed, failed whole, or "
+                                  "empty: every caller had given up).", value=writer.batches_committed)
         yield CounterMetricFamily("medsettle_writer_commands", "Writes in those batches.", value=writer.commands_done)
-        yield _histogram("medsettle_writer_batch_commands", "Writes per group commit.", [],
+        yield _histogram("medsettle_writer_batch_commands", "Writes per batch sent to the writer (one transaction).", [],
                          [([], writer.batch_commands)])
         yield _histogram("medsettle_writer_batch_seconds", "Seconds from sending a batch to the writer to having its "
                          "outcomes (its COMMIT and fsync included).", [], [([], writer.batch_seconds)])
@@ -187,7 +200,14 @@ class ServerCollector(Collector):
 @dataclass
 class MetricsEndpoint:
     httpd: Any  # wsgiref's server, on a daemon thread
+    host: str  # as given to listen on
     port: int
+
+    @property
+    def url(self) -> str:
+        """Where this machine reaches it (a wildcard host: through loopback)."""
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/metrics"
 
     def stop(self) -> None:
         self.httpd.shutdown()
@@ -206,8 +226,9 @@ def start_metrics(address: str, stats: CallStats, service: Any) -> MetricsEndpoi
     ProcessCollector(registry=registry)  # this process: CPU seconds, resident memory, open fds
     if service.writer_process is not None:
         ProcessCollector(namespace="medsettle_writer", pid=lambda: service.writer_process.pid, registry=registry)
+    host = host.strip("[]")  # an IPv6 host comes in brackets
     try:
-        httpd, _ = start_http_server(int(port), host.strip("[]"), registry)
+        httpd, _ = start_http_server(int(port), host, registry)
     except OSError as error:
         raise ListenError(f"--metrics-listen: cannot listen on {address}: {error.strerror or error}") from None
-    return MetricsEndpoint(httpd, httpd.server_port)
+    return MetricsEndpoint(httpd, host, httpd.server_port)

@@ -120,3 +120,26 @@ def test_the_writer_process_is_watched_through_its_death_and_restart(db_path, cl
 
 def test_a_server_without_metrics_listens_for_none(server):
     assert server.metrics_port is None
+
+
+def test_a_call_past_its_deadline_is_counted_as_such(metered, db_path, bill):
+    """The writer waits for a lock another connection holds; the caller's
+    deadline passes: DEADLINE_EXCEEDED, not CANCELLED, and no outcome."""
+    import sqlite3
+
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        with SettlementClient(metered.target, tokens=metered.tokens, deadline_s=0.3, retries=0) as client:
+            with pytest.raises(CallRefused) as late:
+                client.settle(bill())
+        assert late.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+    deadline = time.monotonic() + 10
+    while not (counted := by_label(scrape(metered.metrics_port), "medsettle_calls_total", "code", method="Settle")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert counted == {"DEADLINE_EXCEEDED": 1}
+    assert by_label(scrape(metered.metrics_port), "medsettle_outcomes_total", "result", method="Settle") == {}
