@@ -28,7 +28,7 @@ MAX_TABLE_ROWS = 40  # the terminal shows this many rows per table; the files ho
 @click.option("--period", required=True, help="The month to clear, YYYY-MM (China time); it must have ended.")
 @click.option("--db", required=True, type=click.Path(dir_okay=False), help="The ledger's SQLite file.")
 @click.option("--dry-run", is_flag=True,
-              help="Reconcile and show what would be posted; opens the ledger read only, writes no statement.")
+              help="Reconcile and show what would be posted; opens the ledger read only, writes no file.")
 @click.option("--statement-dir", type=click.Path(file_okay=False),
               help="Where the statement, payment instructions or breaks report go [default: var/statements/PP-YYYY-MM].")
 @click.option("--declared", type=click.Path(exists=True, dir_okay=False),
@@ -63,15 +63,21 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
         result = run_clearing(store, province, period, parse_clock(clock), dry_run=dry_run,
                               declared_csv=declared, hooks=hooks)
 
+    # A dry run writes no file either: it shows on the terminal what a real run would write.
     if result.outcome is Outcome.BREAKS:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / BREAKS_FILE).write_text(json.dumps(result.breaks, ensure_ascii=False, indent=2) + "\n", "utf-8")
-        _print_breaks(result.breaks, Console(highlight=False), out_dir / BREAKS_FILE)
+        report_path = None if dry_run else out_dir / BREAKS_FILE
+        if report_path is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            report_path.write_text(json.dumps(result.breaks, ensure_ascii=False, indent=2) + "\n", "utf-8")
+        _print_breaks(result.breaks, Console(highlight=False), report_path)
         sys.exit(EXIT_BREAKS)
 
     data = json.loads(result.statement_json)
     if result.outcome is Outcome.DRY_RUN:
         status.print(f"[yellow]Dry run[/]: province {province} period {period} reconciles; nothing was posted or written.")
+    elif dry_run:  # already cleared
+        status.print(f"[yellow]Dry run[/]: province {province} period {period} was already cleared at "
+                     f"{data['cleared_at']}; its statement follows; nothing was posted or written.")
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         texts = (result.statement_json, render_statement_csv(data), render_instructions_csv(data))
@@ -189,7 +195,7 @@ def _print_statement(data: dict[str, Any], console: Console, show_postings: bool
         console.print(f"{len(data['clearing_postings'])} postings in one journal entry (all in --json).")
 
 
-def _print_breaks(report: dict[str, Any], console: Console, path: Path) -> None:
+def _print_breaks(report: dict[str, Any], console: Console, path: Path | None) -> None:
     from medsettle.ledger.money import yuan
 
     table = Table(title=f"Reconciliation breaks, province {report['province']} period {report['period']}")
@@ -199,5 +205,5 @@ def _print_breaks(report: dict[str, Any], console: Console, path: Path) -> None:
         table.add_row(b["kind"], b["where"], yuan(b["amount_fen"]), b["detail"])
     console.print(table)
     counts = ", ".join(f"{kind} {count}" for kind, count in report["counts"].items())
-    console.print(f"[red]{report['breaks_total']} break(s)[/] ({counts}); nothing was posted. Report: {path}",
-                  soft_wrap=True)
+    where = f"Report: {path}" if path is not None else f"Dry run: no report written (at most {MAX_TABLE_ROWS} shown)"
+    console.print(f"[red]{report['breaks_total']} break(s)[/] ({counts}); nothing was posted. {where}", soft_wrap=True)

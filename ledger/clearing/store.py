@@ -157,6 +157,9 @@ class ClearingStore(SqliteLedgerStore):
 
     # ---- runs ---------------------------------------------------------
     def find_run(self, province: str, period: str) -> ClearingRun | None:
+        if self.read_only and self.reader().execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clearing_runs'").fetchone() is None:
+            return None  # a ledger from before clearing existed, read as it is (no schema added): never cleared
         row = self.reader().execute(
             "SELECT province, period, entry_no, cleared_us, statement_json, statement_sha256 "
             "FROM clearing_runs WHERE province = ? AND period = ?",

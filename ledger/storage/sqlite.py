@@ -222,6 +222,7 @@ class SqliteLedgerStore:
         never changed, nothing can be written; NotALedgerError if it holds
         no ledger); otherwise the schema is created if missing."""
         self.path = str(path)
+        self.read_only = read_only
         self._connect = connect_read_only if read_only else connect
         self._write = self._connect(self.path)
         if not read_only:

@@ -188,6 +188,10 @@ def test_a_posting_changed_behind_the_services_back_is_a_break_and_nothing_is_po
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM clearing_runs").fetchone()[0] == 0
     assert "nothing was posted" in done.output
+    dry_out = tmp_path / "dry-breaks"
+    dry = clear(db_path, "2026-10", OCT_CLEARING_CLOCK, dry_out, "--dry-run")
+    assert dry.exit_code == 3 and "Dry run: no report written" in dry.output
+    assert not dry_out.exists()  # a dry run shows the breaks, writes no report
 
 
 def test_a_posting_moved_to_another_period_is_a_break(server, client, bill, db_path, tmp_path):
@@ -230,6 +234,18 @@ def test_dry_run_shows_the_clearing_entry_and_posts_nothing(server, client, bill
     assert "Dry run" in done.output and "clearing:province:44" in done.stdout
     assert "receivable:agency:440300" in done.stdout
     assert journal_size(db_path) == before and not out.exists()
+
+
+def test_a_dry_run_of_a_cleared_month_shows_its_statement_and_writes_nothing(server, client, bill, db_path, tmp_path):
+    settle_month(client, bill, rounds=1)
+    cleared = clear(db_path, "2026-10", OCT_CLEARING_CLOCK, tmp_path / "real", "--json")
+    assert cleared.exit_code == 0, cleared.output
+    out = tmp_path / "dry"
+    dry = clear(db_path, "2026-10", OCT_CLEARING_CLOCK, out, "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert "already cleared" in dry.output and "nothing was posted or written" in dry.output
+    assert dry.stdout == cleared.stdout  # the stored statement, byte for byte
+    assert not out.exists()
 
 
 def test_prepaid_funds_are_drawn_and_a_shortfall_is_reported(server, client, bill, db_path, tmp_path):

@@ -129,6 +129,21 @@ def test_clear_dry_run_opens_the_ledger_read_only(server, client, db_path, tmp_p
     assert has_index()
 
 
+def test_clear_dry_run_reads_a_ledger_from_before_clearing_existed(server, client, db_path, tmp_path):
+    """No clearing_runs table (a ledger no medsettle with clearing has opened
+    to write): read only, the dry run takes it as never cleared and adds nothing."""
+    client.settle(make_bill(msgid="RO-OLD"))
+    server.stop()
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+        conn.execute("DROP TABLE clearing_runs")
+    before = db_path.read_bytes()
+    dry = CliRunner().invoke(main, ["clear", "--province", "44", "--period", "2026-10", "--db", str(db_path),
+                                    "--clock", "2026-11-02T09:00:00+08:00", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "Dry run" in dry.output and "reconciles" in dry.output
+    assert db_path.read_bytes() == before
+
+
 def test_a_ledger_is_readable_while_another_connection_writes(server, client, db_path):
     client.settle(make_bill(msgid="RO-2"))
     writer = connect(db_path)
