@@ -81,10 +81,9 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
     from medsettle.ledger.clock import parse_clock
     from medsettle.ledger.service import SettlementService
     from medsettle.ledger.storage.writer import WriterLimits
-    from medsettle.server.app import RunningServer, ServerLimits, serve as run_server
+    from medsettle.server.app import ListenError, RunningServer, ServerLimits, serve as run_server
     from medsettle.server.auth import CredentialCache
     from medsettle.server.logs import configure_logging
-    from medsettle.server.metrics import ListenError
     from medsettle.server.tls import TlsFiles
 
     tls_options = (tls_cert, tls_key, tls_client_ca)

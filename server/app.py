@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from medsettle.ledger.service import SettlementService
 from medsettle.server.auth import AuthInterceptor, Authorizer, CredentialCache
 from medsettle.server.logs import get_logger
-from medsettle.server.metrics import CallStats, ListenError, MetricsEndpoint, measured, method_names, start_metrics
+from medsettle.server.metrics import CallStats, MetricsEndpoint, measured, method_names, start_metrics
 from medsettle.server.servicer import SettlementServicer
 from medsettle.server.tls import TlsFiles, server_credentials
 from medsettle.v1 import echo_pb2, echo_pb2_grpc, settlement_pb2, settlement_pb2_grpc
@@ -27,6 +27,10 @@ SETTLEMENT_SERVICE = SETTLEMENT_DESCRIPTOR.full_name
 ECHO_SERVICE = ECHO_DESCRIPTOR.full_name
 
 log = get_logger("medsettle.server")
+
+
+class ListenError(OSError):
+    """An address the server was told to listen on (--listen, --metrics-listen) cannot be bound."""
 WRITER_WATCH_S = 1.0  # how often health looks at the writer process
 
 
@@ -103,10 +107,16 @@ async def create_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(names, server)
-    port = server.add_secure_port(address, server_credentials(tls)) if tls else server.add_insecure_port(address)
+    try:
+        port = server.add_secure_port(address, server_credentials(tls)) if tls else server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind": in use, no such address, no permission
+        port = 0
     if port == 0:
         raise ListenError(f"--listen: cannot listen on {address}")
-    metrics = start_metrics(metrics_address, stats, service) if metrics_address else None
+    try:
+        metrics = start_metrics(metrics_address, stats, service) if metrics_address else None
+    except OSError as error:
+        raise ListenError(f"--metrics-listen: cannot listen on {metrics_address}: {error.strerror or error}") from None
     try:
         service.start()
         await server.start()

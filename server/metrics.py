@@ -34,10 +34,6 @@ CALL_SECONDS_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 OK = "OK"
 
 
-class ListenError(OSError):
-    """An address the server was told to listen on cannot be bound."""
-
-
 class CallStats:
     """Per RPC method: calls by final gRPC status code, their handling
     seconds, and the outcome of every request that reached the service (a
@@ -165,7 +161,7 @@ class ServerCollector(Collector):
         yield _histogram("medsettle_call_seconds", "Seconds an RPC's handler took, from its start (after "
                          "authentication) to its answer (a stream: its whole life).", ["method"],
                          (([method], histogram) for method, histogram in self.stats.seconds.items() if histogram.count))
-        yield _counter_by("medsettle_outcomes", "Requests that reached the service (unary calls, settlement "
+        yield _counter_by("medsettle_outcomes", "Requests the service answered (unary calls, settlement "
                           "stream items), by result: OK or the reason code of the refusal.",
                           ["method", "result"], self.stats.outcomes)
         yield from self._writer()
@@ -227,8 +223,5 @@ def start_metrics(address: str, stats: CallStats, service: Any) -> MetricsEndpoi
     if service.writer_process is not None:
         ProcessCollector(namespace="medsettle_writer", pid=lambda: service.writer_process.pid, registry=registry)
     host = host.strip("[]")  # an IPv6 host comes in brackets
-    try:
-        httpd, _ = start_http_server(int(port), host, registry)
-    except OSError as error:
-        raise ListenError(f"--metrics-listen: cannot listen on {address}: {error.strerror or error}") from None
+    httpd, _ = start_http_server(int(port), host, registry)  # OSError if it cannot listen there
     return MetricsEndpoint(httpd, host, httpd.server_port)

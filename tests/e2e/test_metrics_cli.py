@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
+import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -46,22 +47,23 @@ def test_a_metrics_address_without_a_port_is_refused_naming_the_option(tmp_path)
     assert not (tmp_path / "x.db").exists()  # refused before anything was opened
 
 
-def test_a_metrics_port_in_use_stops_the_server_saying_so(tmp_path):
+@pytest.mark.parametrize("option", ["--metrics-listen", "--listen"])
+def test_a_port_in_use_stops_the_server_naming_the_option(tmp_path, option):
     import socket
+    import subprocess
+    import sys
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     try:
         port = taken.getsockname()[1]
-        server = ServeProcess(tmp_path / "ledger.db", tmp_path, "--metrics-listen", f"127.0.0.1:{port}", "--writer-thread")
-        try:
-            server.start(timeout_s=30)
-        except AssertionError:
-            pass  # exited before serving, as it should
-        assert server.process is not None and server.process.wait(30) == 1
-        logs = server.logs()
-        assert f"Error: --metrics-listen: cannot listen on 127.0.0.1:{port}: Address already in use" in logs
-        assert "Traceback" not in logs
+        done = subprocess.run(
+            [sys.executable, "-m", "medsettle", "serve", "--db", str(tmp_path / "ledger.db"), "--writer-thread",
+             "--listen", "127.0.0.1:0", "--log-format", "json", option, f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=60)
     finally:
         taken.close()
+    assert done.returncode == 1
+    assert f"Error: {option}: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
