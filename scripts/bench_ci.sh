@@ -4,7 +4,8 @@
 # unary Settle, SettleStream and SettleBatchStream against a server process
 # of its own on a fresh SQLite file). It prints the figures and writes them as JSON into
 # var/bench/; it fails only if something crashes, never because it is slow.
-# BENCH_LOAD_SECONDS sets the seconds per load phase (default 6; six phases).
+# BENCH_LOAD_SECONDS sets the seconds per load phase (default 4; six phases,
+# each after a 1 s warm-up: about 35 s with the server's start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=var/bench
@@ -14,6 +15,6 @@ echo "== micro-benchmarks (pytest-benchmark) =="
   --benchmark-max-time=0.2 --benchmark-columns=min,median,ops --benchmark-sort=name \
   --benchmark-json="$out/micro.json"
 echo "== load: 64 unary calls in flight; 1024 stream items in flight, one or 64 bills per message; echo baseline first =="
-.venv/bin/medsettle load --mode unary,stream,batch --duration "${BENCH_LOAD_SECONDS:-6}" --warmup 1 \
+.venv/bin/medsettle load --mode unary,stream,batch --duration "${BENCH_LOAD_SECONDS:-4}" --warmup 1 \
   --json "$out/load.json"
 echo "(full reports: $out/micro.json, $out/load.json)"
