@@ -219,15 +219,6 @@ class SettlementService:
         if self.writer_process is not None:
             self.writer_process.retry_start()
 
-    def health(self) -> dict[str, Any]:
-        return {
-            "writer_down": self.writer_down(),
-            "queue_length": self.writer.queue_length(),
-            "batches_committed": self.writer.batches_committed,
-            "commands_done": self.writer.commands_done,
-            "now": self.clock.now().astimezone(dt.timezone.utc).isoformat(),
-        }
-
 
 def _refuse_invalid(violations: list[FieldViolation]) -> None:
     if violations:
