@@ -204,10 +204,11 @@ def _cpu_per_call(server_before: float | None, server_pid: int | None, client_be
 
 
 def run(plan: LoadPlan, mix: BillMix, target: str | None = None, token: str | None = None,
-        tokens: dict[str, str] | None = None, progress: Any = None) -> dict[str, Any]:
-    """A load run: against target if given, else against a server of its own."""
+        tokens: dict[str, str] | None = None, progress: Any = None, metrics_url: str | None = None) -> dict[str, Any]:
+    """A load run: against target if given (its writer's commits read from
+    metrics_url, if given), else against a server of its own."""
     if target is not None:
-        return asyncio.run(run_load(target, plan, mix, Credentials(tokens, token), None, progress))
+        return asyncio.run(run_load(target, plan, mix, Credentials(tokens, token), None, progress, metrics_url))
     with own_server(mix.persons, plan.writer_batch, writer_process=plan.writer_process) as server:
         report = asyncio.run(run_load(server.target, plan, mix, Credentials(server.tokens), server.process.pid, progress,
                                       server.metrics_url))

@@ -16,6 +16,9 @@ import click
 @click.option("--token", default=None, envvar="MEDSETTLE_TOKEN", help="With --target: one bearer token for every call.")
 @click.option("--tokens", "tokens_file", type=click.Path(exists=True, dir_okay=False),
               help="With --target: JSON object fixmedins_code -> bearer token (a credential acts for its own institution).")
+@click.option("--metrics-url", default=None, metavar="URL",
+              help="With --target: the server's /metrics (serve --metrics-listen), to report its writer's group "
+                   "commits per phase; the own server's are always read.")
 @click.option("--mode", "modes", default="unary,stream,batch", show_default=True,
               help="unary, stream, batch (SettleBatchStream, --batch bills per message), comma-separated.")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=64, show_default=True,
@@ -45,7 +48,7 @@ import click
 @click.option("--writer-process/--writer-thread", default=True, show_default=True,
               help="Own server: run it with `serve --writer-process` or `--writer-thread`.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here ('-': stdout).")
-def load(target: str | None, token: str | None, tokens_file: str | None, modes: str, concurrency: int,
+def load(target: str | None, token: str | None, tokens_file: str | None, metrics_url: str | None, modes: str, concurrency: int,
          stream_concurrency: int, streams: int, batch: int, duration: float | None, count: int | None, warmup: float,
          no_echo: bool, persons: int, cross_region: float, lines: int, reversals: float, duplicates: float,
          writer_batch: int, writer_process: bool, json_path: str | None) -> None:
@@ -59,8 +62,8 @@ def load(target: str | None, token: str | None, tokens_file: str | None, modes: 
 
     if duration is not None and count is not None:
         raise click.UsageError("give --duration or --count, not both")
-    if target is None and (token or tokens_file):
-        raise click.UsageError("--token/--tokens go with --target; the own server gets credentials of its own")
+    if target is None and (token or tokens_file or metrics_url):
+        raise click.UsageError("--token/--tokens/--metrics-url go with --target; the own server is set up by the run")
     try:
         plan = LoadPlan(
             modes=tuple(parse_modes(modes)), concurrency=concurrency, stream_concurrency=stream_concurrency,
@@ -77,7 +80,7 @@ def load(target: str | None, token: str | None, tokens_file: str | None, modes: 
     def progress(phase: dict) -> None:  # type: ignore[type-arg]
         click.echo(f"  done: {phase['service']} {phase['mode']} {phase['calls_per_s']:,.0f} calls/s", err=True)
 
-    report = run(plan, mix, target=target, token=token, tokens=tokens, progress=progress)
+    report = run(plan, mix, target=target, token=token, tokens=tokens, progress=progress, metrics_url=metrics_url)
     for line in summary_lines(report):
         click.echo(line, err=json_path == "-")
     if json_path == "-":

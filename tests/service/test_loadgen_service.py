@@ -20,15 +20,20 @@ from medsettle.ledger.storage.sqlite import SqliteLedgerStore
 PERSONS = 120
 
 
-@pytest.fixture
-def load_server(tmp_path, clock):
+def _ledger_of_persons(tmp_path, clock):  # type: ignore[no-untyped-def]
+    """A ledger whose reference data holds PERSONS synthetic insured persons."""
     db_path = tmp_path / "ledger.db"
     reference = tmp_path / "reference.json"
     reference.write_text(json.dumps(synthetic_reference(sample_document(), PERSONS)), "utf-8")
     store = SqliteLedgerStore(db_path)
     load_reference_file(store, reference, clock)
     store.close()
-    running = ServerThread(db_path, clock, with_echo=True).start()
+    return db_path
+
+
+@pytest.fixture
+def load_server(tmp_path, clock):
+    running = ServerThread(_ledger_of_persons(tmp_path, clock), clock, with_echo=True).start()
     yield running
     running.stop()
 
@@ -108,3 +113,27 @@ def test_a_timed_phase_stops_and_measures_after_the_warmup(load_server):
     # The measured window covers the phase's duration (no upper bound: speed is for benchmarks/).
     assert report["elapsed_s"] > 0.4
     assert sum(_stored(load_server).values()) == report["calls_with_warmup"]
+
+
+def test_a_run_against_a_target_reads_its_writer_commits_from_the_metrics_url(tmp_path, clock):
+    from medsettle.client.loadrun import LoadPlan, run
+
+    db_path = _ledger_of_persons(tmp_path, clock)
+    server = ServerThread(db_path, clock, with_echo=True, metrics_address="127.0.0.1:0").start()
+    try:
+        plan = LoadPlan(modes=("unary",), concurrency=8, duration_s=None, count=120, warmup_s=0.0)
+        report = run(plan, BillMix(persons=PERSONS), target=server.target, tokens=dict(server.tokens),
+                     metrics_url=f"http://127.0.0.1:{server.metrics_port}/metrics")
+    finally:
+        server.stop()
+    echo, settle = report["phases"]
+    assert echo["writer"]["batches"] == 0
+    assert settle["writer"]["commands"] == _stored_count(db_path) == 120
+    assert 1 <= settle["writer"]["batches"] <= 120
+
+
+def _stored_count(db_path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute("SELECT COUNT(*) FROM settlements").fetchone()[0]
