@@ -149,12 +149,13 @@ async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Crede
             for phase in iter_phases((mode,), plan.with_echo, concurrency=concurrency, duration_s=plan.duration_s,
                                      count=plan.count, streams=min(plan.streams, concurrency), warmup_s=plan.warmup_s,
                                      batch=plan.batch):
-                writer_before = await asyncio.to_thread(scrape, metrics_url) if metrics_url else None
+                writer_before = await _scrape_or_none(metrics_url)
                 server_cpu, client_cpu = tree_cpu_s(server_pid) if server_pid else None, cpu_s(os.getpid())
                 result = await run_phase(channel, phase, bills, credentials)
                 result["cpu_ms_per_call"] = _cpu_per_call(server_cpu, server_pid, client_cpu, result["calls_with_warmup"])
-                if writer_before is not None and metrics_url:
-                    result["writer"] = _writer_batches(writer_before, await asyncio.to_thread(scrape, metrics_url))
+                writer_after = await _scrape_or_none(metrics_url)
+                if writer_before is not None and writer_after is not None:
+                    result["writer"] = _writer_batches(writer_before, writer_after)
                 phases.append(result)
                 if progress is not None:
                     progress(result)
@@ -173,6 +174,17 @@ async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Crede
     if sampler is not None:
         report["server_rss"] = sampler.summary()
     return report
+
+
+async def _scrape_or_none(metrics_url: str | None) -> Samples | None:
+    """The server's metrics, or None if there are none to read (no URL, or it
+    does not answer now): a phase then reports no writer figures, the run goes on."""
+    if metrics_url is None:
+        return None
+    try:
+        return await asyncio.to_thread(scrape, metrics_url)
+    except (OSError, ValueError):
+        return None
 
 
 def _writer_batches(before: Samples, after: Samples) -> dict[str, float]:

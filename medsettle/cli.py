@@ -131,7 +131,8 @@ def _host_port(value: str | None) -> str | None:
     if value is None:
         return None
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or int(port) > 65_535:
+    bare_ipv6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
+    if not host or bare_ipv6 or not port.isdigit() or int(port) > 65_535:
         raise click.BadParameter(f"must be HOST:PORT with a port of 0..65535, got {value!r}")
     return value
 

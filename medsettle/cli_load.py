@@ -76,6 +76,13 @@ def load(target: str | None, token: str | None, tokens_file: str | None, metrics
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     tokens = json.loads(Path(tokens_file).read_text("utf-8")) if tokens_file else None
+    if metrics_url:
+        from medsettle.client.metrics_scrape import scrape
+
+        try:
+            scrape(metrics_url)
+        except (OSError, ValueError) as error:
+            raise click.BadParameter(f"cannot read {metrics_url}: {error}", param_hint="--metrics-url") from None
 
     def progress(phase: dict) -> None:  # type: ignore[type-arg]
         click.echo(f"  done: {phase['service']} {phase['mode']} {phase['calls_per_s']:,.0f} calls/s", err=True)

@@ -112,7 +112,8 @@ async def create_server(
     except RuntimeError:  # grpc's "Failed to bind": in use, no such address, no permission
         port = 0
     if port == 0:
-        raise ListenError(f"--listen: cannot listen on {address}")
+        raise ListenError(f"--listen: cannot listen on {address}"
+                          + (" (in use, or the --tls-* certificate or key is not valid)" if tls else ""))
     try:
         metrics = start_metrics(metrics_address, stats, service) if metrics_address else None
     except OSError as error:

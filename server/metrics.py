@@ -43,10 +43,16 @@ class CallStats:
     def __init__(self, methods: Iterable[str]) -> None:
         names = tuple(methods)
         self.codes: dict[str, dict[str, int]] = {name: {} for name in names}
+        self.in_flight = dict.fromkeys(names, 0)  # calls whose handler runs now
         self.seconds = {name: FixedHistogram(CALL_SECONDS_BOUNDS) for name in names}
         self.outcomes: dict[str, dict[str, int]] = {name: {} for name in names}
 
+    def started(self, method: str) -> None:
+        self.in_flight[method] += 1
+
     def call(self, method: str, code: str, seconds: float) -> None:
+        """A call whose handler ran (started) has finished."""
+        self.in_flight[method] -= 1
         counts = self.codes[method]
         counts[code] = counts.get(code, 0) + 1
         self.seconds[method].observe(seconds)
@@ -96,6 +102,7 @@ def _final_code(error: BaseException, context: grpc.aio.ServicerContext) -> str:
 def _measured_unary(name: str, handler: Callable[..., Any], stats: CallStats) -> Callable[..., Any]:
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
+        stats.started(name)
         code = OK
         try:
             return await handler(request, context)
@@ -110,6 +117,7 @@ def _measured_unary(name: str, handler: Callable[..., Any], stats: CallStats) ->
 def _measured_stream(name: str, handler: Callable[..., Any], stats: CallStats) -> Callable[..., Any]:
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         started = time.perf_counter()
+        stats.started(name)
         code = OK
         try:
             # aclosing: a stream closed early runs the handler's own cleanup now, not at garbage collection.
@@ -158,6 +166,10 @@ class ServerCollector(Collector):
         yield _counter_by("medsettle_calls", "RPCs finished, by method and gRPC status code "
                           "(UNAUTHENTICATED and undecodable requests counted before any handler ran).",
                           ["method", "code"], self.stats.codes)
+        in_flight = GaugeMetricFamily("medsettle_calls_in_flight", "Calls whose handler runs now.", labels=["method"])
+        for method, count in self.stats.in_flight.copy().items():
+            in_flight.add_metric([method], count)
+        yield in_flight
         yield _histogram("medsettle_call_seconds", "Seconds an RPC's handler took, from its start (after "
                          "authentication) to its answer (a stream: its whole life).", ["method"],
                          (([method], histogram) for method, histogram in self.stats.seconds.items() if histogram.count))
@@ -181,7 +193,8 @@ class ServerCollector(Collector):
         yield _histogram("medsettle_writer_batch_commands", "Writes per batch sent to the writer (one transaction).", [],
                          [([], writer.batch_commands)])
         yield _histogram("medsettle_writer_batch_seconds", "Seconds from sending a batch to the writer to having its "
-                         "outcomes (its COMMIT and fsync included).", [], [([], writer.batch_seconds)])
+                         "outcomes: its COMMIT and fsync, and the wait for the batch ahead of it (two are in flight).",
+                         [], [([], writer.batch_seconds)])
         yield GaugeMetricFamily("medsettle_writer_up", "1 while writes can be taken; 0 while the writer process is "
                                 "down and cannot be restarted (health says NOT_SERVING).",
                                 value=0 if self.service.writer_down() is not None else 1)

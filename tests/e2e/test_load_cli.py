@@ -43,3 +43,12 @@ def test_load_refuses_a_token_without_a_target():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--target" in done.stderr
+
+
+def test_a_metrics_url_that_does_not_answer_is_refused_before_the_run():
+    done = subprocess.run([sys.executable, "-m", "medsettle", "load", "--target", "127.0.0.1:1", "--token", "x",
+                           "--metrics-url", "http://127.0.0.1:1/metrics", "--count", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--metrics-url" in done.stderr and "cannot read http://127.0.0.1:1/metrics" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -40,8 +40,9 @@ def test_serve_exposes_metrics_that_count_the_settlements(tmp_path):
         assert server.stop() == 0
 
 
-def test_a_metrics_address_without_a_port_is_refused_naming_the_option(tmp_path):
-    result = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "x.db"), "--metrics-listen", "localhost"])
+@pytest.mark.parametrize("address", ["localhost", "::1", "127.0.0.1:65536", "[::1]:x"])
+def test_a_metrics_address_without_a_port_is_refused_naming_the_option(tmp_path, address):
+    result = CliRunner().invoke(main, ["serve", "--db", str(tmp_path / "x.db"), "--metrics-listen", address])
     assert result.exit_code == 2
     assert "--metrics-listen" in result.output and "HOST:PORT" in result.output
     assert not (tmp_path / "x.db").exists()  # refused before anything was opened
@@ -66,4 +67,21 @@ def test_a_port_in_use_stops_the_server_naming_the_option(tmp_path, option):
         taken.close()
     assert done.returncode == 1
     assert f"Error: {option}: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_tls_files_that_are_not_valid_are_named_as_a_possible_cause(tmp_path):
+    import subprocess
+    import sys
+
+    for name in ("cert.pem", "key.pem", "ca.pem"):
+        (tmp_path / name).write_text("not a PEM file\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "medsettle", "serve", "--db", str(tmp_path / "ledger.db"), "--writer-thread",
+         "--listen", "127.0.0.1:0", "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem"),
+         "--tls-client-ca", str(tmp_path / "ca.pem")],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Error: --listen: cannot listen on 127.0.0.1:0 (in use, or the --tls-* certificate or key is not valid)" \
+        in done.stderr
     assert "Traceback" not in done.stderr

@@ -143,3 +143,28 @@ def test_a_call_past_its_deadline_is_counted_as_such(metered, db_path, bill):
         time.sleep(0.05)
     assert counted == {"DEADLINE_EXCEEDED": 1}
     assert by_label(scrape(metered.metrics_port), "medsettle_outcomes_total", "result", method="Settle") == {}
+
+
+def test_calls_in_flight_are_those_whose_handler_runs_now(metered, db_path, bill):
+    """A Settle held by a write lock another connection holds is in flight
+    until the lock goes; then none is."""
+    import sqlite3
+    import threading
+
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    answers = []
+    with SettlementClient(metered.target, tokens=metered.tokens, deadline_s=30.0, retries=0) as client:
+        caller = threading.Thread(target=lambda: answers.append(client.settle(bill())))
+        caller.start()
+        try:
+            deadline = time.monotonic() + 10
+            while value(scrape(metered.metrics_port), "medsettle_calls_in_flight", method="Settle") != 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        caller.join(30)
+    assert len(answers) == 1
+    assert value(scrape(metered.metrics_port), "medsettle_calls_in_flight", method="Settle") == 0

@@ -56,7 +56,7 @@ def test_a_stream_closed_while_its_client_reads_slowly(remaining_s, code):
         await stream.aclose()
 
     asyncio.run(read_one_then_close())
-    assert stats.codes["EchoStream"] == {code: 1}
+    assert stats.codes["EchoStream"] == {code: 1} and stats.in_flight["EchoStream"] == 0
     assert stats.seconds["EchoStream"].count == 1
     assert servicer.closed
 
@@ -74,7 +74,7 @@ def test_a_unary_call_cancelled_by_grpc(remaining_s, code):
             await call
 
     asyncio.run(cancel_it())
-    assert stats.codes["Echo"] == {code: 1}
+    assert stats.codes["Echo"] == {code: 1} and stats.in_flight["Echo"] == 0
 
 
 def test_an_exception_the_handler_did_not_expect_is_unknown():
