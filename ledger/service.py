@@ -82,7 +82,10 @@ class SettlementService:
         self.writer.start()
 
     def close(self) -> None:
-        """Finishes queued writes, then closes."""
+        """Finishes queued writes, then closes. A writer process being started
+        gives up first: draining must not wait its start timeout out."""
+        if self.writer_process is not None:
+            self.writer_process.interrupt_starts()
         self.writer.stop()
         if self.writer_process is not None:
             self.writer_process.close()
@@ -213,6 +216,10 @@ class SettlementService:
     def writer_down(self) -> str | None:
         """Why writes cannot be taken now (the writer process could not be restarted), or None."""
         return self.writer_process.down if self.writer_process is not None else None
+
+    def writer_starting(self) -> bool:
+        """A new writer process is being started (a dead one's replacement): writes wait meanwhile."""
+        return self.writer_process is not None and self.writer_process.starting
 
     def retry_writer(self) -> None:
         """Tries again to start the writer process, if it is down (blocks up to its start timeout)."""

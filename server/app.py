@@ -139,7 +139,8 @@ async def _set_health(health_servicer: health.aio.HealthServicer, serving: bool)
 
 async def _watch_writer(service: SettlementService, health_servicer: health.aio.HealthServicer) -> None:
     """NOT_SERVING while the writer process cannot be restarted (writes would
-    only be refused); meanwhile tries to start it again, then SERVING."""
+    only be refused; meanwhile it tries to start it again) or is being
+    restarted (writes wait); then SERVING again."""
     serving = True
     loop = asyncio.get_running_loop()
     while True:
@@ -149,7 +150,7 @@ async def _watch_writer(service: SettlementService, health_servicer: health.aio.
                 await loop.run_in_executor(None, service.retry_writer)
             except Exception as error:  # the watcher must outlive a failed try: health would freeze
                 log.error("writer process restart failed", detail=f"{type(error).__name__}: {error}")
-        down = service.writer_down()
+        down = service.writer_down() or ("restarting the writer process" if service.writer_starting() else None)
         if (down is None) != serving:
             serving = down is None
             await _set_health(health_servicer, serving)

@@ -195,9 +195,9 @@ class ServerCollector(Collector):
         yield _histogram("medsettle_writer_batch_seconds", "Seconds from sending a batch to the writer to having its "
                          "outcomes: its COMMIT and fsync, and the wait for the batch ahead of it (two are in flight).",
                          [], [([], writer.batch_seconds)])
+        writer_up = self.service.writer_down() is None and not self.service.writer_starting()
         yield GaugeMetricFamily("medsettle_writer_up", "1 while writes can be taken; 0 while the writer process is "
-                                "down and cannot be restarted (health says NOT_SERVING).",
-                                value=0 if self.service.writer_down() is not None else 1)
+                                "being restarted or cannot be (health says NOT_SERVING then).", value=int(writer_up))
         process = self.service.writer_process
         if process is not None:
             yield CounterMetricFamily("medsettle_writer_restarts", "Writer processes started to replace one that died.",

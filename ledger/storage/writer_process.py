@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,6 +24,7 @@ from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.storage.writer import batch_failure
 
 START_TIMEOUT_S = 60.0
+START_POLL_S = 0.1  # how soon a start being waited for sees close()
 STOP_TIMEOUT_S = 30.0
 _READY = "ready"
 
@@ -79,7 +81,9 @@ class WriterProcess:
         self.restarts = 0  # children started to replace a dead one
         self.restart_failures = 0  # tries to replace one that failed (down says why)
         self.down: str | None = None  # why the last restart failed, until one succeeds
+        self.starting = False  # a child is being started to replace a dead one: writes wait meanwhile
         self._closed = False  # set by close(): no child is started after it
+        self._closing = threading.Event()  # set first by close(): a start being waited for gives up
         self._start()
 
     def _start(self) -> None:
@@ -97,16 +101,28 @@ class WriterProcess:
         # Only a started child replaces the last one: a start that raised (no
         # fork: EAGAIN, EMFILE) leaves one that the next restart can join.
         self._child = child
-        try:
-            ready = self._outcomes.poll(START_TIMEOUT_S) and self._outcomes.recv() == _READY
-        except (EOFError, OSError):  # the child died while starting
-            ready = False
-        if not ready:
+        if not self._ready():
             exited = not self._child.is_alive()
             self._child.kill()
             self._child.join()
+            if self._closing.is_set():
+                raise RuntimeError("the writer process was stopped while starting (the server is closing)")
             raise RuntimeError(f"the writer process exited while starting (exit code {self._child.exitcode})" if exited
                                else f"the writer process did not start within {START_TIMEOUT_S:.0f} s")
+
+    def _ready(self) -> bool:
+        """Whether the child said it is ready, within START_TIMEOUT_S and before close()."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        try:
+            while not self._closing.is_set():
+                remaining_s = deadline - time.monotonic()
+                if remaining_s <= 0:
+                    return False
+                if self._outcomes.poll(min(remaining_s, START_POLL_S)):
+                    return bool(self._outcomes.recv() == _READY)
+        except (EOFError, OSError):  # the child died while starting
+            pass
+        return False
 
     @property
     def pid(self) -> int | None:
@@ -161,19 +177,27 @@ class WriterProcess:
                 # user lets go of it (Connection.__del__); a send to the dead
                 # child meanwhile is EPIPE, so that batch is lost as it should be.
                 self._generation += 1
+                self.starting = True
                 try:
                     self._start()
                 except Exception as error:  # the next batch tries again; health says NOT_SERVING meanwhile
                     self.restart_failures += 1
                     self.down = str(error)
                     return _lost(count, f"the writer process could not be restarted ({error}); retry later")
+                finally:
+                    self.starting = False
                 self.restarts += 1
                 self.down = None
         return _lost(count)
 
+    def interrupt_starts(self) -> None:
+        """A child being started gives up now, and none is started after: the server is closing."""
+        self._closing.set()
+
     def close(self) -> None:
         """Stops the child after the batches it holds (called once the writer has stopped)."""
-        with self._lock:  # waits for a restart in progress (the health watcher's); none starts after this
+        self.interrupt_starts()
+        with self._lock:  # waits for a restart in progress to give up; none starts after this
             self._closed = True
         try:
             self._commands.send(None)

@@ -379,3 +379,101 @@ def test_close_waits_for_a_restart_in_progress_and_leaves_no_child(tmp_path, clo
         if writer._child.is_alive():
             writer._child.kill()
         store.close()
+
+
+def test_health_is_not_serving_while_a_dead_writer_process_is_being_replaced(tmp_path, clock, bill):
+    """Writes wait while a new child starts: health says so (NOT_SERVING, and
+    medsettle_writer_up 0), then SERVING again once it runs."""
+    import threading
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from medsettle.client.metrics_scrape import scrape, value
+
+    server = ServerThread(tmp_path / "ledger.db", clock, writer_process=True, metrics_address="127.0.0.1:0").start()
+    writer = server.service.writer_process
+    first, second = _bills(bill, 2)
+    channel = grpc.insecure_channel(server.target)
+    health = health_pb2_grpc.HealthStub(channel)
+    metrics_url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+
+    def eventually(status: int) -> bool:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == status:
+                return True
+            time.sleep(0.1)
+        return False
+
+    try:
+        starting, go = _hold_starts(writer)
+        os.kill(writer.pid, signal.SIGKILL)
+        with _client(server) as client:
+            lost: list = []
+            caller = threading.Thread(target=lambda: lost.append(pytest.raises(CallRefused, client.settle, first)))
+            caller.start()  # its batch reaches the dead child; the answer thread starts a new one, held
+            assert starting.wait(30)
+            assert writer.starting and server.service.writer_down() is None
+            assert eventually(health_pb2.HealthCheckResponse.NOT_SERVING)
+            assert value(scrape(metrics_url), "medsettle_writer_up") == 0
+            go.set()
+            caller.join(30)
+            assert lost[0].value.reason == "STORAGE_UNAVAILABLE"
+            assert eventually(health_pb2.HealthCheckResponse.SERVING)
+            assert not writer.starting and value(scrape(metrics_url), "medsettle_writer_up") == 1
+            assert client.settle(first).msgid == first.msgid and client.settle(second).msgid == second.msgid
+    finally:
+        channel.close()
+        server.stop()
+
+
+def _sleeps_holding_its_pipes(*args) -> None:  # type: ignore[no-untyped-def]
+    """A writer child that never says it is ready (its pipes stay open)."""
+    time.sleep(3600)
+
+
+def test_closing_gives_up_a_start_that_would_wait_its_whole_timeout(tmp_path, clock, bill, monkeypatch):
+    """A new child that never says it is ready (here: one that only sleeps)
+    holds a restart up to START_TIMEOUT_S; close() must not wait that out:
+    the start gives up, its child is killed, the batch is told to retry."""
+    import threading
+
+    from medsettle.ledger.errors import Reason, Refused
+    from medsettle.ledger.storage import writer_process as module
+
+    monkeypatch.setattr(module, "START_TIMEOUT_S", 3600.0)
+    writer, store, commands = _down_writer_process(tmp_path, clock, bill)
+    context = writer._context
+    children = []
+
+    class SpawnsASleeper:
+        def Pipe(self, duplex: bool):  # noqa: N802
+            return context.Pipe(duplex=duplex)
+
+        def Process(self, **kwargs):  # noqa: N802
+            children.append(context.Process(target=_sleeps_holding_its_pipes, args=kwargs["args"], daemon=True))
+            return children[-1]
+
+    writer._context = SpawnsASleeper()
+    outcomes: list = []
+    retrying = threading.Thread(target=lambda: outcomes.extend(writer.run_batch(commands[:1])))
+    try:
+        retrying.start()  # the writer is down: this batch's call starts a child, which never gets ready
+        deadline = time.monotonic() + 30
+        while not writer.starting:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        closing = threading.Thread(target=writer.close)
+        closing.start()
+        closing.join(30)
+        retrying.join(30)
+        assert not closing.is_alive() and not retrying.is_alive()
+        [lost] = outcomes
+        assert isinstance(lost, Refused) and lost.reason == Reason.STORAGE_UNAVAILABLE
+        assert "stopped while starting" in (writer.down or "")
+        assert [child.is_alive() for child in children] == [False]
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.kill()
+        store.close()
