@@ -83,9 +83,9 @@ class SettlementService:
 
     def close(self) -> None:
         """Finishes queued writes, then closes. A writer process being started
-        gives up first: draining must not wait its start timeout out."""
+        has a short grace, not its whole start timeout (WriterProcess.begin_closing)."""
         if self.writer_process is not None:
-            self.writer_process.interrupt_starts()
+            self.writer_process.begin_closing()
         self.writer.stop()
         if self.writer_process is not None:
             self.writer_process.close()

@@ -156,6 +156,8 @@ async def _watch_writer(service: SettlementService, health_servicer: health.aio.
             await _set_health(health_servicer, serving)
             if serving:
                 log.info("writer process restarted; serving")
+            elif service.writer_down() is None:  # being replaced: usually over within a second
+                log.warning("writer process being replaced; not serving", detail=down)
             else:
                 log.error("writer process down; not serving", detail=down)
 

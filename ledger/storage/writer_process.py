@@ -12,6 +12,7 @@ is started on the same database."""
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import threading
 import time
@@ -24,8 +25,13 @@ from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.storage.writer import batch_failure
 
 START_TIMEOUT_S = 60.0
-START_POLL_S = 0.1  # how soon a start being waited for sees close()
+START_POLL_S = 0.1  # how often a start being waited for looks at the close deadline
+# Once the server closes, a replacement child may still start for this long
+# (a start takes about a second), so the drain commits what is queued; after
+# it no child is started and one being started is given up.
+CLOSE_START_GRACE_S = 10.0
 STOP_TIMEOUT_S = 30.0
+_CLOSING = "the server is closing; retry with the same msgid"
 _READY = "ready"
 
 
@@ -57,6 +63,10 @@ def _serve_batches(commands_in: Connection, outcomes_out: Connection, db_path: s
         store.close()
 
 
+class _Closing(Exception):
+    """A child is not started, or one being started is given up: the server closes."""
+
+
 def _lost(count: int, why: str = "the writer process stopped during this write; retry with the same msgid") -> list[Any]:
     return [Refused(Reason.STORAGE_UNAVAILABLE, why)] * count
 
@@ -83,7 +93,7 @@ class WriterProcess:
         self.down: str | None = None  # why the last restart failed, until one succeeds
         self.starting = False  # a child is being started to replace a dead one: writes wait meanwhile
         self._closed = False  # set by close(): no child is started after it
-        self._closing = threading.Event()  # set first by close(): a start being waited for gives up
+        self._no_start_after = math.inf  # monotonic time from which no child is started (the server closes)
         self._start()
 
     def _start(self) -> None:
@@ -105,16 +115,19 @@ class WriterProcess:
             exited = not self._child.is_alive()
             self._child.kill()
             self._child.join()
-            if self._closing.is_set():
-                raise RuntimeError("the writer process was stopped while starting (the server is closing)")
+            if self._past_close_deadline():
+                raise _Closing()
             raise RuntimeError(f"the writer process exited while starting (exit code {self._child.exitcode})" if exited
                                else f"the writer process did not start within {START_TIMEOUT_S:.0f} s")
 
+    def _past_close_deadline(self) -> bool:
+        return time.monotonic() >= self._no_start_after
+
     def _ready(self) -> bool:
-        """Whether the child said it is ready, within START_TIMEOUT_S and before close()."""
+        """Whether the child said it is ready, within START_TIMEOUT_S and the close deadline."""
         deadline = time.monotonic() + START_TIMEOUT_S
         try:
-            while not self._closing.is_set():
+            while not self._past_close_deadline():
                 remaining_s = deadline - time.monotonic()
                 if remaining_s <= 0:
                     return False
@@ -166,20 +179,24 @@ class WriterProcess:
         must not stop the other thread from draining the other one."""
         with self._lock:
             if generation == self._generation and not self._closed:
-                self._child.join(1.0)
-                if self._child.is_alive():
-                    self._child.kill()
-                    self._child.join()
-                # The old pipes are not closed here: the writer thread may be
-                # sending on the old commands pipe right now, and closing it
-                # under that send is a TypeError mid-write, or its fd number
-                # reused by the new child's pipe. Each closes when its last
-                # user lets go of it (Connection.__del__); a send to the dead
-                # child meanwhile is EPIPE, so that batch is lost as it should be.
-                self._generation += 1
-                self.starting = True
+                self.starting = True  # writes wait from now: health says so
                 try:
+                    self._child.join(1.0)
+                    if self._child.is_alive():
+                        self._child.kill()
+                        self._child.join()
+                    # The old pipes are not closed here: the writer thread may be
+                    # sending on the old commands pipe right now, and closing it
+                    # under that send is a TypeError mid-write, or its fd number
+                    # reused by the new child's pipe. Each closes when its last
+                    # user lets go of it (Connection.__del__); a send to the dead
+                    # child meanwhile is EPIPE, so that batch is lost as it should be.
+                    self._generation += 1
+                    if self._past_close_deadline():
+                        raise _Closing()
                     self._start()
+                except _Closing:  # not a failure: nothing is started once the server closes
+                    return _lost(count, _CLOSING)
                 except Exception as error:  # the next batch tries again; health says NOT_SERVING meanwhile
                     self.restart_failures += 1
                     self.down = str(error)
@@ -190,13 +207,16 @@ class WriterProcess:
                 self.down = None
         return _lost(count)
 
-    def interrupt_starts(self) -> None:
-        """A child being started gives up now, and none is started after: the server is closing."""
-        self._closing.set()
+    def begin_closing(self, grace_s: float | None = None) -> None:
+        """The server is closing: a replacement child may still start for
+        grace_s (default CLOSE_START_GRACE_S; the drain commits what is
+        queued), then none is, and one being started is given up."""
+        grace_s = CLOSE_START_GRACE_S if grace_s is None else grace_s
+        self._no_start_after = min(self._no_start_after, time.monotonic() + grace_s)
 
     def close(self) -> None:
         """Stops the child after the batches it holds (called once the writer has stopped)."""
-        self.interrupt_starts()
+        self.begin_closing(0.0)
         with self._lock:  # waits for a restart in progress to give up; none starts after this
             self._closed = True
         try:

@@ -443,18 +443,7 @@ def test_closing_gives_up_a_start_that_would_wait_its_whole_timeout(tmp_path, cl
 
     monkeypatch.setattr(module, "START_TIMEOUT_S", 3600.0)
     writer, store, commands = _down_writer_process(tmp_path, clock, bill)
-    context = writer._context
-    children = []
-
-    class SpawnsASleeper:
-        def Pipe(self, duplex: bool):  # noqa: N802
-            return context.Pipe(duplex=duplex)
-
-        def Process(self, **kwargs):  # noqa: N802
-            children.append(context.Process(target=_sleeps_holding_its_pipes, args=kwargs["args"], daemon=True))
-            return children[-1]
-
-    writer._context = SpawnsASleeper()
+    children = _writer_that_starts_sleepers(writer)
     outcomes: list = []
     retrying = threading.Thread(target=lambda: outcomes.extend(writer.run_batch(commands[:1])))
     try:
@@ -470,10 +459,95 @@ def test_closing_gives_up_a_start_that_would_wait_its_whole_timeout(tmp_path, cl
         assert not closing.is_alive() and not retrying.is_alive()
         [lost] = outcomes
         assert isinstance(lost, Refused) and lost.reason == Reason.STORAGE_UNAVAILABLE
-        assert "stopped while starting" in (writer.down or "")
+        assert "the server is closing; retry with the same msgid" in str(lost)
+        assert writer.restart_failures == 1  # the one before; giving up at close is not a failure
         assert [child.is_alive() for child in children] == [False]
     finally:
         for child in children:
             if child.is_alive():
                 child.kill()
+        store.close()
+
+
+def _writer_that_starts_sleepers(writer):  # type: ignore[no-untyped-def]
+    """Every child `writer` starts from now on never gets ready; returns them."""
+    context, children = writer._context, []
+
+    class SpawnsASleeper:
+        def Pipe(self, duplex: bool):  # noqa: N802
+            return context.Pipe(duplex=duplex)
+
+        def Process(self, **kwargs):  # noqa: N802
+            children.append(context.Process(target=_sleeps_holding_its_pipes, args=kwargs["args"], daemon=True))
+            return children[-1]
+
+    writer._context = SpawnsASleeper()
+    return children
+
+
+def test_the_service_drain_gives_a_start_a_grace_then_gives_it_up(tmp_path, clock, bill, monkeypatch):
+    """SettlementService.close() during a restart that would never end: the
+    queued write waits out the grace (CLOSE_START_GRACE_S, not the 60 s start
+    timeout), then is told to retry; close() returns."""
+    import asyncio
+    import threading
+
+    from medsettle.ledger.errors import Refused
+    from medsettle.ledger.service import SettlementService
+    from medsettle.ledger.storage import writer_process as module
+    from medsettle.server.convert import bill_from_pb
+
+    monkeypatch.setattr(module, "START_TIMEOUT_S", 3600.0)
+    monkeypatch.setattr(module, "CLOSE_START_GRACE_S", 0.5)
+    service = SettlementService(tmp_path / "ledger.db", clock, writer_process=True)
+    writer = service.writer_process
+    children = _writer_that_starts_sleepers(writer)
+    outcome: list = []
+
+    async def settle_then_close() -> None:
+        service.start()
+        os.kill(writer.pid, signal.SIGKILL)
+        pending = service.submit_settle(bill_from_pb(_bills(bill, 1)[0]))  # its batch finds the child dead
+        deadline = time.monotonic() + 30
+        while not writer.starting:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        closing = threading.Thread(target=service.close)
+        closing.start()
+        try:
+            await pending
+        except Refused as refused:
+            outcome.append(refused)
+        await asyncio.to_thread(closing.join, 30)
+        outcome.append(closing.is_alive())
+
+    try:
+        asyncio.run(settle_then_close())
+        refused, still_closing = outcome
+        assert "the server is closing" in str(refused) and not still_closing
+        assert writer.restart_failures == 0 and [child.is_alive() for child in children] == [False]
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.kill()
+
+
+def test_no_child_is_started_once_the_close_deadline_passed(tmp_path, clock, bill):
+    """A child that dies during the drain after the grace is not replaced:
+    its batch is told to retry, no start is tried, nothing counts as failed."""
+    from medsettle.ledger.errors import Refused
+
+    writer, store, commands = _down_writer_process(tmp_path, clock, bill)
+    try:
+        writer.retry_start()
+        assert writer.down is None and writer.restarts == 1
+        children = _writer_that_starts_sleepers(writer)
+        writer.begin_closing(0.0)
+        os.kill(writer.pid, signal.SIGKILL)
+        for _ in range(3):
+            [lost] = writer.run_batch(commands[:1])
+            assert isinstance(lost, Refused) and "the server is closing" in str(lost)
+        assert children == [] and writer.restart_failures == 1 and writer.down is None
+    finally:
+        writer.close()
         store.close()
