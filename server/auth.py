@@ -2,13 +2,15 @@
 
 Authentication: a bearer token in the `authorization` metadata, checked
 against the hashes in the credentials table (ledger/storage/credentials.py),
-or, over mutual TLS, the verified client certificate's common name
-(`H44010100001` for an institution, `operator:<name>` for an operator).
+or, over mutual TLS, the verified client certificate: its common name
+(`H44010100001` for an institution, `operator:<name>` for an operator) or
+a URI subject alternative name (`urn:medsettle:institution:H44010100001`,
+`urn:medsettle:operator:<name>`; DNS names are hosts, never callers).
 No credential, or an unknown or revoked one: UNAUTHENTICATED. Over mutual
 TLS a token, when sent, must name the caller the certificate names (same
-role and institution); otherwise PERMISSION_DENIED. A certificate whose
-common name names no caller only authenticates the channel, and the token
-decides.
+role and institution); otherwise PERMISSION_DENIED. A certificate that
+names no caller, or names two different ones, only authenticates the
+channel, and the token decides.
 
 Authorization: an institution settles, reverses, reads and reconciles only
 for its own fixmedins_code; an operator reads across institutions and
@@ -28,7 +30,7 @@ import contextvars
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 import grpc
 from google.protobuf import any_pb2
@@ -125,10 +127,37 @@ def bearer_token(metadata: Any) -> str | None:
     return None
 
 
+SAN_URI_PREFIX = "urn:medsettle:"  # a URI subject alternative name that names the caller
+SAN_INSTITUTION_PREFIX = "institution:"
+
+
+def principal_of_san_uri(uri: str) -> Principal | None:
+    """The caller a URI subject alternative name names, if it is one of ours."""
+    if not uri.startswith(SAN_URI_PREFIX):
+        return None
+    name = uri[len(SAN_URI_PREFIX):]
+    if name.startswith(SAN_INSTITUTION_PREFIX):
+        code = name[len(SAN_INSTITUTION_PREFIX):]
+        return Principal(Role.INSTITUTION, code, "mtls") if CODE.match(code) else None
+    return principal_of_certificate(name) if name.startswith(OPERATOR_CN_PREFIX) else None
+
+
+def principal_of_certificate_names(common_names: Iterable[str], san_uris: Iterable[str]) -> Principal | None:
+    """The one caller a certificate names by its CN and URI SANs; None if it
+    names none or two different ones (then it only authenticates the
+    channel, not a caller)."""
+    found = [*map(principal_of_certificate, common_names), *map(principal_of_san_uri, san_uris)]
+    named = {(p.role, p.fixmedins_code): p for p in found if p is not None}
+    return next(iter(named.values())) if len(named) == 1 else None
+
+
 def _certificate_principal(context: grpc.aio.ServicerContext) -> Principal | None:
     auth = context.auth_context() or {}
-    names = auth.get("x509_common_name") or []
-    return principal_of_certificate(names[0].decode("utf-8", "replace")) if names else None
+
+    def names(key: str) -> list[str]:
+        return [name.decode("utf-8", "replace") for name in auth.get(key) or ()]
+
+    return principal_of_certificate_names(names("x509_common_name"), names("peer_uri"))  # gRPC's key for URI SANs
 
 
 def _status(code: grpc.StatusCode, reason: str, message: str) -> grpc.Status:

@@ -29,7 +29,8 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _certificate(common_name: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-                 server: bool = False) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+                 server: bool = False, sans: list[x509.GeneralName] | None = None,
+                 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     builder = (
@@ -40,10 +41,9 @@ def _certificate(common_name: str, issuer: tuple[x509.Certificate, ec.EllipticCu
         .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
     )
     if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False,
-        )
+        sans = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(issuer[1] if issuer else key, hashes.SHA256()), key
 
 
@@ -61,6 +61,13 @@ def pki():
         "server": TlsFiles(_pem(server_cert), _pem_key(server_key), _pem(ca[0])),
         "clients": {cn: _certificate(cn, ca) for cn in ("H44010100001", "operator:alice", "channel only")},
         "rogue": _certificate("H44010100001", rogue_ca),
+        "san": {
+            "hospital": _certificate("his gateway", ca, sans=[
+                x509.DNSName("his-gateway.example"), x509.UniformResourceIdentifier("urn:medsettle:institution:H44010100001")]),
+            "operator": _certificate("ops desk", ca, sans=[x509.UniformResourceIdentifier("urn:medsettle:operator:bob")]),
+            "two callers": _certificate("H44010100001", ca, sans=[
+                x509.UniformResourceIdentifier("urn:medsettle:institution:H44030100001")]),
+        },
     }
 
 
@@ -80,18 +87,36 @@ def _client(target: str, ca: bytes, cert_key=None, token: str | None = None) -> 
     return SettlementClient(target, token=token, channel_credentials=creds, retries=0, deadline_s=5.0)
 
 
-def test_a_client_certificate_is_the_institutions_credential(tls_server, pki, bill):
-    with _client(tls_server.target, pki["ca"], pki["clients"]["H44010100001"]) as hospital:
+@pytest.mark.parametrize("named_by", ["common name", "URI subject alternative name"])
+def test_a_client_certificate_is_the_callers_credential(tls_server, pki, bill, named_by):
+    """The certificate names the institution or the operator, by its CN or by
+    a URI SAN (the SAN hospital's certificate also has a DNS SAN: a host)."""
+    hospital_cert, operator_cert = (
+        (pki["clients"]["H44010100001"], pki["clients"]["operator:alice"]) if named_by == "common name"
+        else (pki["san"]["hospital"], pki["san"]["operator"]))
+    with _client(tls_server.target, pki["ca"], hospital_cert) as hospital:
         settled = hospital.settle(bill())  # no token: the certificate names the institution
+        assert settled.fixmedins_code == "H44010100001"
         assert hospital.get("H44010100001", setl_id=settled.setl_id) == settled
         with pytest.raises(CallRefused) as refused:
             hospital.settle(bill(code="H44030100001", psn_no="44030000000000000001", insuplc="440300"))
         assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
-    with _client(tls_server.target, pki["ca"], pki["clients"]["operator:alice"]) as operator:
+    with _client(tls_server.target, pki["ca"], operator_cert) as operator:
         assert operator.get("H44010100001", setl_id=settled.setl_id) == settled
         with pytest.raises(CallRefused) as refused:
             operator.settle(bill())
         assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_certificate_naming_two_callers_names_none(tls_server, pki, bill):
+    with _client(tls_server.target, pki["ca"], pki["san"]["two callers"]) as caller:
+        with pytest.raises(CallRefused) as refused:
+            caller.settle(bill())  # neither H44010100001 (its CN) nor H44030100001 (its SAN): no token, no caller
+        assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
+    token = issue_token(tls_server.db_path, "H44030100001")
+    other = bill(code="H44030100001", psn_no="44030000000000000001", insuplc="440300")
+    with _client(tls_server.target, pki["ca"], pki["san"]["two callers"], token=token) as caller:
+        assert caller.settle(other).fixmedins_code == "H44030100001"  # the channel is trusted; the token decides
 
 
 @pytest.mark.parametrize("certificate, token_for, allowed", [

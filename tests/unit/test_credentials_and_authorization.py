@@ -10,7 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from medsettle.ledger.storage.credentials import CredentialError, CredentialStore, Role, token_sha256
-from medsettle.server.auth import CURRENT_PRINCIPAL, Authorizer, Principal, principal_of_certificate
+from medsettle.server.auth import (
+    CURRENT_PRINCIPAL,
+    Authorizer,
+    Principal,
+    principal_of_certificate,
+    principal_of_certificate_names,
+)
 
 AT = dt.datetime(2026, 10, 15, 2, 30, tzinfo=dt.timezone.utc)
 CODES = st.from_regex(r"[A-Z][0-9]{11}", fullmatch=True)
@@ -85,3 +91,23 @@ def test_no_caller_is_denied_only_when_authentication_is_required():
 ])
 def test_certificate_common_names(common_name, expected):
     assert principal_of_certificate(common_name) == expected
+
+
+HOSPITAL_CALLER = Principal(Role.INSTITUTION, "H44010100001", "mtls")
+OPERATOR_CALLER = Principal(Role.OPERATOR, "", "mtls")
+
+
+@pytest.mark.parametrize("common_names, san_uris, expected", [
+    (["medsettle client"], ["urn:medsettle:institution:H44010100001"], HOSPITAL_CALLER),
+    (["H44010100001"], ["urn:medsettle:institution:H44010100001"], HOSPITAL_CALLER),  # both name the same caller
+    ([], ["urn:medsettle:operator:alice"], OPERATOR_CALLER),
+    (["operator:alice"], ["urn:medsettle:operator:bob"], OPERATOR_CALLER),  # operators act alike
+    (["H44010100001"], ["urn:medsettle:institution:H44030100001"], None),  # two callers: neither
+    (["H44010100001"], ["urn:medsettle:operator:alice"], None),
+    (["medsettle client"], ["https://his.example/H44010100001", "urn:other:institution:H44010100001"], None),
+    (["medsettle client"], ["urn:medsettle:institution:", "urn:medsettle:institution:H4401 0100001"], None),
+    (["medsettle client"], ["urn:medsettle:operator:"], None),
+    (["H44010100001"], ["spiffe://hospital/his"], HOSPITAL_CALLER),  # a URI of someone else's: ignored
+])
+def test_a_certificate_names_its_caller_by_cn_or_uri_san(common_names, san_uris, expected):
+    assert principal_of_certificate_names(common_names, san_uris) == expected
