@@ -2,15 +2,15 @@
 
 Authentication: a bearer token in the `authorization` metadata, checked
 against the hashes in the credentials table (ledger/storage/credentials.py),
-or, over mutual TLS, the verified client certificate: its common name
-(`H44010100001` for an institution, `operator:<name>` for an operator) or
-a URI subject alternative name (`urn:medsettle:institution:H44010100001`,
-`urn:medsettle:operator:<name>`; DNS names are hosts, never callers).
+or, over mutual TLS, the verified client certificate: its URI subject
+alternative names if it has any of ours (`urn:medsettle:institution:
+H44010100001`, `urn:medsettle:operator:<name>`), else its common name
+(`H44010100001`, `operator:<name>`); DNS names are hosts, never callers.
+A certificate naming two different callers is refused (UNAUTHENTICATED).
 No credential, or an unknown or revoked one: UNAUTHENTICATED. Over mutual
 TLS a token, when sent, must name the caller the certificate names (same
 role and institution); otherwise PERMISSION_DENIED. A certificate that
-names no caller, or names two different ones, only authenticates the
-channel, and the token decides.
+names no caller only authenticates the channel, and the token decides.
 
 Authorization: an institution settles, reverses, reads and reconciles only
 for its own fixmedins_code; an operator reads across institutions and
@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 
 import grpc
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -142,22 +145,44 @@ def principal_of_san_uri(uri: str) -> Principal | None:
     return principal_of_certificate(name) if name.startswith(OPERATOR_CN_PREFIX) else None
 
 
+class AmbiguousCertificate(Exception):
+    """A client certificate names more than one caller: it names none, and the call is refused."""
+
+
 def principal_of_certificate_names(common_names: Iterable[str], san_uris: Iterable[str]) -> Principal | None:
-    """The one caller a certificate names by its CN and URI SANs; None if it
-    names none or two different ones (then it only authenticates the
-    channel, not a caller)."""
-    found = [*map(principal_of_certificate, common_names), *map(principal_of_san_uri, san_uris)]
+    """The caller a certificate names: by its `urn:medsettle:` URI SANs if it
+    has any (its CN is then a label, e.g. a host name), else by its CN; None
+    if it names no caller (it only authenticates the channel). Raises
+    AmbiguousCertificate if it names two different callers."""
+    ours = [uri for uri in san_uris if uri.startswith(SAN_URI_PREFIX)]
+    found = map(principal_of_san_uri, ours) if ours else map(principal_of_certificate, common_names)
     named = {(p.role, p.fixmedins_code): p for p in found if p is not None}
-    return next(iter(named.values())) if len(named) == 1 else None
+    if len(named) > 1:
+        raise AmbiguousCertificate(f"the client certificate names {len(named)} callers")
+    return next(iter(named.values()), None)
+
+
+CERTIFICATE_CACHE_SIZE = 1_024  # parsed client certificates kept (a few per institution)
+
+
+@functools.lru_cache(maxsize=CERTIFICATE_CACHE_SIZE)
+def certificate_names(pem: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(every CN, every URI SAN) of a PEM certificate, read whole by
+    cryptography: gRPC's own auth-context view gives only the first CN and
+    stops a value at a NUL byte, so "H1\\0evil" would read as "H1"."""
+    certificate = x509.load_pem_x509_certificate(pem)
+    common_names = tuple(str(a.value) for a in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return common_names, ()
+    return common_names, tuple(names.get_values_for_type(x509.UniformResourceIdentifier))
 
 
 def _certificate_principal(context: grpc.aio.ServicerContext) -> Principal | None:
-    auth = context.auth_context() or {}
-
-    def names(key: str) -> list[str]:
-        return [name.decode("utf-8", "replace") for name in auth.get(key) or ()]
-
-    return principal_of_certificate_names(names("x509_common_name"), names("peer_uri"))  # gRPC's key for URI SANs
+    """The caller the verified client certificate names (TLS checked it against the CA)."""
+    pems = (context.auth_context() or {}).get("x509_pem_cert") or []
+    return principal_of_certificate_names(*certificate_names(pems[0])) if pems else None
 
 
 def _status(code: grpc.StatusCode, reason: str, message: str) -> grpc.Status:
@@ -192,7 +217,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return _guarded(handler, lambda context: self._authenticate(token, context, method), rejected)
 
     async def _authenticate(self, token: str | None, context: grpc.aio.ServicerContext, method: str) -> None:
-        certified = _certificate_principal(context) if self._mtls else None
+        try:
+            certified = _certificate_principal(context) if self._mtls else None
+        except AmbiguousCertificate as error:
+            log.warning("client certificate names more than one caller", method=method, peer=context.peer())
+            await context.abort_with_status(_status(
+                grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_REASON, f"{error}; it must name one"))
         principal = await self._cache.principal(token) if token else certified
         if principal is None:
             log.warning("unauthenticated", method=method, peer=context.peer(),

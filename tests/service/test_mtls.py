@@ -65,8 +65,11 @@ def pki():
             "hospital": _certificate("his gateway", ca, sans=[
                 x509.DNSName("his-gateway.example"), x509.UniformResourceIdentifier("urn:medsettle:institution:H44010100001")]),
             "operator": _certificate("ops desk", ca, sans=[x509.UniformResourceIdentifier("urn:medsettle:operator:bob")]),
-            "two callers": _certificate("H44010100001", ca, sans=[
+            "two callers": _certificate("medsettle client", ca, sans=[
+                x509.UniformResourceIdentifier("urn:medsettle:institution:H44010100001"),
                 x509.UniformResourceIdentifier("urn:medsettle:institution:H44030100001")]),
+            "host-named": _certificate("his-gw.example", ca, sans=[
+                x509.DNSName("his-gw.example"), x509.UniformResourceIdentifier("urn:medsettle:institution:H44010100001")]),
         },
     }
 
@@ -108,15 +111,29 @@ def test_a_client_certificate_is_the_callers_credential(tls_server, pki, bill, n
         assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_a_certificate_naming_two_callers_names_none(tls_server, pki, bill):
-    with _client(tls_server.target, pki["ca"], pki["san"]["two callers"]) as caller:
-        with pytest.raises(CallRefused) as refused:
-            caller.settle(bill())  # neither H44010100001 (its CN) nor H44030100001 (its SAN): no token, no caller
-        assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
+def test_a_certificate_naming_two_callers_is_refused_even_with_a_token(tls_server, pki, bill):
     token = issue_token(tls_server.db_path, "H44030100001")
     other = bill(code="H44030100001", psn_no="44030000000000000001", insuplc="440300")
-    with _client(tls_server.target, pki["ca"], pki["san"]["two callers"], token=token) as caller:
-        assert caller.settle(other).fixmedins_code == "H44030100001"  # the channel is trusted; the token decides
+    for with_token in (None, token):
+        with _client(tls_server.target, pki["ca"], pki["san"]["two callers"], token=with_token) as caller:
+            with pytest.raises(CallRefused) as refused:
+                caller.settle(other)
+            assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
+            assert "names 2 callers" in refused.value.message
+    assert tls_server.service.store.reader().execute("SELECT COUNT(*) FROM settlements").fetchone()[0] == 0
+
+
+def test_a_host_named_certificate_is_bound_to_the_caller_its_san_names(tls_server, pki, bill):
+    """Its CN looks like a code but is a host's name: the URI SAN names the
+    caller, and a token for another institution is refused with it."""
+    with _client(tls_server.target, pki["ca"], pki["san"]["host-named"]) as hospital:
+        assert hospital.settle(bill()).fixmedins_code == "H44010100001"
+    token = issue_token(tls_server.db_path, "H44030100001")
+    other = bill(code="H44030100001", psn_no="44030000000000000001", insuplc="440300")
+    with _client(tls_server.target, pki["ca"], pki["san"]["host-named"], token=token) as caller:
+        with pytest.raises(CallRefused) as refused:
+            caller.settle(other)
+        assert (refused.value.code, refused.value.reason) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_YOUR_INSTITUTION")
 
 
 @pytest.mark.parametrize("certificate, token_for, allowed", [

@@ -15,6 +15,8 @@ from medsettle.server.auth import (
     Authorizer,
     Principal,
     principal_of_certificate,
+    AmbiguousCertificate,
+    certificate_names,
     principal_of_certificate_names,
 )
 
@@ -99,15 +101,54 @@ OPERATOR_CALLER = Principal(Role.OPERATOR, "", "mtls")
 
 @pytest.mark.parametrize("common_names, san_uris, expected", [
     (["medsettle client"], ["urn:medsettle:institution:H44010100001"], HOSPITAL_CALLER),
-    (["H44010100001"], ["urn:medsettle:institution:H44010100001"], HOSPITAL_CALLER),  # both name the same caller
+    (["his-gw.example"], ["urn:medsettle:institution:H44010100001"], HOSPITAL_CALLER),  # a code-shaped CN: a label
+    (["H44030100001"], ["urn:medsettle:institution:H44010100001"], HOSPITAL_CALLER),  # our SANs decide, not the CN
     ([], ["urn:medsettle:operator:alice"], OPERATOR_CALLER),
-    (["operator:alice"], ["urn:medsettle:operator:bob"], OPERATOR_CALLER),  # operators act alike
-    (["H44010100001"], ["urn:medsettle:institution:H44030100001"], None),  # two callers: neither
-    (["H44010100001"], ["urn:medsettle:operator:alice"], None),
-    (["medsettle client"], ["https://his.example/H44010100001", "urn:other:institution:H44010100001"], None),
-    (["medsettle client"], ["urn:medsettle:institution:", "urn:medsettle:institution:H4401 0100001"], None),
+    (["H44010100001"], ["urn:medsettle:operator:alice"], OPERATOR_CALLER),
+    (["operator:alice", "operator:bob"], [], OPERATOR_CALLER),  # operators act alike
+    (["H44010100001"], ["spiffe://hospital/his", "https://his.example/H44030100001"], HOSPITAL_CALLER),  # not ours
+    (["medsettle client"], ["urn:other:institution:H44010100001"], None),
+    (["H44010100001"], ["urn:medsettle:institution:", "urn:medsettle:institution:H4401 0100001"], None),
     (["medsettle client"], ["urn:medsettle:operator:"], None),
-    (["H44010100001"], ["spiffe://hospital/his"], HOSPITAL_CALLER),  # a URI of someone else's: ignored
+    (["H44010100001\x00.evil"], ["urn:medsettle:institution:H44010100001\x00.evil"], None),  # whole values
 ])
-def test_a_certificate_names_its_caller_by_cn_or_uri_san(common_names, san_uris, expected):
+def test_a_certificate_names_its_caller_by_uri_san_else_by_cn(common_names, san_uris, expected):
     assert principal_of_certificate_names(common_names, san_uris) == expected
+
+
+@pytest.mark.parametrize("common_names, san_uris", [
+    (["medsettle client"], ["urn:medsettle:institution:H44010100001", "urn:medsettle:institution:H44030100001"]),
+    ([], ["urn:medsettle:institution:H44010100001", "urn:medsettle:operator:alice"]),
+    (["H44010100001", "H44030100001"], []),  # two CN attributes
+])
+def test_a_certificate_naming_two_callers_is_refused(common_names, san_uris):
+    with pytest.raises(AmbiguousCertificate, match="names 2 callers"):
+        principal_of_certificate_names(common_names, san_uris)
+
+
+def test_certificate_names_are_read_whole_from_the_certificate():
+    """Every CN attribute and every URI SAN, NUL bytes and all (gRPC's own
+    view would show only the first CN, cut at the NUL)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "H44010100001\x00.evil"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "his gateway")])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("his-gw.example"), x509.UniformResourceIdentifier("urn:medsettle:institution:H1\x00.evil"),
+            x509.UniformResourceIdentifier("spiffe://hospital/his")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    names = certificate_names(certificate.public_bytes(serialization.Encoding.PEM))
+    assert names == (("H44010100001\x00.evil", "his gateway"),
+                     ("urn:medsettle:institution:H1\x00.evil", "spiffe://hospital/his"))
+    assert principal_of_certificate_names(*names) is None
