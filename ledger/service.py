@@ -217,9 +217,13 @@ class SettlementService:
         """Why writes cannot be taken now (the writer process could not be restarted), or None."""
         return self.writer_process.down if self.writer_process is not None else None
 
-    def writer_starting(self) -> bool:
-        """A new writer process is being started (a dead one's replacement): writes wait meanwhile."""
-        return self.writer_process is not None and self.writer_process.starting
+    def writer_unavailable(self) -> str | None:
+        """Why writes cannot go through now: the writer process could not be
+        restarted (writer_down), or a dead one's replacement is starting
+        (writes wait meanwhile); None while they can."""
+        if self.writer_process is not None and self.writer_process.starting and self.writer_process.down is None:
+            return "restarting the writer process"
+        return self.writer_down()
 
     def retry_writer(self) -> None:
         """Tries again to start the writer process, if it is down (blocks up to its start timeout)."""

@@ -127,13 +127,14 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
 
 
 def _host_port(value: str | None) -> str | None:
-    """HOST:PORT with a port of 0..65535 (an IPv6 host in brackets), or None."""
-    if value is None:
-        return None
-    host, _, port = value.rpartition(":")
-    bare_ipv6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
-    if not host or bare_ipv6 or not port.isdigit() or int(port) > 65_535:
-        raise click.BadParameter(f"must be HOST:PORT with a port of 0..65535, got {value!r}")
+    """The address as given, once server.metrics.split_host_port accepts it."""
+    from medsettle.server.metrics import split_host_port
+
+    if value is not None:
+        try:
+            split_host_port(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
     return value
 
 

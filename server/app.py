@@ -150,7 +150,7 @@ async def _watch_writer(service: SettlementService, health_servicer: health.aio.
                 await loop.run_in_executor(None, service.retry_writer)
             except Exception as error:  # the watcher must outlive a failed try: health would freeze
                 log.error("writer process restart failed", detail=f"{type(error).__name__}: {error}")
-        down = service.writer_down() or ("restarting the writer process" if service.writer_starting() else None)
+        down = service.writer_unavailable()
         if (down is None) != serving:
             serving = down is None
             await _set_health(health_servicer, serving)

@@ -195,9 +195,9 @@ class ServerCollector(Collector):
         yield _histogram("medsettle_writer_batch_seconds", "Seconds from sending a batch to the writer to having its "
                          "outcomes: its COMMIT and fsync, and the wait for the batch ahead of it (two are in flight).",
                          [], [([], writer.batch_seconds)])
-        writer_up = self.service.writer_down() is None and not self.service.writer_starting()
         yield GaugeMetricFamily("medsettle_writer_up", "1 while writes can be taken; 0 while the writer process is "
-                                "being restarted or cannot be (health says NOT_SERVING then).", value=int(writer_up))
+                                "being restarted or cannot be (health says NOT_SERVING then).",
+                                value=int(self.service.writer_unavailable() is None))
         process = self.service.writer_process
         if process is not None:
             yield CounterMetricFamily("medsettle_writer_restarts", "Writer processes started to replace one that died.",
@@ -227,14 +227,20 @@ def start_metrics(address: str, stats: CallStats, service: Any) -> MetricsEndpoi
     """Serves /metrics at address ("host:0" picks a free port) on a thread of its own."""
     from importlib.metadata import version
 
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"metrics address must be HOST:PORT, got {address!r}")
+    host, port = split_host_port(address)
     registry = CollectorRegistry()
     registry.register(ServerCollector(stats, service, version("medsettle")))
     ProcessCollector(registry=registry)  # this process: CPU seconds, resident memory, open fds
     if service.writer_process is not None:
         ProcessCollector(namespace="medsettle_writer", pid=lambda: service.writer_process.pid, registry=registry)
-    host = host.strip("[]")  # an IPv6 host comes in brackets
-    httpd, _ = start_http_server(int(port), host, registry)  # OSError if it cannot listen there
+    httpd, _ = start_http_server(port, host, registry)  # OSError if it cannot listen there
     return MetricsEndpoint(httpd, host, httpd.server_port)
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """HOST:PORT (port 0..65535; an IPv6 host in brackets) as (host, port)."""
+    host, _, port = address.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if not host or (":" in host and not bracketed) or not port.isdigit() or int(port) > 65_535:
+        raise ValueError(f"must be HOST:PORT with a port of 0..65535, got {address!r}")
+    return (host[1:-1] if bracketed else host), int(port)
