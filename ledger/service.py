@@ -48,6 +48,13 @@ def open_reference(store: SqliteLedgerStore, clock: Clock) -> ReferenceData:
     return parse_document(json.loads(body))[0]
 
 
+def reference_in_force(store: SqliteLedgerStore) -> ReferenceData:
+    """The reference data a server on this ledger uses, read only: the
+    stored document, or the shipped sample that its first start loads."""
+    body = store.reference_body()
+    return parse_document(json.loads(body) if body is not None else sample_document())[0]
+
+
 def load_reference_file(store: SqliteLedgerStore, path: str | Path, clock: Clock) -> ReferenceData:
     """Loads a user's reference document; it is checked whole before anything is stored."""
     from medsettle.ledger.reference.loader import read_document

@@ -31,11 +31,20 @@ def credentials() -> None:
 @click.option("--code", "fixmedins_code", default="", help="The institution's fixmedins_code (role institution).")
 @click.option("--label", required=True, help="Who holds it, e.g. 'his-gateway-2026'.")
 def issue(db: str, role: str, fixmedins_code: str, label: str) -> None:
-    """Issue a credential; prints its token once (stdout), its id on stderr."""
+    """Issue a credential; prints its token once (stdout), its id on stderr.
+
+    The ledger must exist (`medsettle serve` or `load-reference` creates it)
+    and an institution code must be in its reference data."""
     from medsettle.ledger.clock import SystemClock
     from medsettle.ledger.storage.credentials import CredentialError, CredentialStore, Role
 
-    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    from medsettle.ledger.settlement.validation import CODE
+
+    known = _institution_codes(db)
+    # A malformed code is the store's refusal (it names the field); a well-formed unknown one is refused here.
+    if Role(role) is Role.INSTITUTION and CODE.match(fixmedins_code) and fixmedins_code not in known:
+        raise click.BadParameter(f"{fixmedins_code[:40]!r} is no institution in the reference data of {db}",
+                                 param_hint="--code")
     with CredentialStore(db) as store:
         try:
             credential, token = store.issue(Role(role), fixmedins_code, label, SystemClock().now())
@@ -44,6 +53,23 @@ def issue(db: str, role: str, fixmedins_code: str, label: str) -> None:
     who = f"institution {credential.fixmedins_code}" if credential.fixmedins_code else "operator"
     click.echo(f"issued credential {credential.cred_id} ({who}, {label}); the token is shown only now:", err=True)
     click.echo(token)
+
+
+def _institution_codes(db: str) -> set[str]:
+    """The institution codes of the ledger at db; refuses a path without a
+    ledger, naming it (nothing is created there)."""
+    from medsettle.ledger.service import reference_in_force
+    from medsettle.ledger.storage.sqlite import NotALedgerError, SqliteLedgerStore
+
+    try:
+        store = SqliteLedgerStore(db, read_only=True)
+    except NotALedgerError as error:
+        raise click.ClickException(f"--db: {error}; a ledger is created by `medsettle serve --db {db}` "
+                                   f"or `medsettle load-reference --db {db} FILE`") from None
+    try:
+        return set(reference_in_force(store).institutions)
+    finally:
+        store.close()
 
 
 @credentials.command()

@@ -176,6 +176,12 @@ def _canned_result() -> settlement_pb2.SettleResult:
     )
 
 
+def bound_address(address: str, port: int) -> str:
+    """The address asked for with the port bound ("127.0.0.1:0" -> "127.0.0.1:43117")."""
+    host, colon, _ = address.rpartition(":")
+    return f"{host}:{port}" if colon else address
+
+
 async def serve(
     address: str,
     service: SettlementService,
@@ -189,8 +195,9 @@ async def serve(
 ) -> None:
     """Runs until SIGTERM/SIGINT (or until on_ready returns False), then drains."""
     running = await create_server(address, service, limits, with_echo, interceptors, credentials, tls, metrics_address)
-    log.info("serving", address=address, port=running.port,
-             metrics_port=running.metrics.port if running.metrics is not None else None)
+    log.info("serving", address=bound_address(address, running.port), port=running.port,
+             metrics_port=running.metrics.port if running.metrics is not None else None,
+             metrics_url=running.metrics.url if running.metrics is not None else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

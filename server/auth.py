@@ -19,8 +19,13 @@ validated, so a caller learns nothing about another institution's data.
 
 Health checking and reflection stay open: only the SettlementService is
 guarded. The hot path is one SHA-256 and a dict lookup; the table is
-reloaded every CACHE_TTL_S and on an unknown token (at most once per
-MISS_RELOAD_INTERVAL_S), so issue-then-revoke rotation needs no restart.
+reloaded every CACHE_TTL_S, so issue-then-revoke rotation needs no restart.
+An unknown token is looked up by its hash in the database at once, so a
+credential issued while the server runs works on its first call; those
+look-ups are rate-limited (MISS_LOOKUPS_PER_S, a token bucket), so a flood
+of guessed tokens costs the database at most that many indexed reads a
+second, and a token not looked up for that reason is refused with a
+message saying that it is known after the next reload.
 """
 
 from __future__ import annotations
@@ -46,8 +51,8 @@ from medsettle.server.logs import get_logger
 from medsettle.server.status import ERROR_DOMAIN, aborted_code
 from medsettle.v1 import settlement_pb2 as pb
 
-CACHE_TTL_S = 5.0  # a revoked token stops working within this time
-MISS_RELOAD_INTERVAL_S = 1.0  # a newly issued token works within this time; bounds reloads under a token-guessing flood
+CACHE_TTL_S = 5.0  # a revoked token stops working within this time; a new one is known after it at the latest
+MISS_LOOKUPS_PER_S = 20.0  # unknown tokens looked up in the database per second (and at once, as a burst)
 GUARDED_PREFIX = "/medsettle.v1.SettlementService/"
 OPERATOR_CN_PREFIX = "operator:"
 NOT_YOUR_INSTITUTION = "NOT_YOUR_INSTITUTION"
@@ -80,21 +85,57 @@ def principal_of_certificate(common_name: str) -> Principal | None:
     return None
 
 
+class LookupBudget:
+    """A token bucket: `rate_per_s` look-ups a second, as many (at least one) at once."""
+
+    def __init__(self, rate_per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate_per_s = rate_per_s
+        self._burst = max(1.0, rate_per_s)
+        self._clock = clock
+        self._tokens = self._burst
+        self._refilled_at = clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._refilled_at) * self._rate_per_s)
+        self._refilled_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class NotLookedUp(Exception):
+    """An unknown token was not looked up in the database: the look-up budget is spent."""
+
+
 class CredentialCache:
-    """Token hash -> principal, in memory, refreshed from the database."""
+    """Token hash -> principal, in memory, refreshed from the database.
+    `not_looked_up` counts unknown tokens refused without a look-up (the
+    budget was spent): those are the calls told to retry."""
 
     def __init__(self, db_path: str | Path, ttl_s: float = CACHE_TTL_S,
-                 miss_reload_interval_s: float = MISS_RELOAD_INTERVAL_S) -> None:
+                 miss_lookups_per_s: float = MISS_LOOKUPS_PER_S) -> None:
         self._db_path = str(db_path)
         self._ttl_s = ttl_s
-        self._miss_reload_interval_s = miss_reload_interval_s
+        self._miss_lookups = LookupBudget(miss_lookups_per_s)
         self._by_hash: dict[str, Principal] = {}
         self._loaded_at = float("-inf")
         self._lock: asyncio.Lock | None = None
+        self.not_looked_up = 0
+
+    @property
+    def ttl_s(self) -> float:
+        return self._ttl_s
 
     def _read(self) -> dict[str, Principal]:
-        with CredentialStore(self._db_path) as store:
+        with CredentialStore(self._db_path, read_only=True) as store:
             return {digest: principal_of(c) for digest, c in store.active_by_hash().items()}
+
+    def _read_one(self, digest: str) -> Principal | None:
+        with CredentialStore(self._db_path, read_only=True) as store:
+            found = store.active_by_hash(digest)
+        return principal_of(found[digest]) if digest in found else None
 
     async def reload(self) -> None:
         if self._lock is None:
@@ -110,16 +151,27 @@ class CredentialCache:
             self._loaded_at = time.monotonic()
 
     async def principal(self, token: str) -> Principal | None:
+        """The caller a token names, or None (unknown or revoked). Raises
+        NotLookedUp for a token that is not in the table and could not be
+        looked up (the budget is spent)."""
         # A dict lookup by SHA-256 leaks at most timing about the hash, which
         # tells an attacker nothing about a valid token; no compare_digest needed.
         digest = token_sha256(token)
-        now = time.monotonic()
-        if now - self._loaded_at > self._ttl_s:
+        if time.monotonic() - self._loaded_at > self._ttl_s:
             await self.reload()
         found = self._by_hash.get(digest)
-        if found is None and time.monotonic() - self._loaded_at > self._miss_reload_interval_s:
-            await self.reload()
-            found = self._by_hash.get(digest)
+        if found is not None:
+            return found
+        if not self._miss_lookups.take():
+            self.not_looked_up += 1
+            raise NotLookedUp()
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(None, self._read_one, digest)
+        except Exception as error:  # as a failed reload: the token stays unknown
+            log.warning("credential look-up failed", error=type(error).__name__)
+            return None
+        if found is not None:
+            self._by_hash[digest] = found  # until the next reload, which reads it again (or not, if revoked)
         return found
 
 
@@ -223,7 +275,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             log.warning("client certificate names more than one caller", method=method, peer=context.peer())
             await context.abort_with_status(_status(
                 grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_REASON, f"{error}; it must name one"))
-        principal = await self._cache.principal(token) if token else certified
+        try:
+            principal = await self._cache.principal(token) if token else certified
+        except NotLookedUp:
+            log.warning("unauthenticated", method=method, peer=context.peer(), credential="token not looked up (budget spent)")
+            await context.abort_with_status(_status(
+                grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_REASON,
+                "unknown credential: too many unknown tokens to look each up now; a credential issued just now "
+                f"is known within {self._cache.ttl_s:.0f} s: retry then"))
         if principal is None:
             log.warning("unauthenticated", method=method, peer=context.peer(),
                         credential="unknown or revoked token" if token else "none")

@@ -100,8 +100,8 @@ class ServerThread:
             provisioned = store.provision(self.service.reference.institutions, "tests", self.clock.now())
         self.tokens.update(provisioned.tokens)
         self.operator_token = provisioned.operator_token
-        # No wait before a miss reloads: a token issued on demand works at once.
-        self.create_kwargs.setdefault("credentials", CredentialCache(self.db_path, miss_reload_interval_s=0.0))
+        # Tokens issued on demand are looked up at once, however many a test issues.
+        self.create_kwargs.setdefault("credentials", CredentialCache(self.db_path, miss_lookups_per_s=1_000.0))
         running: RunningServer = await create_server(
             "127.0.0.1:0", self.service, with_echo=self.with_echo, **self.create_kwargs  # type: ignore[arg-type]
         )

@@ -106,9 +106,12 @@ class CredentialStore:
         where = "" if include_revoked else " WHERE revoked_us IS NULL"
         return [_credential(row) for row in self._conn.execute(f"{_SELECT}{where} ORDER BY cred_id")]
 
-    def active_by_hash(self) -> dict[str, Credential]:
-        """Every live credential by its token hash: what the server checks a call against."""
-        rows = self._conn.execute(f"SELECT token_sha256, {_COLUMNS} FROM credentials WHERE revoked_us IS NULL")
+    def active_by_hash(self, digest: str | None = None) -> dict[str, Credential]:
+        """Every live credential by its token hash (what the server checks a
+        call against), or only the one with this hash (an indexed read)."""
+        where, args = ("AND token_sha256 = ?", (digest,)) if digest is not None else ("", ())
+        rows = self._conn.execute(
+            f"SELECT token_sha256, {_COLUMNS} FROM credentials WHERE revoked_us IS NULL {where}", args)
         return {row[0]: _credential(row[1:]) for row in rows}
 
     def provision(self, codes: Iterable[str], label: str, now: dt.datetime) -> Provisioned:

@@ -13,8 +13,21 @@ import sqlite3
 from click.testing import CliRunner
 
 from medsettle.cli import main
+from medsettle.ledger.clock import SystemClock
+from medsettle.ledger.service import open_reference
+from medsettle.ledger.storage.sqlite import SqliteLedgerStore
 
 HOSPITAL = "H44010100001"
+
+
+def ledger(path) -> str:  # type: ignore[no-untyped-def]
+    """A ledger at path, with the shipped reference data, as a first `serve` leaves it."""
+    store = SqliteLedgerStore(path)
+    try:
+        open_reference(store, SystemClock())
+    finally:
+        store.close()
+    return str(path)
 
 
 def credentials(*args: str):  # type: ignore[no-untyped-def]
@@ -30,7 +43,7 @@ def stored_rows(db: str) -> str:
 
 
 def test_issue_prints_the_token_alone_and_stores_only_its_hash(tmp_path):
-    db = str(tmp_path / "fresh" / "ledger.db")  # the folder and the file are created
+    db = ledger(tmp_path / "ledger.db")
     issued = credentials("issue", "--db", db, "--code", HOSPITAL, "--label", "his-2026")
     assert issued.exit_code == 0, issued.output
     token = issued.stdout.strip()
@@ -44,7 +57,7 @@ def test_issue_prints_the_token_alone_and_stores_only_its_hash(tmp_path):
 
 
 def test_issue_refuses_an_institution_without_code_and_an_operator_with_one(tmp_path):
-    db = str(tmp_path / "ledger.db")
+    db = ledger(tmp_path / "ledger.db")
     no_code = credentials("issue", "--db", db, "--label", "x")
     assert no_code.exit_code == 2 and "fixmedins_code" in no_code.output
     bound = credentials("issue", "--db", db, "--role", "operator", "--code", HOSPITAL, "--label", "x")
@@ -53,7 +66,7 @@ def test_issue_refuses_an_institution_without_code_and_an_operator_with_one(tmp_
 
 
 def test_list_never_shows_tokens_and_revoked_ones_only_with_all(tmp_path):
-    db = str(tmp_path / "ledger.db")
+    db = ledger(tmp_path / "ledger.db")
     first = credentials("issue", "--db", db, "--code", HOSPITAL, "--label", "his-2026").stdout.strip()
     second = credentials("issue", "--db", db, "--code", HOSPITAL, "--label", "his-2027").stdout.strip()
     revoked = credentials("revoke", "--db", db, "1")
@@ -68,10 +81,33 @@ def test_list_never_shows_tokens_and_revoked_ones_only_with_all(tmp_path):
     assert again.exit_code == 1 and "already revoked" in again.output
     unknown = credentials("revoke", "--db", db, "99")
     assert unknown.exit_code == 1
-    for command in (["revoke", "1"], ["list"]):
+    for command in (["revoke", "1"], ["list"], ["issue", "--code", HOSPITAL, "--label", "x"],
+                    ["issue", "--role", "operator", "--label", "x"]):
         missing = credentials(*command, "--db", str(tmp_path / "none.db"))
         assert missing.exit_code == 1 and "no database" in missing.output
         assert not (tmp_path / "none.db").exists()
+
+
+def test_issue_refuses_a_path_without_a_ledger_naming_it_and_creates_nothing(tmp_path):
+    for missing in (tmp_path / "none.db", tmp_path / "no-folder" / "ledger.db"):
+        refused = credentials("issue", "--db", str(missing), "--code", HOSPITAL, "--label", "x")
+        assert refused.exit_code == 1 and f"no database at {missing}" in refused.output, refused.output
+        assert not missing.exists()
+    assert not (tmp_path / "no-folder").exists()
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    refused = credentials("issue", "--db", str(empty), "--role", "operator", "--label", "x")
+    assert refused.exit_code == 1 and "is not a medsettle database" in refused.output
+    assert empty.read_bytes() == b""
+
+
+def test_issue_refuses_a_code_unknown_to_the_reference_data_naming_it(tmp_path):
+    db = ledger(tmp_path / "ledger.db")
+    unknown = credentials("issue", "--db", db, "--code", "H99999999999", "--label", "x")
+    assert unknown.exit_code == 2 and "--code" in unknown.output and "'H99999999999' is no institution" in unknown.output
+    operator = credentials("issue", "--db", db, "--role", "operator", "--label", "ops")  # an operator needs no code
+    assert operator.exit_code == 0, operator.output
+    assert stored_rows(db).count("'operator'") == 1 and "H99999999999" not in stored_rows(db)
 
 
 def test_an_issued_token_acts_for_its_institution_and_an_operators_reads_only(server, tmp_path):

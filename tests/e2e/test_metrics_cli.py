@@ -15,10 +15,14 @@ from medsettle.client.settlement_client import SettlementClient
 from tests.conftest import ServeProcess, issue_token, make_bill
 
 
-def _metrics_port(logs: str) -> int:
+def _serving(logs: str) -> dict:  # type: ignore[type-arg]
     serving = [json.loads(line) for line in logs.splitlines() if '"serving"' in line]
     assert serving, logs
-    return serving[-1]["metrics_port"]
+    return serving[-1]
+
+
+def _metrics_port(logs: str) -> int:
+    return _serving(logs)["metrics_port"]
 
 
 def test_serve_exposes_metrics_that_count_the_settlements(tmp_path):
@@ -30,6 +34,8 @@ def test_serve_exposes_metrics_that_count_the_settlements(tmp_path):
             for _ in range(3):
                 client.settle(make_bill())
         port = _metrics_port(server.logs())
+        serving = _serving(server.logs())  # the bound addresses, not the "127.0.0.1:0" asked for
+        assert serving["address"] == server.target and serving["metrics_url"] == f"http://127.0.0.1:{port}/metrics"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
             families = {f.name: f for f in text_string_to_metric_families(answer.read().decode())}
         settled = [s.value for s in families["medsettle_outcomes"].samples

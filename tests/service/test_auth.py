@@ -101,7 +101,7 @@ def test_tokens_are_stored_only_as_hashes(server):
 
 
 def test_rotation_without_restart_through_the_cli(db_path, clock, bill):
-    cache = CredentialCache(db_path, ttl_s=0.2, miss_reload_interval_s=0.2)
+    cache = CredentialCache(db_path, ttl_s=0.2)
     running = ServerThread(db_path, clock, credentials=cache).start()
     try:
         runner = CliRunner()
@@ -126,7 +126,7 @@ def test_rotation_without_restart_through_the_cli(db_path, clock, bill):
         running.stop()
 
 
-def test_issue_refuses_a_malformed_code_by_name(db_path):
+def test_issue_refuses_a_malformed_code_by_name(server, db_path):
     out = CliRunner().invoke(main, ["credentials", "issue", "--db", str(db_path), "--code", "bad code!", "--label", "x"])
     assert out.exit_code == 2 and "fixmedins_code" in out.output
 
@@ -150,3 +150,35 @@ def _eventually(check, attempts: int = 50):  # type: ignore[no-untyped-def]
             return result
         time.sleep(0.1)
     return check()
+
+
+def test_a_credential_issued_while_the_server_runs_works_on_its_first_call(db_path, clock, bill):
+    running = ServerThread(db_path, clock, credentials=CredentialCache(db_path)).start()  # as `serve` builds it
+    try:
+        with SettlementClient(running.target, token="mst_not-issued", retries=0) as guess:
+            assert refused_code(lambda: guess.settle(bill())) == grpc.StatusCode.UNAUTHENTICATED  # the table is fresh
+        issued = CliRunner().invoke(main, ["credentials", "issue", "--db", str(db_path), "--code", HOSPITAL,
+                                           "--label", "issued-live"])
+        assert issued.exit_code == 0, issued.output
+        with SettlementClient(running.target, token=issued.stdout.strip(), retries=0) as fresh:
+            assert fresh.settle(bill()).setl_id
+    finally:
+        running.stop()
+
+
+def test_unknown_tokens_beyond_the_lookup_budget_are_told_when_a_new_one_works(db_path, clock, bill):
+    cache = CredentialCache(db_path, miss_lookups_per_s=0.01)  # one look-up, then one per 100 s
+    running = ServerThread(db_path, clock, credentials=cache).start()
+    try:
+        with SettlementClient(running.target, token="mst_guess-1", retries=0) as guess:
+            assert refused_code(lambda: guess.settle(bill())) == grpc.StatusCode.UNAUTHENTICATED  # looked up
+        token = CliRunner().invoke(main, ["credentials", "issue", "--db", str(db_path), "--code", HOSPITAL,
+                                          "--label", "issued-live"]).stdout.strip()
+        with SettlementClient(running.target, token=token, retries=0) as fresh:
+            with pytest.raises(CallRefused) as refused:
+                fresh.settle(bill())
+        assert refused.value.code == grpc.StatusCode.UNAUTHENTICATED
+        assert "issued just now is known within 5 s: retry" in refused.value.message
+        assert cache.not_looked_up == 1
+    finally:
+        running.stop()
