@@ -18,7 +18,7 @@ from rich.table import Table
 
 EXIT_BREAKS = 3  # 1: refused (bad option, period not ended); 2: usage error
 DEFAULT_STATEMENT_ROOT = Path("var/statements")
-STATEMENT_FILES = ("statement.json", "statement.csv", "payment_instructions.csv")
+STATEMENT_FILES = ("statement.json", "statement.csv", "payment_instructions.csv", "statement.html")
 BREAKS_FILE = "breaks.json"
 MAX_TABLE_ROWS = 40  # the terminal shows this many rows per table; the files hold all
 
@@ -44,12 +44,14 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
     reciprocal pairs, institution payables, optionally declared totals). Any
     break: writes breaks.json, posts nothing, exits 3. Otherwise nets every
     agency's position through the provincial clearing book, draws prepaid
-    funds, posts one clearing entry and writes statement.json, statement.csv
-    and payment_instructions.csv. A period is cleared once: a re-run prints
+    funds, posts one clearing entry and writes statement.json, statement.csv,
+    payment_instructions.csv and statement.html (the same numbers, for
+    people: a chart, the prepaid funds, the reconciliation). A period is cleared once: a re-run prints
     and writes the same statement and posts nothing.
     """
     from medsettle.ledger.clearing.run import Hooks, Outcome, run_clearing
     from medsettle.ledger.clearing.statement import render_instructions_csv, render_statement_csv
+    from medsettle.ledger.clearing.statement_html import render_statement_html
     from medsettle.ledger.clock import parse_clock
 
     if not Path(db).exists():
@@ -80,7 +82,8 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
                      f"{data['cleared_at']}; its statement follows; nothing was posted or written.")
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        texts = (result.statement_json, render_statement_csv(data), render_instructions_csv(data))
+        texts = (result.statement_json, render_statement_csv(data), render_instructions_csv(data),
+                 render_statement_html(data))
         for name, text in zip(STATEMENT_FILES, texts):
             (out_dir / name).write_text(text, "utf-8")
         if result.outcome is Outcome.ALREADY_CLEARED:

@@ -80,7 +80,7 @@ def kill_clearing_until_done(tmp_path: Path, kills_wanted: int, seed: int) -> di
     out, err = final.communicate(timeout=300)
     assert final.returncode == 0, err
     assert json.loads(out) == json.loads(reference_out)
-    for name in ("statement.json", "statement.csv", "payment_instructions.csv"):
+    for name in ("statement.json", "statement.csv", "payment_instructions.csv", "statement.html"):
         assert (tmp_path / "final" / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
     assert json.loads(out)["totals"]["setl_cnt"] == json.loads(generated.stdout)["setl_cnt"]
     again = clear(db, tmp_path / "again")

@@ -68,6 +68,20 @@ def expected_positions(results: list[pb.SettleResult], province: str) -> dict[st
     return {p: n for p, n in positions.items() if n}
 
 
+DECLARED_HEADER = "fixmedins_code,clr_type,setl_cnt,medfee_sumamt_fen,fund_pay_sumamt_fen,acct_pay_fen,psn_cash_pay_fen\n"
+
+
+def declared_totals(results: list[pb.SettleResult]) -> dict[tuple[str, int], list[int]]:
+    """What each institution of province 44 would declare (3201): its platform totals per clr_type."""
+    totals: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    for r in results:
+        if r.mdtrtarea_admvs.startswith("44"):
+            row = totals[(r.fixmedins_code, int(r.clr_type))]
+            for i, value in enumerate((1, r.medfee_sumamt_fen, r.fund_pay_sumamt_fen, r.acct_pay_fen, r.psn_cash_pay_fen)):
+                row[i] += value
+    return totals
+
+
 def clear(db: Path, period: str, clock: str, out: Path, *extra: str):
     return CliRunner().invoke(main, ["clear", "--province", "44", "--period", period, "--db", str(db),
                                      "--clock", clock, "--statement-dir", str(out), *extra])
@@ -138,7 +152,7 @@ def test_a_month_of_traffic_clears_to_the_fen_once_and_a_reversal_after_clearing
 
     # a re-run prints and writes the same statement, byte for byte, and posts nothing
     files = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert set(files) == {"statement.json", "statement.csv", "payment_instructions.csv"}
+    assert set(files) == {"statement.json", "statement.csv", "payment_instructions.csv", "statement.html"}
     after_first = journal_size(db_path)
     again = clear(db_path, "2026-10", "2026-11-20T09:00:00+08:00", out, "--json")
     assert again.exit_code == 0 and again.stdout == first.stdout
@@ -279,13 +293,8 @@ def test_prepaid_funds_are_drawn_and_a_shortfall_is_reported(server, client, bil
 
 def test_declared_totals_get_their_result_and_a_difference_stops_the_run(server, client, bill, db_path, tmp_path):
     results = settle_month(client, bill, rounds=1)
-    totals: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
-    for r in results:
-        if r.mdtrtarea_admvs.startswith("44"):
-            row = totals[(r.fixmedins_code, int(r.clr_type))]
-            for i, value in enumerate((1, r.medfee_sumamt_fen, r.fund_pay_sumamt_fen, r.acct_pay_fen, r.psn_cash_pay_fen)):
-                row[i] += value
-    header = "fixmedins_code,clr_type,setl_cnt,medfee_sumamt_fen,fund_pay_sumamt_fen,acct_pay_fen,psn_cash_pay_fen\n"
+    totals = declared_totals(results)
+    header = DECLARED_HEADER
 
     def write(rows: dict[tuple[str, int], list[int]]) -> Path:
         path = tmp_path / "declared.csv"
