@@ -1,14 +1,23 @@
 """The "Internet+" sections of a reference document: regional internet
-policy, host-hospital budget quotas, fund-supervision rule configuration.
+policy, host-hospital budget quotas, internet-hospital agreements,
+fund-supervision rule configuration.
 
 All optional (a document without them gets the defaults below), checked
 whole, a bad value refused with its path. Policy is data: a region's
 follow-up window, remote-consultation coverage or audit rules change by
 loading a new document, not by changing code.
+
+A region's internet policy is layered: `internet_defaults` (every region),
+then `internet_provinces` (a province's rule, written once: Fujian's 30 %),
+then `internet_policies` (one region). Each key a layer leaves out is
+inherited from the layer below; a key no layer sets keeps the behaviour of a
+document without it (docs/internet-rules.md lists each key).
 """
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 import enum
 import re
 from dataclasses import dataclass, field
@@ -20,6 +29,10 @@ MAX_WINDOW_DAYS = 3660  # ten years: a longer window is a typo
 MAX_LIST = 1000  # entries of any list in these sections
 DIAG_PREFIX = re.compile(r"^[A-Z][0-9A-Z.]{0,9}\Z")
 DEFAULT_FOLLOWUP_WINDOW_DAYS = 180
+MAX_WINDOW_MONTHS = 120
+MAX_RX_VALID_DAYS = 365
+PROVINCE = re.compile(r"^[0-9]{2}\Z")
+HH_MM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]\Z")
 
 
 class ReferenceSectionError(ValueError):
@@ -55,9 +68,19 @@ class RemoteCoverage:
 
     item_kinds: frozenset[str]  # catalogue item_kind values this applies to
     mode: RemoteMode
-    fee_share_bp: int = 0  # FEE_SHARE: recognised share of the fee schedule
-    ratio_bp: int = 0  # RATIO: the fund's ratio for a remote bill
+    fee_share_bp: int = 0  # FEE_SHARE: the fund's share of the fee schedule's price
+    ratio_bp: int | None = None  # RATIO: the fund's ratio for every insured region it applies to
     ratio_range_bp: tuple[int, int] = (0, BASIS_POINTS)  # RATIO: the province's allowed range
+    # RATIO: by the patient's insured region (Guizhou: the designated poverty counties)
+    ratio_by_region_bp: Mapping[str, int] = field(default_factory=dict)
+
+    def fund_bp(self, insuplc_admdvs: str) -> int | None:
+        """What share of a remote line's eligible amount the fund pays
+        directly (outside the deductible and the outpatient ratio) for a
+        person insured in insuplc_admdvs; None: the ordinary terms apply."""
+        if self.mode == RemoteMode.FEE_SHARE:
+            return self.fee_share_bp
+        return self.ratio_by_region_bp.get(insuplc_admdvs, self.ratio_bp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +98,37 @@ class RegionInternetPolicy:
     online_acct_allowed: bool = True
     # insurance place: remote consultation / telemedicine coverage (None: ordinary catalogue)
     remote: RemoteCoverage | None = None
+    # treatment place: the window in calendar months instead of days (Shanghai: 2), 0: days
+    followup_window_months: int = 0
+    # treatment place: item kinds an internet follow-up may bill (None: any)
+    online_item_kinds: frozenset[str] | None = None
+    # treatment place: an online settlement needs the e-insurance certificate (real-name check)
+    online_ecert_required: bool = False
+    # treatment place: online follow-ups only for persons insured in this region (Jiangsu)
+    online_local_insured_only: bool = False
+    # treatment place: an internet hospital settles only under an agreement in force
+    agreement_required: bool = False
+    # the pharmacy's treatment place: a sale naming an e-prescription needs a recorded one
+    rx_record_required: bool = False
+    # the prescriber's treatment place: validity of a recorded e-prescription
+    rx_default_valid_days: int = 3
+    rx_max_valid_days: int = 30
+    # treatment place: the day's supervision export is due the next day by this China time ("": none)
+    export_deadline: str = ""
+
+    def followup_earliest(self, today: dt.date) -> dt.date:
+        """The earliest prior offline diagnosis an online follow-up today accepts."""
+        if self.followup_window_months:
+            return months_before(today, self.followup_window_months)
+        return today - dt.timedelta(days=self.followup_window_days)
+
+
+def months_before(day: dt.date, months: int) -> dt.date:
+    """The same day of the month `months` calendar months earlier (the month's
+    last day when it is shorter): 2026-10-15 -> 2026-08-15, 2026-05-31 -> 2026-03-31."""
+    index = day.year * 12 + day.month - 1 - months
+    year, month = divmod(index, 12)
+    return dt.date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +139,36 @@ class HostQuota:
     year: int
     quota_fen: int  # fund payments (hifp_pay) counted against it
     on_reach: OnQuotaReached
+
+
+class AgreementStatus(enum.Enum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    ENDED = "ended"
+
+
+class Payee(enum.Enum):
+    INTERNET_HOSPITAL = "internet_hospital"  # the internet hospital is paid
+    HOST = "host"  # its host physical hospital is paid
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """An internet hospital's supplementary agreement, signed through its host
+    physical hospital with the agency: what it may settle, when, who is paid."""
+
+    agreement_no: str
+    internet_code: str
+    host_code: str
+    visit_types: frozenset[str]  # VisitType names in lower case, e.g. "internet_followup"
+    item_kinds: frozenset[str]  # catalogue item kinds in scope (empty: any)
+    valid_from: str  # YYYY-MM-DD, China time, inclusive
+    valid_to: str  # YYYY-MM-DD, inclusive
+    status: AgreementStatus
+    payee: Payee
+
+    def payee_code(self) -> str:
+        return self.host_code if self.payee == Payee.HOST else self.internet_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +185,18 @@ class AuditRuleConfig:
 @dataclass(slots=True)
 class InternetReference:
     default_policy: RegionInternetPolicy = field(default_factory=lambda: RegionInternetPolicy(admdvs=""))
+    provinces: dict[str, RegionInternetPolicy] = field(default_factory=dict)  # by 2-digit province
     policies: dict[str, RegionInternetPolicy] = field(default_factory=dict)
+    # the agreements of the reference document (operators add and suspend more: storage/agreements.py)
+    agreements: tuple[Agreement, ...] = ()
     quotas: dict[tuple[str, int], HostQuota] = field(default_factory=dict)
     # rules for every treatment place, and per-region overrides (same rule replaced)
     audit_default: dict[AuditRule, AuditRuleConfig] = field(default_factory=dict)
     audit_by_region: dict[str, dict[AuditRule, AuditRuleConfig]] = field(default_factory=dict)
 
     def policy(self, admdvs: str) -> RegionInternetPolicy:
-        return self.policies.get(admdvs) or self.default_policy
+        """The region's policy; else its province's; else the default."""
+        return self.policies.get(admdvs) or self.provinces.get(admdvs[:2]) or self.default_policy
 
     def audit_rules(self, admdvs: str) -> tuple[AuditRuleConfig, ...]:
         """The rules in force at a treatment place, in AuditRule order."""
@@ -183,22 +271,48 @@ def _remote(record: dict[str, Any], where: str) -> RemoteCoverage:
     if len(bounds) != 2 or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds) \
             or not 0 <= bounds[0] <= bounds[1] <= BASIS_POINTS:
         raise _fail(f"{where}.ratio_range_bp", f"must be [low, high] within 0..{BASIS_POINTS}, got {bounds!r}")
-    ratio = _int(record, "ratio_bp", where, bounds[0], bounds[1])
-    return RemoteCoverage(kinds, mode, ratio_bp=ratio, ratio_range_bp=(bounds[0], bounds[1]))
+    by_region = {
+        admdvs: _int({"v": bp}, "v", f"{where}.ratio_by_region_bp.{admdvs}", bounds[0], bounds[1])
+        for admdvs, bp in _obj(record.get("ratio_by_region_bp", {}), f"{where}.ratio_by_region_bp").items()
+    }
+    ratio = _int(record, "ratio_bp", where, bounds[0], bounds[1], None if by_region else ...)
+    return RemoteCoverage(kinds, mode, ratio_bp=ratio, ratio_range_bp=(bounds[0], bounds[1]), ratio_by_region_bp=by_region)
+
+
+def _kinds(record: dict[str, Any], key: str, where: str, default: Any) -> Any:
+    return frozenset(_strings(record, key, where)) if key in record else default
 
 
 def _region_policy(record: Any, where: str, admdvs: str, base: RegionInternetPolicy) -> RegionInternetPolicy:
+    """A layer of internet policy: each key it leaves out is base's."""
     record = _obj(record, where)
     remote = record.get("remote_coverage")
-    return RegionInternetPolicy(
+    online_kinds = base.online_item_kinds
+    if "online_item_kinds" in record:
+        online_kinds = frozenset(_strings(record, "online_item_kinds", where))
+    policy = RegionInternetPolicy(
         admdvs=admdvs,
         followup_window_days=_int(record, "followup_window_days", where, 1, MAX_WINDOW_DAYS, base.followup_window_days),
         followup_diag_prefixes=_strings(record, "followup_diag_prefixes", where, DIAG_PREFIX) or base.followup_diag_prefixes,
-        online_excluded_item_kinds=frozenset(_strings(record, "online_excluded_item_kinds", where)),
-        online_excluded_items=frozenset(_strings(record, "online_excluded_items", where)),
-        online_acct_allowed=bool(_enum_bool(record, "online_acct_allowed", where, base.online_acct_allowed)),
-        remote=None if remote is None else _remote(_obj(remote, f"{where}.remote_coverage"), f"{where}.remote_coverage"),
+        online_excluded_item_kinds=_kinds(record, "online_excluded_item_kinds", where, base.online_excluded_item_kinds),
+        online_excluded_items=_kinds(record, "online_excluded_items", where, base.online_excluded_items),
+        online_acct_allowed=_enum_bool(record, "online_acct_allowed", where, base.online_acct_allowed),
+        remote=base.remote if remote is None else _remote(_obj(remote, f"{where}.remote_coverage"), f"{where}.remote_coverage"),
+        followup_window_months=_int(record, "followup_window_months", where, 0, MAX_WINDOW_MONTHS, base.followup_window_months),
+        online_item_kinds=online_kinds,
+        online_ecert_required=_enum_bool(record, "online_ecert_required", where, base.online_ecert_required),
+        online_local_insured_only=_enum_bool(record, "online_local_insured_only", where, base.online_local_insured_only),
+        agreement_required=_enum_bool(record, "agreement_required", where, base.agreement_required),
+        rx_record_required=_enum_bool(record, "rx_record_required", where, base.rx_record_required),
+        rx_default_valid_days=_int(record, "rx_default_valid_days", where, 1, MAX_RX_VALID_DAYS, base.rx_default_valid_days),
+        rx_max_valid_days=_int(record, "rx_max_valid_days", where, 1, MAX_RX_VALID_DAYS, base.rx_max_valid_days),
+        export_deadline=_str(record, "export_deadline", where, base.export_deadline),
     )
+    if policy.export_deadline and not HH_MM.match(policy.export_deadline):
+        raise _fail(f"{where}.export_deadline", f"must be HH:MM (China time, the next day), got {policy.export_deadline!r}")
+    if policy.rx_default_valid_days > policy.rx_max_valid_days:
+        raise _fail(f"{where}.rx_default_valid_days", f"above rx_max_valid_days ({policy.rx_max_valid_days})")
+    return policy
 
 
 def _enum_bool(record: dict[str, Any], key: str, where: str, default: bool) -> bool:
@@ -235,15 +349,69 @@ def _audit_rule(record: Any, where: str, items: set[str]) -> tuple[str, AuditRul
     return admdvs, config
 
 
+VISIT_TYPE_NAMES = frozenset({"outpatient", "inpatient", "pharmacy", "internet_followup"})
+DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+
+
+def _date(record: dict[str, Any], key: str, where: str) -> str:
+    text = _str(record, key, where)
+    try:
+        if not DATE.match(text):
+            raise ValueError
+        dt.date.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"{where}.{key}", f"must be YYYY-MM-DD, got {text!r}") from None
+    return text
+
+
+def parse_agreement(record: Any, where: str, hosts: Mapping[str, str | None]) -> Agreement:
+    """One agreement record (a reference document's, or an operator's);
+    hosts: internet hospital code -> its host physical hospital."""
+    record = _obj(record, where)
+    internet = _str(record, "internet_code", where)
+    if internet not in hosts:
+        raise _fail(f"{where}.internet_code", f"{internet!r} is not an internet hospital of the reference data")
+    visit_types = frozenset(_strings(record, "visit_types", where)) or frozenset({"internet_followup"})
+    unknown = sorted(visit_types - VISIT_TYPE_NAMES)
+    if unknown:
+        raise _fail(f"{where}.visit_types", f"{unknown[0]!r} is not one of {sorted(VISIT_TYPE_NAMES)}")
+    agreement = Agreement(
+        agreement_no=_str(record, "agreement_no", where),
+        internet_code=internet,
+        host_code=hosts[internet] or "",
+        visit_types=visit_types,
+        item_kinds=frozenset(_strings(record, "item_kinds", where)),
+        valid_from=_date(record, "valid_from", where),
+        valid_to=_date(record, "valid_to", where),
+        status=_enum(record, "status", where, AgreementStatus, AgreementStatus.ACTIVE),
+        payee=_enum(record, "payee", where, Payee, Payee.HOST),
+    )
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}\Z", agreement.agreement_no):
+        raise _fail(f"{where}.agreement_no", f"{agreement.agreement_no!r} is not 1-40 letters, digits, '.', '-' or '_'")
+    if agreement.valid_to < agreement.valid_from:
+        raise _fail(f"{where}.valid_to", f"before valid_from ({agreement.valid_from})")
+    return agreement
+
+
 def parse_internet_sections(
-    doc: dict[str, Any], regions: set[str], institutions: Mapping[str, str], items: set[str]
+    doc: dict[str, Any], regions: set[str], institutions: Mapping[str, str], items: set[str],
+    hosts: Mapping[str, str | None] | None = None,
 ) -> InternetReference:
-    """The optional sections `internet_policies`, `host_quotas`,
-    `audit_rules`. institutions: code -> kind value."""
+    """The optional sections `internet_defaults`, `internet_provinces`,
+    `internet_policies`, `internet_agreements`, `host_quotas`, `audit_rules`.
+    institutions: code -> kind value; hosts: internet hospital -> host."""
     out = InternetReference()
     defaults = doc.get("internet_defaults")
     if defaults is not None:
         out.default_policy = _region_policy(defaults, "internet_defaults", "", out.default_policy)
+    for i, record in enumerate(_list(doc.get("internet_provinces", []), "internet_provinces")):
+        where = f"internet_provinces[{i}]"
+        province = _str(_obj(record, where), "province", where)
+        if not PROVINCE.match(province):
+            raise _fail(f"{where}.province", f"must be a 2-digit province code, got {province!r}")
+        if province in out.provinces:
+            raise _fail(f"{where}.province", f"province {province} appears twice")
+        out.provinces[province] = _region_policy(record, where, province, out.default_policy)
     for i, record in enumerate(_list(doc.get("internet_policies", []), "internet_policies")):
         where = f"internet_policies[{i}]"
         admdvs = _str(_obj(record, where), "admdvs", where)
@@ -251,7 +419,20 @@ def parse_internet_sections(
             raise _fail(f"{where}.admdvs", f"unknown region {admdvs!r}")
         if admdvs in out.policies:
             raise _fail(f"{where}.admdvs", f"region {admdvs} appears twice")
-        out.policies[admdvs] = _region_policy(record, where, admdvs, out.default_policy)
+        base = out.provinces.get(admdvs[:2], out.default_policy)
+        out.policies[admdvs] = _region_policy(record, where, admdvs, base)
+    for where, policy in [("internet_defaults", out.default_policy), *out.provinces.items(), *out.policies.items()]:
+        for admdvs in (policy.remote.ratio_by_region_bp if policy.remote else {}):
+            if admdvs not in regions:
+                raise _fail(f"{where}: remote_coverage.ratio_by_region_bp.{admdvs}", "unknown region")
+    hosts = hosts if hosts is not None else {}
+    agreements: dict[str, Agreement] = {}
+    for i, record in enumerate(_list(doc.get("internet_agreements", []), "internet_agreements")):
+        agreement = parse_agreement(record, f"internet_agreements[{i}]", hosts)
+        if agreement.agreement_no in agreements:
+            raise _fail(f"internet_agreements[{i}].agreement_no", f"{agreement.agreement_no} appears twice")
+        agreements[agreement.agreement_no] = agreement
+    out.agreements = tuple(agreements.values())
     for i, record in enumerate(_list(doc.get("host_quotas", []), "host_quotas")):
         where = f"host_quotas[{i}]"
         host = _str(_obj(record, where), "host_code", where)

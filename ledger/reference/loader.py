@@ -142,6 +142,7 @@ def _item(record: dict[str, Any], where: str) -> CatalogueItem:
         selfpay_prop_bp=selfpay_bp,
         price_cap_fen=cap,
         item_kind=_get(record, "item_kind", where, str, "drug"),
+        rx_only=_get(record, "rx_only", where, bool, False),
     )
 
 
@@ -237,7 +238,8 @@ def parse_document(doc: dict[str, Any]) -> tuple[ReferenceData, list[Person]]:
     items = set(data.catalogue) | {code for override in data.province_catalogue.values() for code in override}
     try:
         data.internet = parse_internet_sections(
-            doc, set(data.regions), {code: i.kind.value for code, i in data.institutions.items()}, items
+            doc, set(data.regions), {code: i.kind.value for code, i in data.institutions.items()}, items,
+            {code: i.host_code for code, i in data.institutions.items() if i.kind == InstitutionKind.INTERNET_HOSPITAL},
         )
     except ReferenceSectionError as error:
         raise ReferenceDataError(str(error)) from None

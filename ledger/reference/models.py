@@ -66,7 +66,8 @@ class CatalogueItem:
     category: Category
     selfpay_prop_bp: int = 0  # class B first self-pay, in basis points
     price_cap_fen: int | None = None  # catalogue price cap per unit
-    item_kind: str = "drug"  # drug / service / consumable
+    item_kind: str = "drug"  # drug / service / consumable / consultation / remote_consultation / telemedicine
+    rx_only: bool = False  # prescription-only: a pharmacy sells it only against an e-prescription
 
     def __post_init__(self) -> None:
         assert 0 <= self.selfpay_prop_bp <= BASIS_POINTS

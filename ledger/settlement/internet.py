@@ -4,10 +4,15 @@ of (bill, regional policy, today); no I/O, no clock.
 - An internet follow-up needs a prior offline diagnosis of a common or
   chronic disease within the treatment place's window; no online first
   diagnosis.
+- The treatment place decides what may be settled online: the item kinds
+  of an online follow-up (consultation and drugs), the e-insurance
+  certificate, persons insured elsewhere (Jiangsu).
 - The insurance place decides what the fund covers: items excluded online
-  become full self-pay (class C); remote consultation lines are recognised
-  at a share of the fee schedule (FEE_SHARE) or paid at a fixed ratio
-  (RATIO); whether the personal account may pay an online visit.
+  become full self-pay (class C); the fund pays a share of a remote
+  consultation line's eligible amount directly, outside the deductible and
+  the ratio (Fujian: 30 % of the fee schedule; Guizhou: 70-85 % by the
+  patient's insured county); whether the personal account may pay an
+  online visit.
 """
 
 from __future__ import annotations
@@ -17,8 +22,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from medsettle.ledger.errors import FieldViolation, Reason, Refused
-from medsettle.ledger.money import BASIS_POINTS, round_half_up_div
-from medsettle.ledger.reference.internet import RegionInternetPolicy, RemoteCoverage, RemoteMode
+from medsettle.ledger.reference.internet import RegionInternetPolicy, RemoteCoverage
 from medsettle.ledger.reference.models import CatalogueItem, Category
 from medsettle.ledger.settlement.model import Bill, FeeLine, VisitType
 
@@ -48,33 +52,49 @@ def prescription_field_violations(bill: Bill) -> list[FieldViolation]:
     return []
 
 
+def check_online_identity(bill: Bill, treatment_admdvs: str, policy: RegionInternetPolicy) -> None:
+    """Refuses an online settlement the treatment place's identity rules do not allow."""
+    if policy.online_local_insured_only and bill.insuplc_admdvs != treatment_admdvs:
+        raise rule_refused("ONLINE_LOCAL_INSURED_ONLY", "insuplc_admdvs",
+                           f"online follow-ups here are for persons insured in {treatment_admdvs} only")
+    if policy.online_ecert_required and not bill.ecert_nonce:
+        raise rule_refused("ECERT_REQUIRED", "ecert_token",
+                           "online settlement here needs the e-insurance certificate (real-name check); "
+                           "a bare psn_no is not accepted")
+
+
+def check_online_scope(priced: Sequence[tuple[FeeLine, CatalogueItem]], policy: RegionInternetPolicy) -> None:
+    """Refuses a line an online follow-up may not bill at the treatment place."""
+    allowed = policy.online_item_kinds
+    if allowed is None:
+        return
+    for i, (_, item) in enumerate(priced):
+        if item.item_kind not in allowed:
+            raise rule_refused("ONLINE_SCOPE", f"fee_lines[{i}].hilist_code",
+                               f"{item.code} ({item.item_kind}) is not online care here; an online follow-up "
+                               f"bills {', '.join(sorted(allowed)) or 'nothing'}")
+
+
 def check_followup(bill: Bill, policy: RegionInternetPolicy, today: dt.date) -> None:
     """Refuses an internet follow-up the treatment place's policy does not allow."""
     prior = dt.date.fromisoformat(bill.prior_offline_diag_date)
     if prior > today:
         raise rule_refused("FOLLOWUP_PRIOR_DIAGNOSIS", "prior_offline_diag_date",
                            f"the prior offline diagnosis ({prior}) is after the visit ({today})")
-    age_days = (today - prior).days
-    if age_days > policy.followup_window_days:
+    earliest = policy.followup_earliest(today)
+    if prior < earliest:
+        window = (f"{policy.followup_window_months} calendar months" if policy.followup_window_months
+                  else f"{policy.followup_window_days} days")
         raise rule_refused(
             "FOLLOWUP_WINDOW", "prior_offline_diag_date",
-            f"the prior offline diagnosis is {age_days} days old; the treatment place allows "
-            f"{policy.followup_window_days} days for an online follow-up",
+            f"the prior offline diagnosis ({prior}) is before {earliest}; the treatment place allows "
+            f"{window} for an online follow-up",
         )
     if policy.followup_diag_prefixes and not bill.diag_code.upper().startswith(policy.followup_diag_prefixes):
         raise rule_refused(
             "FOLLOWUP_DISEASE", "diag_code",
             "not a common or chronic disease the treatment place allows online follow-ups for (no online first diagnosis)",
         )
-
-
-def _share_item(item: CatalogueItem, share_bp: int) -> CatalogueItem:
-    """The item as the fund recognises only share_bp of it: the rest is the
-    patient's first self-pay (on top of the item's own class-B share)."""
-    if item.category == Category.C:
-        return item
-    recognised_bp = round_half_up_div(share_bp * (BASIS_POINTS - item.selfpay_prop_bp), BASIS_POINTS)
-    return replace(item, category=Category.B, selfpay_prop_bp=BASIS_POINTS - recognised_bp)
 
 
 def effective_item(
@@ -85,23 +105,18 @@ def effective_item(
         item.item_kind in insurance_place.online_excluded_item_kinds or item.code in insurance_place.online_excluded_items
     ):
         return replace(item, category=Category.C, selfpay_prop_bp=0)
-    remote = insurance_place.remote
-    if remote is not None and remote.mode == RemoteMode.FEE_SHARE and item.item_kind in remote.item_kinds:
-        return _share_item(item, remote.fee_share_bp)
     return item
 
 
-def remote_ratio_bp(priced: Sequence[tuple[FeeLine, CatalogueItem]], remote: RemoteCoverage | None) -> int | None:
-    """The fund ratio of a remote bill under RATIO coverage, or None when the
-    ordinary ratio applies. A remote consultation under RATIO coverage is
-    billed on its own: one ratio per bill (the split has one ratio)."""
-    if remote is None or remote.mode != RemoteMode.RATIO:
-        return None
-    remote_lines = [i for i, (_, item) in enumerate(priced) if item.item_kind in remote.item_kinds]
-    if not remote_lines:
-        return None
-    if len(remote_lines) != len(priced):
-        other = next(i for i in range(len(priced)) if i not in remote_lines)
-        raise rule_refused("REMOTE_BILLED_ALONE", f"fee_lines[{other}].hilist_code",
-                           "remote consultation / telemedicine is paid at its own ratio here: bill it on its own")
-    return remote.ratio_bp
+def direct_lines(priced: Sequence[tuple[FeeLine, CatalogueItem]], remote: RemoteCoverage | None,
+                 insuplc_admdvs: str) -> tuple[tuple[int, int], ...]:
+    """The remote lines the fund pays directly, with the share it pays
+    (SplitTerms.direct_lines); none when the insurance place has no remote
+    coverage for the person's insured region."""
+    if remote is None:
+        return ()
+    bp = remote.fund_bp(insuplc_admdvs)
+    if bp is None:
+        return ()
+    return tuple((i, bp) for i, (_, item) in enumerate(priced)
+                 if item.item_kind in remote.item_kinds and item.category != Category.C)

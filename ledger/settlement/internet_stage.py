@@ -17,9 +17,16 @@ from typing import Any, Sequence
 
 from medsettle.ledger.clock import china_time
 from medsettle.ledger.errors import Reason, refused_field
-from medsettle.ledger.reference.internet import AuditAction, AuditRule, AuditRuleConfig
+from medsettle.ledger.reference.internet import AuditAction, AuditRule, AuditRuleConfig, RegionInternetPolicy
 from medsettle.ledger.reference.models import CatalogueItem, Institution, InstitutionKind, ReferenceData
-from medsettle.ledger.settlement.internet import check_followup, effective_item, remote_ratio_bp, rule_refused
+from medsettle.ledger.settlement.internet import (
+    check_followup,
+    check_online_identity,
+    check_online_scope,
+    direct_lines,
+    effective_item,
+    rule_refused,
+)
 from medsettle.ledger.settlement.model import Bill, FeeLine, Settlement, SettlementKind, Split, VisitType
 from medsettle.ledger.settlement.quota import QUOTA_RULE, QuotaDecision, quota_decision, quota_holder
 from medsettle.ledger.settlement.split import SplitTerms
@@ -119,21 +126,23 @@ class InternetStage:
         treatment = self._internet.policy(institution.admdvs)
         insurance = self._internet.policy(bill.insuplc_admdvs)
         if bill.visit_type == VisitType.INTERNET_FOLLOWUP:
+            check_online_identity(bill, institution.admdvs, treatment)
             check_followup(bill, treatment, today)
+            check_online_scope(priced, treatment)
             if not insurance.online_acct_allowed:
                 terms = replace(terms, acct_allowed=False)
         # the hot path: an offline bill of a region without remote coverage keeps its lines
         if insurance.remote is not None or bill.visit_type == VisitType.INTERNET_FOLLOWUP:
             priced = [(line, self._effective(bill, institution, item, insurance)) for line, item in priced]
-            ratio = remote_ratio_bp(priced, insurance.remote)
-            if ratio is not None:
-                terms = replace(terms, ratio_bp=ratio)
+            direct = direct_lines(priced, insurance.remote, bill.insuplc_admdvs)
+            if direct:
+                terms = replace(terms, direct_lines=direct)
         if bill.rx_id and bill.visit_type == VisitType.PHARMACY:
             self._check_prescription(bill)
         if bill.ecert_nonce and (bill.ecert_nonce in self._staged_nonces or self._state.nonce_seen(bill.ecert_nonce)):
             raise rule_refused("ECERT_REPLAY", "ecert_token", "this e-insurance certificate was already used; show a new one")
         findings = evaluate_checks(self._checks_at(institution.admdvs), bill, priced, self._activity(bill.psn_no),
-                                   self._prior_offline_visit(bill, treatment.followup_window_days, today))
+                                   self._prior_offline_visit(bill, treatment, today))
         for finding in findings:
             if finding.action == AuditAction.REFUSE:
                 raise rule_refused(finding.rule.value, finding.field, finding.detail)
@@ -255,13 +264,13 @@ class InternetStage:
     def _released_in_batch(self) -> set[str]:
         return {orig for _, orig in self._write.rx_releases}
 
-    def _prior_offline_visit(self, bill: Bill, window_days: int, today: dt.date) -> bool:
+    def _prior_offline_visit(self, bill: Bill, treatment: RegionInternetPolicy, today: dt.date) -> bool:
         if bill.visit_type != VisitType.INTERNET_FOLLOWUP or not any(
             c.rule == AuditRule.FOLLOWUP_WITHOUT_PRIOR_VISIT for c in self._rules_at(self._institution_region(bill))
         ):
             return True
         category = bill.diag_code.upper()[:3]
-        since = (today - dt.timedelta(days=window_days)).isoformat()
+        since = treatment.followup_earliest(today).isoformat()
         for visit in self._write.visits:
             if visit[1] == bill.psn_no and visit[4] in (1, 2) and visit[5][:3] == category and visit[2] >= since:
                 return True

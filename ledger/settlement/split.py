@@ -21,6 +21,10 @@ class SplitTerms:
     annual_fund_cap_fen: int
     ratio_bp: int
     acct_allowed: bool = True
+    # (line index, bp): the fund pays bp of that line's eligible part directly,
+    # outside the deductible and the ratio (remote consultation: Fujian's
+    # share of the fee schedule, Guizhou's county ratio); still within the annual cap
+    direct_lines: tuple[tuple[int, int], ...] = ()
 
 
 def split_line(line: FeeLine, item: CatalogueItem) -> LineSplit:
@@ -47,7 +51,8 @@ def split_bill(
     acct_used_flag: bool,
     delivery_fee_fen: int = 0,
 ) -> Split:
-    """The whole bill. delivery_fee_fen is never covered: it is full self-pay."""
+    """The whole bill. delivery_fee_fen is never covered: it is full self-pay,
+    paid in cash (neither the fund nor the personal account pays it)."""
     assert accumulators.acct_balc_fen >= 0, "a personal account never goes below zero"
     assert delivery_fee_fen >= 0
     line_splits = tuple([split_line(line, item) for line, item in priced_lines])
@@ -59,9 +64,14 @@ def split_bill(
         inscp_fen += s.inscp_scp_amt_fen
     medfee_fen = fulamt_fen + overlmt_fen + preselfpay_fen + inscp_fen
 
+    direct_fen = direct_inscp_fen = 0
+    for index, bp in terms.direct_lines:
+        direct_inscp_fen += line_splits[index].inscp_scp_amt_fen
+        direct_fen += share_bp(line_splits[index].inscp_scp_amt_fen, bp)
+    ordinary_fen = inscp_fen - direct_inscp_fen
     dedc_left_fen = max(0, terms.deductible_fen - accumulators.dedc_used_fen)
-    act_pay_dedc_fen = min(inscp_fen, dedc_left_fen)
-    fund_share_fen = share_bp(inscp_fen - act_pay_dedc_fen, terms.ratio_bp)
+    act_pay_dedc_fen = min(ordinary_fen, dedc_left_fen)
+    fund_share_fen = share_bp(ordinary_fen - act_pay_dedc_fen, terms.ratio_bp) + direct_fen
     cap_left_fen = max(0, terms.annual_fund_cap_fen - accumulators.fund_paid_fen)
     hifp_pay_fen = min(fund_share_fen, cap_left_fen)
     fund_pay_sumamt_fen = hifp_pay_fen
@@ -69,7 +79,7 @@ def split_bill(
     psn_part_fen = medfee_fen - fund_pay_sumamt_fen
     acct_pay_fen = 0
     if acct_used_flag and terms.acct_allowed:
-        acct_pay_fen = min(psn_part_fen, accumulators.acct_balc_fen)
+        acct_pay_fen = min(psn_part_fen - delivery_fee_fen, accumulators.acct_balc_fen)
     split = Split(
         medfee_sumamt_fen=medfee_fen,
         fulamt_ownpay_amt_fen=fulamt_fen,

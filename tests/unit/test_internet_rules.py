@@ -4,6 +4,7 @@ sections' validation."""
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 
 import pytest
@@ -12,17 +13,17 @@ from hypothesis import strategies as st
 
 from medsettle.ledger import ecert
 from medsettle.ledger.errors import Refused
-from medsettle.ledger.money import BASIS_POINTS
+from medsettle.ledger.money import BASIS_POINTS, share_bp
 from medsettle.ledger.reference.internet import (
     AuditAction, AuditRule, AuditRuleConfig, HostQuota, OnQuotaReached, RegionInternetPolicy,
-    ReferenceSectionError, parse_internet_sections,
+    ReferenceSectionError, months_before, parse_internet_sections,
 )
 from medsettle.ledger.reference.loader import sample_document
 from medsettle.ledger.reference.models import CatalogueItem, Category
-from medsettle.ledger.settlement.internet import _share_item, check_followup
-from medsettle.ledger.settlement.model import Bill, FeeLine, VisitType
+from medsettle.ledger.settlement.internet import check_followup
+from medsettle.ledger.settlement.model import Accumulators, Bill, FeeLine, VisitType
 from medsettle.ledger.settlement.quota import QuotaDecision, quota_decision
-from medsettle.ledger.settlement.split import split_line
+from medsettle.ledger.settlement.split import SplitTerms, split_bill
 from medsettle.ledger.supervision.rules import DayActivity, evaluate
 
 NOW = dt.datetime(2026, 10, 15, 2, 30, tzinfo=dt.timezone.utc)
@@ -115,16 +116,57 @@ def test_followup_window_boundary(window_days, age_days):
         assert refused.value.metadata == {"rule": "FOLLOWUP_WINDOW"}
 
 
-@given(st.integers(0, BASIS_POINTS), st.integers(0, BASIS_POINTS), st.integers(1, 1000), st.integers(1, 10**6))
-def test_fee_share_recognises_at_most_the_share_and_keeps_the_line_whole(share_bp, selfpay_bp, cnt, price):
-    item = CatalogueItem("S0101", "remote", Category.B if selfpay_bp else Category.A, selfpay_bp, None, "remote_consultation")
-    shared = _share_item(item, share_bp)
-    line = split_line(FeeLine("1", "S0101", cnt, price), shared)
-    amount = cnt * price
-    assert line.inscp_scp_amt_fen + line.preselfpay_amt_fen == amount
-    # recognised: the share of what the item itself recognises, to a rounding of one fen per 10,000
-    ideal = amount * share_bp * (BASIS_POINTS - selfpay_bp) / BASIS_POINTS**2
-    assert abs(line.inscp_scp_amt_fen - ideal) <= amount / BASIS_POINTS + 1
+lines_st = st.lists(st.tuples(st.booleans(), st.integers(1, 20), st.integers(1, 100_000)), min_size=1, max_size=6)
+
+
+@given(lines_st, st.integers(0, BASIS_POINTS), st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**7),
+       st.integers(0, 10**6), st.booleans(), st.integers(0, 5000))
+def test_the_fund_pays_the_remote_share_of_the_schedule_outside_the_deductible(
+        lines, bp, deductible, dedc_used, cap_left, balance, acct, delivery):
+    """Fujian (30 % of the fee schedule) and Guizhou (70-85 % by county): the
+    fund pays bp of each remote line's eligible amount (the price capped at the
+    schedule), whatever is left of the deductible; the other lines go through
+    the deductible and the ratio as before; the annual cap still bounds it."""
+    remote = CatalogueItem("S0101", "remote", Category.A, 0, 60000, "remote_consultation")
+    other = CatalogueItem("S0001", "visit", Category.A, 0, 3000, "service")
+    priced = [(FeeLine(str(i), "x", cnt, price), remote if is_remote else other)
+              for i, (is_remote, cnt, price) in enumerate(lines)]
+    direct = tuple((i, bp) for i, (is_remote, _, _) in enumerate(lines) if is_remote)
+    terms = SplitTerms(deductible, 10**12, 8000, True, direct)
+    before = Accumulators(dedc_used, 10**12 - cap_left, balance)
+    split = split_bill(priced, terms, before, acct, delivery)
+    assert not split.identity_errors()
+    remote_part = sum(share_bp(cnt * min(price, 60000), bp) for is_remote, cnt, price in lines if is_remote)
+    ordinary = sum(cnt * min(price, 3000) for is_remote, cnt, price in lines if not is_remote)
+    dedc = min(ordinary, max(0, deductible - dedc_used))
+    assert split.act_pay_dedc_fen == dedc
+    assert split.hifp_pay_fen == min(remote_part + share_bp(ordinary - dedc, 8000), cap_left)
+    # the delivery fee is cash: never the fund, never the personal account
+    assert split.acct_pay_fen <= split.psn_part_amt_fen - delivery
+    assert split.psn_cash_pay_fen >= delivery
+
+
+@given(st.dates(dt.date(2000, 3, 1), dt.date(2099, 12, 31)), st.integers(1, 24), st.integers(0, 900))
+def test_a_window_in_calendar_months_accepts_the_same_day_months_earlier(today, months, age_days):
+    policy = RegionInternetPolicy("310100", followup_window_months=months, followup_diag_prefixes=("E11",))
+    earliest = months_before(today, months)
+    assert earliest.day == today.day or earliest.day == calendar.monthrange(earliest.year, earliest.month)[1]
+    assert (earliest.year * 12 + earliest.month) == (today.year * 12 + today.month) - months
+    prior = today - dt.timedelta(days=age_days)
+    if prior >= earliest:
+        check_followup(_followup(prior.isoformat()), policy, today)
+    else:
+        with pytest.raises(Refused) as refused:
+            check_followup(_followup(prior.isoformat()), policy, today)
+        assert refused.value.metadata == {"rule": "FOLLOWUP_WINDOW"}
+
+
+def test_shanghai_two_calendar_months():
+    policy = RegionInternetPolicy("310100", followup_window_months=2, followup_diag_prefixes=("E11",))
+    check_followup(_followup("2026-08-15"), policy, dt.date(2026, 10, 15))  # 61 days, two calendar months
+    with pytest.raises(Refused):
+        check_followup(_followup("2026-08-14"), policy, dt.date(2026, 10, 15))
+    assert months_before(dt.date(2026, 4, 30), 2) == dt.date(2026, 2, 28)
 
 
 @given(st.integers(0, 10**9), st.integers(0, 10**9), st.integers(-10**6, 10**7), st.sampled_from(OnQuotaReached))
@@ -161,10 +203,17 @@ def _sections(change) -> None:
     (lambda d: d["host_quotas"].append(dict(d["host_quotas"][0])), r"host_quotas\[4\]: a second quota"),
     (lambda d: d["audit_rules"][0].update(rule="GUESS"), r"audit_rules\[0\]\.rule"),
     (lambda d: d["audit_rules"][1]["max_cnt_by_item"].update(NOPE=3), r"audit_rules\[1\]\.max_cnt_by_item\.NOPE"),
-    (lambda d: d["audit_rules"].append(dict(d["audit_rules"][0])), r"audit_rules\[7\]\.rule: DUP_ITEM_SAME_DAY configured twice"),
+    (lambda d: d["audit_rules"].append(dict(d["audit_rules"][0])), r"audit_rules\[8\]\.rule: DUP_ITEM_SAME_DAY configured twice"),
     (lambda d: d["internet_policies"][0].update(followup_window_days=0), r"internet_policies\[0\]\.followup_window_days"),
     (lambda d: d["internet_policies"][0].update(admdvs="999999"), r"internet_policies\[0\]\.admdvs"),
-    (lambda d: d["internet_policies"][1]["remote_coverage"].update(fee_share_bp=10001), r"remote_coverage\.fee_share_bp"),
+    (lambda d: d["internet_provinces"][2]["remote_coverage"].update(fee_share_bp=10001),
+     r"internet_provinces\[2\]\.remote_coverage\.fee_share_bp"),
+    (lambda d: d["internet_provinces"][3]["remote_coverage"]["ratio_by_region_bp"].update({"522600": 9000}),
+     r"internet_provinces\[3\]\.remote_coverage\.ratio_by_region_bp\.522600"),
+    (lambda d: d["internet_provinces"][0].update(province="3"), r"internet_provinces\[0\]\.province"),
+    (lambda d: d["internet_provinces"][0].update(export_deadline="6am"), r"internet_provinces\[0\]\.export_deadline"),
+    (lambda d: d["internet_defaults"].update(online_item_kinds="drug"), r"internet_defaults\.online_item_kinds"),
+    (lambda d: d["internet_defaults"].update(online_ecert_required="yes"), r"internet_defaults\.online_ecert_required"),
     (lambda d: d["internet_defaults"].update(followup_diag_prefixes=["e11"]), r"internet_defaults\.followup_diag_prefixes\[0\]"),
 ])
 def test_a_bad_internet_section_names_its_path(change, path):

@@ -294,8 +294,10 @@ def test_missing_section(doc) -> None:
 
 # ---- every required field, and any malformed value -------------------------
 
-INTERNET_SECTIONS = {"internet_defaults", "internet_policies", "host_quotas", "audit_rules"}
-OPTIONAL_KEYS = INTERNET_SECTIONS | {"agency_name", "host_code", "selfpay_prop_bp", "price_cap_fen", "item_kind", "acct_allowed", "persons", "provinces"}
+INTERNET_SECTIONS = {"internet_defaults", "internet_provinces", "internet_policies", "internet_agreements", "host_quotas",
+                     "audit_rules"}
+OPTIONAL_KEYS = INTERNET_SECTIONS | {"agency_name", "host_code", "selfpay_prop_bp", "price_cap_fen", "item_kind",
+                                     "rx_only", "acct_allowed", "persons", "provinces"}
 
 
 def dict_paths(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, dict]]:
@@ -346,8 +348,8 @@ def test_removing_any_field(path: tuple, key: str) -> None:
         elif path[:1] == ("catalogue",):
             items = data.catalogue if path[1] == "national" else data.province_catalogue[path[2]]
             item = items[node["code"]]
-            # the defaults: no first self-pay, no price cap, a drug
-            default = {"selfpay_prop_bp": 0, "price_cap_fen": None, "item_kind": "drug"}[key]
+            # the defaults: no first self-pay, no price cap, a drug, sold without a prescription
+            default = {"selfpay_prop_bp": 0, "price_cap_fen": None, "item_kind": "drug", "rx_only": False}[key]
             assert getattr(item, key) == default
     else:
         where = dotted(path)

@@ -134,7 +134,8 @@ def expected_amounts(case: Case) -> dict[str, int]:
     fund = half_up(Fraction((inscp - dedc) * terms.ratio_bp, 10_000))
     fund = min(fund, max(0, terms.annual_fund_cap_fen - before.fund_paid_fen))
     person = medfee - fund
-    acct = min(person, before.acct_balc_fen) if case.acct_used_flag and terms.acct_allowed else 0
+    # the delivery fee is always cash: the personal account pays at most the rest
+    acct = min(person - case.delivery_fee_fen, before.acct_balc_fen) if case.acct_used_flag and terms.acct_allowed else 0
     return {
         "medfee_sumamt_fen": medfee,
         "fulamt_ownpay_amt_fen": fulamt,
@@ -196,8 +197,10 @@ def check_amounts_are_non_negative_and_bounded(case: Case) -> None:
     if not (case.acct_used_flag and case.terms.acct_allowed):
         assert s.acct_pay_fen == 0
     else:
-        # the account is used as far as it goes: either the balance or the whole share is spent
-        assert s.acct_pay_fen == s.psn_part_amt_fen or s.balc_fen == 0
+        # the account is used as far as it goes: either the balance or the whole share but
+        # the delivery fee (always cash) is spent
+        assert s.acct_pay_fen == s.psn_part_amt_fen - case.delivery_fee_fen or s.balc_fen == 0
+    assert s.psn_cash_pay_fen >= case.delivery_fee_fen
 
 
 def check_line_splits_add_up_to_the_bill(case: Case) -> None:
