@@ -1,10 +1,11 @@
-"""The README's `medsettle ...` commands checked against the real command
-tree, so the docs cannot drift from the CLI: every command the README names
-exists, every option it gives exists for that command, takes a value when
-given one and accepts the value shown (choices, integer ranges); an example
-written out in full (no `[...]`, `(a | b)`) parses with every required
-option; the CLI table has a row per command; every option of every command
-is named somewhere in the README.
+"""The `medsettle ...` commands of the README and of every page in docs/
+checked against the real command tree, so the docs cannot drift from the
+CLI: every command a page names exists, every option it gives exists for
+that command, takes a value when given one and accepts the value shown
+(choices, integer ranges); an example written out in full (no `[...]`,
+`(a | b)`) parses with every required option; the CLI table (docs/cli.md)
+has a row per command; every option of every command is named somewhere in
+the docs. (tests/e2e/test_readme_tour.py runs the README's tour itself.)
 
 Where: fenced code blocks (with `\\` continuations and `$(...)`) and inline
 code spans; `./scripts/run.sh ARGS` is `medsettle serve ... --demo ARGS`."""
@@ -22,7 +23,10 @@ import pytest
 from medsettle.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text("utf-8")
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "node" / "README.md"]
+DOCS = {str(page.relative_to(ROOT)): page.read_text("utf-8") for page in PAGES}
+ALL_TEXT = "\n".join(DOCS.values())
+CLI_PAGE = "docs/cli.md"
 PLACEHOLDER_COMMANDS = {"COMMAND"}  # `medsettle COMMAND --help`
 GRAMMAR = re.compile(r"[\[\]()|]|\.\.\.")
 INVOCATION = re.compile(r"(?:^|(?<=[\s(/]))medsettle((?:[ \t]+[^\s)#`]+)+)")
@@ -31,18 +35,18 @@ INVOCATION = re.compile(r"(?:^|(?<=[\s(/]))medsettle((?:[ \t]+[^\s)#`]+)+)")
 @dataclass(frozen=True)
 class Mention:
     text: str  # what follows `medsettle`
-    where: str  # the README line it starts on, for the failure message
+    where: str  # the page and line it starts on, for the failure message
 
     @property
     def is_grammar(self) -> bool:
         return bool(GRAMMAR.search(self.text))
 
 
-def readme_mentions() -> list[Mention]:
+def page_mentions(name: str, text: str) -> list[Mention]:
     found: list[Mention] = []
     prose_lines: list[str] = []
     in_fence, pending, pending_at = False, "", 0
-    for number, line in enumerate(README.splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if line.startswith("```"):
             in_fence = not in_fence
             prose_lines.append("")
@@ -55,11 +59,13 @@ def readme_mentions() -> list[Mention]:
         if pending.endswith("\\"):
             pending = pending[:-1] + " "
             continue
-        found += [Mention(hit.group(1).strip(), f"README.md:{pending_at}") for hit in INVOCATION.finditer(pending)]
+        found += [Mention(hit.group(1).strip(), f"{name}:{pending_at}") for hit in INVOCATION.finditer(pending)]
+        if pending.startswith("./scripts/run.sh"):
+            found.append(Mention("serve --demo" + pending[len("./scripts/run.sh"):].split("#")[0].rstrip(), f"{name}:{pending_at}"))
         pending, pending_at = "", 0
     prose = "\n".join(prose_lines)
     for span in re.finditer(r"`([^`]+)`", prose):
-        where = f"README.md:{prose.count(chr(10), 0, span.start()) + 1}"
+        where = f"{name}:{prose.count(chr(10), 0, span.start()) + 1}"
         code = " ".join(span.group(1).replace("\\|", "|").split())
         if code.startswith("./scripts/run.sh"):
             found.append(Mention("serve --demo" + code[len("./scripts/run.sh"):], where))
@@ -70,7 +76,7 @@ def readme_mentions() -> list[Mention]:
     return found
 
 
-MENTIONS = readme_mentions()
+MENTIONS = [mention for name, text in DOCS.items() for mention in page_mentions(name, text)]
 
 
 def resolve(tokens: list[str]) -> tuple[click.Command, list[str], list[str]] | None:
@@ -149,31 +155,33 @@ def leaf_commands(group: click.Group = main, prefix: tuple[str, ...] = ()) -> li
 
 
 def cli_table_rows() -> list[str]:
-    section = README.split("## The CLI", 1)[1].split("\n## ", 1)[0]
-    return [line for line in section.splitlines() if line.startswith("| `medsettle ")]
+    return [line for line in DOCS[CLI_PAGE].splitlines() if line.startswith("| `medsettle ")]
 
 
 @pytest.mark.parametrize("path,command", leaf_commands(), ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
-def test_every_command_has_a_cli_table_row_and_its_options_are_in_the_readme(path, command):
+def test_every_command_has_a_cli_table_row_and_its_options_are_in_the_docs(path, command):
     spelled = "medsettle " + " ".join(path)
     assert any(re.search(rf"`{re.escape(spelled)}[\s`]", row) for row in cli_table_rows()), \
-        f"README's CLI table has no row for `{spelled}`"
+        f"{CLI_PAGE}'s table has no row for `{spelled}`"
     named_for_it = set()
     for mention in MENTIONS:
         tokens = GRAMMAR.sub(" ", mention.text).split()
         if tokens[:len(path)] == list(path):
             named_for_it |= {t.partition("=")[0] for t in tokens[len(path):] if t.startswith("--")}
-    standalone = set(re.findall(r"`(--[a-z][a-z0-9-]*)", README))
+    standalone = set(re.findall(r"`(--[a-z][a-z0-9-]*)", ALL_TEXT))
     undocumented = [name for param in command.params if isinstance(param, click.Option)
                     for name in param.opts if name.startswith("--") and name not in named_for_it | standalone]
-    assert not undocumented, f"`{spelled}`: {undocumented} not in the README"
+    assert not undocumented, f"`{spelled}`: {undocumented} not in the docs"
 
 
 def test_the_extraction_finds_the_examples():
     texts = [m.text for m in MENTIONS]
-    assert "credentials issue --db var/medsettle.db --code H44010100001 --label grpcurl" in texts
+    assert "credentials issue --db var/medsettle.db --code H44010100001 --label grpcurl" in texts  # docs/api.md
+    assert "credentials issue --db var/medsettle.db --code H13010100001 --label tour" in texts  # README's tour
     assert "serve --demo --exit-after-demo" in texts
+    assert any(m.text == "serve --demo --clock 2026-10-15T10:30" and m.where.startswith("README.md:") for m in MENTIONS)
     assert any(t.startswith("clear --province 44 --period 2026-10 --db var/medsettle.db") and "--dry-run" in t for t in texts)
+    assert {m.where.partition(":")[0] for m in MENTIONS} >= {"README.md", "docs/api.md", "docs/cli.md", "docs/operations.md"}
     run_sh = (ROOT / "scripts" / "run.sh").read_text()
     assert re.search(r"medsettle serve .*--demo \"\$@\"", run_sh)  # extra arguments go to serve
 
