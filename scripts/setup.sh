@@ -14,3 +14,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
   touch "$stamp"
 fi
+# The Node.js client example, where npm exists (its test needs it; CI has it):
+# installed from the committed lock file.
+if command -v npm >/dev/null 2>&1 && [ ! examples/node/node_modules/.package-lock.json -nt examples/node/package-lock.json ]; then
+  (cd examples/node && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -105,4 +105,5 @@ def test_the_readme_tour_runs_as_written(tmp_path):
     finally:
         server.send_signal(signal.SIGINT)  # Ctrl-C
         assert server.wait(60) == 0, serve_log.read_text("utf-8", "replace")[-2000:]
-    assert (tmp_path / "var" / "statements" / "44-2026-10" / "statement.json").exists()
+    statement = tmp_path / "var" / "statements" / "44-2026-10"
+    assert {"statement.json", "statement.csv", "payment_instructions.csv", "statement.html"} <= {p.name for p in statement.iterdir()}
