@@ -1,4 +1,4 @@
-"""The README's demo: a few real bills through a running server, over gRPC.
+"""The demo of ./scripts/run.sh: a few real bills through a running server, over gRPC.
 
 msgids are fixed, so running the demo again on the same database shows the
 idempotent answers (same setl_id, nothing settled twice)."""

@@ -1,7 +1,7 @@
 """Why a request is refused: result codes with a documented precedence.
 
 A request is checked in this order and refused with the first that applies
-(README: "Errors"):
+(docs/api.md: "Errors, in order of precedence"):
 
 1. FIELD_INVALID          a field is malformed (every malformed field is listed)
 2. IDEMPOTENCY_CONFLICT   the (institution, msgid) was used for another payload

@@ -188,7 +188,7 @@ def _run_demo(port: int, db: str, console: Console, demo) -> None:  # type: igno
 @click.option("--db", default=DEFAULT_DB, show_default=True)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def load_reference(db: str, file: str) -> None:
-    """Load your own reference data (format medsettle-reference/1, JSON; see README)."""
+    """Load your own reference data (format medsettle-reference/1, JSON; see docs/operations.md)."""
     from medsettle.ledger.clock import SystemClock
     from medsettle.ledger.reference.loader import ReferenceDataError
     from medsettle.ledger.service import load_reference_file

@@ -1,7 +1,7 @@
 """Reads a reference-data document (format "medsettle-reference/1", JSON).
 
 The shipped sample is ``sample/reference.json``; a user's own file has the
-same shape (README: "Reference data"). Every record is checked and a bad one
+same shape (docs/operations.md: "Reference data"). Every record is checked and a bad one
 is refused with the path of the offending value.
 """
 
