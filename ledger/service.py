@@ -27,7 +27,8 @@ from medsettle.ledger.settlement.validation import (
     bill_violations,
     reversal_violations,
 )
-from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+from medsettle.ledger.storage.backends import open_ledger
+from medsettle.ledger.storage.port import LedgerStore
 from medsettle.ledger.storage.writer import GroupCommitWriter, InlineBatches, WriterLimits
 from medsettle.ledger.storage.writer_process import WriterProcess
 
@@ -37,7 +38,7 @@ DEFAULT_LIST_LIMIT = 100_000
 READ_THREADS = 2
 
 
-def open_reference(store: SqliteLedgerStore, clock: Clock) -> ReferenceData:
+def open_reference(store: LedgerStore, clock: Clock) -> ReferenceData:
     """The reference data in force; loads the shipped sample on first start."""
     body = store.reference_body()
     if body is None:
@@ -48,14 +49,14 @@ def open_reference(store: SqliteLedgerStore, clock: Clock) -> ReferenceData:
     return parse_document(json.loads(body))[0]
 
 
-def reference_in_force(store: SqliteLedgerStore) -> ReferenceData:
+def reference_in_force(store: LedgerStore) -> ReferenceData:
     """The reference data a server on this ledger uses, read only: the
     stored document, or the shipped sample that its first start loads."""
     body = store.reference_body()
     return parse_document(json.loads(body) if body is not None else sample_document())[0]
 
 
-def load_reference_file(store: SqliteLedgerStore, path: str | Path, clock: Clock) -> ReferenceData:
+def load_reference_file(store: LedgerStore, path: str | Path, clock: Clock) -> ReferenceData:
     """Loads a user's reference document; it is checked whole before anything is stored."""
     from medsettle.ledger.reference.loader import read_document
 
@@ -77,7 +78,7 @@ class SettlementService:
         self.clock = clock
         # The e-insurance certificate signing key: given, or from the environment (ledger/ecert.py).
         self._ecert_key = ecert_key if ecert_key is not None else ecert.key_from_env()
-        self.store = SqliteLedgerStore(db_path)
+        self.store = open_ledger(db_path)
         self.reference = open_reference(self.store, clock)
         # writer_process: the writer's work runs in a child process (ledger/storage/writer_process.py).
         self.writer_process = WriterProcess(db_path, clock) if writer_process else None
@@ -200,8 +201,6 @@ class SettlementService:
 
     async def list_audit_flags(self, fixmedins_code: str, flag_day: str, limit: int) -> AsyncIterator[dict[str, Any]]:
         """The fund-supervision flags of a day (China time), paged from the database."""
-        from medsettle.ledger.supervision.export import flags_of_day
-
         violations: list[FieldViolation] = []
         if fixmedins_code:
             _check_code(violations, fixmedins_code)
@@ -215,7 +214,7 @@ class SettlementService:
             violations.append(FieldViolation("limit", f"must be 0..{MAX_LIST_LIMIT}, got {limit}"))
         _refuse_invalid(violations)
         async for flag in self._paged(
-            lambda after, size: [(f["flag_no"], f) for f in flags_of_day(self.store.reader(), flag_day, fixmedins_code, after, size)],
+            lambda after, size: [(f["flag_no"], f) for f in self.store.flags_of_day(flag_day, fixmedins_code, after, size)],
             limit,
         ):
             yield flag

@@ -14,7 +14,8 @@ from typing import Iterable
 from medsettle.ledger.posting.invariants import Break, reciprocity_breaks, trial_balance_breaks
 from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
 from medsettle.ledger.posting.rules import Posting, settlement_postings
-from medsettle.ledger.storage.sqlite import JournalRow, SqliteLedgerStore
+from medsettle.ledger.storage.backends import open_ledger
+from medsettle.ledger.storage.rows import JournalRow
 
 SETTLEMENT_KINDS = ("settle", "reverse")
 
@@ -90,7 +91,7 @@ def verify_journal(rows: Iterable[JournalRow]) -> tuple[VerifyReport, dict[tuple
 
 
 def verify_database(path: str | Path) -> VerifyReport:
-    store = SqliteLedgerStore(path, read_only=True)  # NotALedgerError if it holds no ledger
+    store = open_ledger(path, read_only=True)  # NotALedgerError if it holds no ledger
     try:
         report, balances, settled = verify_journal(store.iter_entry_postings())
         report.orphan_postings = store.orphan_postings()

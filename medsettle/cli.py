@@ -24,11 +24,12 @@ class _Commands(click.Group):
     a read-only command finds missing or without a ledger in it."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from medsettle.ledger.storage.sqlite import NotALedgerError
+        from medsettle.ledger.storage.backends import BackendUnavailable
+        from medsettle.ledger.storage.port import NotALedgerError, StorageError
 
         try:
             return super().invoke(ctx)
-        except NotALedgerError as error:
+        except (NotALedgerError, BackendUnavailable, StorageError) as error:
             raise click.ClickException(f"--db: {error}") from None
         except sqlite3.DatabaseError as error:
             raise click.ClickException(f"--db: SQLite: {error}") from None
@@ -42,7 +43,8 @@ def main() -> None:
 
 # ---- service -------------------------------------------------------------
 @main.command()
-@click.option("--db", default=DEFAULT_DB, show_default=True, help="SQLite database file (created if missing).")
+@click.option("--db", envvar="MEDSETTLE_DB", default=DEFAULT_DB, show_default=True,
+              help="The ledger: a SQLite file (created if missing) or a postgresql:// URL [env MEDSETTLE_DB].")
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, help="HOST:PORT to listen on (port 0: any free port).")
 @click.option("--clock", default="", help="Fix the clock at an ISO time (China time if no offset); default: system clock.")
 @click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]),
@@ -80,6 +82,7 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
     a bearer token, or with --tls-* a client certificate."""
     from medsettle.ledger.clock import parse_clock
     from medsettle.ledger.service import SettlementService
+    from medsettle.ledger.storage.backends import make_room_for
     from medsettle.ledger.storage.writer import WriterLimits
     from medsettle.server.app import ListenError, RunningServer, ServerLimits, serve as run_server
     from medsettle.server.auth import CredentialCache
@@ -93,7 +96,7 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
         raise click.UsageError("--writer-batch must be at most --writer-queue")
     tls = TlsFiles.read(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key and tls_client_ca else None
     configure_logging(log_level or ("warning" if demo else "info"), log_format)
-    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    make_room_for(db)
     service = SettlementService(db, parse_clock(clock), WriterLimits(max_batch=writer_batch, max_queue=writer_queue),
                                 writer_process=writer_process)
     limits = ServerLimits(max_message_bytes=max_message_bytes, max_concurrent_rpcs=max_concurrent_rpcs)
@@ -185,17 +188,18 @@ def _run_demo(port: int, db: str, console: Console, demo) -> None:  # type: igno
 
 
 @main.command("load-reference")
-@click.option("--db", default=DEFAULT_DB, show_default=True)
+@click.option("--db", envvar="MEDSETTLE_DB", default=DEFAULT_DB, show_default=True,
+              help="The ledger: a SQLite file (created if missing) or a postgresql:// URL [env MEDSETTLE_DB].")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def load_reference(db: str, file: str) -> None:
     """Load your own reference data (format medsettle-reference/1, JSON; see docs/operations.md)."""
     from medsettle.ledger.clock import SystemClock
     from medsettle.ledger.reference.loader import ReferenceDataError
     from medsettle.ledger.service import load_reference_file
-    from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+    from medsettle.ledger.storage.backends import make_room_for, open_ledger
 
-    Path(db).parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteLedgerStore(db)
+    make_room_for(db)
+    store = open_ledger(db)
     try:
         data = load_reference_file(store, file, SystemClock())
     except ReferenceDataError as error:
@@ -207,7 +211,7 @@ def load_reference(db: str, file: str) -> None:
 
 
 @main.command()
-@click.option("--db", default=DEFAULT_DB, show_default=True, help="SQLite database file (read only).")
+@click.option("--db", envvar="MEDSETTLE_DB", default=DEFAULT_DB, show_default=True, help="SQLite database file (read only).")
 @click.option("--period", default=None, help="Only postings of this period (YYYY-MM).")
 def balances(db: str, period: str | None) -> None:
     """Show every book's balances and check the trial balance and reciprocal accounts."""

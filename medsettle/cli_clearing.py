@@ -26,7 +26,7 @@ MAX_TABLE_ROWS = 40  # the terminal shows this many rows per table; the files ho
 @click.command()
 @click.option("--province", required=True, help="2-digit province code whose agencies are cleared (e.g. 44).")
 @click.option("--period", required=True, help="The month to clear, YYYY-MM (China time); it must have ended.")
-@click.option("--db", required=True, type=click.Path(dir_okay=False), help="The ledger's SQLite file.")
+@click.option("--db", envvar="MEDSETTLE_DB", required=True, type=click.Path(dir_okay=False), help="The ledger's SQLite file.")
 @click.option("--dry-run", is_flag=True,
               help="Reconcile and show what would be posted; opens the ledger read only, writes no file.")
 @click.option("--statement-dir", type=click.Path(file_okay=False),
@@ -102,7 +102,7 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
 @click.option("--province", required=True, help="2-digit province code of the provincial clearing book.")
 @click.option("--agency", required=True, help="The insurance-place agency (6-digit region code) paying in.")
 @click.option("--amount-fen", required=True, type=int, help="Amount paid into the prepaid fund, in fen (> 0).")
-@click.option("--db", required=True, type=click.Path(exists=True, dir_okay=False), help="The ledger's SQLite file.")
+@click.option("--db", envvar="MEDSETTLE_DB", required=True, type=click.Path(exists=True, dir_okay=False), help="The ledger's SQLite file.")
 @click.option("--clock", default="", help="Fix the clock at an ISO time (China time if no offset); default: system clock.")
 def prepay(province: str, agency: str, amount_fen: int, db: str, clock: str) -> None:
     """Record an agency's payment into its prepaid clearing fund (先预付后清算).

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 DEFAULT_DB = "var/medsettle.db"
-db_option = click.option("--db", default=DEFAULT_DB, show_default=True, help="SQLite database file of the server.")
-read_only_db_option = click.option("--db", default=DEFAULT_DB, show_default=True,
+db_option = click.option("--db", envvar="MEDSETTLE_DB", default=DEFAULT_DB, show_default=True, help="SQLite database file of the server.")
+read_only_db_option = click.option("--db", envvar="MEDSETTLE_DB", default=DEFAULT_DB, show_default=True,
                                    help="SQLite database file of the server (read only).")
 
 
@@ -59,10 +59,11 @@ def _institution_codes(db: str) -> set[str]:
     """The institution codes of the ledger at db; refuses a path without a
     ledger, naming it (nothing is created there)."""
     from medsettle.ledger.service import reference_in_force
-    from medsettle.ledger.storage.sqlite import NotALedgerError, SqliteLedgerStore
+    from medsettle.ledger.storage.backends import open_ledger
+    from medsettle.ledger.storage.port import NotALedgerError
 
     try:
-        store = SqliteLedgerStore(db, read_only=True)
+        store = open_ledger(db, read_only=True)
     except NotALedgerError as error:
         raise click.ClickException(f"--db: {error}; a ledger is created by `medsettle serve --db {db}` "
                                    f"or `medsettle load-reference --db {db} FILE`") from None

@@ -10,7 +10,7 @@ import click
 
 
 @click.command()
-@click.option("--db", default="var/medsettle.db", show_default=True, help="SQLite database file to check (read only).")
+@click.option("--db", envvar="MEDSETTLE_DB", default="var/medsettle.db", show_default=True, help="The ledger to check (read only): a SQLite file or a postgresql:// URL [env MEDSETTLE_DB].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(db: str, as_json: bool) -> None:
     """Check the journal's hash chain, each entry's postings and the balances."""

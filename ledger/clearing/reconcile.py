@@ -32,7 +32,7 @@ from medsettle.ledger.posting.invariants import PAYABLE, RECEIVABLE, Break, reci
 from medsettle.ledger.posting.rules import settlement_postings
 from medsettle.ledger.reconcile import StmtResult, Totals, compare_totals
 from medsettle.ledger.settlement.model import ClrType
-from medsettle.ledger.storage.sqlite import JournalRow
+from medsettle.ledger.storage.rows import JournalRow
 from medsettle.ledger.verify import SETTLEMENT_KINDS, entry_problems
 
 MAX_LISTED_BREAKS_PER_KIND = 200  # the report counts every break, lists this many of each kind

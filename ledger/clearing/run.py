@@ -31,7 +31,7 @@ from medsettle.ledger.clearing.statement import breaks_report, build_statement, 
 from medsettle.ledger.clearing.store import ClearingRun, ClearingStore
 from medsettle.ledger.clock import CHINA_TZ, Clock, period_of
 from medsettle.ledger.money import MAX_AMOUNT_FEN
-from medsettle.ledger.storage.sqlite import to_us
+from medsettle.ledger.storage.rows import to_us
 
 CLEARING_KIND = "clearing"
 PREPAY_KIND = "prepay"

@@ -30,8 +30,8 @@ from medsettle.ledger.settlement.internet import (
 from medsettle.ledger.settlement.model import Bill, FeeLine, Settlement, SettlementKind, Split, VisitType
 from medsettle.ledger.settlement.quota import QUOTA_RULE, QuotaDecision, quota_decision, quota_holder
 from medsettle.ledger.settlement.split import SplitTerms
-from medsettle.ledger.storage.internet_state import InternetStateStore, InternetWrite
-from medsettle.ledger.storage.sqlite import SqliteLedgerStore, to_us
+from medsettle.ledger.storage.port import InternetState, InternetWrite
+from medsettle.ledger.storage.rows import to_us
 from medsettle.ledger.supervision.rules import Check, DayActivity, Finding, checks_of, evaluate_checks
 
 DAY_CACHE_SIZE = 200_000  # persons' day activity kept for the current day
@@ -58,8 +58,11 @@ class Plan:
 
 
 class InternetStage:
-    def __init__(self, store: SqliteLedgerStore, reference: ReferenceData) -> None:
-        self._state = InternetStateStore(store.writer_connection())
+    def __init__(self, state: InternetState, reference: ReferenceData, *, sole_writer: bool = True) -> None:
+        """sole_writer: no other process writes this state, so committed
+        values may be cached across batches (else they are read per batch)."""
+        self._state = state
+        self._sole_writer = sole_writer
         self._reference = reference
         self._internet = reference.internet
         self._audit_rules: dict[str, tuple[AuditRuleConfig, ...]] = {}
@@ -85,6 +88,9 @@ class InternetStage:
         self._staged_nonces = set()
         self._now_us = to_us(now)
         day = china_day(now).isoformat()
+        if not self._sole_writer:
+            self._quota_used.clear()
+            self._day = ""
         if day != self._day:
             self._day, self._days = day, {}
         missing = sorted({

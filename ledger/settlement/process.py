@@ -1,6 +1,7 @@
-"""Settles and reverses inside the single writer: idempotency, reference
-checks, the split against the person's cached accumulators, the postings.
-Runs on the writer thread only; one batch is one transaction."""
+"""Settles and reverses inside the writer: idempotency, reference checks,
+the split against the person's accumulators, the postings. Runs on the
+writer thread (or the writer process) only; one batch is one transaction on
+the storage port (ledger/storage/port.py), whichever backend implements it."""
 
 from __future__ import annotations
 
@@ -32,7 +33,15 @@ from medsettle.ledger.settlement.model import (
 )
 from medsettle.ledger.settlement.internet_stage import InternetStage
 from medsettle.ledger.settlement.split import SplitTerms, accumulate, split_bill
-from medsettle.ledger.storage.sqlite import BatchWrite, PersonState, SqliteLedgerStore, StorageError, settlement_row, to_us
+from medsettle.ledger.storage.port import (
+    MAX_BATCH_ATTEMPTS,
+    BatchWrite,
+    LedgerStore,
+    PersonState,
+    StorageError,
+    WriteConflict,
+)
+from medsettle.ledger.storage.rows import settlement_row, to_us
 
 VISITS_OF_KIND = {
     InstitutionKind.HOSPITAL: (VisitType.OUTPATIENT, VisitType.INPATIENT),
@@ -91,16 +100,36 @@ def digest(text: str) -> str:
 
 
 class SettlementProcessor:
-    def __init__(self, store: SqliteLedgerStore, reference: ReferenceData, clock: Clock) -> None:
+    def __init__(self, store: LedgerStore, reference: ReferenceData, clock: Clock) -> None:
         self._store = store
         self._reference = reference
         self._clock = clock
+        # Committed person state, kept across batches only while this process
+        # is the ledger's sole writer; otherwise read (and locked) per batch.
         self._persons: dict[str, PersonState] = {}
-        self._internet = InternetStage(store, reference)  # "Internet+" rules and fund supervision
+        self._internet = InternetStage(store.internet_state(), reference, sole_writer=store.sole_writer)
+        self.conflicts = 0  # batches run again because another writer changed what they read
 
     def run_batch(self, commands: Sequence[Any]) -> list[Any]:
+        """One transaction, run again (at most MAX_BATCH_ATTEMPTS in all)
+        while another writer's commit conflicts with it."""
+        for _ in range(MAX_BATCH_ATTEMPTS - 1):
+            try:
+                return self._run_once(commands)
+            except WriteConflict:
+                self.conflicts += 1
+        try:
+            return self._run_once(commands)
+        except WriteConflict as error:
+            self.conflicts += 1
+            return [_storage_failure(error)] * len(commands)
+
+    def _run_once(self, commands: Sequence[Any]) -> list[Any]:
         """One transaction. The chain head is read under the write lock, so
-        another process (the clearing run) may append between batches."""
+        another process (the clearing run) may append between batches.
+        Raises WriteConflict, with nothing written, where the batch may be run again."""
+        if not self._store.sole_writer:
+            self._persons.clear()
         try:
             self._store.begin()
             batch = _Batch(BatchWrite(), *self._store.chain_head())
@@ -108,6 +137,8 @@ class SettlementProcessor:
             self._internet.begin(commands, self._clock.now())
         except StorageError as error:
             self._store.rollback()
+            if isinstance(error, WriteConflict):
+                raise
             return [_storage_failure(error)] * len(commands)
         outcomes: list[Any] = []
         try:
@@ -125,10 +156,14 @@ class SettlementProcessor:
             self._store.commit()
         except StorageError as error:
             self._store.rollback()
+            self._internet.rolled_back()
+            if isinstance(error, WriteConflict):
+                raise
             failed = _storage_failure(error)
             return [o if isinstance(o, Refused) else failed for o in outcomes] + [failed] * (len(commands) - len(outcomes))
         except Exception as error:  # a broken invariant: write nothing of this batch
             self._store.rollback()
+            self._internet.rolled_back()
             return [Refused(Reason.INTERNAL, f"internal error: {type(error).__name__}; nothing was written")] * len(commands)
         self._remember(batch.write.persons)
         self._internet.committed()
@@ -225,7 +260,7 @@ class SettlementProcessor:
     def _person(self, psn_no: str, batch: _Batch) -> PersonState:
         person = batch.write.persons.get(psn_no) or self._persons.get(psn_no)
         if person is None:
-            person = self._store.load_person(psn_no)
+            person = self._store.load_persons({psn_no}).get(psn_no)
             if person is None:
                 raise refused_field(Reason.UNKNOWN_PERSON, "psn_no", "no insured person with this number")
         return person

@@ -6,28 +6,16 @@ this state commits or rolls back with the settlements it belongs to."""
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
 from typing import Any
 
+from medsettle.ledger.storage.port import InternetWrite
 from medsettle.ledger.storage.sqlite import chunks, marks, storage_errors
 
 
-@dataclass(slots=True)
-class InternetWrite:
-    """What one batch writes besides the journal."""
 
-    quota_used: dict[tuple[str, int], int] = field(default_factory=dict)  # (host, year) -> used after
-    rx_fills: list[tuple[str, str, str, str, int]] = field(default_factory=list)  # setl_id, prescriber, rx, pharmacy, us
-    rx_releases: list[tuple[str, str]] = field(default_factory=list)  # (reversal setl_id, filled setl_id)
-    nonces: list[tuple[str, int, int]] = field(default_factory=list)
-    visits: list[tuple[Any, ...]] = field(default_factory=list)
-    flags: list[tuple[Any, ...]] = field(default_factory=list)
+class SqliteInternetState:
+    """The InternetState of ledger/storage/port.py on the writer's SQLite connection."""
 
-    def empty(self) -> bool:
-        return not (self.quota_used or self.rx_fills or self.rx_releases or self.nonces or self.visits or self.flags)
-
-
-class InternetStateStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
@@ -111,3 +99,7 @@ class InternetStateStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 batch.flags,
             )
+
+
+InternetStateStore = SqliteInternetState  # the name before the storage port
+__all__ = ["InternetStateStore", "InternetWrite", "SqliteInternetState"]

@@ -1,42 +1,46 @@
 """The ledger on one SQLite file: WAL, synchronous=FULL, one writer.
 
 The writer connection belongs to the group-commit writer thread; reads use
-their own connections (WAL lets them run beside the writer).
+their own connections (WAL lets them run beside the writer). This process is
+the file's only writer of settlements (`sole_writer`): the clearing run may
+append its own entries between batches, under SQLite's write lock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
-from json.encoder import encode_basestring_ascii as _json_string
 import sqlite3
 import threading
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from medsettle.ledger.posting.journal import GENESIS_HASH
-from medsettle.ledger.reference.models import Category, Person
-from medsettle.ledger.settlement.model import (
-    AMOUNT_FIELDS,
-    ClrType,
-    LineSplit,
-    PayLoc,
-    Settlement,
-    SettlementKind,
-    Split,
+from medsettle.ledger.reference.models import Person
+from medsettle.ledger.settlement.model import Settlement, SettlementKind
+from medsettle.ledger.storage.port import (  # noqa: F401  (re-exported: older imports keep working)
+    BatchWrite,
+    NotALedgerError,
+    PersonState,
+    StorageError,
+)
+from medsettle.ledger.storage.rows import (  # noqa: F401
+    SETTLEMENT_COLUMNS,
+    JournalRow,
+    from_us,
+    line_splits_json,
+    settlement_from_row,
+    settlement_row,
+    to_us,
 )
 
+if TYPE_CHECKING:
+    from medsettle.ledger.storage.internet_state import SqliteInternetState
+
 BUSY_TIMEOUT_MS = 5_000
-SETTLEMENT_COLUMNS = (
-    "setl_id", "fixmedins_code", "msgid", "fingerprint", "kind", "orig_setl_id",
-    "psn_no", "insutype", "insuplc_admdvs", "mdtrtarea_admvs", "clr_type", "pay_loc",
-    "setl_time_us", "setlym", *AMOUNT_FIELDS, "balc_fen", "line_splits", "audit_flags",
-    "payee_code",
-)
 _SELECT_SETTLEMENT = f"SELECT {', '.join(SETTLEMENT_COLUMNS)} FROM settlements"
 _INSERT_SETTLEMENT = (
     f"INSERT INTO settlements ({', '.join(SETTLEMENT_COLUMNS)}) "
@@ -55,10 +59,6 @@ def marks(n: int) -> str:
 def chunks(items: list[Any], size: int = LOOKUP_CHUNK) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-class StorageError(Exception):
-    """The database refused a write or a read (disk full, locked, I/O error)."""
 
 
 class _StorageErrors:
@@ -85,10 +85,6 @@ def connect(path: str | Path) -> sqlite3.Connection:
     # FULL: a commit is on disk (WAL fsynced) before it returns.
     conn.execute("PRAGMA synchronous = FULL")
     return conn
-
-
-class NotALedgerError(Exception):
-    """A file opened read only is missing or holds no medsettle ledger."""
 
 
 def connect_read_only(path: str | Path) -> sqlite3.Connection:
@@ -121,101 +117,27 @@ def init_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(sql)
 
 
-_UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+FLAG_COLUMNS = ("flag_no", "setl_id", "rule", "field", "detail", "fixmedins_code", "flag_day")
 
 
-def to_us(at: dt.datetime) -> int:
-    """Microseconds since the epoch: exact, so a stored time reads back equal."""
-    delta = at - _UNIX_EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(us: int) -> dt.datetime:
-    return _UNIX_EPOCH + dt.timedelta(microseconds=us)
-
-
-def line_splits_json(line_splits: tuple[LineSplit, ...]) -> str:
-    """The stored line_splits column: the bytes of json.dumps(
-    [[feedetl_sn, category, det_item_fee_sumamt, fulamt_ownpay, overlmt_selfpay,
-    preselfpay, inscp_scp], ...], separators=(",", ":")), built by hand (once
-    per settlement; a third of the cost). The amounts are ints: "%d" writes
-    them as json does; the string is escaped by json's own ASCII encoder."""
-    return "[" + ",".join([
-        "[%s,%d,%d,%d,%d,%d,%d]" % (
-            _json_string(ls.feedetl_sn), ls.category, ls.det_item_fee_sumamt_fen, ls.fulamt_ownpay_amt_fen,
-            ls.overlmt_selfpay_fen, ls.preselfpay_amt_fen, ls.inscp_scp_amt_fen,
-        )
-        for ls in line_splits
-    ]) + "]"
-
-
-def settlement_row(s: Settlement, fingerprint: str, payee_code: str, setl_time_us: int | None = None) -> tuple[Any, ...]:
-    """setl_time_us: to_us(s.setl_time) when the caller has it already."""
-    split = s.split
-    return (
-        s.setl_id, s.fixmedins_code, s.msgid, fingerprint, int(s.kind), s.orig_setl_id,
-        s.psn_no, s.insutype, s.insuplc_admdvs, s.mdtrtarea_admvs, int(s.clr_type),
-        int(s.pay_loc), to_us(s.setl_time) if setl_time_us is None else setl_time_us, s.setlym,
-        *split.amounts(), split.balc_fen, line_splits_json(split.line_splits), ",".join(s.audit_flags), payee_code,
-    )
-
-
-def settlement_from_row(row: tuple[Any, ...]) -> tuple[Settlement, str, str]:
-    """(settlement, fingerprint, payee_code) of a settlements row."""
-    values = dict(zip(SETTLEMENT_COLUMNS, row))
-    line_splits = tuple(
-        LineSplit(sn, Category(cat), total, fulamt, overlmt, pre, inscp)
-        for sn, cat, total, fulamt, overlmt, pre, inscp in json.loads(values["line_splits"])
-    )
-    split = Split(
-        **{name: values[name] for name in AMOUNT_FIELDS},
-        balc_fen=values["balc_fen"],
-        line_splits=line_splits,
-    )
-    settlement = Settlement(
-        setl_id=values["setl_id"],
-        msgid=values["msgid"],
-        fixmedins_code=values["fixmedins_code"],
-        psn_no=values["psn_no"],
-        insutype=values["insutype"],
-        insuplc_admdvs=values["insuplc_admdvs"],
-        mdtrtarea_admvs=values["mdtrtarea_admvs"],
-        clr_type=ClrType(values["clr_type"]),
-        pay_loc=PayLoc(values["pay_loc"]),
-        kind=SettlementKind(values["kind"]),
-        orig_setl_id=values["orig_setl_id"],
-        setl_time=from_us(values["setl_time_us"]),
-        setlym=values["setlym"],
-        split=split,
-        audit_flags=tuple(f for f in values["audit_flags"].split(",") if f),
-    )
-    return settlement, values["fingerprint"], values["payee_code"]
-
-
-@dataclass(frozen=True, slots=True)
-class PersonState:
-    """A person as the split needs them; replaced, never mutated."""
-
-    psn_no: str
-    insutype: int
-    insuplc_admdvs: str
-    acct_balc_fen: int
-    years: dict[int, tuple[int, int]] = field(default_factory=dict)  # year -> (dedc_used, fund_paid)
-
-
-@dataclass(slots=True)
-class BatchWrite:
-    """Everything one group commit writes."""
-
-    settlements: list[tuple[Any, ...]] = field(default_factory=list)
-    entries: list[tuple[Any, ...]] = field(default_factory=list)
-    postings: list[tuple[Any, ...]] = field(default_factory=list)
-    persons: dict[str, PersonState] = field(default_factory=dict)
-    touched_years: set[tuple[str, int]] = field(default_factory=set)
+def flags_of_day(conn: sqlite3.Connection, day: str, fixmedins_code: str = "",
+                 after_flag_no: int = 0, limit: int = -1) -> Iterator[dict[str, Any]]:
+    """The day's fund-supervision flags in the order raised (flag_no), after
+    after_flag_no; limit -1: all."""
+    sql = f"SELECT {', '.join(FLAG_COLUMNS)} FROM audit_flags WHERE flag_day = ? AND flag_no > ?"
+    params: list[Any] = [day, after_flag_no]
+    if fixmedins_code:
+        sql += " AND fixmedins_code = ?"
+        params.append(fixmedins_code)
+    for row in conn.execute(sql + " ORDER BY flag_no LIMIT ?", (*params, limit)):
+        yield dict(zip(FLAG_COLUMNS, row))
 
 
 class SqliteLedgerStore:
-    """All SQL of the ledger. One instance per process and database file."""
+    """All SQL of the ledger (the LedgerStore of ledger/storage/port.py on
+    SQLite). One instance per process and database file."""
+
+    sole_writer = True  # one writer process per file: see the module doc
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         """read_only: every connection is connect_read_only's (the file is
@@ -283,6 +205,12 @@ class SqliteLedgerStore:
         """The writer's connection, for state written in the same transaction
         as the settlements (storage/internet_state.py)."""
         return self._write
+
+    def internet_state(self) -> SqliteInternetState:
+        """The "Internet+" state on the writer's connection (same transaction)."""
+        from medsettle.ledger.storage.internet_state import SqliteInternetState
+
+        return SqliteInternetState(self._write)
 
     def chain_head(self) -> tuple[int, int, str]:
         """(last setl_no, last entry_no, last entry hash)."""
@@ -474,21 +402,12 @@ class SqliteLedgerStore:
             settlement = None if first[7] is None else tuple(first[7:12])
             yield JournalRow(*first[:7], settlement, postings)  # type: ignore[arg-type]
 
+    def flags_of_day(self, day: str, fixmedins_code: str = "", after_flag_no: int = 0,
+                     limit: int = -1) -> list[dict[str, Any]]:
+        return list(flags_of_day(self.reader(), day, fixmedins_code, after_flag_no, limit))
+
     def orphan_postings(self) -> int:
         """Postings whose journal entry does not exist."""
         return self.reader().execute(
             "SELECT COUNT(*) FROM postings WHERE entry_no NOT IN (SELECT entry_no FROM journal_entries)"
         ).fetchone()[0]
-
-
-@dataclass(frozen=True, slots=True)
-class JournalRow:
-    entry_no: int
-    setl_id: str
-    kind: str
-    setlym: str
-    created_us: int
-    prev_hash: str
-    hash: str
-    settlement: tuple[str, str, str, int, int] | None  # insuplc, mdtrtarea, payee, hifp_pay, acct_pay
-    postings: list[tuple[str, str, int]]  # (book, account, amount_fen) in insert order

@@ -44,9 +44,9 @@ def _serve_batches(commands_in: Connection, outcomes_out: Connection, db_path: s
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from medsettle.ledger.service import open_reference
     from medsettle.ledger.settlement.process import SettlementProcessor
-    from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+    from medsettle.ledger.storage.backends import open_ledger
 
-    store = SqliteLedgerStore(db_path)
+    store = open_ledger(db_path)
     processor = SettlementProcessor(store, open_reference(store, clock), clock)
     outcomes_out.send(_READY)
     try:

@@ -27,10 +27,9 @@ from typing import Any, Iterator
 
 from medsettle.ledger.clock import CHINA_TZ
 from medsettle.ledger.settlement.model import AMOUNT_FIELDS
-from medsettle.ledger.storage.sqlite import connect_read_only, to_us
+from medsettle.ledger.storage.sqlite import FLAG_COLUMNS, connect_read_only, flags_of_day, to_us  # noqa: F401
 
 FORMAT = "medsettle-supervision-daily/1"
-FLAG_COLUMNS = ("flag_no", "setl_id", "rule", "field", "detail", "fixmedins_code", "flag_day")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,18 +68,6 @@ def _settlement_records(conn: sqlite3.Connection, day: dt.date) -> Iterator[dict
             "visit_type": visit_type, "diag_code": diag, "rx_id": rx_id, "items": items.split(",") if items else [],
         }
         yield record
-
-
-def flags_of_day(conn: sqlite3.Connection, day: str, fixmedins_code: str = "",
-                 after_flag_no: int = 0, limit: int = -1) -> Iterator[dict[str, Any]]:
-    """The day's flags in the order raised (flag_no), after after_flag_no; limit -1: all."""
-    sql = f"SELECT {', '.join(FLAG_COLUMNS)} FROM audit_flags WHERE flag_day = ? AND flag_no > ?"
-    params: list[Any] = [day, after_flag_no]
-    if fixmedins_code:
-        sql += " AND fixmedins_code = ?"
-        params.append(fixmedins_code)
-    for row in conn.execute(sql + " ORDER BY flag_no LIMIT ?", (*params, limit)):
-        yield dict(zip(FLAG_COLUMNS, row))
 
 
 def _write_atomically(path: Path, chunks: Iterator[bytes]) -> tuple[int, str]:

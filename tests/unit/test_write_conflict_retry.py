@@ -1,0 +1,77 @@
+"""A batch that meets another writer's commit (WriteConflict) is run again
+from the start, a bounded number of times, and answers as if it had run
+alone; past the bound every command is told to retry with the same msgid."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from medsettle.ledger.clock import CHINA_TZ, FixedClock
+from medsettle.ledger.errors import Reason, Refused
+from medsettle.ledger.service import open_reference
+from medsettle.ledger.settlement.model import Bill, FeeLine, Settlement, VisitType
+from medsettle.ledger.settlement.process import SettleCommand, SettlementProcessor
+from medsettle.ledger.storage.port import MAX_BATCH_ATTEMPTS, WriteConflict
+from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+
+CLOCK = FixedClock(dt.datetime(2026, 10, 15, 10, 30, tzinfo=CHINA_TZ))
+
+
+class ConflictingStore(SqliteLedgerStore):
+    """A SQLite ledger whose first `conflicts` commits meet another writer
+    (and, as a shared backend would, lose the transaction), and which
+    rereads persons every batch as a shared backend must."""
+
+    sole_writer = False
+
+    def __init__(self, path: Path, conflicts: int) -> None:
+        super().__init__(path)
+        self.conflicts_left = conflicts
+        self.person_loads = 0
+
+    def load_persons(self, psn_nos: set[str]) -> Any:
+        self.person_loads += 1
+        return super().load_persons(psn_nos)
+
+    def commit(self) -> None:
+        if self.conflicts_left:
+            self.conflicts_left -= 1
+            self.rollback()
+            raise WriteConflict("could not serialize access due to concurrent update")
+        super().commit()
+
+
+def bill(msgid: str) -> Bill:
+    return Bill(msgid=msgid, fixmedins_code="H44010100001", psn_no="44010000000000000001", insutype=310,
+                insuplc_admdvs="440100", visit_type=VisitType.OUTPATIENT,
+                fee_lines=(FeeLine("1", "S0001", 1, 2500), FeeLine("2", "XB0201", 1, 3500)), acct_used_flag=True)
+
+
+def test_a_conflicting_batch_is_run_again_and_settles_once(tmp_path: Path) -> None:
+    store = ConflictingStore(tmp_path / "l.db", conflicts=MAX_BATCH_ATTEMPTS - 1)
+    processor = SettlementProcessor(store, open_reference(store, CLOCK), CLOCK)
+    outcomes = processor.run_batch([SettleCommand(bill("M1"), True), SettleCommand(bill("M2"), True)])
+    assert all(isinstance(o, Settlement) for o in outcomes)
+    assert processor.conflicts == MAX_BATCH_ATTEMPTS - 1
+    assert store.person_loads == MAX_BATCH_ATTEMPTS  # not the cache: each attempt reads the person again
+    rows = store.reader().execute("SELECT msgid FROM settlements ORDER BY setl_no").fetchall()
+    assert rows == [("M1",), ("M2",)]
+    # the two settlements were split one after the other, as a lone writer splits them
+    assert outcomes[1].split.balc_fen == outcomes[0].split.balc_fen - outcomes[1].split.acct_pay_fen
+    store.close()
+
+
+def test_past_the_bound_every_command_is_told_to_retry(tmp_path: Path) -> None:
+    store = ConflictingStore(tmp_path / "l.db", conflicts=MAX_BATCH_ATTEMPTS)
+    processor = SettlementProcessor(store, open_reference(store, CLOCK), CLOCK)
+    outcomes = processor.run_batch([SettleCommand(bill("M1"), True), SettleCommand(bill("M2"), True)])
+    assert [o.reason for o in outcomes] == [Reason.STORAGE_UNAVAILABLE] * 2
+    assert all(isinstance(o, Refused) and "retry with the same msgid" in o.message for o in outcomes)
+    assert processor.conflicts == MAX_BATCH_ATTEMPTS
+    assert store.reader().execute("SELECT COUNT(*) FROM settlements").fetchone()[0] == 0
+    # the next batch goes through and numbers from where the ledger is
+    (settled,) = processor.run_batch([SettleCommand(bill("M1"), True)])
+    assert isinstance(settled, Settlement) and settled.setl_id == "S000000000001"
+    store.close()
