@@ -11,13 +11,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from medsettle.client.settlement_client import SettlementClient
 from medsettle.ledger.clock import CHINA_TZ, FixedClock
 from medsettle.ledger.service import SettlementService
+from medsettle.ledger.storage.backends import open_ledger
+from medsettle.ledger.storage.port import LedgerStore
 from medsettle.ledger.storage.credentials import CredentialError, CredentialStore, Role
 from medsettle.ledger.storage.writer import WriterLimits
 from medsettle.server.app import RunningServer, create_server
@@ -240,3 +242,30 @@ class ServeProcess:
 
     def logs(self) -> str:
         return "".join(p.read_text("utf-8", "replace") for p in sorted(self.log_dir.glob("serve-*.log")))
+
+
+# ---- backends -------------------------------------------------------------
+# `ledger_db` / `ledger_store`: a fresh, empty ledger on each backend, opened
+# through the storage port (ledger/storage/port.py). A backend joins every
+# test that uses them (tests/contract/ first) by adding a parameter here.
+def _sqlite_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    return str(tmp_path / "contract.db")
+
+
+# backend name -> a function giving a fresh, empty ledger's --db value
+LEDGER_URLS: dict[str, Callable[[Path, pytest.FixtureRequest], str]] = {
+    "sqlite": _sqlite_url,
+}
+
+
+@pytest.fixture(params=sorted(LEDGER_URLS))
+def ledger_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty ledger's --db value (a file path or a URL)."""
+    return LEDGER_URLS[request.param](tmp_path, request)
+
+
+@pytest.fixture
+def ledger_store(ledger_db: str) -> Iterator[LedgerStore]:
+    store = open_ledger(ledger_db)
+    yield store
+    store.close()
