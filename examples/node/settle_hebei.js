@@ -118,9 +118,10 @@ function hebeiBill(msgid) {
   };
 }
 
-// institution code + yyyymmddHHMMSS + sequence: 30 characters, as hospitals build them.
+// institution code + yyyymmddHHMMSS (China time) + sequence: 30 characters, as hospitals build them.
 function newMsgid(sequence) {
-  const stamp = new Date().toISOString().replace(/\D/g, "").slice(0, 14);
+  const chinaTime = new Date(Date.now() + 8 * 3600 * 1000); // UTC+8, no daylight saving
+  const stamp = chinaTime.toISOString().replace(/\D/g, "").slice(0, 14);
   return `${INSTITUTION}${stamp}${String(sequence).padStart(4, "0")}`;
 }
 

@@ -23,6 +23,15 @@ from conftest import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "node"
+INTEGRATING = ROOT / "docs" / "integrating.md"
+
+
+def documented_output() -> list[str]:
+    """The output docs/integrating.md shows, with the fixed msgid this test sends."""
+    section = INTEGRATING.read_text("utf-8").split("## The Node.js example", 1)[1]
+    block = re.search(r"^```text\n(.*?)^```", section, re.S | re.M)
+    assert block, "docs/integrating.md shows the example's output"
+    return re.sub(r"\(msgid H13010100001\d{18}\)", "(msgid NODE-HEBEI-0001)", block.group(1)).splitlines()
 
 
 def medsettle(*args: str) -> subprocess.CompletedProcess[str]:
@@ -64,6 +73,7 @@ def test_the_node_example_settles_retries_decodes_a_refusal_and_reverses(tmp_pat
     assert reversed_.group(2) == ("medfee_sumamt_fen -452, preselfpay_amt_fen -23, inscp_scp_amt_fen -429, "
                                   "fund_pay_sumamt_fen 0, acct_pay_fen -452, balc_fen 137815")
     assert len(lines) == 6
+    assert lines == documented_output()  # what the docs show is what it prints (fresh ledger: S...1 and S...2)
 
     # what the server recorded: the settlement once (the retry added nothing), its reversal, no refused bill
     verified = medsettle("verify", "--db", str(db))
