@@ -68,6 +68,9 @@ def main() -> None:
               help="Writes per group commit (at most --writer-queue).")
 @click.option("--metrics-listen", default=None, metavar="HOST:PORT", callback=lambda ctx, param, value: _host_port(value),
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port, logged); default: off.")
+@click.option("--http-listen", default=None, metavar="HOST:PORT", callback=lambda ctx, param, value: _host_port(value),
+              help="Also serve the national-interface JSON gateway (POST /fsi/api/rsfComIfsService/callService, "
+                   "docs/gateway.md) at HOST:PORT, same credentials, TLS files and bounds; default: off.")
 @click.option("--writer-process/--writer-thread", default=True, show_default=True,
               help="Run the writer's work (split, rules, postings, SQLite writes) in a child process of its own, "
                    "off the gRPC process's GIL (measured ~20 % more unary settlements/s), or on a thread of the "
@@ -75,7 +78,7 @@ def main() -> None:
 def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: str, port_file: str | None,
           with_echo: bool, demo: bool, exit_after_demo: bool, tls_cert: str | None, tls_key: str | None,
           tls_client_ca: str | None, max_concurrent_rpcs: int, max_message_bytes: int, writer_queue: int,
-          writer_batch: int, writer_process: bool, metrics_listen: str | None) -> None:
+          writer_batch: int, writer_process: bool, metrics_listen: str | None, http_listen: str | None) -> None:
     """Run the gRPC settlement server until SIGTERM/SIGINT (drains in-flight calls).
 
     Every SettlementService call must carry a credential (see `medsettle credentials`):
@@ -123,7 +126,8 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
     credentials = CredentialCache(db)
     try:
         asyncio.run(run_server(listen, service, limits, on_ready=on_ready, with_echo=with_echo,
-                               credentials=credentials, tls=tls, metrics_address=metrics_listen))
+                               credentials=credentials, tls=tls, metrics_address=metrics_listen,
+                               http_address=http_listen))
     except ListenError as error:
         service.close()
         raise click.ClickException(str(error)) from None

@@ -15,10 +15,11 @@ from grpc_reflection.v1alpha import reflection
 
 from medsettle.ledger.service import SettlementService
 from medsettle.server.auth import AuthInterceptor, Authorizer, CredentialCache
+from medsettle.server.gateway.http import GATEWAY_METHODS, GatewayLimits, RunningGateway, start_gateway
 from medsettle.server.logs import get_logger
 from medsettle.server.metrics import CallStats, MetricsEndpoint, measured, method_names, start_metrics
 from medsettle.server.servicer import SettlementServicer
-from medsettle.server.tls import TlsFiles, server_credentials
+from medsettle.server.tls import TlsFiles, server_credentials, server_ssl_context
 from medsettle.v1 import echo_pb2, echo_pb2_grpc, settlement_pb2, settlement_pb2_grpc
 
 SETTLEMENT_DESCRIPTOR = settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"]
@@ -50,13 +51,15 @@ class RunningServer:
     watcher: asyncio.Task[None]
     stats: CallStats
     metrics: MetricsEndpoint | None = None  # the /metrics endpoint, if asked for
+    gateway: RunningGateway | None = None  # the national-interface HTTP gateway, if asked for
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Stops taking calls, drains in-flight ones, then the writer; /metrics last."""
+        """Stops taking calls (gRPC and HTTP), drains in-flight ones, then the writer; /metrics last."""
         self.watcher.cancel()
         try:
             await self.health.enter_graceful_shutdown()
-            await self.server.stop(grace_s)
+            stopping = [self.server.stop(grace_s)] + ([self.gateway.stop()] if self.gateway is not None else [])
+            await asyncio.gather(*stopping)
             await asyncio.get_running_loop().run_in_executor(None, self.service.close)
         finally:
             if self.metrics is not None:
@@ -72,14 +75,17 @@ async def create_server(
     credentials: CredentialCache | None = None,
     tls: TlsFiles | None = None,
     metrics_address: str | None = None,
+    http_address: str | None = None,
 ) -> RunningServer:
     """A started server bound to address ("host:0" picks a free port).
 
     With credentials, every SettlementService call must authenticate (bearer
     token, or the client certificate under tls); without, none is checked.
     With metrics_address, Prometheus metrics are served there at /metrics
-    (they are counted either way: server/metrics.py)."""
-    stats = CallStats(method_names(SETTLEMENT_DESCRIPTOR, ECHO_DESCRIPTOR))
+    (they are counted either way: server/metrics.py). With http_address, the
+    national-interface gateway is served there too, on this event loop,
+    through the same service, credentials, TLS files and bounds."""
+    stats = CallStats(method_names(SETTLEMENT_DESCRIPTOR, ECHO_DESCRIPTOR) + list(GATEWAY_METHODS))
     if credentials is not None:
         await credentials.reload()
         interceptors = (AuthInterceptor(credentials, mtls=tls is not None, on_rejected=stats.rejected), *interceptors)
@@ -118,17 +124,31 @@ async def create_server(
         metrics = start_metrics(metrics_address, stats, service) if metrics_address else None
     except OSError as error:
         raise ListenError(f"--metrics-listen: cannot listen on {metrics_address}: {error.strerror or error}") from None
+    gateway = None
     try:
         service.start()
         await server.start()
+        if http_address is not None:
+            gateway = await _start_gateway(http_address, service, stats, credentials, tls, limits)
     except BaseException:
         if metrics is not None:
             metrics.stop()
+        await server.stop(None)  # the gateway could not listen: the gRPC port closes too (the caller closes the service)
         raise
     # SERVING only now: reference data is loaded and the writer runs.
     await _set_health(health_servicer, serving=True)
     watcher = asyncio.get_running_loop().create_task(_watch_writer(service, health_servicer))
-    return RunningServer(server, port, health_servicer, service, watcher, stats, metrics)
+    return RunningServer(server, port, health_servicer, service, watcher, stats, metrics, gateway)
+
+
+async def _start_gateway(address: str, service: SettlementService, stats: CallStats,
+                         credentials: CredentialCache | None, tls: TlsFiles | None, limits: ServerLimits) -> RunningGateway:
+    try:
+        return await start_gateway(
+            address, service, stats, credentials, server_ssl_context(tls) if tls else None,
+            GatewayLimits(limits.max_message_bytes, limits.max_concurrent_rpcs, limits.shutdown_grace_s))
+    except OSError as error:
+        raise ListenError(f"--http-listen: cannot listen on {address}: {error.strerror or error}") from None
 
 
 async def _set_health(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
@@ -192,12 +212,15 @@ async def serve(
     credentials: CredentialCache | None = None,
     tls: TlsFiles | None = None,
     metrics_address: str | None = None,
+    http_address: str | None = None,
 ) -> None:
     """Runs until SIGTERM/SIGINT (or until on_ready returns False), then drains."""
-    running = await create_server(address, service, limits, with_echo, interceptors, credentials, tls, metrics_address)
+    running = await create_server(address, service, limits, with_echo, interceptors, credentials, tls, metrics_address,
+                                  http_address)
     log.info("serving", address=bound_address(address, running.port), port=running.port,
              metrics_port=running.metrics.port if running.metrics is not None else None,
-             metrics_url=running.metrics.url if running.metrics is not None else None)
+             metrics_url=running.metrics.url if running.metrics is not None else None,
+             http_port=running.gateway.port if running.gateway is not None else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -231,10 +231,53 @@ def certificate_names(pem: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return common_names, tuple(names.get_values_for_type(x509.UniformResourceIdentifier))
 
 
+def principal_of_pem(pem: bytes) -> Principal | None:
+    """The caller a verified client certificate (PEM) names; AmbiguousCertificate if two."""
+    return principal_of_certificate_names(*certificate_names(pem))
+
+
 def _certificate_principal(context: grpc.aio.ServicerContext) -> Principal | None:
     """The caller the verified client certificate names (TLS checked it against the CA)."""
     pems = (context.auth_context() or {}).get("x509_pem_cert") or []
-    return principal_of_certificate_names(*certificate_names(pems[0])) if pems else None
+    return principal_of_pem(pems[0]) if pems else None
+
+
+class CallerRefused(Exception):
+    """Why a call is refused before authorization: its status code, ErrorInfo reason and message."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str, looked_up: bool = True) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+        self.looked_up = looked_up  # False: an unknown token not looked up (the look-up budget is spent)
+
+
+UNAUTHENTICATED_MESSAGE = ("missing, unknown or revoked credential: "
+                           "send 'authorization: Bearer <token>' or a client certificate")
+
+
+async def identify_caller(cache: CredentialCache, token: str | None, certified: Principal | None) -> Principal:
+    """The caller of a call (gRPC or the HTTP gateway): the token's if one is
+    sent, else the client certificate's; CallerRefused if neither names one
+    (UNAUTHENTICATED) or they name two (PERMISSION_DENIED)."""
+    try:
+        principal = await cache.principal(token) if token else certified
+    except NotLookedUp:
+        raise CallerRefused(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_REASON,
+                            "unknown credential: too many unknown tokens to look each up now; a credential issued "
+                            f"just now is known within {cache.ttl_s:.0f} s: retry then", looked_up=False) from None
+    if principal is None:
+        raise CallerRefused(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_REASON, UNAUTHENTICATED_MESSAGE)
+    if certified and (principal.role, principal.fixmedins_code) != (certified.role, certified.fixmedins_code):
+        raise CallerRefused(grpc.StatusCode.PERMISSION_DENIED, NOT_YOUR_INSTITUTION,
+                            "the bearer token names another caller than the client certificate")
+    return principal
+
+
+def credential_state(token: str | None, refused: CallerRefused) -> str:
+    """What the log says of a refused credential (never the token)."""
+    if not token:
+        return "none"
+    return "unknown or revoked token" if refused.looked_up else "token not looked up (budget spent)"
 
 
 def _status(code: grpc.StatusCode, reason: str, message: str) -> grpc.Status:
@@ -276,27 +319,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             await context.abort_with_status(_status(
                 grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_REASON, f"{error}; it must name one"))
         try:
-            principal = await self._cache.principal(token) if token else certified
-        except NotLookedUp:
-            log.warning("unauthenticated", method=method, peer=context.peer(), credential="token not looked up (budget spent)")
-            await context.abort_with_status(_status(
-                grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_REASON,
-                "unknown credential: too many unknown tokens to look each up now; a credential issued just now "
-                f"is known within {self._cache.ttl_s:.0f} s: retry then"))
-        if principal is None:
-            log.warning("unauthenticated", method=method, peer=context.peer(),
-                        credential="unknown or revoked token" if token else "none")
-            await context.abort_with_status(_status(
-                grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_REASON,
-                "missing, unknown or revoked credential: send 'authorization: Bearer <token>' or a client certificate",
-            ))
-        if certified and principal and (principal.role, principal.fixmedins_code) != (certified.role, certified.fixmedins_code):
-            log.warning("token and client certificate disagree", method=method, peer=context.peer(),
-                        caller=principal.fixmedins_code, certificate=certified.fixmedins_code)
-            await context.abort_with_status(_status(
-                grpc.StatusCode.PERMISSION_DENIED, NOT_YOUR_INSTITUTION,
-                "the bearer token names another caller than the client certificate",
-            ))
+            principal = await identify_caller(self._cache, token, certified)
+        except CallerRefused as refused:
+            if refused.code is grpc.StatusCode.UNAUTHENTICATED:
+                log.warning("unauthenticated", method=method, peer=context.peer(), credential=credential_state(token, refused))
+            else:
+                log.warning("token and client certificate disagree", method=method, peer=context.peer(),
+                            certificate=certified.fixmedins_code if certified else "")
+            await context.abort_with_status(_status(refused.code, refused.reason, refused.message))
+            raise
         CURRENT_PRINCIPAL.set(principal)
 
 

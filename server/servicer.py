@@ -37,7 +37,7 @@ _Outcome = asyncio.Future[Settlement] | Refused | pb.ItemStatus
 _OPERATOR_ALERTS = frozenset({Reason.STORAGE_UNAVAILABLE, Reason.INTERNAL})
 
 
-def _log_refusal(method: str, refusal: Refused, code: str, stream_item: bool = False) -> None:
+def log_refusal(method: str, refusal: Refused, code: str, stream_item: bool = False) -> None:
     if refusal.reason in _OPERATOR_ALERTS:
         # The detail says whether anything may have been written (a writer process lost mid-batch).
         log.error("write failed", method=method, reason=refusal.reason.value, detail=refusal.message)
@@ -62,7 +62,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
             raise
 
     async def _refuse(self, context: grpc.aio.ServicerContext, method: str, refusal: Refused, code: str) -> None:
-        _log_refusal(method, refusal, code)
+        log_refusal(method, refusal, code)
         self._stats.outcome(method, refusal.reason.value)
         await context.abort_with_status(rich_status(refusal))
 
@@ -110,7 +110,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
             try:
                 settlement = await outcome
             except Refused as refusal:
-                _log_refusal(method, refusal, "", stream_item=True)
+                log_refusal(method, refusal, "", stream_item=True)
                 outcome = refusal
             else:
                 self._log_settled(method, settlement)

@@ -4,6 +4,9 @@ certificate's common name is the caller's identity (server/auth.py)."""
 
 from __future__ import annotations
 
+import os
+import ssl
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,3 +28,19 @@ def server_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials(
         [(tls.key_pem, tls.cert_pem)], root_certificates=tls.client_ca_pem, require_client_auth=True
     )
+
+
+def server_ssl_context(tls: TlsFiles) -> ssl.SSLContext:
+    """The same mutual TLS for the HTTP gateway: the server's certificate,
+    client certificates required and checked against the client CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cadata=tls.client_ca_pem.decode("ascii"))
+    context.verify_mode = ssl.CERT_REQUIRED
+    # ssl loads a certificate chain only from files: a private directory, removed at once.
+    with tempfile.TemporaryDirectory(prefix="medsettle-tls-") as directory:
+        cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+        cert.write_bytes(tls.cert_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(tls.key_pem)
+        os.chmod(key, 0o600)
+        context.load_cert_chain(cert, key)
+    return context

@@ -77,6 +77,7 @@ class ServerThread:
         self.create_kwargs = create_kwargs
         self.port = 0
         self.metrics_port: int | None = None  # with metrics_address="127.0.0.1:0"
+        self.http_port: int | None = None  # with http_address="127.0.0.1:0" (the JSON gateway)
         self.service: SettlementService | None = None
         self.tokens = TokensOnDemand(db_path)
         self.operator_token = ""
@@ -109,6 +110,7 @@ class ServerThread:
         )
         self.port = running.port
         self.metrics_port = running.metrics.port if running.metrics is not None else None
+        self.http_port = running.gateway.port if running.gateway is not None else None
         self._ready.set()
         await self._stop.wait()
         await running.stop(5.0)

@@ -1,0 +1,119 @@
+"""Malformed envelopes against a real gateway: wrong types, missing input,
+huge bodies, bad JSON, bad UTF-8. Every answer is an envelope refusal with
+a 4xx status: zero 5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from medsettle.ledger.clock import FixedClock
+from medsettle.server.app import ServerLimits
+
+from conftest import SETTLE_AT, ServerThread
+from gateway_client import GatewayClient, bill_input, envelope
+
+CODE = "H44010100001"
+
+
+@pytest.fixture(scope="module")
+def http(tmp_path_factory):
+    db = tmp_path_factory.mktemp("gateway-fuzz") / "ledger.db"
+    running = ServerThread(db, FixedClock(SETTLE_AT), http_address="127.0.0.1:0",
+                           limits=ServerLimits(max_message_bytes=64 * 1024)).start()
+    yield GatewayClient(running.http_port, running.tokens)
+    running.stop()
+
+
+def assert_refused(status: int, text: str, expected_status: int = 400) -> dict:
+    assert status == expected_status, text
+    answer = json.loads(text)
+    assert answer["infcode"] == -1 and answer["output"] is None and answer["err_msg"], answer
+    return answer
+
+
+def post_raw(http: GatewayClient, raw: bytes, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    return http.post_text(raw=raw, token=http.tokens.get(CODE), headers=headers)
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    (b"", "request"),
+    (b"{", "request"),
+    (b"null", "request"),
+    (b"[]", "request"),
+    (b"123", "request"),
+    (b'"2207"', "request"),
+    (b'{"infno": NaN}', "request"),
+    (b'{"infno": "2207", "infno": "2206"}', "request"),
+    (b"\xff\xfe{}", "request"),
+    ('{"infno": "2207", "msgid": "M\udcff"}'.encode("utf-8", "surrogatepass"), "request"),
+    (b"[" * 30_000 + b"]" * 30_000, "request"),
+    (b'{"a": ' + b"1" * 5_000 + b"}", "request"),
+    (b'{"infno": "2207", "msgid": "M1", "fixmedins_code": "H44010100001"}', "input"),
+    (b'{"infno": "2207", "msgid": "M1", "fixmedins_code": "H44010100001", "input": "x"}', "input"),
+    (b'{"infno": 2207, "msgid": "M1", "fixmedins_code": "H44010100001", "input": {}}', "infno"),
+    (b'{"infno": "2207", "msgid": 1, "fixmedins_code": "H44010100001", "input": {}}', "msgid"),
+    (b'{"infno": "2207", "msgid": "M1", "fixmedins_code": "H44010100001", "input": {"data": 1}}', "input.data"),
+    (b'{"infno": "2207", "msgid": "M1", "fixmedins_code": "H44010100001", "input": {"feedetail": [1]}}', "fee_lines[0]"),
+    (b'{"infno": "2207", "msgid": "M1", "fixmedins_code": "H44010100001", "input": {"data": {"psn_no": 1e999999}}}', "psn_no"),
+])
+def test_malformed_bodies_are_refused_naming_the_field(http, raw, field):
+    answer = assert_refused(*post_raw(http, raw))
+    assert field in [v["field"] for v in answer["err_detail"]["field_violations"]], answer
+
+
+def test_a_body_over_the_bound_is_refused_with_413(http):
+    body = json.dumps(envelope("2207", CODE, {"data": {"psn_no": "x" * 70_000}})).encode()
+    answer = assert_refused(*post_raw(http, body), expected_status=413)
+    assert "at most 65536 bytes" in answer["err_msg"]
+
+
+def test_a_chunked_body_over_the_bound_is_refused_with_413(http):
+    async def chunks():
+        for _ in range(100):
+            yield b" " * 1024
+
+    async def send() -> tuple[int, str]:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            async with session.post(http.url, data=chunks(), headers={"Authorization": f"Bearer {http.tokens.get(CODE)}"}) as r:
+                return r.status, await r.text()
+    assert_refused(*asyncio.run(send()), expected_status=413)
+
+
+def test_thousands_of_fee_lines_are_refused_without_reading_each(http):
+    lines = [{}] * 10_000
+    answer = assert_refused(*post_raw(http, json.dumps(envelope("2207", CODE, {"feedetail": lines})).encode()))
+    assert answer["err_detail"]["field_violations"][0]["field"] == "fee_lines"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+FIELDS = ("psn_no", "insutype", "insuplc_admdvs", "visit_type", "acct_used_flag", "delivery_fee", "ecert_token",
+          "setl_id", "msgid", "setlym", "clr_type", "page_num", "page_size", "fixmedins_setl_cnt", "medfee_sumamt")
+LINE_FIELDS = ("feedetl_sn", "hilist_code", "med_list_codg", "cnt", "pric")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(infno=st.sampled_from(["2206", "2207", "2208", "5203", "3201", "3202"]), where=st.sampled_from(["input", "data", "line", "header"]),
+       field=st.sampled_from(FIELDS + LINE_FIELDS + ("infno", "msgid", "fixmedins_code", "data", "feedetail")), value=JSON)
+def test_any_value_anywhere_is_answered_without_a_5xx(http, infno, where, field, value):
+    body = envelope(infno, CODE, bill_input())
+    body["input"]["data"].update(setl_id="S000000000001", setlym="2026-10", clr_type=11)
+    target = {"input": body["input"], "data": body["input"]["data"], "line": body["input"]["feedetail"][0],
+              "header": body}[where]
+    target[field] = value
+    status, text = post_raw(http, json.dumps(body).encode())
+    assert status < 500, text
+    answer = json.loads(text)
+    assert answer["infcode"] in (0, -1) and (answer["infcode"] == 0) == (status == 200), text
+    if status != 200:
+        assert answer["err_msg"] and answer["err_detail"]["reason"]
