@@ -113,7 +113,9 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
         demo_credentials = _provision_demo(db)
         await credentials.reload()  # the demo's tokens work at once
         try:
-            await asyncio.get_running_loop().run_in_executor(None, _run_demo, running.port, db, console, demo_credentials)
+            http_port = running.gateway.port if running.gateway is not None else None
+            await asyncio.get_running_loop().run_in_executor(None, _run_demo, running.port, db, console, demo_credentials,
+                                                             http_port)
         finally:
             _revoke(db, demo_credentials.cred_ids)
         if running.metrics is not None:
@@ -181,13 +183,16 @@ def _revoke(db: str, cred_ids: list[int]) -> None:
             store.revoke(cred_id, SystemClock().now())
 
 
-def _run_demo(port: int, db: str, console: Console, demo) -> None:  # type: ignore[no-untyped-def]
+def _run_demo(port: int, db: str, console: Console, demo, http_port: int | None = None) -> None:  # type: ignore[no-untyped-def]
     from medsettle.client.demo import run_demo
+    from medsettle.client.demo_gateway import GATEWAY_BILL, run_gateway_demo
     from medsettle.client.settlement_client import SettlementClient
 
     console.print(f"[bold]medsettle demo[/]: server on 127.0.0.1:{port}, database {db}")
     with SettlementClient(f"127.0.0.1:{port}", token=demo.operator_token, tokens=demo.tokens) as client:
         run_demo(client, console)
+        if http_port is not None:
+            run_gateway_demo(http_port, demo.tokens[GATEWAY_BILL.fixmedins_code], client, console)
     _print_balances(db, None, console)
 
 

@@ -23,7 +23,7 @@ from medsettle.ledger.money import MAX_AMOUNT_FEN
 from medsettle.ledger.reconcile import StmtResult, Totals
 from medsettle.ledger.settlement.model import AMOUNT_FIELDS, Bill, FeeLine, Settlement, VisitType
 from medsettle.ledger.service import MAX_LIST_LIMIT
-from medsettle.ledger.settlement.validation import MAX_FEE_LINES
+from medsettle.ledger.settlement.validation import MAX_FEE_LINES, bill_violations
 from medsettle.server.gateway.yuan import NotYuan, Yuan, fen_of_yuan
 
 PRE_SETTLE, SETTLE, REVERSE, LOOKUP, RECONCILE_TOTALS, RECONCILE_DETAILS = "2206", "2207", "2208", "5203", "3201", "3202"
@@ -113,6 +113,9 @@ def bill_of(envelope: Envelope) -> Bill:
         data.fen("delivery_fee_fen"),
         data.text("ecert_token"),
     )
+    if out:  # the service's own checks of the rest, so that every bad field is listed at once
+        named = {v.field for v in out}
+        out += [v for v in bill_violations(bill, person_from_token=bool(bill.ecert_token)) if v.field not in named]
     _refuse(out)
     return bill
 

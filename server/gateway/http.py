@@ -149,6 +149,9 @@ class Gateway:
             self._in_flight -= 1
             if token is not None:
                 CURRENT_PRINCIPAL.reset(token)
+            # The access log: what was called and how it ended, never the body (at debug level only).
+            log.debug("http call", method=method, status=status, code=code,
+                      ms=round(1000 * (time.perf_counter() - started), 3))
             if self._stats is not None:
                 self._stats.started(method)
                 self._stats.call(method, code, time.perf_counter() - started)
@@ -173,6 +176,7 @@ class Gateway:
                 raise invalid([FieldViolation("request", f"must be JSON: {str(error)[:120]}")]) from None
             envelope = env.parse_envelope(parsed)
         except Refused as refusal:
+            log_refusal("http", refusal, "")
             raise _Answer(400, self._refusal_body("", refusal), "http", "INVALID_ARGUMENT") from None
         denied = self._authorizer.denial(envelope.fixmedins_code, write=envelope.infno in env.WRITES)
         if denied is not None:
@@ -266,7 +270,7 @@ def _peer_principal(request: web.Request) -> Any:
     """The caller the verified client certificate names (TLS checked it against the CA)."""
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport is not None else None
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    return principal_of_pem(ssl.DER_cert_to_pem_cert(der).encode("ascii")) if der else None
+    return principal_of_pem(ssl.DER_cert_to_PEM_cert(der).encode("ascii")) if der else None
 
 
 def _json_response(status: int, body: dict[str, Any]) -> web.Response:
