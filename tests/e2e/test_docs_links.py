@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").glob("*/README.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
-OUTSIDE = re.compile(r"\.\./shared|\b(?:DOMAIN|DESIGN)\.md|(?i:issue #?\d|(?<![\w`])#\d+\b|\bsessions?\b)")
+OUTSIDE = re.compile(r"\.\./shared|\b(?:DOMAIN|DESIGN)\.md|(?i:issue #?\d|(?<![\w`])#\d+\b)")
 
 
 def name(page: Path) -> str:
