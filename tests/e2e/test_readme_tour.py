@@ -5,9 +5,9 @@ in a fresh folder (its `.venv` is this checkout's), and every line of the
 `text` block that follows a command block must be in that block's output.
 
 Only the ports differ from the text: the server listens on free ports instead
-of 50051 and 9464 (so the test can run beside a real server), the blocks see
-those ports in place of the documented ones, and MEDSETTLE_TARGET points the
-hospital-side commands there."""
+of run.sh's (50051, 9464, ...; so the test can run beside a real server), the
+blocks see those ports in place of the documented ones, and MEDSETTLE_TARGET
+points the hospital-side commands there."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text("utf-8")
 RUN_SH = (ROOT / "scripts" / "run.sh").read_text("utf-8")
-DOCUMENTED_PORTS = ("50051", "9464")
+SERVE_LINE = next(line for line in RUN_SH.splitlines() if line.startswith("exec .venv/bin/medsettle serve"))
+DOCUMENTED_PORTS = tuple(re.findall(r"127\.0\.0\.1:(\d+)", SERVE_LINE))  # gRPC, metrics, gateway
 
 
 def tour_blocks() -> list[tuple[str, str]]:
@@ -43,8 +44,7 @@ def tour_blocks() -> list[tuple[str, str]]:
 
 def serve_command(run_sh_args: str, ports: dict[str, str]) -> list[str]:
     """run.sh's own `medsettle serve` line, with the tour's arguments for "$@"."""
-    line = next(l for l in RUN_SH.splitlines() if l.startswith("exec .venv/bin/medsettle serve"))
-    words = shlex.split(line.removeprefix("exec "))
+    words = shlex.split(SERVE_LINE.removeprefix("exec "))
     words = [w for w in words if w != "$@"] + shlex.split(run_sh_args)
     return [str(ROOT / ".venv" / "bin" / "medsettle"), *[swap_ports(w, ports) for w in words[1:]]]
 
@@ -73,6 +73,7 @@ def test_the_readme_tour_runs_as_written(tmp_path):
     blocks = tour_blocks()
     start, *steps = blocks
     assert start[0].startswith("./scripts/run.sh"), "the tour starts the server first"
+    assert "50051" in DOCUMENTED_PORTS and "9464" in DOCUMENTED_PORTS
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
     (tmp_path / "var").mkdir()
     ports = {documented: free_port() for documented in DOCUMENTED_PORTS}
