@@ -12,6 +12,7 @@ echo baseline pays exactly the same client cost.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -170,8 +171,10 @@ class Tally:
         else:
             self.errors[error] += 1
 
-    def summary(self) -> dict[str, Any]:
-        elapsed_s = max(1e-9, (self.last_ns - self.first_ns) / 1e9)
+    def summary(self, elapsed_s: float | None = None) -> dict[str, Any]:
+        """elapsed_s: the window the rate is over (default: first to last call)."""
+        if elapsed_s is None:
+            elapsed_s = max(1e-9, (self.last_ns - self.first_ns) / 1e9)
         h = self.histogram
         ms = lambda us: round(us / 1000, 3)  # noqa: E731
         return {
@@ -188,6 +191,40 @@ class Tally:
                 "max": ms(h.get_max_value()),
             },
         }
+
+
+def merged(tallies: Sequence[Tally]) -> Tally:
+    """One tally of several (the targets of a phase): every call, the widest window."""
+    total = Tally(first_ns=min(t.first_ns for t in tallies), last_ns=max(t.last_ns for t in tallies))
+    for tally in tallies:
+        if tally.histogram.get_total_count():  # adding an empty one would set the minimum to 0
+            total.histogram.add(tally.histogram)
+        total.ok += tally.ok
+        total.by_kind.update(tally.by_kind)
+        total.errors.update(tally.errors)
+    return total
+
+
+class PhaseTallies:
+    """Per target: the calls measured, and those made during the warm-up."""
+
+    def __init__(self, targets: int) -> None:
+        self.measured = [Tally() for _ in range(targets)]
+        self.warmup = [Tally() for _ in range(targets)]
+        self.measuring = False
+
+    def open(self) -> None:
+        """From now on calls are measured; the window starts now for every target."""
+        now = time.perf_counter_ns()
+        for tally in self.measured:
+            tally.first_ns = now
+        self.measuring = True
+
+    def sink(self, target: int) -> Tally:
+        return (self.measured if self.measuring else self.warmup)[target]
+
+    def calls_with_warmup(self) -> int:
+        return sum(t.ok + sum(t.errors.values()) for t in (*self.measured, *self.warmup))
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,45 +285,68 @@ class _Budget:
         return True
 
 
-async def run_phase(channel: grpc.aio.Channel, phase: Phase, bills: BillFactory, credentials: Credentials) -> dict[str, Any]:
-    """Runs one phase to its end and returns its summary."""
-    tally = Tally()
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One server a phase drives: its address, a channel to it, the
+    credentials its ledger knows (servers sharing one database share them)."""
+
+    name: str
+    channel: grpc.aio.Channel
+    credentials: Credentials
+
+
+def round_robin(count: int) -> Callable[[], int]:
+    """The index of the target of the next call: 0, 1, .., count-1, 0, .."""
+    return itertools.cycle(range(count)).__next__
+
+
+async def run_phase(targets: Sequence[Target], phase: Phase, bills: BillFactory) -> dict[str, Any]:
+    """Runs one phase to its end against the targets and returns its summary:
+    the total, and each target's share (`by_target`) over the same window.
+    Unary calls go to the targets in turn, and so do a retry of the previous
+    request and a reversal (as through a load balancer: any server may get
+    them); stream i goes to target i mod len(targets), all its items with it."""
+    names = [t.name for t in targets]
+    if not targets or len(set(names)) != len(names):
+        raise ValueError(f"targets must be one or more distinct servers, got {names}")
+    if phase.mode != "unary" and phase.streams < len(targets):
+        raise ValueError(f"streams must be at least the number of targets ({len(targets)}): a stream goes to one")
+    tallies = PhaseTallies(len(targets))
     budget = _Budget(phase)
     # A count run measures every call; a timed run starts counting after the warm-up.
-    measuring = asyncio.Event()
     if phase.count is not None or phase.warmup_s <= 0:
-        measuring.set()
-        tally.first_ns = time.perf_counter_ns()
-    live = Tally()
-
-    def sink() -> Tally:
-        return tally if measuring.is_set() else live
+        tallies.open()
 
     async def open_measurement() -> None:
         await asyncio.sleep(phase.warmup_s)
-        tally.first_ns = time.perf_counter_ns()
-        measuring.set()
+        tallies.open()
 
-    opener = None if measuring.is_set() else asyncio.create_task(open_measurement())
+    opener = None if tallies.measuring else asyncio.create_task(open_measurement())
     if phase.mode == "unary":
-        workers = [_unary_worker(channel, phase.service, bills, credentials, budget, sink) for _ in range(phase.concurrency)]
+        next_target = round_robin(len(targets))
+        workers = [_unary_worker(targets, phase.service, bills, budget, tallies.sink, next_target)
+                   for _ in range(phase.concurrency)]
     else:
         codes = list(HOSPITALS)
         windows = _split(phase.concurrency, phase.streams)
         workers = [
-            _stream_worker(channel, phase.service, bills, credentials, budget, sink, codes[i % len(codes)], window,
+            _stream_worker(targets[i % len(targets)], phase.service, bills, budget,
+                           functools.partial(tallies.sink, i % len(targets)), codes[i % len(codes)], window,
                            phase.batch if phase.mode == "batch" and phase.service == "settle" else 0)
             for i, window in enumerate(windows)
         ]
     await asyncio.gather(*workers)
     if opener is not None:
         opener.cancel()
-    if tally.last_ns == 0:
-        tally.last_ns = time.perf_counter_ns()
+    total = merged(tallies.measured)
+    if total.last_ns == 0:
+        total.last_ns = time.perf_counter_ns()
+    summary = total.summary()
     return {"service": phase.service, "mode": phase.mode, "concurrency": phase.concurrency,
             **({"streams": phase.streams} if phase.mode != "unary" else {}),
-            **({"batch": phase.batch} if phase.mode == "batch" else {}), **tally.summary(),
-            "calls_with_warmup": tally.ok + live.ok + sum(tally.errors.values()) + sum(live.errors.values())}
+            **({"batch": phase.batch} if phase.mode == "batch" else {}), **summary,
+            "by_target": {name: tally.summary(summary["elapsed_s"]) for name, tally in zip(names, tallies.measured)},
+            "calls_with_warmup": tallies.calls_with_warmup()}
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -294,52 +354,56 @@ def _split(total: int, parts: int) -> list[int]:
 
 
 async def _unary_worker(
-    channel: grpc.aio.Channel, service: str, bills: BillFactory, credentials: Credentials,
-    budget: _Budget, sink: Callable[[], Tally],
+    targets: Sequence[Target], service: str, bills: BillFactory, budget: _Budget,
+    sink: Callable[[int], Tally], next_target: Callable[[], int],
 ) -> None:
     # Raw bytes in and out: the generator parses a response only when it needs a field.
-    settle = channel.unary_unary(SETTLE if service == "settle" else ECHO)
-    reverse = channel.unary_unary(REVERSE)
+    settles = [t.channel.unary_unary(SETTLE if service == "settle" else ECHO) for t in targets]
+    reverses = [t.channel.unary_unary(REVERSE) for t in targets]
     mix = bills.mix
-    previous: tuple[bytes, tuple[tuple[str, str], ...] | None] | None = None
+    previous: tuple[bytes, str] | None = None  # the last request sent and its institution
     while budget.take():
+        index = next_target()
         if previous is not None and bills.chance(mix.duplicate_share):
-            kind, (payload, metadata) = "duplicate", previous
+            kind, (payload, code) = "duplicate", previous
         else:
             bill = bills.bill()
-            metadata = credentials.metadata(bill.fixmedins_code)
+            code = bill.fixmedins_code
             payload = (bill if service == "settle" else echo_pb.EchoRequest(request=bill)).SerializeToString()
             kind = "settle"
-            previous = (payload, metadata)
+            previous = (payload, code)
         started = time.perf_counter_ns()
         try:
-            answer = await settle(payload, metadata=metadata, timeout=CALL_TIMEOUT_S)
+            answer = await settles[index](payload, metadata=targets[index].credentials.metadata(code),
+                                          timeout=CALL_TIMEOUT_S)
         except grpc.RpcError as error:
-            sink().record(kind, started, _status_name(error))
+            sink(index).record(kind, started, _status_name(error))
             continue
-        sink().record(kind, started)
+        sink(index).record(kind, started)
         if service == "settle" and kind == "settle" and bills.chance(mix.reversal_share) and budget.take():
             result = pb.SettleResponse.FromString(answer).result
             request = pb.ReverseRequest(msgid=bills.next_msgid("R"), fixmedins_code=result.fixmedins_code, setl_id=result.setl_id)
+            index = next_target()
             started = time.perf_counter_ns()
             try:
-                await reverse(request.SerializeToString(), metadata=metadata, timeout=CALL_TIMEOUT_S)
+                await reverses[index](request.SerializeToString(), metadata=targets[index].credentials.metadata(code),
+                                      timeout=CALL_TIMEOUT_S)
             except grpc.RpcError as error:
-                sink().record("reverse", started, _status_name(error))
+                sink(index).record("reverse", started, _status_name(error))
             else:
-                sink().record("reverse", started)
+                sink(index).record("reverse", started)
 
 
 async def _stream_worker(
-    channel: grpc.aio.Channel, service: str, bills: BillFactory, credentials: Credentials,
-    budget: _Budget, sink: Callable[[], Tally], code: str, window: int, batch: int = 0,
+    target: Target, service: str, bills: BillFactory, budget: _Budget, sink: Callable[[], Tally],
+    code: str, window: int, batch: int = 0,
 ) -> None:
     """One stream for one institution (a credential acts for its own code),
     keeping `window` items in flight; the answers come back in order.
     batch > 0: SettleBatchStream, `batch` bills per message, each bill's
     latency from its message's send to its own answer."""
     method, encode, codes_of = _stream_kind(service, batch)
-    call = channel.stream_stream(method)(metadata=credentials.metadata(code), timeout=None)
+    call = target.channel.stream_stream(method)(metadata=target.credentials.metadata(code), timeout=None)
     room = asyncio.Semaphore(window)
     sent: deque[tuple[int, str]] = deque()
 
@@ -443,6 +507,12 @@ def tree_cpu_s(pid: int) -> float | None:
     return None if spent[0] is None else sum(s for s in spent if s is not None)
 
 
+def trees_cpu_s(pids: Sequence[int]) -> float | None:
+    """tree_cpu_s summed over processes, or None if one of them is gone."""
+    spent = [tree_cpu_s(pid) for pid in pids]
+    return None if not spent or any(s is None for s in spent) else sum(spent)  # type: ignore[arg-type]
+
+
 def tree_rss_kib(pid: int) -> int | None:
     """rss_kib of a process and its live descendants, or None if it is gone."""
     sizes = [rss_kib(p) for p in process_tree(pid)]
@@ -450,10 +520,11 @@ def tree_rss_kib(pid: int) -> int | None:
 
 
 class RssSampler:
-    """Samples a process's RSS every interval_s while the load runs."""
+    """Samples the RSS of processes (and their children), summed, every
+    interval_s while the load runs."""
 
-    def __init__(self, pid: int, interval_s: float = 1.0) -> None:
-        self.pid = pid
+    def __init__(self, pids: Sequence[int], interval_s: float = 1.0) -> None:
+        self.pids = tuple(pids)
         self.interval_s = interval_s
         self.samples: list[tuple[float, int]] = []
         self._task: asyncio.Task[None] | None = None
@@ -461,8 +532,9 @@ class RssSampler:
 
     async def _run(self) -> None:
         while True:
-            kib = tree_rss_kib(self.pid)
-            if kib is not None:
+            sizes = [tree_rss_kib(pid) for pid in self.pids]
+            if all(kib is not None for kib in sizes):
+                kib = sum(sizes)  # type: ignore[arg-type]
                 self.samples.append((round(time.monotonic() - self._started, 2), kib))
             await asyncio.sleep(self.interval_s)
 

@@ -1,12 +1,13 @@
-"""A whole load run: the server process (its own, on a fresh SQLite file,
-unless a target is given), the echo baseline and the settlement phases
-against it in the same run, the server's RSS over time, its writer's
-batches per phase (read from its /metrics), one report.
+"""A whole load run: the servers (given targets, or processes of its own:
+one on a fresh SQLite file, or several on one PostgreSQL database), the
+echo baseline and the settlement phases against them in the same run, the
+servers' RSS over time, their writers' batches per phase (read from their
+/metrics), the database's CPU and WAL per phase (PostgreSQL), one report.
 
-The server is `medsettle serve --with-echo` in its own process, exactly as
-operators run it: the reference data with the synthetic persons goes in with
-`medsettle load-reference`, one credential per hospital is provisioned in
-its database, and the generator runs in this process.
+An own server is `medsettle serve --with-echo` in its own process, exactly
+as operators run it: the reference data with the synthetic persons goes in
+with `medsettle load-reference`, one credential per hospital is provisioned
+in its database, and the generator runs in this process.
 """
 
 from __future__ import annotations
@@ -24,24 +25,29 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+from urllib.parse import urlsplit
 
 import grpc
 
-from medsettle.client.metrics_scrape import Samples, scrape, value
+from medsettle.client.db_probe import PostgresProbe, phase_cost
 from medsettle.client.loadgen import (
     HOSPITALS,
     MODES,
     BillFactory,
     BillMix,
     Credentials,
+    Phase,
     RssSampler,
+    Target,
     cpu_s,
-    tree_cpu_s,
     iter_phases,
     ratios,
     run_phase,
     synthetic_reference,
+    trees_cpu_s,
 )
+from medsettle.client.metrics_scrape import Samples, scrape, value
+from medsettle.ledger.storage.backends import is_postgres
 
 SERVER_START_TIMEOUT_S = 120.0  # loading 10^5 persons takes a few seconds
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 1 << 20), ("grpc.max_send_message_length", 1 << 20)]
@@ -67,9 +73,18 @@ class LoadPlan:
 class ServerProcess:
     process: subprocess.Popen[bytes]
     target: str
-    db_path: Path
-    tokens: dict[str, str]
     metrics_url: str  # its Prometheus endpoint
+
+
+@dataclass(frozen=True)
+class Servers:
+    """What a run drives and what it can watch of it."""
+
+    targets: tuple[str, ...]
+    credentials: Credentials
+    pids: tuple[int, ...] = ()  # own server processes: their CPU and RSS
+    metrics_urls: tuple[str, ...] = ()  # their /metrics: the writers' group commits
+    database: PostgresProbe | None = None  # PostgreSQL: its CPU and WAL per phase
 
 
 def _metrics_url(log_path: Path) -> str:
@@ -84,29 +99,58 @@ def _medsettle(*args: str) -> list[str]:
     return [sys.executable, "-m", "medsettle", *args]
 
 
-@contextlib.contextmanager
-def own_server(persons: int, writer_batch: int, workdir: Path | None = None,
-               writer_process: bool = True) -> Iterator[ServerProcess]:
-    """A fresh server process on 127.0.0.1 with the load's reference data
-    and one credential per hospital; stopped with SIGTERM (drained) on exit."""
+def describe_db(db: str) -> str:
+    """The database for a report: a URL without its password, or 'SQLite file'."""
+    if not is_postgres(db):
+        return "SQLite file"
+    parts = urlsplit(db)
+    host = parts.hostname or "local socket"
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    netloc += f":{parts.port}" if parts.port else ""
+    return f"PostgreSQL {parts.scheme}://{netloc}{parts.path}"
+
+
+def _provision(db: str) -> dict[str, str]:
+    """One credential per load hospital, in the ledger's own credential table."""
     from medsettle.ledger.clock import SystemClock
-    from medsettle.ledger.reference.loader import sample_document
     from medsettle.ledger.storage.credentials import CredentialStore
 
+    with CredentialStore(db) as store:
+        return store.provision(sorted(HOSPITALS), "load-generator", SystemClock().now()).tokens
+
+
+@contextlib.contextmanager
+def own_servers(persons: int, writer_batch: int, workdir: Path | None = None, writer_process: bool = True,
+                db: str | None = None, count: int = 1) -> Iterator[tuple[list[ServerProcess], dict[str, str]]]:
+    """`count` fresh server processes on 127.0.0.1 sharing one ledger (db: a
+    fresh SQLite file in a temporary folder by default, or a postgresql://
+    URL), with the load's reference data and one credential per hospital
+    (the tokens are yielded with the servers); stopped with SIGTERM (drained) on exit."""
+    from medsettle.ledger.reference.loader import sample_document
+
+    if count < 1 or (count > 1 and not (db and is_postgres(db))):
+        raise ValueError(f"servers: SQLite has one writing server; {count} servers need a postgresql:// database")
     with contextlib.ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="medsettle-load-")))
-        db_path = root / "ledger.db"
+        db = db or str(root / "ledger.db")
         reference = root / "reference.json"
         reference.write_text(json.dumps(synthetic_reference(sample_document(), persons)), "utf-8")
-        subprocess.run(_medsettle("load-reference", "--db", str(db_path), str(reference)),
-                       check=True, stdout=subprocess.DEVNULL)
-        with CredentialStore(db_path) as store:
-            tokens = store.provision(sorted(HOSPITALS), "load-generator", SystemClock().now()).tokens
-        port_file = root / "port"
-        log = (root / "server.log").open("wb")
-        stack.callback(log.close)
+        subprocess.run(_medsettle("load-reference", "--db", db, str(reference)), check=True, stdout=subprocess.DEVNULL)
+        tokens = _provision(db)
+        servers = []
+        for number in range(1, count + 1):
+            servers.append(stack.enter_context(_server_process(root / f"server{number}", db, writer_batch, writer_process)))
+        yield servers, tokens
+
+
+@contextlib.contextmanager
+def _server_process(home: Path, db: str, writer_batch: int, writer_process: bool) -> Iterator[ServerProcess]:
+    """One `medsettle serve --with-echo` on a free port, its log in home."""
+    home.mkdir(parents=True, exist_ok=True)
+    port_file, log_path = home / "port", home / "server.log"
+    with log_path.open("wb") as log:
         process = subprocess.Popen(
-            _medsettle("serve", "--db", str(db_path), "--listen", "127.0.0.1:0", "--port-file", str(port_file),
+            _medsettle("serve", "--db", db, "--listen", "127.0.0.1:0", "--port-file", str(port_file),
                        "--with-echo", "--log-format", "json",  # default level (info): nothing is logged per settled call
                        "--metrics-listen", "127.0.0.1:0",
                        "--writer-batch", str(writer_batch), "--writer-process" if writer_process else "--writer-thread"),
@@ -116,12 +160,11 @@ def own_server(persons: int, writer_batch: int, workdir: Path | None = None,
             deadline = time.monotonic() + SERVER_START_TIMEOUT_S
             while not (port_file.exists() and port_file.read_text().strip()):
                 if process.poll() is not None:
-                    raise RuntimeError(f"server exited with {process.returncode}: {(root / 'server.log').read_text()[-2000:]}")
+                    raise RuntimeError(f"server exited with {process.returncode}: {log_path.read_text()[-2000:]}")
                 if time.monotonic() > deadline:
                     raise RuntimeError("server did not start in time")
                 time.sleep(0.05)
-            yield ServerProcess(process, f"127.0.0.1:{port_file.read_text().strip()}", db_path, tokens,
-                                _metrics_url(root / "server.log"))
+            yield ServerProcess(process, f"127.0.0.1:{port_file.read_text().strip()}", _metrics_url(log_path))
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -132,15 +175,17 @@ def own_server(persons: int, writer_batch: int, workdir: Path | None = None,
                     process.wait()
 
 
-async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Credentials,
-                   server_pid: int | None = None, progress: Any = None,
-                   metrics_url: str | None = None) -> dict[str, Any]:
-    """Every phase of the plan against target, one after the other."""
+async def run_load(servers: Servers, plan: LoadPlan, mix: BillMix, progress: Any = None) -> dict[str, Any]:
+    """Every phase of the plan against the servers' targets, one after the other."""
     bills = BillFactory(mix)
-    sampler = RssSampler(server_pid, plan.rss_interval_s) if server_pid else None
+    sampler = RssSampler(servers.pids, plan.rss_interval_s) if servers.pids else None
     phases: list[dict[str, Any]] = []
-    async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
-        await asyncio.wait_for(channel.channel_ready(), 30)
+    async with contextlib.AsyncExitStack() as stack:
+        targets = []
+        for name in servers.targets:
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(name, options=CHANNEL_OPTIONS))
+            await asyncio.wait_for(channel.channel_ready(), 30)
+            targets.append(Target(name, channel, servers.credentials))
         if sampler is not None:
             sampler.start()
         started = time.monotonic()
@@ -149,21 +194,15 @@ async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Crede
             for phase in iter_phases((mode,), plan.with_echo, concurrency=concurrency, duration_s=plan.duration_s,
                                      count=plan.count, streams=min(plan.streams, concurrency), warmup_s=plan.warmup_s,
                                      batch=plan.batch):
-                writer_before = await _scrape_or_none(metrics_url)
-                server_cpu, client_cpu = tree_cpu_s(server_pid) if server_pid else None, cpu_s(os.getpid())
-                result = await run_phase(channel, phase, bills, credentials)
-                result["cpu_ms_per_call"] = _cpu_per_call(server_cpu, server_pid, client_cpu, result["calls_with_warmup"])
-                writer_after = await _scrape_or_none(metrics_url)
-                if writer_before is not None and writer_after is not None:
-                    result["writer"] = _writer_batches(writer_before, writer_after)
-                phases.append(result)
+                phases.append(await _measured_phase(servers, targets, phase, bills))
                 if progress is not None:
-                    progress(result)
+                    progress(phases[-1])
         wall_s = time.monotonic() - started
         if sampler is not None:
             await sampler.stop()
     report: dict[str, Any] = {
-        "target": target,
+        "target": ", ".join(servers.targets),
+        "targets": list(servers.targets),
         "plan": asdict(plan),
         "mix": asdict(mix),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "grpc": grpc.__version__},
@@ -174,6 +213,35 @@ async def run_load(target: str, plan: LoadPlan, mix: BillMix, credentials: Crede
     if sampler is not None:
         report["server_rss"] = sampler.summary()
     return report
+
+
+async def _measured_phase(servers: Servers, targets: list[Target], phase: Phase, bills: BillFactory) -> dict[str, Any]:
+    """One phase with what it cost: CPU per call in the servers, the
+    generator and the database, WAL bytes, the writers' group commits."""
+    writer_before = await _scrape_all(servers.metrics_urls)
+    database_before = await asyncio.to_thread(servers.database.sample) if servers.database else None
+    server_cpu, client_cpu = trees_cpu_s(servers.pids), cpu_s(os.getpid())
+    result = await run_phase(targets, phase, bills)
+    calls = result["calls_with_warmup"]
+    result["cpu_ms_per_call"] = _cpu_per_call(server_cpu, servers.pids, client_cpu, calls)
+    if servers.database is not None and database_before is not None:
+        result["database"] = phase_cost(database_before, await asyncio.to_thread(servers.database.sample), calls)
+    writer_after = await _scrape_all(servers.metrics_urls)
+    if writer_before is not None and writer_after is not None:
+        result["writer"] = _writer_batches(writer_before, writer_after)
+    return result
+
+
+async def _scrape_all(metrics_urls: Sequence[str]) -> Samples | None:
+    """The servers' metrics summed, or None if one of them cannot be read."""
+    total: Samples = {}
+    for url in metrics_urls:
+        samples = await _scrape_or_none(url)
+        if samples is None:
+            return None
+        for key, sample in samples.items():
+            total[key] = total.get(key, 0.0) + sample
+    return total if metrics_urls else None
 
 
 async def _scrape_or_none(metrics_url: str | None) -> Samples | None:
@@ -203,29 +271,49 @@ def _writer_batches(before: Samples, after: Samples) -> dict[str, float]:
     }
 
 
-def _cpu_per_call(server_before: float | None, server_pid: int | None, client_before: float | None,
+def _cpu_per_call(server_before: float | None, server_pids: Sequence[int], client_before: float | None,
                   calls: int) -> dict[str, float]:
-    """CPU milliseconds per call in the server and in the generator: less
+    """CPU milliseconds per call in the servers and in the generator: less
     noisy than calls/s on a shared machine (it does not count waiting)."""
     spent = {}
-    if server_pid and server_before is not None and (now := tree_cpu_s(server_pid)) is not None:
+    if server_pids and server_before is not None and (now := trees_cpu_s(server_pids)) is not None:
         spent["server"] = now - server_before
     if client_before is not None and (now := cpu_s(os.getpid())) is not None:
         spent["generator"] = now - client_before
     return {who: round(1000 * seconds / max(1, calls), 4) for who, seconds in spent.items()}
 
 
-def run(plan: LoadPlan, mix: BillMix, target: str | None = None, token: str | None = None,
-        tokens: dict[str, str] | None = None, progress: Any = None, metrics_url: str | None = None) -> dict[str, Any]:
-    """A load run: against target if given (its writer's commits read from
-    metrics_url, if given), else against a server of its own."""
-    if target is not None:
-        return asyncio.run(run_load(target, plan, mix, Credentials(tokens, token), None, progress, metrics_url))
-    with own_server(mix.persons, plan.writer_batch, writer_process=plan.writer_process) as server:
-        report = asyncio.run(run_load(server.target, plan, mix, Credentials(server.tokens), server.process.pid, progress,
-                                      server.metrics_url))
-        report["target"] = "own server process (127.0.0.1, fresh SQLite file)"
-        return report
+def run(plan: LoadPlan, mix: BillMix, targets: Sequence[str] = (), token: str | None = None,
+        tokens: dict[str, str] | None = None, progress: Any = None, metrics_urls: Sequence[str] = (),
+        db: str | None = None, servers: int = 1) -> dict[str, Any]:
+    """A load run: against targets if given (their writers' commits read
+    from metrics_urls, if given), else against `servers` server processes of
+    its own on db (default: a fresh SQLite file)."""
+    if targets:
+        return asyncio.run(run_load(Servers(tuple(targets), Credentials(tokens, token),
+                                            metrics_urls=tuple(metrics_urls)), plan, mix, progress))
+    with own_servers(mix.persons, plan.writer_batch, writer_process=plan.writer_process, db=db,
+                     count=servers) as (processes, own_tokens), _probe(db) as database:
+        fleet = Servers(tuple(p.target for p in processes), Credentials(own_tokens),
+                        tuple(p.process.pid for p in processes), tuple(p.metrics_url for p in processes), database)
+        report = asyncio.run(run_load(fleet, plan, mix, progress))
+    where = describe_db(db) if db else "fresh SQLite file"
+    report["target"] = f"{len(processes)} own server process{'es' if len(processes) > 1 else ''} (127.0.0.1, {where})"
+    report["database"] = {"kind": "postgresql" if database else "sqlite", "where": where,
+                          **({"cpu_measured": database.local} if database else {})}
+    return report
+
+
+@contextlib.contextmanager
+def _probe(db: str | None) -> Iterator[PostgresProbe | None]:
+    if not (db and is_postgres(db)):
+        yield None
+        return
+    probe = PostgresProbe(db)
+    try:
+        yield probe
+    finally:
+        probe.close()
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
@@ -241,7 +329,15 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             + (f"  server CPU {cpu['server']:.3f} ms/call" if (cpu := p.get("cpu_ms_per_call", {})).get("server") else "")
             + (f"  writer {w['commands_per_batch']:.1f} writes/commit, {w['batch_ms_mean']:.1f} ms each"
                if (w := p.get("writer", {})).get("batches") else "")
+            + (f"  database CPU {d['cpu_ms_per_call']:.3f} ms/call" if "cpu_ms_per_call" in (d := p.get("database", {}))
+               else "")
+            + (f", WAL {d['wal_bytes_per_call']:,.0f} B/call" if "wal_bytes_per_call" in d else "")
         )
+        if len(p["by_target"]) > 1:
+            for name, share in p["by_target"].items():
+                lines.append(f"{'':>14}{name}: {share['calls_per_s']:>9,.0f} calls/s  p50 {share['latency_ms']['p50']:.1f}"
+                             f" p99 {share['latency_ms']['p99']:.1f} ms  ok {share['calls_ok']:,}"
+                             f"  failed {share['calls_failed']:,}")
     for mode, ratio in report["ratio_to_echo"].items():
         lines.append(f"settle/echo ({mode}): {ratio:.2f}")
     rss = report.get("server_rss")

@@ -11,14 +11,22 @@ import click
 
 
 @click.command()
-@click.option("--target", default=None, help="HOST:PORT of a running server (with --with-echo for the baseline). "
-              "Default: start a server process of its own on a fresh SQLite file in a temporary directory.")
+@click.option("--target", "targets", multiple=True, metavar="HOST:PORT",
+              help="A running server (serve --with-echo for the baseline); repeat it for several servers of one "
+                   "ledger: unary calls go to them in turn, stream i to the i-th. Default: start server processes "
+                   "of its own (--servers, --db).")
+@click.option("--db", default=None, metavar="FILE|URL",
+              help="Own servers: their ledger, a postgresql:// URL (use a database for tests: the load's reference "
+                   "data and credentials go into it) or a SQLite file. Default: a fresh SQLite file in a temporary "
+                   "directory. Not read from MEDSETTLE_DB, so a load never lands in a ledger by accident.")
+@click.option("--servers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Own servers: how many `serve` processes share the ledger (more than one needs PostgreSQL).")
 @click.option("--token", default=None, envvar="MEDSETTLE_TOKEN", help="With --target: one bearer token for every call.")
 @click.option("--tokens", "tokens_file", type=click.Path(exists=True, dir_okay=False),
               help="With --target: JSON object fixmedins_code -> bearer token (a credential acts for its own institution).")
-@click.option("--metrics-url", default=None, metavar="URL",
-              help="With --target: the server's /metrics (serve --metrics-listen), to report its writer's group "
-                   "commits per phase; the own server's are always read.")
+@click.option("--metrics-url", "metrics_urls", multiple=True, metavar="URL",
+              help="With --target: a server's /metrics (serve --metrics-listen), to report the writers' group "
+                   "commits per phase (repeat it, one per target); the own servers' are always read.")
 @click.option("--mode", "modes", default="unary,stream,batch", show_default=True,
               help="unary, stream, batch (SettleBatchStream, --batch bills per message), comma-separated.")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=64, show_default=True,
@@ -48,7 +56,8 @@ import click
 @click.option("--writer-process/--writer-thread", default=True, show_default=True,
               help="Own server: run it with `serve --writer-process` or `--writer-thread`.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here ('-': stdout).")
-def load(target: str | None, token: str | None, tokens_file: str | None, metrics_url: str | None, modes: str, concurrency: int,
+def load(targets: tuple[str, ...], db: str | None, servers: int, token: str | None, tokens_file: str | None,
+         metrics_urls: tuple[str, ...], modes: str, concurrency: int,
          stream_concurrency: int, streams: int, batch: int, duration: float | None, count: int | None, warmup: float,
          no_echo: bool, persons: int, cross_region: float, lines: int, reversals: float, duplicates: float,
          writer_batch: int, writer_process: bool, json_path: str | None) -> None:
@@ -56,14 +65,24 @@ def load(target: str | None, token: str | None, tokens_file: str | None, metrics
 
     Reports calls/s, latency p50/p90/p99/max (HdrHistogram), errors by status
     code, settlements/s as a ratio of echo calls/s, and the server's RSS over
-    the run (own server only). Only ever point it at a test server."""
+    the run (own servers only); with several targets, each one's share as
+    well; on PostgreSQL, the database's CPU and WAL bytes per call. Only ever
+    point it at a test server or a test database."""
     from medsettle.client.loadgen import BillMix
     from medsettle.client.loadrun import LoadPlan, parse_modes, run, summary_lines
+    from medsettle.ledger.storage.backends import is_postgres
 
     if duration is not None and count is not None:
         raise click.UsageError("give --duration or --count, not both")
-    if target is None and (token or tokens_file or metrics_url):
+    if not targets and (token or tokens_file or metrics_urls):
         raise click.UsageError("--token/--tokens/--metrics-url go with --target; the own server is set up by the run")
+    if targets and (db or servers > 1):
+        raise click.UsageError("--db/--servers start servers of the run's own; with --target the servers are yours")
+    if len(set(targets)) != len(targets):
+        raise click.UsageError("--target: each server once")
+    if servers > 1 and not (db and is_postgres(db)):
+        raise click.BadParameter("SQLite has one writing server: more than one needs --db postgresql://...",
+                                 param_hint="--servers")
     try:
         plan = LoadPlan(
             modes=tuple(parse_modes(modes)), concurrency=concurrency, stream_concurrency=stream_concurrency,
@@ -75,8 +94,10 @@ def load(target: str | None, token: str | None, tokens_file: str | None, metrics
                       reversal_share=reversals, duplicate_share=duplicates)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    if set(plan.modes) - {"unary"} and plan.streams < (fleet := len(targets) or servers):
+        raise click.BadParameter(f"each stream goes to one server: give at least {fleet}", param_hint="--streams")
     tokens = json.loads(Path(tokens_file).read_text("utf-8")) if tokens_file else None
-    if metrics_url:
+    for metrics_url in metrics_urls:
         from medsettle.client.metrics_scrape import scrape
 
         try:
@@ -87,7 +108,8 @@ def load(target: str | None, token: str | None, tokens_file: str | None, metrics
     def progress(phase: dict) -> None:  # type: ignore[type-arg]
         click.echo(f"  done: {phase['service']} {phase['mode']} {phase['calls_per_s']:,.0f} calls/s", err=True)
 
-    report = run(plan, mix, target=target, token=token, tokens=tokens, progress=progress, metrics_url=metrics_url)
+    report = run(plan, mix, targets=targets, token=token, tokens=tokens, progress=progress, metrics_urls=metrics_urls,
+                 db=db, servers=servers)
     for line in summary_lines(report):
         click.echo(line, err=json_path == "-")
     if json_path == "-":

@@ -21,8 +21,10 @@ def test_load_with_its_own_server_reports_every_phase(tmp_path):
     assert [(p["service"], p["mode"]) for p in report["phases"]] == [
         ("echo", "unary"), ("settle", "unary"), ("echo", "stream"), ("settle", "stream"),
         ("echo", "batch"), ("settle", "batch")]
+    assert report["database"]["kind"] == "sqlite" and len(report["targets"]) == 1
     for phase in report["phases"]:
         assert phase["calls_ok"] == 150 and phase["errors"] == {}, phase
+        assert phase["by_target"][report["targets"][0]]["calls_ok"] == 150
         assert phase["cpu_ms_per_call"]["server"] > 0
         # From the server's /metrics: echo writes nothing; every settlement call went through a group commit.
         writer = phase["writer"]
@@ -52,3 +54,30 @@ def test_a_metrics_url_that_does_not_answer_is_refused_before_the_run():
     assert done.returncode == 2
     assert "--metrics-url" in done.stderr and "cannot read http://127.0.0.1:1/metrics" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _load(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "medsettle", "load", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_several_servers_on_sqlite_are_refused_naming_the_option(tmp_path):
+    done = _load("--servers", "2", "--db", str(tmp_path / "l.db"), "--count", "1")
+    assert done.returncode == 2
+    assert "--servers" in done.stderr and "SQLite has one writing server" in done.stderr
+    assert not (tmp_path / "l.db").exists()
+
+
+def test_own_servers_and_targets_do_not_mix():
+    done = _load("--target", "127.0.0.1:1", "--servers", "2", "--db", "postgresql://x@h/db", "--count", "1")
+    assert done.returncode == 2 and "--db/--servers" in done.stderr
+
+
+def test_a_target_given_twice_is_refused():
+    done = _load("--target", "127.0.0.1:1", "--target", "127.0.0.1:1", "--count", "1")
+    assert done.returncode == 2 and "each server once" in done.stderr
+
+
+def test_fewer_streams_than_servers_is_refused():
+    done = _load("--target", "127.0.0.1:1", "--target", "127.0.0.1:2", "--mode", "stream", "--streams", "1",
+                 "--count", "1")
+    assert done.returncode == 2 and "--streams" in done.stderr

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from conftest import ServerThread
-from medsettle.client.loadgen import BillFactory, BillMix, Credentials, Phase, run_phase, synthetic_reference
+from medsettle.client.loadgen import BillFactory, BillMix, Credentials, Phase, Target, run_phase, synthetic_reference
 from medsettle.ledger.reference.loader import sample_document
 from medsettle.ledger.service import load_reference_file
 from medsettle.ledger.storage.sqlite import SqliteLedgerStore
@@ -41,7 +41,8 @@ def load_server(tmp_path, clock):
 def _run(server: ServerThread, phase: Phase, mix: BillMix) -> dict:
     async def main() -> dict:
         async with grpc.aio.insecure_channel(server.target) as channel:
-            return await run_phase(channel, phase, BillFactory(mix, seed=3), Credentials(dict(server.tokens)))
+            return await run_phase([Target(server.target, channel, Credentials(dict(server.tokens)))], phase,
+                                   BillFactory(mix, seed=3))
     return asyncio.run(main())
 
 
@@ -97,8 +98,8 @@ def test_calls_without_a_credential_are_counted_by_status_code(load_server):
 
     async def main() -> dict:
         async with grpc.aio.insecure_channel(load_server.target) as channel:
-            return await run_phase(channel, Phase("settle", "unary", concurrency=4, duration_s=None, count=20),
-                                   BillFactory(mix), Credentials())
+            return await run_phase([Target(load_server.target, channel, Credentials())],
+                                   Phase("settle", "unary", concurrency=4, duration_s=None, count=20), BillFactory(mix))
     report = asyncio.run(main())
     assert report["calls_ok"] == 0
     assert report["errors"] == {"UNAUTHENTICATED": 20}
@@ -122,8 +123,8 @@ def test_a_run_against_a_target_reads_its_writer_commits_from_the_metrics_url(tm
     server = ServerThread(db_path, clock, with_echo=True, metrics_address="127.0.0.1:0").start()
     try:
         plan = LoadPlan(modes=("unary",), concurrency=8, duration_s=None, count=120, warmup_s=0.0)
-        report = run(plan, BillMix(persons=PERSONS), target=server.target, tokens=dict(server.tokens),
-                     metrics_url=f"http://127.0.0.1:{server.metrics_port}/metrics")
+        report = run(plan, BillMix(persons=PERSONS), targets=[server.target], tokens=dict(server.tokens),
+                     metrics_urls=[f"http://127.0.0.1:{server.metrics_port}/metrics"])
     finally:
         server.stop()
     echo, settle = report["phases"]
@@ -137,3 +138,71 @@ def _stored_count(db_path) -> int:
 
     with sqlite3.connect(db_path) as conn:
         return conn.execute("SELECT COUNT(*) FROM settlements").fetchone()[0]
+
+
+@pytest.fixture
+def two_servers(tmp_path, clock):
+    """Two servers, each on a ledger of its own: what each stored is what the generator sent it."""
+    running = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        running.append(ServerThread(_ledger_of_persons(tmp_path / name, clock), clock, with_echo=True).start())
+    yield running
+    for server in running:
+        server.stop()
+
+
+def _run_on(servers: list[ServerThread], phase: Phase, mix: BillMix) -> dict:
+    async def main() -> dict:
+        channels = [grpc.aio.insecure_channel(s.target) for s in servers]
+        try:
+            targets = [Target(s.target, c, Credentials(dict(s.tokens))) for s, c in zip(servers, channels)]
+            return await run_phase(targets, phase, BillFactory(mix, seed=5))
+        finally:
+            for channel in channels:
+                await channel.close()
+    return asyncio.run(main())
+
+
+def test_unary_calls_are_spread_round_robin_over_the_targets(two_servers):
+    a, b = two_servers
+    report = _run_on(two_servers, Phase("settle", "unary", concurrency=16, duration_s=None, count=400),
+                     BillMix(persons=PERSONS, cross_region_share=0.3))
+    assert report["errors"] == {} and report["calls_ok"] == 400
+    shares = report["by_target"]
+    assert list(shares) == [a.target, b.target]
+    # Calls are handed out in turn: each server got exactly half, and stored exactly what it was sent.
+    assert shares[a.target]["calls_ok"] == shares[b.target]["calls_ok"] == 200
+    assert _stored(a) == {1: 200} and _stored(b) == {1: 200}
+    # One window for the phase: the targets' rates add up to the total.
+    assert sum(s["calls_per_s"] for s in shares.values()) == pytest.approx(report["calls_per_s"], rel=0.01)
+    for share in shares.values():
+        assert share["elapsed_s"] == report["elapsed_s"]
+        assert 0 < share["latency_ms"]["p50"] <= share["latency_ms"]["p99"] <= report["latency_ms"]["max"]
+
+
+def test_each_stream_goes_to_one_target_and_all_its_items_with_it(two_servers):
+    a, b = two_servers
+    report = _run_on(two_servers, Phase("settle", "batch", concurrency=64, streams=4, duration_s=None, count=301,
+                                        batch=8), BillMix(persons=PERSONS))
+    assert report["errors"] == {} and report["calls_ok"] == 301
+    shares = report["by_target"]
+    assert shares[a.target]["calls_ok"] > 0 and shares[b.target]["calls_ok"] > 0
+    assert _stored(a) == {1: shares[a.target]["calls_ok"]} and _stored(b) == {1: shares[b.target]["calls_ok"]}
+
+
+def test_a_failing_target_is_counted_as_its_own(two_servers):
+    """A target whose ledger does not know the generator's credentials: its
+    half of the calls fail UNAUTHENTICATED, in its share only."""
+    a, b = two_servers
+
+    async def main() -> dict:
+        async with grpc.aio.insecure_channel(a.target) as one, grpc.aio.insecure_channel(b.target) as two:
+            targets = [Target(a.target, one, Credentials(dict(a.tokens))), Target(b.target, two, Credentials())]
+            return await run_phase(targets, Phase("settle", "unary", concurrency=4, duration_s=None, count=40),
+                                   BillFactory(BillMix(persons=PERSONS)))
+    report = asyncio.run(main())
+    assert report["by_target"][a.target]["calls_ok"] == 20 and report["by_target"][a.target]["errors"] == {}
+    assert report["by_target"][b.target]["errors"] == {"UNAUTHENTICATED": 20}
+    assert report["errors"] == {"UNAUTHENTICATED": 20}
+    assert _stored(a) == {1: 20} and _stored(b) == {}

@@ -3,6 +3,7 @@ data, the report arithmetic."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -10,19 +11,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from medsettle.client.db_probe import DatabaseSample, phase_cost
 from medsettle.client.loadgen import (
     HOSPITALS,
     LATENCY_MAX_US,
     REGIONS,
     BillFactory,
     BillMix,
+    Credentials,
     Phase,
     Tally,
+    Target,
+    merged,
     ratios,
+    round_robin,
     rss_summary,
+    run_phase,
     synthetic_psn_no,
     synthetic_reference,
 )
+from medsettle.client.loadrun import describe_db, summary_lines
 from medsettle.ledger.reference.loader import parse_document, sample_document
 from medsettle.ledger.settlement.validation import bill_violations
 from medsettle.server.convert import bill_from_pb
@@ -153,3 +161,73 @@ def test_rss_summary_reports_growth_over_the_second_half():
     assert summary["first_mib"] == 50.0 and summary["last_mib"] == 71.0 and summary["peak_mib"] == 71.0
     assert summary["second_half_growth_mib"] == 1.0  # from the sample at the middle (70 MiB) to the last
     assert rss_summary([]) == {"samples": 0}
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts=st.lists(st.lists(st.integers(1, 5_000_000), max_size=40), min_size=1, max_size=5))
+def test_merged_tallies_hold_every_call_of_every_part(parts):
+    tallies = []
+    for i, latencies_us in enumerate(parts):
+        tally = Tally(first_ns=1_000 + i, last_ns=2_000_000_000 + i)
+        for latency in latencies_us:
+            tally.histogram.record_value(latency)
+            tally.ok += 1
+            tally.by_kind["settle"] += 1
+        tally.errors["UNAVAILABLE"] = i
+        tallies.append(tally)
+    total = merged(tallies)
+    everything = [v for part in parts for v in part]
+    assert total.ok == len(everything) == total.histogram.get_total_count()
+    assert total.errors["UNAVAILABLE"] == sum(range(len(parts)))
+    assert (total.first_ns, total.last_ns) == (1_000, 2_000_000_000 + len(parts) - 1)
+    if everything:
+        # Within the histogram's 3 significant digits.
+        assert total.histogram.get_max_value() == pytest.approx(max(everything), rel=1e-3)
+        assert total.histogram.get_min_value() == pytest.approx(min(everything), rel=1e-3)
+
+
+@given(count=st.integers(1, 8), calls=st.integers(0, 200))
+def test_round_robin_hands_the_targets_out_in_turn(count, calls):
+    next_target = round_robin(count)
+    order = [next_target() for _ in range(calls)]
+    assert order == [i % count for i in range(calls)]
+
+
+@pytest.mark.parametrize("names, phase, message", [
+    (["a:1", "a:1"], Phase("settle", "unary", concurrency=4, count=1, duration_s=None), "distinct"),
+    ([], Phase("settle", "unary", concurrency=4, count=1, duration_s=None), "distinct"),
+    (["a:1", "b:1", "c:1"], Phase("settle", "stream", concurrency=4, streams=2, count=1, duration_s=None), "streams"),
+])
+def test_a_phase_refuses_targets_it_cannot_drive(names, phase, message):
+    targets = [Target(name, None, Credentials()) for name in names]  # type: ignore[arg-type]  # refused before any call
+    with pytest.raises(ValueError, match=message):
+        asyncio.run(run_phase(targets, phase, BillFactory(BillMix())))
+
+
+def test_database_cost_counts_each_process_from_its_first_sample():
+    before = DatabaseSample({10: 5.0, 11: 1.0, 12: 2.0}, wal_bytes=1_000)
+    # 11 exited during the phase (its CPU is lost: counted as nothing); 13 started (counted from zero).
+    after = DatabaseSample({10: 5.5, 12: 2.25, 13: 0.25}, wal_bytes=801_000)
+    assert phase_cost(before, after, calls=1_000) == {"wal_bytes_per_call": 800.0, "cpu_ms_per_call": 1.0}
+    remote = DatabaseSample(None, 1_000)
+    assert phase_cost(remote, DatabaseSample(None, 3_000), calls=0) == {"wal_bytes_per_call": 2_000.0}
+
+
+def test_a_report_names_the_database_without_its_password():
+    assert describe_db("postgresql://load:s3cret@db.example:5433/bench?sslmode=require") == \
+        "PostgreSQL postgresql://load@db.example:5433/bench"
+    assert "s3cret" not in describe_db("postgres://u:s3cret@/x?host=/run/pg")
+    assert describe_db("var/ledger.db") == "SQLite file"
+
+
+def test_the_summary_shows_each_targets_share_and_the_database_cost():
+    share = {"calls_ok": 10, "calls_failed": 0, "calls_per_s": 50.0, "latency_ms": {"p50": 2.0, "p99": 9.0}}
+    phase = {"service": "settle", "mode": "unary", "concurrency": 8, "calls_per_s": 100.0, "calls_ok": 20,
+             "errors": {}, "latency_ms": {"p50": 2.0, "p90": 5.0, "p99": 9.0, "max": 12.0},
+             "by_target": {"127.0.0.1:1": share, "127.0.0.1:2": share},
+             "database": {"cpu_ms_per_call": 0.4, "wal_bytes_per_call": 2_345.0}}
+    text = "\n".join(summary_lines({"phases": [phase], "ratio_to_echo": {}}))
+    assert "127.0.0.1:1:        50 calls/s" in text and "127.0.0.1:2:" in text
+    assert "database CPU 0.400 ms/call, WAL 2,345 B/call" in text
+    single = dict(phase, by_target={"127.0.0.1:1": share})
+    assert "127.0.0.1:1:" not in "\n".join(summary_lines({"phases": [single], "ratio_to_echo": {}}))
