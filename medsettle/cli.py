@@ -376,5 +376,9 @@ main.add_command(export_daily)
 main.add_command(audit_flags)
 main.add_command(quotas)
 
+from medsettle.cli_demo import demo  # noqa: E402  (the demo against running servers)
+
+main.add_command(demo)
+
 if __name__ == "__main__":
     main()
