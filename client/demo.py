@@ -42,6 +42,17 @@ DEMO_BILLS = [
 ]
 
 
+# A pharmacy sale naming an e-prescription no institution issued: refused (RX_UNKNOWN).
+INVENTED_RX_SALE = _bill("DEMO-RX-0001", "P44030100001", "44010000000000000001", 310, "440100", pb.VISIT_TYPE_PHARMACY,
+                         [("XA0102", 2, 1500)])
+INVENTED_RX_SALE.rx_id, INVENTED_RX_SALE.prescribing_fixmedins_code = "RX-INVENTED-0001", "H44010100901"
+
+
+def demo_institutions() -> list[str]:
+    """The institutions the demo acts for (each with a credential of its own)."""
+    return sorted({bill.fixmedins_code for _, bill in DEMO_BILLS} | {INVENTED_RX_SALE.fixmedins_code})
+
+
 AMOUNT_ROWS = (
     "medfee_sumamt_fen", "fulamt_ownpay_amt_fen", "overlmt_selfpay_fen", "preselfpay_amt_fen",
     "inscp_scp_amt_fen", "act_pay_dedc_fen", "fund_pay_sumamt_fen", "acct_pay_fen",
@@ -67,7 +78,9 @@ def _expect_refusal(console: Console, label: str, call: Callable[[], object]) ->
         call()
     except CallRefused as refused:
         fields = ", ".join(f for f, _ in refused.field_violations)
-        console.print(f"  {label}: [bold]{refused.code.name}[/] {refused.reason}" + (f" (fields: {fields})" if fields else ""))
+        rule = refused.metadata.get("rule", "")
+        console.print(f"  {label}: [bold]{refused.code.name}[/] {refused.reason}" + (f" {rule}" if rule else "")
+                      + (f" (fields: {fields})" if fields else ""))
     else:
         raise AssertionError(f"{label}: expected a refusal")
 
@@ -101,4 +114,5 @@ def run_demo(client: SettlementClient, console: Console) -> list[pb.SettleResult
     bad.CopyFrom(first_bill)
     bad.msgid, bad.insuplc_admdvs, bad.fee_lines[1].cnt = "DEMO-BAD-0001", "44", 0
     _expect_refusal(console, "malformed bill", lambda: client.settle(bad))
+    _expect_refusal(console, "pharmacy sale on an invented e-prescription", lambda: client.settle(INVENTED_RX_SALE))
     return [r for _, r in rows] + [reversal]

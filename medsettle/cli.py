@@ -166,12 +166,12 @@ def _print_metrics(url: str, console: Console) -> None:
 def _provision_demo(db: str):  # type: ignore[no-untyped-def]
     """The demo acts as each of its institutions with credentials of its own,
     revoked when it is done."""
-    from medsettle.client.demo import DEMO_BILLS
+    from medsettle.client.demo import demo_institutions
     from medsettle.ledger.clock import SystemClock
     from medsettle.ledger.storage.credentials import CredentialStore
 
     with CredentialStore(db) as store:
-        return store.provision(sorted({bill.fixmedins_code for _, bill in DEMO_BILLS}), "demo", SystemClock().now())
+        return store.provision(demo_institutions(), "demo", SystemClock().now())
 
 
 def _revoke(db: str, cred_ids: list[int]) -> None:

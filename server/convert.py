@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from medsettle.ledger.reconcile import Totals
-from medsettle.ledger.settlement.model import Bill, FeeLine, Settlement, VisitType
+from medsettle.ledger.settlement.model import Bill, FeeLine, Prescription, Settlement, VisitType
 from medsettle.v1 import settlement_pb2 as pb
 
 
@@ -35,7 +35,13 @@ def bill_from_pb(request: pb.SettleRequest) -> Bill:
         request.prescribing_fixmedins_code,
         request.delivery_fee_fen,
         request.ecert_token,
+        prescription=prescription_from_pb(request.prescription) if request.HasField("prescription") else None,
+        pharmacist_id=request.pharmacist_id,
     )
+
+
+def prescription_from_pb(rx: pb.Prescription) -> Prescription:
+    return Prescription(rx.rx_id, rx.prescriber_id, tuple((item.hilist_code, item.cnt) for item in rx.items), rx.valid_days)
 
 
 def result_pb(s: Settlement) -> pb.SettleResult:

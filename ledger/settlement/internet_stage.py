@@ -27,7 +27,16 @@ from medsettle.ledger.settlement.internet import (
     effective_item,
     rule_refused,
 )
-from medsettle.ledger.settlement.model import Bill, FeeLine, Settlement, SettlementKind, Split, VisitType
+from medsettle.ledger.settlement.model import Bill, ClrType, FeeLine, Settlement, SettlementKind, Split, VisitType
+from medsettle.ledger.settlement.prescriptions import (
+    RxRecord,
+    check_prescribed_items,
+    check_rx_only,
+    check_sale,
+    fill_of,
+    record_of,
+    valid_days_of,
+)
 from medsettle.ledger.settlement.quota import QUOTA_RULE, QuotaDecision, quota_decision, quota_holder
 from medsettle.ledger.settlement.split import SplitTerms
 from medsettle.ledger.storage.port import InternetState, InternetWrite
@@ -55,6 +64,28 @@ class Plan:
     quota_key: tuple[str, int] | None = None
     quota_after_fen: int = 0
     quota_note: str = ""  # set when the settlement takes the host past its quota (warn)
+    rx_key: tuple[str, str] | None = None  # a sale of this recorded prescription
+    rx_valid_days: int = 0  # the prescription issued with the visit: its validity
+
+
+@dataclass(slots=True)
+class StagedPrescriptions:
+    """The open batch's changes to recorded e-prescriptions, seen by the
+    batch's later commands before they are written."""
+
+    issued: dict[tuple[str, str], RxRecord] = field(default_factory=dict)
+    voided: set[tuple[str, str]] = field(default_factory=set)
+    delta: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # key -> code -> filled (+) / freed (-)
+    filled_by: dict[str, list[tuple[tuple[str, str], str, int]]] = field(default_factory=dict)  # sale setl_id -> fills
+
+    def add(self, key: tuple[str, str], code: str, cnt: int) -> None:
+        by_code = self.delta.setdefault(key, {})
+        by_code[code] = by_code.get(code, 0) + cnt
+
+    def fill(self, setl_id: str, key: tuple[str, str], taking: dict[str, int]) -> None:
+        for code, cnt in taking.items():
+            self.add(key, code, cnt)
+        self.filled_by[setl_id] = [(key, code, cnt) for code, cnt in taking.items()]
 
 
 class InternetStage:
@@ -76,6 +107,7 @@ class InternetStage:
         self._staged_days: dict[str, DayActivity] = {}
         self._staged_rx: dict[tuple[str, str], str | None] = {}  # None: released in this batch
         self._staged_nonces: set[str] = set()
+        self._rx = StagedPrescriptions()
         self._batches = 0
         self._now_us = 0
 
@@ -86,6 +118,7 @@ class InternetStage:
         self._staged_days = {}
         self._staged_rx = {}
         self._staged_nonces = set()
+        self._rx = StagedPrescriptions()
         self._now_us = to_us(now)
         day = china_day(now).isoformat()
         if not self._sole_writer:
@@ -143,8 +176,12 @@ class InternetStage:
             direct = direct_lines(priced, insurance.remote, bill.insuplc_admdvs)
             if direct:
                 terms = replace(terms, direct_lines=direct)
-        if bill.rx_id and bill.visit_type == VisitType.PHARMACY:
-            self._check_prescription(bill)
+        if bill.visit_type == VisitType.PHARMACY:
+            check_rx_only(bill, priced)
+            if bill.rx_id:
+                plan.rx_key = self._check_prescription(bill, institution, today)
+        if bill.prescription is not None:
+            plan.rx_valid_days = self._check_issue(bill, institution)
         if bill.ecert_nonce and (bill.ecert_nonce in self._staged_nonces or self._state.nonce_seen(bill.ecert_nonce)):
             raise rule_refused("ECERT_REPLAY", "ecert_token", "this e-insurance certificate was already used; show a new one")
         findings = evaluate_checks(self._checks_at(institution.admdvs), bill, priced, self._activity(bill.psn_no),
@@ -184,9 +221,18 @@ class InternetStage:
         write = self._write
         if plan.quota_key is not None:
             write.quota_used[plan.quota_key] = plan.quota_after_fen
-        if bill.rx_id and bill.visit_type == VisitType.PHARMACY:
+        if plan.rx_key is not None:
+            for code, cnt in fill_of(bill).items():
+                write.rx_fill_items.append((settlement.setl_id, *plan.rx_key, code, cnt, bill.pharmacist_id))
+            self._rx.fill(settlement.setl_id, plan.rx_key, fill_of(bill))
+        elif bill.rx_id and bill.visit_type == VisitType.PHARMACY:  # a prescription never recorded: fill once
             write.rx_fills.append((settlement.setl_id, bill.prescribing_fixmedins_code, bill.rx_id, bill.fixmedins_code, us))
             self._staged_rx[(bill.prescribing_fixmedins_code, bill.rx_id)] = settlement.setl_id
+        if bill.prescription is not None:
+            record = record_of(bill, bill.prescription, settlement.setl_id, dt.date.fromisoformat(plan.day),
+                               plan.rx_valid_days)
+            write.rx_issued.append(record)
+            self._rx.issued[(record.prescribing_code, record.rx_id)] = record
         if bill.ecert_nonce:
             # forgotten a day after expiry (PRUNE_EVERY_BATCHES); the token itself is never stored
             write.nonces.append((bill.ecert_nonce, us, bill.ecert_expires_us))
@@ -220,6 +266,20 @@ class InternetStage:
             self._write.rx_releases.append((reversal.setl_id, original.setl_id))
             for key in released:
                 self._staged_rx[key] = None
+        if original.clr_type == ClrType.PHARMACY:
+            taken = self._rx.filled_by.pop(original.setl_id, None)
+            if taken is None:
+                taken = [((pc, rx), code, cnt) for pc, rx, code, cnt in self._state.rx_fill_items_of(original.setl_id)]
+            if taken:
+                self._write.rx_item_releases.append((reversal.setl_id, original.setl_id))
+                for key, code, cnt in taken:
+                    self._rx.add(key, code, -cnt)
+        else:
+            issued = next((k for k, r in self._rx.issued.items() if r.setl_id == original.setl_id), None) \
+                or self._state.rx_issued_by(original.setl_id)
+            if issued is not None:
+                self._write.rx_voids.append((reversal.setl_id, original.setl_id))
+                self._rx.voided.add(issued)
 
     # ---- helpers ---------------------------------------------------------
     def _effective(self, bill: Bill, institution: Institution, item: CatalogueItem, insurance: Any) -> CatalogueItem:
@@ -251,12 +311,22 @@ class InternetStage:
             self._quota_used[key] = self._state.quota_used(*key)
         return self._quota_used[key]
 
-    def _check_prescription(self, bill: Bill) -> None:
+    def _check_prescription(self, bill: Bill, pharmacy: Institution, today: dt.date) -> tuple[str, str] | None:
+        """Matches a pharmacy sale against its recorded prescription; the
+        prescription's key, or None for one never recorded (filled once,
+        where the pharmacy's region does not require a record)."""
         prescriber = self._reference.institutions.get(bill.prescribing_fixmedins_code)
         if prescriber is None or prescriber.kind == InstitutionKind.PHARMACY:
             raise refused_field(Reason.UNKNOWN_INSTITUTION, "prescribing_fixmedins_code",
                                 "not a hospital or internet hospital that may issue prescriptions")
         key = (bill.prescribing_fixmedins_code, bill.rx_id)
+        record = self._rx_record(key)
+        if record is not None:
+            check_sale(bill, record, self._rx_filled(key), today)
+            return key
+        if self._internet.policy(pharmacy.admdvs).rx_record_required:
+            raise rule_refused("RX_UNKNOWN", "rx_id",
+                               "no e-prescription with this id was issued by the prescribing institution")
         if key in self._staged_rx:
             filled = self._staged_rx[key]
         else:
@@ -266,6 +336,30 @@ class InternetStage:
         if filled is not None:
             raise rule_refused("RX_ALREADY_FILLED", "rx_id",
                                f"this e-prescription was already filled (settlement {filled}); it cannot be filled twice")
+        return None
+
+    def _rx_record(self, key: tuple[str, str]) -> RxRecord | None:
+        record = self._rx.issued.get(key) or self._state.rx_record(*key)
+        if record is not None and key in self._rx.voided:
+            record = replace(record, voided=True)
+        return record
+
+    def _rx_filled(self, key: tuple[str, str]) -> dict[str, int]:
+        filled = {} if key in self._rx.issued else self._state.rx_filled(*key)
+        for code, cnt in self._rx.delta.get(key, {}).items():
+            filled[code] = filled.get(code, 0) + cnt
+        return filled
+
+    def _check_issue(self, bill: Bill, institution: Institution) -> int:
+        """Checks a prescription issued with the visit; its validity in days."""
+        rx = bill.prescription
+        assert rx is not None
+        check_prescribed_items(rx, lambda code: self._reference.item(institution.province, code))
+        key = (bill.fixmedins_code, rx.rx_id)
+        if key in self._rx.issued or self._state.rx_record(*key) is not None:
+            raise rule_refused("RX_ID_TAKEN", "prescription.rx_id",
+                               "this institution already issued an e-prescription with this id")
+        return valid_days_of(rx, self._internet.policy(institution.admdvs))
 
     def _released_in_batch(self) -> set[str]:
         return {orig for _, orig in self._write.rx_releases}

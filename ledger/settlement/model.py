@@ -99,6 +99,21 @@ class FeeLine:
     pric_fen: int
 
 
+@dataclass(frozen=True, slots=True)
+class Prescription:
+    """An e-prescription issued at a visit; the person and the issuing
+    institution are the bill's."""
+
+    rx_id: str
+    prescriber_id: str
+    items: tuple[tuple[str, int], ...]  # (hilist_code, cnt), each code once
+    valid_days: int = 0  # 0: the region's default
+
+    def fingerprint(self) -> str:
+        items = "\x1f".join(f"{code}:{cnt}" for code, cnt in self.items)
+        return f"rx\x1f{self.rx_id}\x1f{self.prescriber_id}\x1f{self.valid_days}\x1f{items}"
+
+
 @quick_value
 @dataclass(frozen=True, slots=True)
 class Bill:
@@ -122,6 +137,8 @@ class Bill:
     ecert_token: str = field(default="", repr=False)
     ecert_nonce: str = ""
     ecert_expires_us: int = 0
+    prescription: Prescription | None = None  # issued at this visit
+    pharmacist_id: str = ""  # a pharmacy sale: who checked the prescription
 
     def fingerprint(self) -> str:
         """A canonical text of the payload, compared on idempotent retries."""
@@ -135,6 +152,10 @@ class Bill:
             parts.append(f"{line.feedetl_sn}\x1f{line.hilist_code}\x1f{line.cnt}\x1f{line.pric_fen}")
         if self.ecert_nonce:  # a retry shows the same certificate
             parts.append(f"ecert\x1f{self.ecert_nonce}")
+        if self.prescription is not None:
+            parts.append(self.prescription.fingerprint())
+        if self.pharmacist_id:
+            parts.append(f"pharmacist\x1f{self.pharmacist_id}")
         return "\x1e".join(parts)
 
 

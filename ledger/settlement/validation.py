@@ -16,6 +16,8 @@ MAX_PRIC_FEN = 100_000_000  # 1 million yuan per unit
 MAX_BILL_FEN = 100_000_000_000  # 1 billion yuan per bill
 MAX_DELIVERY_FEE_FEN = 1_000_000  # 10,000 yuan
 MAX_TEXT = 50
+MAX_RX_ITEMS = 50
+MAX_RX_VALID_DAYS = 365
 
 # \Z, not $: "$" also matches before a trailing newline ("M1\n" would pass)
 MSGID = re.compile(r"^[A-Za-z0-9_-]{1,30}\Z")
@@ -26,6 +28,7 @@ SETL_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}\Z")
 HILIST_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}\Z")
 DIAG_CODE = re.compile(r"^[A-Za-z0-9.]{0,20}\Z")
 RX_ID = re.compile(r"^[A-Za-z0-9_-]{0,40}\Z")
+STAFF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,29}\Z")
 INSUTYPES = (310, 390)
 
 
@@ -75,7 +78,36 @@ def bill_violations(bill: Bill, person_from_token: bool = False) -> list[FieldVi
         _pattern(out, "prescribing_fixmedins_code", bill.prescribing_fixmedins_code, CODE, "an institution code")
     out.extend(followup_field_violations(bill))
     out.extend(prescription_field_violations(bill))
+    if bill.prescription is not None:
+        _prescription(out, bill)
+    if bill.pharmacist_id:
+        _pattern(out, "pharmacist_id", bill.pharmacist_id, STAFF_ID, "a staff code of 1-30 characters")
     return out
+
+
+def _prescription(out: list[FieldViolation], bill: Bill) -> None:
+    """The shape of an e-prescription issued with the bill."""
+    rx = bill.prescription
+    assert rx is not None
+    if bill.visit_type == VisitType.PHARMACY:
+        out.append(FieldViolation("prescription", "a pharmacy sale fills a prescription (rx_id); it does not issue one"))
+    if not rx.rx_id:
+        out.append(FieldViolation("prescription.rx_id", "required"))
+    _pattern(out, "prescription.rx_id", rx.rx_id, RX_ID, "at most 40 letters, digits, '-' or '_'")
+    if bill.rx_id and bill.rx_id != rx.rx_id:
+        out.append(FieldViolation("rx_id", "must be prescription.rx_id (or empty) when the visit issues a prescription"))
+    _pattern(out, "prescription.prescriber_id", rx.prescriber_id, STAFF_ID, "the prescribing doctor's code of 1-30 characters")
+    if not 1 <= len(rx.items) <= MAX_RX_ITEMS:
+        out.append(FieldViolation("prescription.items", f"must have 1..{MAX_RX_ITEMS} items, got {len(rx.items)}"))
+    seen: set[str] = set()
+    for i, (code, cnt) in enumerate(rx.items[:MAX_RX_ITEMS]):
+        where = f"prescription.items[{i}]"
+        _pattern(out, f"{where}.hilist_code", code, HILIST_CODE, "a catalogue code of 1-50 characters")
+        if code in seen:
+            out.append(FieldViolation(f"{where}.hilist_code", f"repeats {code[:MAX_TEXT]!r}; prescribe each item once"))
+        seen.add(code)
+        _bound(out, f"{where}.cnt", cnt, 1, MAX_CNT)
+    _bound(out, "prescription.valid_days", rx.valid_days, 0, MAX_RX_VALID_DAYS)
 
 
 def _lines(out: list[FieldViolation], bill: Bill) -> None:

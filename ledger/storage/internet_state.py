@@ -5,9 +5,11 @@ this state commits or rolls back with the settlements it belongs to."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
+from medsettle.ledger.settlement.prescriptions import RxRecord
 from medsettle.ledger.storage.port import InternetWrite
 from medsettle.ledger.storage.sqlite import chunks, marks, storage_errors
 
@@ -36,6 +38,37 @@ class SqliteInternetState:
 
     def rx_fill_of(self, setl_id: str) -> bool:
         return self._one("SELECT 1 FROM rx_fills WHERE setl_id = ?", (setl_id,)) is not None
+
+    def rx_record(self, prescribing_code: str, rx_id: str) -> RxRecord | None:
+        row = self._one(
+            "SELECT setl_id, psn_no, prescriber_id, issued_day, valid_to, items, voided_setl_id FROM prescriptions "
+            "WHERE prescribing_code = ? AND rx_id = ?", (prescribing_code, rx_id))
+        if row is None:
+            return None
+        setl_id, psn_no, prescriber_id, issued_day, valid_to, items, voided = row
+        return RxRecord(prescribing_code, rx_id, setl_id, psn_no, prescriber_id, issued_day, valid_to,
+                        tuple((code, cnt) for code, cnt in json.loads(items)), voided is not None)
+
+    def rx_filled(self, prescribing_code: str, rx_id: str) -> dict[str, int]:
+        """hilist_code -> quantity the prescription's live (not reversed) fills took."""
+        with storage_errors:
+            rows = self._conn.execute(
+                "SELECT hilist_code, SUM(cnt) FROM rx_fill_items WHERE prescribing_code = ? AND rx_id = ? "
+                "AND reversal_setl_id IS NULL GROUP BY hilist_code", (prescribing_code, rx_id)).fetchall()
+        return {code: filled for code, filled in rows}
+
+    def rx_fill_items_of(self, setl_id: str) -> list[tuple[str, str, str, int]]:
+        """(prescriber, rx_id, hilist_code, cnt) a live sale took from a recorded prescription."""
+        with storage_errors:
+            rows = self._conn.execute(
+                "SELECT prescribing_code, rx_id, hilist_code, cnt FROM rx_fill_items "
+                "WHERE setl_id = ? AND reversal_setl_id IS NULL", (setl_id,)).fetchall()
+        return [(prescriber, rx_id, code, cnt) for prescriber, rx_id, code, cnt in rows]
+
+    def rx_issued_by(self, setl_id: str) -> tuple[str, str] | None:
+        """(prescriber, rx_id) of the prescription a visit issued, if any."""
+        row = self._one("SELECT prescribing_code, rx_id FROM prescriptions WHERE setl_id = ?", (setl_id,))
+        return (row[0], row[1]) if row else None
 
     def nonce_seen(self, nonce: str) -> bool:
         return self._one("SELECT 1 FROM ecert_nonces WHERE nonce = ?", (nonce,)) is not None
@@ -99,6 +132,19 @@ class SqliteInternetState:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 batch.flags,
             )
+            conn.executemany(
+                "INSERT INTO prescriptions (prescribing_code, rx_id, setl_id, psn_no, prescriber_id, issued_day, "
+                "valid_to, items) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.prescribing_code, r.rx_id, r.setl_id, r.psn_no, r.prescriber_id, r.issued_day, r.valid_to,
+                  json.dumps([list(item) for item in r.items])) for r in batch.rx_issued],
+            )
+            conn.executemany(
+                "INSERT INTO rx_fill_items (setl_id, prescribing_code, rx_id, hilist_code, cnt, pharmacist_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                batch.rx_fill_items,
+            )
+            conn.executemany("UPDATE rx_fill_items SET reversal_setl_id = ? WHERE setl_id = ?", batch.rx_item_releases)
+            conn.executemany("UPDATE prescriptions SET voided_setl_id = ? WHERE setl_id = ?", batch.rx_voids)
 
 
 InternetStateStore = SqliteInternetState  # the name before the storage port

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Protocol
 
 from medsettle.ledger.reference.models import Person
 from medsettle.ledger.settlement.model import Settlement
+from medsettle.ledger.settlement.prescriptions import RxRecord
 from medsettle.ledger.storage.rows import JournalRow
 
 # A batch that meets another writer's change is run again this many times
@@ -71,9 +72,15 @@ class InternetWrite:
     nonces: list[tuple[str, int, int]] = field(default_factory=list)
     visits: list[tuple[Any, ...]] = field(default_factory=list)
     flags: list[tuple[Any, ...]] = field(default_factory=list)
+    rx_issued: list[RxRecord] = field(default_factory=list)  # e-prescriptions issued with a visit
+    # what a sale took from a recorded prescription: setl_id, prescriber, rx, hilist_code, cnt, pharmacist_id
+    rx_fill_items: list[tuple[str, str, str, str, int, str]] = field(default_factory=list)
+    rx_item_releases: list[tuple[str, str]] = field(default_factory=list)  # (reversal setl_id, sale setl_id)
+    rx_voids: list[tuple[str, str]] = field(default_factory=list)  # (reversal setl_id, issuing visit setl_id)
 
     def empty(self) -> bool:
-        return not (self.quota_used or self.rx_fills or self.rx_releases or self.nonces or self.visits or self.flags)
+        return not (self.quota_used or self.rx_fills or self.rx_releases or self.nonces or self.visits or self.flags
+                    or self.rx_issued or self.rx_fill_items or self.rx_item_releases or self.rx_voids)
 
 
 class InternetState(Protocol):
@@ -84,6 +91,14 @@ class InternetState(Protocol):
     def rx_filled_by(self, prescribing_code: str, rx_id: str) -> str | None: ...
     def rx_fill_of(self, setl_id: str) -> bool: ...
     def nonce_seen(self, nonce: str) -> bool: ...
+    # recorded e-prescriptions (tables prescriptions, rx_fill_items)
+    def rx_record(self, prescribing_code: str, rx_id: str) -> RxRecord | None: ...
+    def rx_filled(self, prescribing_code: str, rx_id: str) -> dict[str, int]:
+        """hilist_code -> quantity the prescription's live (not reversed) fills took."""
+    def rx_fill_items_of(self, setl_id: str) -> list[tuple[str, str, str, int]]:
+        """(prescriber, rx_id, hilist_code, cnt) a live sale took from a recorded prescription."""
+    def rx_issued_by(self, setl_id: str) -> tuple[str, str] | None:
+        """(prescriber, rx_id) of the prescription a visit issued, if any."""
     def day_visits(self, psn_nos: list[str], day: str) -> dict[str, tuple[int, set[str]]]: ...
     def offline_visit_since(self, psn_no: str, diag_category: str, since_day: str) -> bool: ...
     def quota_uses(self) -> dict[tuple[str, int], int]: ...

@@ -158,6 +158,36 @@ CREATE TABLE IF NOT EXISTS rx_fills (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS rx_fills_once
     ON rx_fills (prescribing_code, rx_id) WHERE reversal_setl_id IS NULL;
+-- E-prescriptions issued with a visit (settlements.setl_id), with their
+-- contents: items as JSON [[hilist_code, cnt], ...]. A reversed visit voids
+-- its prescription. Fills of a recorded prescription go to rx_fill_items
+-- (rx_fills keeps the fill-once record of prescriptions never recorded).
+CREATE TABLE IF NOT EXISTS prescriptions (
+    prescribing_code TEXT NOT NULL,
+    rx_id TEXT NOT NULL,
+    setl_id TEXT NOT NULL,
+    psn_no TEXT NOT NULL,
+    prescriber_id TEXT NOT NULL,
+    issued_day TEXT NOT NULL,
+    valid_to TEXT NOT NULL,
+    items TEXT NOT NULL,
+    voided_setl_id TEXT,
+    PRIMARY KEY (prescribing_code, rx_id)
+);
+CREATE INDEX IF NOT EXISTS prescriptions_by_setl ON prescriptions (setl_id);
+-- What each pharmacy sale took from a recorded prescription, item by item
+-- (partial fills); a reversed sale gives its quantities back.
+CREATE TABLE IF NOT EXISTS rx_fill_items (
+    setl_id TEXT NOT NULL,
+    prescribing_code TEXT NOT NULL,
+    rx_id TEXT NOT NULL,
+    hilist_code TEXT NOT NULL,
+    cnt INTEGER NOT NULL,
+    pharmacist_id TEXT NOT NULL,
+    reversal_setl_id TEXT,
+    PRIMARY KEY (setl_id, hilist_code)
+);
+CREATE INDEX IF NOT EXISTS rx_fill_items_by_rx ON rx_fill_items (prescribing_code, rx_id);
 -- E-insurance certificate nonces seen (never the token): a replay is refused.
 CREATE TABLE IF NOT EXISTS ecert_nonces (
     nonce TEXT PRIMARY KEY,

@@ -32,10 +32,11 @@ def test_readme_demo_command_runs_a_server_and_shows_a_balanced_ledger(tmp_path)
     assert "ALREADY_EXISTS" in out and "ALREADY_REVERSED" in out and "REVERSAL_OF_REVERSAL" in out
     assert "INVALID_ARGUMENT" in out and "fee_lines[1].cnt" in out
     assert re.search(r"All \d+ books balance to zero; reciprocal agency accounts match\.", out)
+    assert "RULE_REFUSED RX_UNKNOWN (fields: rx_id)" in " ".join(out.split())  # the invented e-prescription
     # What /metrics counted: 7 answered (4 bills, the pre-settlement, the retry, the reversal), the
-    # three refusals the writer saw, the one it never saw (the invalid bill): 10 writes in all.
+    # four refusals the writer saw, the one it never saw (the invalid bill): 11 writes in all.
     assert re.search(r"Metrics at http://127\.0\.0\.1:\d+/metrics: calls by status ALREADY_EXISTS 1, "
-                     r"FAILED_PRECONDITION 2, INVALID_ARGUMENT 1, OK 7; the writer committed 10 writes", " ".join(out.split()))
+                     r"FAILED_PRECONDITION 3, INVALID_ARGUMENT 1, OK 7; the writer committed 11 writes", " ".join(out.split()))
     # a second run on the same database answers idempotently: nothing settled twice
     again = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert again.returncode == 0, again.stderr

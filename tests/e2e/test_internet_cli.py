@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from medsettle.cli import main
 from medsettle.ledger import ecert
 from medsettle.ledger.clock import CHINA_TZ
-from tests.service.test_internet import GZ_INTERNET, GZ_PSN, followup, pharmacy_sale
+from tests.service.test_internet import GZ_INTERNET, GZ_PSN, followup, issuing, pharmacy_sale
 
 KEY = bytes(range(32, 64))
 
@@ -24,8 +24,7 @@ def owed(r) -> int:
 
 
 def test_online_followup_e_prescription_at_a_pharmacy_elsewhere_and_the_clearing_that_pays_both(client, server, tmp_path):
-    visit = client.settle(followup(rx_id="RX-DEMO-1", delivery_fee_fen=1000,
-                                   lines=[("S0011", 1, 2500), ("XB0303", 2, 16000)]))
+    visit = client.settle(issuing("RX-DEMO-1", delivery_fee_fen=1000, lines=[("S0011", 1, 2500), ("XB0303", 2, 16000)]))
     sale = client.settle(pharmacy_sale("RX-DEMO-1"))
     assert owed(visit) > 0 and owed(sale) > 0
     out = tmp_path / "statement"
@@ -48,7 +47,7 @@ def test_online_followup_e_prescription_at_a_pharmacy_elsewhere_and_the_clearing
 
 
 def test_export_daily_is_the_closed_days_records_and_flags_and_is_idempotent(client, server, tmp_path):
-    visit = client.settle(followup())  # no offline visit on record: flagged
+    visit = client.settle(issuing("RX-EXPORT-1"))  # no offline visit on record: flagged
     client.settle(pharmacy_sale("RX-EXPORT-1"))
     out = tmp_path / "export"
     args = ["export-daily", "--date", "2026-10-15", "--db", str(server.db_path), "--out", str(out),

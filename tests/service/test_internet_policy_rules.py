@@ -19,7 +19,7 @@ from medsettle.ledger.money import share_bp
 from medsettle.v1 import settlement_pb2 as pb
 from tests.conftest import make_bill
 from tests.service.test_internet import (  # noqa: F401  serve_with: a fixture
-    FJ_PSN, GY_PSN, KEY, QDN_PSN, SH_INTERNET, SH_PSN, followup, refusal, serve_with,
+    FJ_PSN, GY_PSN, KEY, QDN_PSN, SH_INTERNET, SH_PSN, followup, pharmacy_sale, refusal, serve_with,
 )
 from tests.service.test_settle import assert_identities
 
@@ -164,3 +164,8 @@ def test_a_document_without_the_new_sections_settles_as_before(serve_with):
     assert "FOLLOWUP_WITHOUT_PRIOR_VISIT" in shanghai.audit_flags  # the default 180 days, only flagged
     fujian = client.settle(make_bill(code="H35010100001", psn_no=FJ_PSN, insuplc="350100", lines=[("S0101", 1, 20000)]))
     assert fujian.hifp_pay_fen == 0  # no remote coverage: the deductible absorbs it
+    invented = pharmacy_sale("RX-NEVER-ISSUED")  # no record needed, no prescription-only flag: filled once
+    assert client.settle(invented).clr_type == pb.CLR_TYPE_PHARMACY
+    assert refusal(lambda: client.settle(pharmacy_sale("RX-NEVER-ISSUED", code="P44010100001"))).metadata["rule"] == (
+        "RX_ALREADY_FILLED")
+    assert client.settle(make_bill(code="P44030100001", visit=pb.VISIT_TYPE_PHARMACY, lines=[("XA0101", 1, 2000)])).setl_id

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medsettle.client.settlement_client import CallRefused
-from tests.service.test_internet import GZ_INTERNET, followup, pharmacy_sale
+from tests.service.test_internet import GZ_INTERNET, followup, issuing, pharmacy_sale
 
 _example = itertools.count()
 ops = st.lists(st.tuples(st.sampled_from(["fill", "reverse_fill", "followup", "reverse_followup"]),
@@ -26,6 +26,8 @@ def test_fills_and_quota_follow_the_live_settlements(client, server, steps):
     n = next(_example)
     live_fill: dict[int, tuple[str, str]] = {}  # rx -> (pharmacy, setl_id)
     followups: list[tuple[str, int]] = []  # live (setl_id, hifp_pay_fen)
+    for rx in range(3):  # recorded (the issuing visits count against the host's quota too)
+        client.settle(issuing(f"RXP{n}-{rx}", msgid=f"PRX{n:04d}{rx}"))
     for i, (op, rx, pharmacy) in enumerate(steps):
         rx_id = f"RXP{n}-{rx}"
         msgid = f"PROP{n:04d}{i:03d}"
@@ -49,7 +51,8 @@ def test_fills_and_quota_follow_the_live_settlements(client, server, steps):
     conn = sqlite3.connect(server.db_path)
     try:
         active = dict(conn.execute(
-            "SELECT rx_id, setl_id FROM rx_fills WHERE reversal_setl_id IS NULL AND rx_id LIKE ?", (f"RXP{n}-%",)))
+            "SELECT DISTINCT rx_id, setl_id FROM rx_fill_items WHERE reversal_setl_id IS NULL AND rx_id LIKE ?",
+            (f"RXP{n}-%",)))
         assert active == {f"RXP{n}-{rx}": setl_id for rx, (_, setl_id) in live_fill.items()}
         live_fund = conn.execute(
             "SELECT COALESCE(SUM(hifp_pay_fen), 0) FROM settlements WHERE fixmedins_code IN ('H44010100001', ?)",

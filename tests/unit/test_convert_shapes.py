@@ -19,6 +19,7 @@ from medsettle.ledger.settlement.model import (
     FeeLine,
     LineSplit,
     PayLoc,
+    Prescription,
     Settlement,
     SettlementKind,
     Split,
@@ -32,7 +33,8 @@ int64s = st.integers(-(2**63), 2**63 - 1)
 texts = st.text(max_size=12)
 
 # The request fields a Bill is made of, named alike (the e-cert nonce and expiry come from the service).
-BILL_FIELDS = [f.name for f in dataclasses.fields(Bill) if f.name not in ("fee_lines", "ecert_nonce", "ecert_expires_us")]
+BILL_FIELDS = [f.name for f in dataclasses.fields(Bill)
+               if f.name not in ("fee_lines", "ecert_nonce", "ecert_expires_us", "prescription")]
 
 
 @st.composite
@@ -42,7 +44,14 @@ def requests(draw: st.DrawFn) -> pb.SettleRequest:
         insuplc_admdvs=draw(texts), visit_type=draw(st.integers(0, 6)), acct_used_flag=draw(st.booleans()),
         diag_code=draw(texts), prior_offline_diag_date=draw(texts), rx_id=draw(texts),
         prescribing_fixmedins_code=draw(texts), delivery_fee_fen=draw(int64s), ecert_token=draw(texts),
+        pharmacist_id=draw(texts),
     )
+    if draw(st.booleans()):
+        request.prescription.rx_id = draw(texts)
+        request.prescription.prescriber_id = draw(texts)
+        request.prescription.valid_days = draw(st.integers(-(2**31), 2**31 - 1))
+        for _ in range(draw(st.integers(0, 3))):
+            request.prescription.items.add(hilist_code=draw(texts), cnt=draw(int64s))
     for _ in range(draw(st.integers(0, 4))):
         request.fee_lines.add(feedetl_sn=draw(texts), hilist_code=draw(texts), cnt=draw(st.integers(-(2**31), 2**31 - 1)),
                               pric_fen=draw(int64s))
@@ -55,8 +64,12 @@ def test_bill_from_pb_equals_a_by_name_conversion(request: pb.SettleRequest) -> 
     values = {name: getattr(request, name) for name in BILL_FIELDS}
     if request.visit_type in {int(v) for v in VisitType}:
         values["visit_type"] = VisitType(request.visit_type)
+    rx = request.prescription
+    prescription = Prescription(rx.rx_id, rx.prescriber_id, tuple((i.hilist_code, i.cnt) for i in rx.items),
+                                rx.valid_days) if request.HasField("prescription") else None
     expected = Bill(
-        **values, fee_lines=tuple(FeeLine(l.feedetl_sn, l.hilist_code, l.cnt, l.pric_fen) for l in request.fee_lines)
+        **values, fee_lines=tuple(FeeLine(l.feedetl_sn, l.hilist_code, l.cnt, l.pric_fen) for l in request.fee_lines),
+        prescription=prescription,
     )
     bill = bill_from_pb(request)
     assert bill == expected and type(bill.visit_type) is type(expected.visit_type)

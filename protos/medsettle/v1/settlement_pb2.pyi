@@ -262,6 +262,8 @@ class SettleRequest(_message.Message):
     PRESCRIBING_FIXMEDINS_CODE_FIELD_NUMBER: _builtins.int
     DELIVERY_FEE_FEN_FIELD_NUMBER: _builtins.int
     ECERT_TOKEN_FIELD_NUMBER: _builtins.int
+    PRESCRIPTION_FIELD_NUMBER: _builtins.int
+    PHARMACIST_ID_FIELD_NUMBER: _builtins.int
     msgid: _builtins.str
     """Message id: institution code + timestamp + sequence, at most 30 chars.
     The idempotency key together with fixmedins_code.
@@ -294,9 +296,20 @@ class SettleRequest(_message.Message):
     """Signed, short-lived e-insurance certificate token (医保电子凭证) that
     identifies the person instead of psn_no.
     """
+    pharmacist_id: _builtins.str
+    """Code of the pharmacist who checked a pharmacy sale's prescription; kept
+    for the supervision export.
+    """
     @_builtins.property
     def fee_lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___FeeLine]:
         """The bill's fee lines (1 to 500)."""
+
+    @_builtins.property
+    def prescription(self) -> Global___Prescription:
+        """An e-prescription issued at this visit (internet follow-up, outpatient
+        or inpatient visit): recorded with the settlement, in the same
+        transaction, so a pharmacy sale can be matched against it.
+        """
 
     def __init__(
         self,
@@ -315,14 +328,85 @@ class SettleRequest(_message.Message):
         prescribing_fixmedins_code: _builtins.str = ...,
         delivery_fee_fen: _builtins.int = ...,
         ecert_token: _builtins.str = ...,
+        prescription: Global___Prescription | None = ...,
+        pharmacist_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["prescription", b"prescription"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acct_used_flag", b"acct_used_flag", "delivery_fee_fen", b"delivery_fee_fen", "diag_code", b"diag_code", "ecert_token", b"ecert_token", "fee_lines", b"fee_lines", "fixmedins_code", b"fixmedins_code", "insuplc_admdvs", b"insuplc_admdvs", "insutype", b"insutype", "msgid", b"msgid", "prescribing_fixmedins_code", b"prescribing_fixmedins_code", "prior_offline_diag_date", b"prior_offline_diag_date", "psn_no", b"psn_no", "rx_id", b"rx_id", "visit_type", b"visit_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acct_used_flag", b"acct_used_flag", "delivery_fee_fen", b"delivery_fee_fen", "diag_code", b"diag_code", "ecert_token", b"ecert_token", "fee_lines", b"fee_lines", "fixmedins_code", b"fixmedins_code", "insuplc_admdvs", b"insuplc_admdvs", "insutype", b"insutype", "msgid", b"msgid", "pharmacist_id", b"pharmacist_id", "prescribing_fixmedins_code", b"prescribing_fixmedins_code", "prescription", b"prescription", "prior_offline_diag_date", b"prior_offline_diag_date", "psn_no", b"psn_no", "rx_id", b"rx_id", "visit_type", b"visit_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SettleRequest: _TypeAlias = SettleRequest  # noqa: Y015
+
+@_typing.final
+class Prescription(_message.Message):
+    """An electronic prescription as issued: the person is the bill's, the
+    issuing institution the bill's fixmedins_code, the issue date the
+    settlement's day (China time).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RX_ID_FIELD_NUMBER: _builtins.int
+    PRESCRIBER_ID_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    VALID_DAYS_FIELD_NUMBER: _builtins.int
+    rx_id: _builtins.str
+    """The prescription's id, unique per issuing institution (1-40 letters,
+    digits, '-' or '_'); a pharmacy sale names it in rx_id.
+    """
+    prescriber_id: _builtins.str
+    """Code of the prescribing doctor (1-30 characters)."""
+    valid_days: _builtins.int
+    """Days the prescription can be filled, the issue day included (0: the
+    region's default; at most the region's maximum).
+    """
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___PrescribedItem]:
+        """What is prescribed (1 to 50 items, each catalogue code once)."""
+
+    def __init__(
+        self,
+        *,
+        rx_id: _builtins.str = ...,
+        prescriber_id: _builtins.str = ...,
+        items: _abc.Iterable[Global___PrescribedItem] | None = ...,
+        valid_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "prescriber_id", b"prescriber_id", "rx_id", b"rx_id", "valid_days", b"valid_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Prescription: _TypeAlias = Prescription  # noqa: Y015
+
+@_typing.final
+class PrescribedItem(_message.Message):
+    """One prescribed item."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HILIST_CODE_FIELD_NUMBER: _builtins.int
+    CNT_FIELD_NUMBER: _builtins.int
+    hilist_code: _builtins.str
+    """Catalogue code of the drug."""
+    cnt: _builtins.int
+    """Quantity prescribed in whole units (1 to 100000)."""
+    def __init__(
+        self,
+        *,
+        hilist_code: _builtins.str = ...,
+        cnt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cnt", b"cnt", "hilist_code", b"hilist_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrescribedItem: _TypeAlias = PrescribedItem  # noqa: Y015
 
 @_typing.final
 class PreSettleRequest(_message.Message):
@@ -428,6 +512,7 @@ class SettleResult(_message.Message):
     BALC_FEN_FIELD_NUMBER: _builtins.int
     LINE_SPLITS_FIELD_NUMBER: _builtins.int
     AUDIT_FLAGS_FIELD_NUMBER: _builtins.int
+    PAYEE_CODE_FIELD_NUMBER: _builtins.int
     setl_id: _builtins.str
     """Settlement id assigned by the platform; empty for a pre-settlement."""
     msgid: _builtins.str
@@ -478,6 +563,10 @@ class SettleResult(_message.Message):
     """Paid in cash by the person at the counter."""
     balc_fen: _builtins.int
     """Personal-account balance after this settlement."""
+    payee_code: _builtins.str
+    """The institution the fund part is payable to: the institution itself,
+    or, for an internet hospital whose agreement says so, its host hospital.
+    """
     @_builtins.property
     def setl_time(self) -> _timestamp_pb2.Timestamp:
         """When it was settled."""
@@ -521,10 +610,11 @@ class SettleResult(_message.Message):
         balc_fen: _builtins.int = ...,
         line_splits: _abc.Iterable[Global___LineSplit] | None = ...,
         audit_flags: _abc.Iterable[_builtins.str] | None = ...,
+        payee_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["setl_time", b"setl_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acct_pay_fen", b"acct_pay_fen", "act_pay_dedc_fen", b"act_pay_dedc_fen", "audit_flags", b"audit_flags", "balc_fen", b"balc_fen", "clr_type", b"clr_type", "fixmedins_code", b"fixmedins_code", "fulamt_ownpay_amt_fen", b"fulamt_ownpay_amt_fen", "fund_pay_sumamt_fen", b"fund_pay_sumamt_fen", "hifp_pay_fen", b"hifp_pay_fen", "hosp_part_amt_fen", b"hosp_part_amt_fen", "inscp_scp_amt_fen", b"inscp_scp_amt_fen", "insuplc_admdvs", b"insuplc_admdvs", "insutype", b"insutype", "kind", b"kind", "line_splits", b"line_splits", "mdtrtarea_admvs", b"mdtrtarea_admvs", "medfee_sumamt_fen", b"medfee_sumamt_fen", "msgid", b"msgid", "orig_setl_id", b"orig_setl_id", "overlmt_selfpay_fen", b"overlmt_selfpay_fen", "pay_loc", b"pay_loc", "preselfpay_amt_fen", b"preselfpay_amt_fen", "psn_cash_pay_fen", b"psn_cash_pay_fen", "psn_no", b"psn_no", "psn_part_amt_fen", b"psn_part_amt_fen", "setl_id", b"setl_id", "setl_time", b"setl_time", "setlym", b"setlym"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acct_pay_fen", b"acct_pay_fen", "act_pay_dedc_fen", b"act_pay_dedc_fen", "audit_flags", b"audit_flags", "balc_fen", b"balc_fen", "clr_type", b"clr_type", "fixmedins_code", b"fixmedins_code", "fulamt_ownpay_amt_fen", b"fulamt_ownpay_amt_fen", "fund_pay_sumamt_fen", b"fund_pay_sumamt_fen", "hifp_pay_fen", b"hifp_pay_fen", "hosp_part_amt_fen", b"hosp_part_amt_fen", "inscp_scp_amt_fen", b"inscp_scp_amt_fen", "insuplc_admdvs", b"insuplc_admdvs", "insutype", b"insutype", "kind", b"kind", "line_splits", b"line_splits", "mdtrtarea_admvs", b"mdtrtarea_admvs", "medfee_sumamt_fen", b"medfee_sumamt_fen", "msgid", b"msgid", "orig_setl_id", b"orig_setl_id", "overlmt_selfpay_fen", b"overlmt_selfpay_fen", "pay_loc", b"pay_loc", "payee_code", b"payee_code", "preselfpay_amt_fen", b"preselfpay_amt_fen", "psn_cash_pay_fen", b"psn_cash_pay_fen", "psn_no", b"psn_no", "psn_part_amt_fen", b"psn_part_amt_fen", "setl_id", b"setl_id", "setl_time", b"setl_time", "setlym", b"setlym"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
