@@ -190,14 +190,13 @@ class Gateway:
 
     async def _body(self, request: web.Request) -> bytes:
         limit = self._limits.max_body_bytes
-        too_large = _Answer(TOO_LARGE, self._refusal_body("", invalid([FieldViolation(
+        if request.content_length is None or request.content_length <= limit:
+            try:
+                return await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                pass  # a chunked body beyond the bound
+        raise _Answer(TOO_LARGE, self._refusal_body("", invalid([FieldViolation(
             "request", f"the body must be at most {limit} bytes")])), "http", "INVALID_ARGUMENT")
-        if request.content_length is not None and request.content_length > limit:
-            raise too_large
-        try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise too_large from None
 
     async def _authenticate(self, request: web.Request) -> Any:
         """Sets the caller for this call (reset when it ends); _Answer 401/403 if there is none."""

@@ -84,19 +84,34 @@ class Yuan:
         return f"Yuan({yuan(self.fen)})"
 
 
+# A Yuan is written by json.dumps (in C) as this marker and its fen, then
+# replaced by its number: two control characters no answer's text can hold
+# whole as a string (json.dumps escapes them, and the marker must be the
+# string's every character but the digits).
+_MARK = "\x00\x01"
+_MARKED = re.compile(r'"\\u0000\\u0001(D?)([-+.0-9Ee]+)"')
+
+
 def dumps(value: Any) -> str:
     """JSON text of an answer: like json.dumps (compact, UTF-8 kept), with
     each Yuan written as a number with two decimals (4.52, -0.23, 0.00) and
     each finite Decimal as its own digits."""
-    if isinstance(value, Yuan):
-        return yuan(value.fen)
-    if isinstance(value, Decimal) and value.is_finite():  # as read by loads: written back as it came
-        return str(value)
+    text = json.dumps(_marked(value), ensure_ascii=False, separators=(",", ":"))
+    return _MARKED.sub(lambda m: m.group(2) if m.group(1) else yuan(int(m.group(2))), text)
+
+
+def _marked(value: Any) -> Any:
     if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{dumps(v)}" for k, v in value.items()) + "}"
+        return {key: _marked(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(dumps(v) for v in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
+        return [_marked(item) for item in value]
+    if isinstance(value, Yuan):
+        return f"{_MARK}{value.fen}"
+    if isinstance(value, Decimal) and value.is_finite():  # as read by loads: written back as it came
+        return f"{_MARK}D{value}"
+    if isinstance(value, str) and value.startswith(_MARK):
+        raise ValueError("a text starting with NUL SOH cannot be written")  # never in an answer: would read as an amount
+    return value
 
 
 def loads(text: str) -> Any:

@@ -74,3 +74,9 @@ def test_answers_write_two_decimals_and_keep_text() -> None:
 def test_what_json_does_not_allow_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         loads(text)
+
+
+def test_a_text_is_never_read_as_an_amount() -> None:
+    assert loads(dumps({"a": "x\x00\x01123", "b": "\x01123"})) == {"a": "x\x00\x01123", "b": "\x01123"}
+    with pytest.raises(ValueError):
+        dumps({"a": "\x00\x01123"})  # the marker of an amount, which no answer's text holds
