@@ -69,6 +69,10 @@ class LoadPlan:
     rss_interval_s: float = 1.0
 
 
+class OwnServerError(Exception):
+    """An own server could not be set up or started (the message says why)."""
+
+
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[bytes]
@@ -92,7 +96,7 @@ def _metrics_url(log_path: Path) -> str:
     for line in log_path.read_text("utf-8", "replace").splitlines():
         if '"serving"' in line:
             return f"http://127.0.0.1:{json.loads(line)['metrics_port']}/metrics"
-    raise RuntimeError("the server logged no `serving` line")
+    raise OwnServerError("the server logged no `serving` line")
 
 
 def _medsettle(*args: str) -> list[str]:
@@ -135,7 +139,9 @@ def own_servers(persons: int, writer_batch: int, workdir: Path | None = None, wr
         db = db or str(root / "ledger.db")
         reference = root / "reference.json"
         reference.write_text(json.dumps(synthetic_reference(sample_document(), persons)), "utf-8")
-        subprocess.run(_medsettle("load-reference", "--db", db, str(reference)), check=True, stdout=subprocess.DEVNULL)
+        loaded = subprocess.run(_medsettle("load-reference", "--db", db, str(reference)), capture_output=True, text=True)
+        if loaded.returncode != 0:
+            raise OwnServerError(f"loading the reference data failed: {loaded.stderr.strip()[-2000:]}")
         tokens = _provision(db)
         servers = []
         for number in range(1, count + 1):
@@ -160,9 +166,9 @@ def _server_process(home: Path, db: str, writer_batch: int, writer_process: bool
             deadline = time.monotonic() + SERVER_START_TIMEOUT_S
             while not (port_file.exists() and port_file.read_text().strip()):
                 if process.poll() is not None:
-                    raise RuntimeError(f"server exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+                    raise OwnServerError(f"server exited with {process.returncode}: {log_path.read_text()[-2000:]}")
                 if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start in time")
+                    raise OwnServerError("server did not start in time")
                 time.sleep(0.05)
             yield ServerProcess(process, f"127.0.0.1:{port_file.read_text().strip()}", _metrics_url(log_path))
         finally:

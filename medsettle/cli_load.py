@@ -69,7 +69,7 @@ def load(targets: tuple[str, ...], db: str | None, servers: int, token: str | No
     well; on PostgreSQL, the database's CPU and WAL bytes per call. Only ever
     point it at a test server or a test database."""
     from medsettle.client.loadgen import BillMix
-    from medsettle.client.loadrun import LoadPlan, parse_modes, run, summary_lines
+    from medsettle.client.loadrun import LoadPlan, OwnServerError, parse_modes, run, summary_lines
     from medsettle.ledger.storage.backends import is_postgres
 
     if duration is not None and count is not None:
@@ -108,8 +108,11 @@ def load(targets: tuple[str, ...], db: str | None, servers: int, token: str | No
     def progress(phase: dict) -> None:  # type: ignore[type-arg]
         click.echo(f"  done: {phase['service']} {phase['mode']} {phase['calls_per_s']:,.0f} calls/s", err=True)
 
-    report = run(plan, mix, targets=targets, token=token, tokens=tokens, progress=progress, metrics_urls=metrics_urls,
-                 db=db, servers=servers)
+    try:
+        report = run(plan, mix, targets=targets, token=token, tokens=tokens, progress=progress,
+                     metrics_urls=metrics_urls, db=db, servers=servers)
+    except OwnServerError as error:
+        raise click.ClickException(f"own server: {error}") from None
     for line in summary_lines(report):
         click.echo(line, err=json_path == "-")
     if json_path == "-":

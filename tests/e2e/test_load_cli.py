@@ -81,3 +81,11 @@ def test_fewer_streams_than_servers_is_refused():
     done = _load("--target", "127.0.0.1:1", "--target", "127.0.0.1:2", "--mode", "stream", "--streams", "1",
                  "--count", "1")
     assert done.returncode == 2 and "--streams" in done.stderr
+
+
+def test_a_database_that_cannot_take_the_reference_data_is_one_line(tmp_path):
+    (tmp_path / "not-a-ledger.db").write_bytes(b"this is not an SQLite file" * 100)
+    done = _load("--db", str(tmp_path / "not-a-ledger.db"), "--count", "1")
+    assert done.returncode == 1
+    assert "own server: loading the reference data failed: Error: --db: SQLite: file is not a database" in done.stderr
+    assert "Traceback" not in done.stderr
