@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator
 from medsettle.ledger import ecert
 from medsettle.ledger.clock import Clock, PERIOD_PATTERN
 from medsettle.ledger.errors import FieldViolation, Reason, Refused, invalid, refused_field
+from medsettle.ledger.progress import NO_PROGRESS, Hooks
 from medsettle.ledger.reconcile import StmtResult, Totals, compare_totals
 from medsettle.ledger.reference.loader import parse_document, sample_document
 from medsettle.ledger.reference.models import ReferenceData
@@ -56,12 +57,14 @@ def reference_in_force(store: LedgerStore) -> ReferenceData:
     return parse_document(json.loads(body) if body is not None else sample_document())[0]
 
 
-def load_reference_file(store: LedgerStore, path: str | Path, clock: Clock) -> ReferenceData:
-    """Loads a user's reference document; it is checked whole before anything is stored."""
+def load_reference_file(store: LedgerStore, path: str | Path, clock: Clock,
+                        hooks: Hooks = NO_PROGRESS) -> ReferenceData:
+    """Loads a user's reference document; it is checked whole before anything
+    is stored (hooks hear of the records checked)."""
     from medsettle.ledger.reference.loader import read_document
 
     doc = read_document(path)
-    data, persons = parse_document(doc)
+    data, persons = parse_document(doc, hooks)
     store.save_reference(json.dumps(doc, ensure_ascii=False), persons, clock.now())
     return data
 

@@ -14,6 +14,7 @@ from typing import Iterable
 from medsettle.ledger.posting.invariants import Break, reciprocity_breaks, trial_balance_breaks
 from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
 from medsettle.ledger.posting.rules import Posting, settlement_postings
+from medsettle.ledger.progress import NO_PROGRESS, Hooks, counted
 from medsettle.ledger.storage.backends import open_ledger
 from medsettle.ledger.storage.rows import JournalRow
 
@@ -90,10 +91,12 @@ def verify_journal(rows: Iterable[JournalRow]) -> tuple[VerifyReport, dict[tuple
     return report, dict(balances), dict(settled)
 
 
-def verify_database(path: str | Path) -> VerifyReport:
+def verify_database(path: str | Path, hooks: Hooks = NO_PROGRESS) -> VerifyReport:
+    """hooks hear of the entries to check (the last entry number) and of those checked."""
     store = open_ledger(path, read_only=True)  # NotALedgerError if it holds no ledger
     try:
-        report, balances, settled = verify_journal(store.iter_entry_postings())
+        hooks.start(store.chain_head()[1])  # the last entry number
+        report, balances, settled = verify_journal(counted(store.iter_entry_postings(), hooks))
         report.orphan_postings = store.orphan_postings()
     finally:
         store.close()

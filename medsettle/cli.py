@@ -207,10 +207,13 @@ def load_reference(db: str, file: str) -> None:
     from medsettle.ledger.service import load_reference_file
     from medsettle.ledger.storage.backends import make_room_for, open_ledger
 
+    from medsettle.progress import progress_hooks
+
     make_room_for(db)
     store = open_ledger(db)
     try:
-        data = load_reference_file(store, file, SystemClock())
+        with progress_hooks("checking reference records", "records") as hooks:
+            data = load_reference_file(store, file, SystemClock(), hooks)
     except ReferenceDataError as error:
         raise click.ClickException(str(error)) from None
     finally:
@@ -379,6 +382,10 @@ main.add_command(quotas)
 from medsettle.cli_demo import demo  # noqa: E402  (the demo against running servers)
 
 main.add_command(demo)
+
+from medsettle.cli_ops import backup  # noqa: E402  (operations)
+
+main.add_command(backup)
 
 if __name__ == "__main__":
     main()

@@ -13,8 +13,9 @@ from typing import Any, Iterator
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from medsettle.progress import progress_hooks
 
 EXIT_BREAKS = 3  # 1: refused (bad option, period not ended); 2: usage error
 DEFAULT_STATEMENT_ROOT = Path("var/statements")
@@ -49,7 +50,7 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
     people: a chart, the prepaid funds, the reconciliation). A period is cleared once: a re-run prints
     and writes the same statement and posts nothing.
     """
-    from medsettle.ledger.clearing.run import Hooks, Outcome, run_clearing
+    from medsettle.ledger.clearing.run import Outcome, run_clearing
     from medsettle.ledger.clearing.statement import render_instructions_csv, render_statement_csv
     from medsettle.ledger.clearing.statement_html import render_statement_html
     from medsettle.ledger.clock import parse_clock
@@ -58,10 +59,8 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
         raise click.ClickException(f"--db: no database at {db}")
     out_dir = Path(statement_dir) if statement_dir else DEFAULT_STATEMENT_ROOT / f"{province}-{period}"
     status = Console(stderr=True, highlight=False)
-    with _clearing_store(db, read_only=dry_run) as store, _progress(status) as progress:
-        task = progress.add_task(f"verifying {period} journal", total=None)
-        hooks = Hooks(start=lambda total: progress.update(task, total=total),
-                      advance=lambda done: progress.advance(task, done))
+    with _clearing_store(db, read_only=dry_run) as store, \
+            progress_hooks(f"verifying {period} journal", "entries", quiet=as_json) as hooks:
         result = run_clearing(store, province, period, parse_clock(clock), dry_run=dry_run,
                               declared_csv=declared, hooks=hooks)
 
@@ -140,11 +139,6 @@ def _clearing_store(db: str, read_only: bool = False) -> Iterator[Any]:
         raise click.ClickException(str(refusal)) from None
     finally:
         store.close()
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True, disable=not console.is_terminal)
 
 
 def _print_statement(data: dict[str, Any], console: Console, show_postings: bool) -> None:

@@ -70,8 +70,11 @@ def _day(text: str | None, clock: str) -> dt.date:
 def export_daily(date_text: str | None, db: str, out_dir: str, clock: str) -> None:
     """Write a closed day's settlement details and audit flags for the supervision platform."""
     from medsettle.ledger.supervision.export import export_day
+    from medsettle.progress import progress_hooks
 
-    result = export_day(db, _day(date_text, clock), out_dir)
+    day = _day(date_text, clock)
+    with progress_hooks(f"exporting {day.isoformat()}", "records") as hooks:
+        result = export_day(db, day, out_dir, hooks)
     click.echo(f"{result.directory}: {result.settlements} settlement record(s), {result.flags} flag(s); "
                f"manifest sha256 {result.manifest_sha256}")
 

@@ -15,8 +15,10 @@ import click
 def verify(db: str, as_json: bool) -> None:
     """Check the journal's hash chain, each entry's postings and the balances."""
     from medsettle.ledger.verify import verify_database
+    from medsettle.progress import progress_hooks
 
-    report = verify_database(db)
+    with progress_hooks("verifying the journal", "entries", quiet=as_json) as hooks:
+        report = verify_database(db, hooks)
     first = report.first_bad
     if as_json:
         click.echo(json.dumps({

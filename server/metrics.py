@@ -227,12 +227,14 @@ def start_metrics(address: str, stats: CallStats, service: Any) -> MetricsEndpoi
     """Serves /metrics at address ("host:0" picks a free port) on a thread of its own."""
     from importlib.metadata import version
 
+    from medsettle.ledger.storage.sqlite import SqliteLedgerStore
     from medsettle.server.clearing_metrics import ClearingCollector
 
     host, port = split_host_port(address)
     registry = CollectorRegistry()
     registry.register(ServerCollector(stats, service, version("medsettle")))
-    registry.register(ClearingCollector(service.store.path))  # shortfalls of the latest clearing runs
+    if isinstance(service.store, SqliteLedgerStore):  # clearing results are read from a SQLite ledger
+        registry.register(ClearingCollector(service.store.path))
     ProcessCollector(registry=registry)  # this process: CPU seconds, resident memory, open fds
     if service.writer_process is not None:
         ProcessCollector(namespace="medsettle_writer", pid=lambda: service.writer_process.pid, registry=registry)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from medsettle.ledger.clearing import netting
 from medsettle.ledger.clearing.period import (
@@ -31,6 +31,7 @@ from medsettle.ledger.clearing.statement import breaks_report, build_statement, 
 from medsettle.ledger.clearing.store import ClearingRun, ClearingStore
 from medsettle.ledger.clock import CHINA_TZ, Clock, period_of
 from medsettle.ledger.money import MAX_AMOUNT_FEN
+from medsettle.ledger.progress import Hooks
 from medsettle.ledger.storage.rows import to_us
 
 CLEARING_KIND = "clearing"
@@ -50,14 +51,6 @@ class RunResult:
     statement_json: str = ""  # the stored bytes (cleared), or the would-be statement (dry run)
     breaks: dict[str, Any] = field(default_factory=dict)  # the breaks report (BREAKS)
     entries_verified: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Hooks:
-    """Progress reporting for long runs (the CLI draws a bar)."""
-
-    start: Callable[[int], None] = lambda total: None
-    advance: Callable[[int], None] = lambda done: None
 
 
 def run_clearing(store: ClearingStore, province: str, period: str, clock: Clock, *, dry_run: bool = False,

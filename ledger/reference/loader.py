@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medsettle.ledger.money import BASIS_POINTS, MAX_AMOUNT_FEN
+from medsettle.ledger.progress import NO_PROGRESS, Hooks, counted
 from medsettle.ledger.reference.internet import ReferenceSectionError, parse_internet_sections
 from medsettle.ledger.reference.models import (
     CatalogueItem,
@@ -193,17 +194,30 @@ def _person(record: dict[str, Any], where: str, regions: dict[str, Region]) -> P
     )
 
 
-def parse_document(doc: dict[str, Any]) -> tuple[ReferenceData, list[Person]]:
-    """Builds the reference data and the persons of a document, or raises."""
+def _record_count(doc: dict[str, Any]) -> int:
+    """The records a document holds, for progress (before they are checked)."""
+    def length(value: Any) -> int:
+        return len(value) if isinstance(value, list) else 0
+
+    catalogue = doc.get("catalogue") if isinstance(doc.get("catalogue"), dict) else {}
+    provinces = catalogue.get("provinces") if isinstance(catalogue.get("provinces"), dict) else {}
+    return (sum(length(doc.get(section)) for section in ("regions", "institutions", "policies", "persons"))
+            + length(catalogue.get("national")) + sum(length(items) for items in provinces.values()))
+
+
+def parse_document(doc: dict[str, Any], hooks: Hooks = NO_PROGRESS) -> tuple[ReferenceData, list[Person]]:
+    """Builds the reference data and the persons of a document, or raises.
+    hooks hear of the records to check and of those checked."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ReferenceDataError(f"format: expected {FORMAT!r}")
+    hooks.start(_record_count(doc))
     data = ReferenceData()
     seen: dict[Any, str] = {}  # section and key -> where first
-    for i, record in enumerate(_get(doc, "regions", "", list)):
+    for i, record in enumerate(counted(_get(doc, "regions", "", list), hooks)):
         region = _region(record, f"regions[{i}]")
         _first(seen, ("region", region.admdvs), f"regions[{i}].admdvs", f"region {region.admdvs}")
         data.regions[region.admdvs] = region
-    for i, record in enumerate(_get(doc, "institutions", "", list)):
+    for i, record in enumerate(counted(_get(doc, "institutions", "", list), hooks)):
         institution = _institution(record, f"institutions[{i}]", data.regions)
         _first(seen, ("institution", institution.code), f"institutions[{i}].code", f"institution {institution.code}")
         data.institutions[institution.code] = institution
@@ -213,25 +227,25 @@ def parse_document(doc: dict[str, Any]) -> tuple[ReferenceData, list[Person]]:
             if host is None or host.kind != InstitutionKind.HOSPITAL:
                 raise ReferenceDataError(f"institutions.{code}.host_code: needs a physical hospital")
     catalogue = _get(doc, "catalogue", "", dict)
-    for i, record in enumerate(_get(catalogue, "national", "catalogue", list)):
+    for i, record in enumerate(counted(_get(catalogue, "national", "catalogue", list), hooks)):
         item = _item(record, f"catalogue.national[{i}]")
         _first(seen, ("national item", item.code), f"catalogue.national[{i}].code", f"item {item.code}")
         data.catalogue[item.code] = item
     provinces = _get(catalogue, "provinces", "catalogue", dict, {})
     for province in provinces:
         items = data.province_catalogue.setdefault(province, {})
-        for i, record in enumerate(_get(provinces, province, "catalogue.provinces", list)):
+        for i, record in enumerate(counted(_get(provinces, province, "catalogue.provinces", list), hooks)):
             item = _item(record, f"catalogue.provinces.{province}[{i}]")
             _first(seen, ("province item", province, item.code), f"catalogue.provinces.{province}[{i}].code",
                    f"item {item.code} of province {province}")
             items[item.code] = item
-    for i, record in enumerate(_get(doc, "policies", "", list)):
+    for i, record in enumerate(counted(_get(doc, "policies", "", list), hooks)):
         policy = _policy(record, f"policies[{i}]", data.regions)
         _first(seen, ("policy", policy.admdvs, policy.insutype), f"policies[{i}]",
                f"the policy of region {policy.admdvs} for insutype {policy.insutype}")
         data.policies[(policy.admdvs, policy.insutype)] = policy
     persons = []
-    for i, record in enumerate(_get(doc, "persons", "", list, [])):
+    for i, record in enumerate(counted(_get(doc, "persons", "", list, []), hooks)):
         person = _person(record, f"persons[{i}]", data.regions)
         _first(seen, ("person", person.psn_no), f"persons[{i}].psn_no", f"psn_no {person.psn_no}")
         persons.append(person)

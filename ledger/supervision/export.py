@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from medsettle.ledger.clock import CHINA_TZ
+from medsettle.ledger.progress import NO_PROGRESS, Hooks, counted
 from medsettle.ledger.settlement.model import AMOUNT_FIELDS
 from medsettle.ledger.storage.sqlite import FLAG_COLUMNS, connect_read_only, flags_of_day, to_us  # noqa: F401
 
@@ -86,18 +87,29 @@ def _write_atomically(path: Path, chunks: Iterator[bytes]) -> tuple[int, str]:
     return count, digest.hexdigest()
 
 
-def export_day(db_path: str | Path, day: dt.date, out_dir: str | Path) -> ExportResult:
+def _records_of_day(conn: sqlite3.Connection, day: dt.date) -> int:
+    """Settlements and flags of the day: what the progress bar counts to."""
+    start_us, end_us = day_bounds_us(day)
+    settlements = conn.execute("SELECT COUNT(*) FROM settlements WHERE setl_time_us >= ? AND setl_time_us < ?",
+                               (start_us, end_us)).fetchone()[0]
+    flags = conn.execute("SELECT COUNT(*) FROM audit_flags WHERE flag_day = ?", (day.isoformat(),)).fetchone()[0]
+    return int(settlements) + int(flags)
+
+
+def export_day(db_path: str | Path, day: dt.date, out_dir: str | Path, hooks: Hooks = NO_PROGRESS) -> ExportResult:
     """Writes the day's export (see the module doc); the day must be over.
-    Reads the database read only (NotALedgerError if it holds no ledger)."""
+    Reads the database read only (NotALedgerError if it holds no ledger).
+    hooks hear of the records to write and of those written."""
     conn = connect_read_only(db_path)
     try:
         directory = Path(out_dir) / day.isoformat()
         directory.mkdir(parents=True, exist_ok=True)
         conn.execute("BEGIN")  # one snapshot for both files
+        hooks.start(_records_of_day(conn, day))
         settlements, settlements_sha = _write_atomically(
-            directory / "settlements.jsonl", (_line(r) for r in _settlement_records(conn, day)))
+            directory / "settlements.jsonl", (_line(r) for r in counted(_settlement_records(conn, day), hooks)))
         flags, flags_sha = _write_atomically(
-            directory / "flags.jsonl", (_line(r) for r in flags_of_day(conn, day.isoformat())))
+            directory / "flags.jsonl", (_line(r) for r in counted(flags_of_day(conn, day.isoformat()), hooks)))
         conn.execute("COMMIT")
     finally:
         conn.close()

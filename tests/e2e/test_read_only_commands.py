@@ -1,5 +1,5 @@
 """The commands that only read the ledger (`verify`, `balances`,
-`audit-flags`, `quotas`, `export-daily`, `credentials list`) open it read
+`audit-flags`, `quotas`, `export-daily`, `credentials list`, `backup`) open it read
 only: a missing file, an empty one or another application's SQLite file is a
 one-line refusal naming --db (exit 1) and stays byte for byte as it was (it
 used to get the whole schema written and be reported as a balanced ledger);
@@ -34,6 +34,7 @@ def read_only_commands(tmp_path: Path) -> dict[str, list[str]]:
         "export-daily": ["export-daily", "--date", "2026-10-15", "--clock", "2026-10-16T09:00:00+08:00",
                          "--out", str(tmp_path / "export")],
         "credentials list": ["credentials", "list"],
+        "backup": ["backup", "--out", str(tmp_path / "backup.db")],
     }
 
 
