@@ -23,8 +23,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import aiohttp
 import grpc
 from hdrh.histogram import HdrHistogram
+
+from medsettle.client.national import ENDPOINT, settle_envelope
 
 from medsettle.v1 import echo_pb2 as echo_pb
 from medsettle.v1 import settlement_pb2 as pb
@@ -34,7 +37,10 @@ REVERSE = "/medsettle.v1.SettlementService/Reverse"
 SETTLE_STREAM = "/medsettle.v1.SettlementService/SettleStream"
 SETTLE_BATCH_STREAM = "/medsettle.v1.SettlementService/SettleBatchStream"
 MAX_BATCH_BILLS = 256
-MODES = ("unary", "stream", "batch")
+MODES = ("unary", "stream", "batch", "http")
+# The HTTP mode (2207 over the JSON gateway) is measured against the gRPC
+# unary echo: the baseline is what one gRPC call costs, whatever the transport.
+BASELINE_MODE = {"http": "unary"}
 ECHO = "/medsettle.v1.EchoService/Echo"
 ECHO_STREAM = "/medsettle.v1.EchoService/EchoStream"
 
@@ -230,7 +236,7 @@ class PhaseTallies:
 @dataclass(frozen=True, slots=True)
 class Phase:
     service: str  # "settle" or "echo"
-    mode: str  # "unary", "stream", or "batch" (SettleBatchStream; its echo baseline is the item stream)
+    mode: str  # "unary", "stream", "batch" (SettleBatchStream; its echo baseline is the item stream) or "http" (the gateway)
     concurrency: int  # calls (unary) or stream items (stream) in flight
     duration_s: float | None = 10.0
     count: int | None = None  # stop after this many calls instead
@@ -239,13 +245,13 @@ class Phase:
     batch: int = 64  # batch mode: bills per SettleBatchStream message
 
     def __post_init__(self) -> None:
-        if self.service not in ("settle", "echo") or self.mode not in MODES:
+        if self.service not in ("settle", "echo") or self.mode not in MODES or (self.service, self.mode) == ("echo", "http"):
             raise ValueError(f"unknown phase {self.service}/{self.mode}")
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be 1..{MAX_CONCURRENCY}, got {self.concurrency}")
         if (self.duration_s is None) == (self.count is None):
             raise ValueError("give exactly one of duration_s and count")
-        if self.mode != "unary" and not 1 <= self.streams <= self.concurrency:
+        if self.mode in ("stream", "batch") and not 1 <= self.streams <= self.concurrency:
             raise ValueError(f"streams must be 1..concurrency, got {self.streams}")
         if not 1 <= self.batch <= MAX_BATCH_BILLS:
             raise ValueError(f"batch must be 1..{MAX_BATCH_BILLS}, got {self.batch}")
@@ -259,9 +265,16 @@ class Credentials:
     def __init__(self, tokens: Mapping[str, str] | None = None, token: str | None = None) -> None:
         self._metadata = {code: (("authorization", f"Bearer {t}"),) for code, t in (tokens or {}).items()}
         self._default = (("authorization", f"Bearer {token}"),) if token else None
+        self._headers = {code: {"Authorization": value, "Content-Type": "application/json"}
+                         for code, ((_, value),) in self._metadata.items()}
+        self._default_headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
 
     def metadata(self, code: str) -> tuple[tuple[str, str], ...] | None:
         return self._metadata.get(code, self._default)
+
+    def headers(self, code: str) -> dict[str, str]:
+        """The same credential as HTTP headers (the JSON gateway)."""
+        return self._headers.get(code, self._default_headers)
 
 
 def _status_name(error: grpc.RpcError) -> str:
@@ -293,6 +306,7 @@ class Target:
     name: str
     channel: grpc.aio.Channel
     credentials: Credentials
+    http_base: str | None = None  # its JSON gateway (http://HOST:PORT), for the http mode
 
 
 def round_robin(count: int) -> Callable[[], int]:
@@ -309,7 +323,7 @@ async def run_phase(targets: Sequence[Target], phase: Phase, bills: BillFactory)
     names = [t.name for t in targets]
     if not targets or len(set(names)) != len(names):
         raise ValueError(f"targets must be one or more distinct servers, got {names}")
-    if phase.mode != "unary" and phase.streams < len(targets):
+    if phase.mode in ("stream", "batch") and phase.streams < len(targets):
         raise ValueError(f"streams must be at least the number of targets ({len(targets)}): a stream goes to one")
     tallies = PhaseTallies(len(targets))
     budget = _Budget(phase)
@@ -322,7 +336,16 @@ async def run_phase(targets: Sequence[Target], phase: Phase, bills: BillFactory)
         tallies.open()
 
     opener = None if tallies.measuring else asyncio.create_task(open_measurement())
-    if phase.mode == "unary":
+    session = None
+    if phase.mode == "http":
+        if any(t.http_base is None for t in targets):
+            raise ValueError("an http phase needs each target's gateway address")
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=phase.concurrency),
+                                        timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S))
+        next_target = round_robin(len(targets))
+        workers = [_http_worker(targets, session, bills, budget, tallies.sink, next_target)
+                   for _ in range(phase.concurrency)]
+    elif phase.mode == "unary":
         next_target = round_robin(len(targets))
         workers = [_unary_worker(targets, phase.service, bills, budget, tallies.sink, next_target)
                    for _ in range(phase.concurrency)]
@@ -335,7 +358,11 @@ async def run_phase(targets: Sequence[Target], phase: Phase, bills: BillFactory)
                            phase.batch if phase.mode == "batch" and phase.service == "settle" else 0)
             for i, window in enumerate(windows)
         ]
-    await asyncio.gather(*workers)
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        if session is not None:
+            await session.close()
     if opener is not None:
         opener.cancel()
     total = merged(tallies.measured)
@@ -343,7 +370,7 @@ async def run_phase(targets: Sequence[Target], phase: Phase, bills: BillFactory)
         total.last_ns = time.perf_counter_ns()
     summary = total.summary()
     return {"service": phase.service, "mode": phase.mode, "concurrency": phase.concurrency,
-            **({"streams": phase.streams} if phase.mode != "unary" else {}),
+            **({"streams": phase.streams} if phase.mode in ("stream", "batch") else {}),
             **({"batch": phase.batch} if phase.mode == "batch" else {}), **summary,
             "by_target": {name: tally.summary(summary["elapsed_s"]) for name, tally in zip(names, tallies.measured)},
             "calls_with_warmup": tallies.calls_with_warmup()}
@@ -392,6 +419,34 @@ async def _unary_worker(
                 sink(index).record("reverse", started, _status_name(error))
             else:
                 sink(index).record("reverse", started)
+
+
+async def _http_worker(
+    targets: Sequence[Target], session: aiohttp.ClientSession, bills: BillFactory, budget: _Budget,
+    sink: Callable[[int], Tally], next_target: Callable[[], int],
+) -> None:
+    """2207 over the JSON gateway, one call in flight: the envelope built and
+    serialized per call (as an HIS would), the answer read but not parsed
+    (200 is infcode 0). An error is counted by HTTP status (HTTP_409, ...)."""
+    urls = [f"{t.http_base}{ENDPOINT}" for t in targets]
+    previous: tuple[bytes, str] | None = None  # the last request sent and its institution
+    while budget.take():
+        index = next_target()
+        if previous is not None and bills.chance(bills.mix.duplicate_share):
+            kind, (body, code) = "duplicate", previous
+        else:
+            bill = bills.bill()
+            body, code = json.dumps(settle_envelope(bill)).encode(), bill.fixmedins_code
+            kind, previous = "settle", (body, code)
+        started = time.perf_counter_ns()
+        try:
+            async with session.post(urls[index], data=body, headers=targets[index].credentials.headers(code)) as answer:
+                await answer.read()
+                status = answer.status
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            sink(index).record(kind, started, type(error).__name__)
+            continue
+        sink(index).record(kind, started, None if status == 200 else f"HTTP_{status}")
 
 
 async def _stream_worker(
@@ -573,18 +628,31 @@ def rss_summary(samples: Sequence[tuple[float, int]]) -> dict[str, Any]:
 
 
 def iter_phases(modes: Sequence[str], with_echo: bool, **common: Any) -> Iterator[Phase]:
-    """Per mode: the echo baseline first, then the settlements."""
+    """Per mode: the echo baseline first, then the settlements (http has
+    none of its own: its baseline is the gRPC unary echo of the same run)."""
     for mode in modes:
-        if with_echo:
+        if with_echo and mode != "http":
             yield Phase("echo", mode, **common)
         yield Phase("settle", mode, **common)
 
 
 def ratios(phases: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Settlements/s over echo calls/s, per mode measured with both."""
+    """Settlements/s over echo calls/s, per mode measured with both (http:
+    over the gRPC unary echo)."""
     rate = {(p["service"], p["mode"]): p["calls_per_s"] for p in phases}
     return {
-        mode: round(rate[("settle", mode)] / rate[("echo", mode)], 3)
+        mode: round(rate[("settle", mode)] / rate[("echo", BASELINE_MODE.get(mode, mode))], 3)
         for (service, mode) in rate
-        if service == "settle" and rate.get(("echo", mode))
+        if service == "settle" and rate.get(("echo", BASELINE_MODE.get(mode, mode)))
     }
+
+
+def http_to_grpc(phases: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Settlements over the gateway against gRPC unary in the same run:
+    the ratio of settlements/s and of p99 latency (empty without both)."""
+    settle = {p["mode"]: p for p in phases if p["service"] == "settle"}
+    if "http" not in settle or "unary" not in settle or not settle["unary"]["calls_per_s"]:
+        return {}
+    http, unary = settle["http"], settle["unary"]
+    return {"calls_per_s": round(http["calls_per_s"] / unary["calls_per_s"], 3),
+            "p99": round(http["latency_ms"]["p99"] / max(unary["latency_ms"]["p99"], 1e-9), 3)}

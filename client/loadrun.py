@@ -40,6 +40,7 @@ from medsettle.client.loadgen import (
     RssSampler,
     Target,
     cpu_s,
+    http_to_grpc,
     iter_phases,
     ratios,
     run_phase,
@@ -78,6 +79,7 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
     target: str
     metrics_url: str  # its Prometheus endpoint
+    http_base: str  # its JSON gateway, http://127.0.0.1:PORT
 
 
 @dataclass(frozen=True)
@@ -89,13 +91,14 @@ class Servers:
     pids: tuple[int, ...] = ()  # own server processes: their CPU and RSS
     metrics_urls: tuple[str, ...] = ()  # their /metrics: the writers' group commits
     database: PostgresProbe | None = None  # PostgreSQL: its CPU and WAL per phase
+    http_bases: tuple[str, ...] = ()  # their JSON gateways (http://HOST:PORT), one per target: the http mode
 
 
-def _metrics_url(log_path: Path) -> str:
-    """The /metrics address the server's `serving` log line gives."""
+def _serving_line(log_path: Path) -> dict[str, Any]:
+    """The server's `serving` log line: the ports it bound."""
     for line in log_path.read_text("utf-8", "replace").splitlines():
         if '"serving"' in line:
-            return f"http://127.0.0.1:{json.loads(line)['metrics_port']}/metrics"
+            return json.loads(line)  # type: ignore[no-any-return]
     raise OwnServerError("the server logged no `serving` line")
 
 
@@ -158,7 +161,7 @@ def _server_process(home: Path, db: str, writer_batch: int, writer_process: bool
         process = subprocess.Popen(
             _medsettle("serve", "--db", db, "--listen", "127.0.0.1:0", "--port-file", str(port_file),
                        "--with-echo", "--log-format", "json",  # default level (info): nothing is logged per settled call
-                       "--metrics-listen", "127.0.0.1:0",
+                       "--metrics-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
                        "--writer-batch", str(writer_batch), "--writer-process" if writer_process else "--writer-thread"),
             stdout=log, stderr=subprocess.STDOUT,
         )
@@ -170,7 +173,9 @@ def _server_process(home: Path, db: str, writer_batch: int, writer_process: bool
                 if time.monotonic() > deadline:
                     raise OwnServerError("server did not start in time")
                 time.sleep(0.05)
-            yield ServerProcess(process, f"127.0.0.1:{port_file.read_text().strip()}", _metrics_url(log_path))
+            serving = _serving_line(log_path)
+            yield ServerProcess(process, f"127.0.0.1:{port_file.read_text().strip()}",
+                                f"http://127.0.0.1:{serving['metrics_port']}/metrics", f"http://127.0.0.1:{serving['http_port']}")
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -183,20 +188,23 @@ def _server_process(home: Path, db: str, writer_batch: int, writer_process: bool
 
 async def run_load(servers: Servers, plan: LoadPlan, mix: BillMix, progress: Any = None) -> dict[str, Any]:
     """Every phase of the plan against the servers' targets, one after the other."""
+    if "http" in plan.modes and len(servers.http_bases) != len(servers.targets):
+        raise ValueError("the http mode needs each target's gateway address")
     bills = BillFactory(mix)
     sampler = RssSampler(servers.pids, plan.rss_interval_s) if servers.pids else None
     phases: list[dict[str, Any]] = []
     async with contextlib.AsyncExitStack() as stack:
         targets = []
-        for name in servers.targets:
+        for index, name in enumerate(servers.targets):
             channel = await stack.enter_async_context(grpc.aio.insecure_channel(name, options=CHANNEL_OPTIONS))
             await asyncio.wait_for(channel.channel_ready(), 30)
-            targets.append(Target(name, channel, servers.credentials))
+            http_base = servers.http_bases[index] if index < len(servers.http_bases) else None
+            targets.append(Target(name, channel, servers.credentials, http_base))
         if sampler is not None:
             sampler.start()
         started = time.monotonic()
         for mode in plan.modes:
-            concurrency = plan.concurrency if mode == "unary" else plan.stream_concurrency
+            concurrency = plan.concurrency if mode in ("unary", "http") else plan.stream_concurrency
             for phase in iter_phases((mode,), plan.with_echo, concurrency=concurrency, duration_s=plan.duration_s,
                                      count=plan.count, streams=min(plan.streams, concurrency), warmup_s=plan.warmup_s,
                                      batch=plan.batch):
@@ -214,6 +222,7 @@ async def run_load(servers: Servers, plan: LoadPlan, mix: BillMix, progress: Any
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "grpc": grpc.__version__},
         "phases": phases,
         "ratio_to_echo": ratios(phases),
+        "http_to_grpc_unary": http_to_grpc(phases),
         "wall_s": round(wall_s, 1),
     }
     if sampler is not None:
@@ -291,17 +300,19 @@ def _cpu_per_call(server_before: float | None, server_pids: Sequence[int], clien
 
 def run(plan: LoadPlan, mix: BillMix, targets: Sequence[str] = (), token: str | None = None,
         tokens: dict[str, str] | None = None, progress: Any = None, metrics_urls: Sequence[str] = (),
-        db: str | None = None, servers: int = 1) -> dict[str, Any]:
+        db: str | None = None, servers: int = 1, http_targets: Sequence[str] = ()) -> dict[str, Any]:
     """A load run: against targets if given (their writers' commits read
-    from metrics_urls, if given), else against `servers` server processes of
-    its own on db (default: a fresh SQLite file)."""
+    from metrics_urls, their gateways at http_targets, if given), else
+    against `servers` server processes of its own on db (default: a fresh
+    SQLite file), which serve the gateway too."""
     if targets:
-        return asyncio.run(run_load(Servers(tuple(targets), Credentials(tokens, token),
-                                            metrics_urls=tuple(metrics_urls)), plan, mix, progress))
+        return asyncio.run(run_load(Servers(tuple(targets), Credentials(tokens, token), metrics_urls=tuple(metrics_urls),
+                                            http_bases=tuple(f"http://{t}" for t in http_targets)), plan, mix, progress))
     with own_servers(mix.persons, plan.writer_batch, writer_process=plan.writer_process, db=db,
                      count=servers) as (processes, own_tokens), _probe(db) as database:
         fleet = Servers(tuple(p.target for p in processes), Credentials(own_tokens),
-                        tuple(p.process.pid for p in processes), tuple(p.metrics_url for p in processes), database)
+                        tuple(p.process.pid for p in processes), tuple(p.metrics_url for p in processes), database,
+                        tuple(p.http_base for p in processes))
         report = asyncio.run(run_load(fleet, plan, mix, progress))
     where = describe_db(db) if db else "fresh SQLite file"
     report["target"] = f"{len(processes)} own server process{'es' if len(processes) > 1 else ''} (127.0.0.1, {where})"
@@ -345,7 +356,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                              f" p99 {share['latency_ms']['p99']:.1f} ms  ok {share['calls_ok']:,}"
                              f"  failed {share['calls_failed']:,}")
     for mode, ratio in report["ratio_to_echo"].items():
-        lines.append(f"settle/echo ({mode}): {ratio:.2f}")
+        lines.append(f"settle/echo ({mode}): {ratio:.2f}" if mode != "http" else
+                     f"settle over the HTTP gateway / gRPC unary echo: {ratio:.2f}")
+    if versus := report.get("http_to_grpc_unary"):
+        lines.append(f"HTTP gateway / gRPC unary settlements: {versus['calls_per_s']:.2f} x the calls/s, "
+                     f"{versus['p99']:.2f} x the p99")
     rss = report.get("server_rss")
     if rss and rss.get("samples"):
         lines.append(

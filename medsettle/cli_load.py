@@ -27,8 +27,12 @@ import click
 @click.option("--metrics-url", "metrics_urls", multiple=True, metavar="URL",
               help="With --target: a server's /metrics (serve --metrics-listen), to report the writers' group "
                    "commits per phase (repeat it, one per target); the own servers' are always read.")
+@click.option("--http-target", "http_targets", multiple=True, metavar="HOST:PORT",
+              help="With --target: a server's JSON gateway (serve --http-listen), for the http mode (repeat it, "
+                   "one per target); the own servers always serve one.")
 @click.option("--mode", "modes", default="unary,stream,batch", show_default=True,
-              help="unary, stream, batch (SettleBatchStream, --batch bills per message), comma-separated.")
+              help="unary, stream, batch (SettleBatchStream, --batch bills per message), http (2207 over the JSON "
+                   "gateway, --concurrency calls in flight, against the gRPC unary echo), comma-separated.")
 @click.option("--concurrency", type=click.IntRange(1, 10_000), default=64, show_default=True,
               help="Unary calls in flight.")
 @click.option("--stream-concurrency", type=click.IntRange(1, 10_000), default=1024, show_default=True,
@@ -57,11 +61,11 @@ import click
               help="Own server: run it with `serve --writer-process` or `--writer-thread`.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here ('-': stdout).")
 def load(targets: tuple[str, ...], db: str | None, servers: int, token: str | None, tokens_file: str | None,
-         metrics_urls: tuple[str, ...], modes: str, concurrency: int,
+         metrics_urls: tuple[str, ...], http_targets: tuple[str, ...], modes: str, concurrency: int,
          stream_concurrency: int, streams: int, batch: int, duration: float | None, count: int | None, warmup: float,
          no_echo: bool, persons: int, cross_region: float, lines: int, reversals: float, duplicates: float,
          writer_batch: int, writer_process: bool, json_path: str | None) -> None:
-    """Load-test Settle, SettleStream and SettleBatchStream, with the no-op echo baseline in the same run.
+    """Load-test Settle, SettleStream, SettleBatchStream and the JSON gateway, with the no-op echo baseline in the same run.
 
     Reports calls/s, latency p50/p90/p99/max (HdrHistogram), errors by status
     code, settlements/s as a ratio of echo calls/s, and the server's RSS over
@@ -74,8 +78,9 @@ def load(targets: tuple[str, ...], db: str | None, servers: int, token: str | No
 
     if duration is not None and count is not None:
         raise click.UsageError("give --duration or --count, not both")
-    if not targets and (token or tokens_file or metrics_urls):
-        raise click.UsageError("--token/--tokens/--metrics-url go with --target; the own server is set up by the run")
+    if not targets and (token or tokens_file or metrics_urls or http_targets):
+        raise click.UsageError("--token/--tokens/--metrics-url/--http-target go with --target; "
+                               "the own server is set up by the run")
     if targets and (db or servers > 1):
         raise click.UsageError("--db/--servers start servers of the run's own; with --target the servers are yours")
     if len(set(targets)) != len(targets):
@@ -94,7 +99,9 @@ def load(targets: tuple[str, ...], db: str | None, servers: int, token: str | No
                       reversal_share=reversals, duplicate_share=duplicates)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    if set(plan.modes) - {"unary"} and plan.streams < (fleet := len(targets) or servers):
+    if targets and "http" in plan.modes and len(http_targets) != len(targets):
+        raise click.UsageError("--mode http with --target needs one --http-target per --target")
+    if set(plan.modes) & {"stream", "batch"} and plan.streams < (fleet := len(targets) or servers):
         raise click.BadParameter(f"each stream goes to one server: give at least {fleet}", param_hint="--streams")
     tokens = json.loads(Path(tokens_file).read_text("utf-8")) if tokens_file else None
     for metrics_url in metrics_urls:
@@ -110,7 +117,7 @@ def load(targets: tuple[str, ...], db: str | None, servers: int, token: str | No
 
     try:
         report = run(plan, mix, targets=targets, token=token, tokens=tokens, progress=progress,
-                     metrics_urls=metrics_urls, db=db, servers=servers)
+                     metrics_urls=metrics_urls, db=db, servers=servers, http_targets=http_targets)
     except OwnServerError as error:
         raise click.ClickException(f"own server: {error}") from None
     for line in summary_lines(report):

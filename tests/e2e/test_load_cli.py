@@ -12,7 +12,7 @@ def test_load_with_its_own_server_reports_every_phase(tmp_path):
     out = tmp_path / "load.json"
     done = subprocess.run(
         [sys.executable, "-m", "medsettle", "load", "--count", "150", "--persons", "300", "--concurrency", "8",
-         "--stream-concurrency", "32", "--streams", "2", "--mode", "unary,stream,batch", "--batch", "8",
+         "--stream-concurrency", "32", "--streams", "2", "--mode", "unary,stream,batch,http", "--batch", "8",
          "--json", str(out)],
         capture_output=True, text=True, timeout=180,
     )
@@ -20,7 +20,7 @@ def test_load_with_its_own_server_reports_every_phase(tmp_path):
     report = json.loads(out.read_text())
     assert [(p["service"], p["mode"]) for p in report["phases"]] == [
         ("echo", "unary"), ("settle", "unary"), ("echo", "stream"), ("settle", "stream"),
-        ("echo", "batch"), ("settle", "batch")]
+        ("echo", "batch"), ("settle", "batch"), ("settle", "http")]
     assert report["database"]["kind"] == "sqlite" and len(report["targets"]) == 1
     for phase in report["phases"]:
         assert phase["calls_ok"] == 150 and phase["errors"] == {}, phase
@@ -33,10 +33,11 @@ def test_load_with_its_own_server_reports_every_phase(tmp_path):
         else:
             assert 1 <= writer["batches"] <= writer["commands"] and writer["commands"] >= 150
             assert writer["batch_ms_mean"] > 0
-    assert set(report["ratio_to_echo"]) == {"unary", "stream", "batch"}
-    assert report["phases"][-1]["batch"] == 8
+    assert set(report["ratio_to_echo"]) == {"unary", "stream", "batch", "http"}
+    assert set(report["http_to_grpc_unary"]) == {"calls_per_s", "p99"}
+    assert report["phases"][-2]["batch"] == 8
     assert report["server_rss"]["samples"] >= 1 and report["server_rss"]["peak_mib"] > 10
-    assert "settle/echo (unary)" in done.stdout
+    assert "settle/echo (unary)" in done.stdout and "HTTP gateway / gRPC unary settlements" in done.stdout
     assert "writes/commit" in done.stdout
 
 

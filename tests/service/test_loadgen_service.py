@@ -33,16 +33,17 @@ def _ledger_of_persons(tmp_path, clock):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def load_server(tmp_path, clock):
-    running = ServerThread(_ledger_of_persons(tmp_path, clock), clock, with_echo=True).start()
+    running = ServerThread(_ledger_of_persons(tmp_path, clock), clock, with_echo=True, http_address="127.0.0.1:0").start()
     yield running
     running.stop()
 
 
-def _run(server: ServerThread, phase: Phase, mix: BillMix) -> dict:
+def _run(server: ServerThread, phase: Phase, mix: BillMix, credentials: Credentials | None = None) -> dict:
     async def main() -> dict:
         async with grpc.aio.insecure_channel(server.target) as channel:
-            return await run_phase([Target(server.target, channel, Credentials(dict(server.tokens)))], phase,
-                                   BillFactory(mix, seed=3))
+            target = Target(server.target, channel, credentials or Credentials(dict(server.tokens)),
+                            f"http://127.0.0.1:{server.http_port}")
+            return await run_phase([target], phase, BillFactory(mix, seed=3))
     return asyncio.run(main())
 
 
@@ -63,6 +64,23 @@ def test_unary_mix_reports_what_the_ledger_holds(load_server):
     assert stored == {1: kinds["settle"], 2: kinds["reverse"]}
     lat = report["latency_ms"]
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+
+
+def test_http_mode_settles_over_the_gateway_what_the_ledger_holds(load_server):
+    mix = BillMix(persons=PERSONS, cross_region_share=0.3, duplicate_share=0.2)
+    report = _run(load_server, Phase("settle", "http", concurrency=8, duration_s=None, count=300), mix)
+    assert report["errors"] == {}
+    kinds = report["by_kind"]
+    assert sum(kinds.values()) == report["calls_ok"] == 300 and kinds["duplicate"] > 0
+    assert _stored(load_server) == {1: kinds["settle"]}  # a duplicate retry over HTTP stored nothing
+    assert report["latency_ms"]["p99"] > 0 and "streams" not in report
+
+
+def test_http_mode_counts_refusals_by_http_status(load_server):
+    report = _run(load_server, Phase("settle", "http", concurrency=2, duration_s=None, count=20),
+                  BillMix(persons=PERSONS), Credentials())
+    assert report["calls_ok"] == 0 and report["errors"] == {"HTTP_401": 20}
+    assert _stored(load_server) == {}
 
 
 def test_stream_mode_settles_every_item_once(load_server):

@@ -22,6 +22,8 @@ from medsettle.client.loadgen import (
     Phase,
     Tally,
     Target,
+    http_to_grpc,
+    iter_phases,
     merged,
     ratios,
     round_robin,
@@ -153,6 +155,21 @@ def test_ratio_is_settlements_over_echo_per_mode():
         {"service": "settle", "mode": "stream", "calls_per_s": 9000.0},  # no echo for it: no ratio
     ]
     assert ratios(phases) == {"unary": 0.75}
+
+
+def test_the_http_mode_is_measured_against_the_grpc_unary_echo_and_settlements():
+    phases = [
+        {"service": "echo", "mode": "unary", "calls_per_s": 4000.0, "latency_ms": {"p99": 5.0}},
+        {"service": "settle", "mode": "unary", "calls_per_s": 2000.0, "latency_ms": {"p99": 40.0}},
+        {"service": "settle", "mode": "http", "calls_per_s": 1000.0, "latency_ms": {"p99": 60.0}},
+    ]
+    assert ratios(phases) == {"unary": 0.5, "http": 0.25}
+    assert http_to_grpc(phases) == {"calls_per_s": 0.5, "p99": 1.5}
+    assert http_to_grpc(phases[:2]) == {}
+    assert [(p.service, p.mode) for p in iter_phases(("unary", "http"), True, concurrency=8, count=10, duration_s=None)] == \
+        [("echo", "unary"), ("settle", "unary"), ("settle", "http")]
+    with pytest.raises(ValueError, match="unknown phase"):
+        Phase("echo", "http", concurrency=8)
 
 
 def test_rss_summary_reports_growth_over_the_second_half():
