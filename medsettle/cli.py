@@ -387,5 +387,9 @@ from medsettle.cli_ops import backup  # noqa: E402  (operations)
 
 main.add_command(backup)
 
+from medsettle.cli_agreements import agreements  # noqa: E402  (internet hospitals' agreements)
+
+main.add_command(agreements)
+
 if __name__ == "__main__":
     main()

@@ -94,6 +94,8 @@ def result_pb(s: Settlement) -> pb.SettleResult:
         )
     if s.audit_flags:
         result.audit_flags.extend(s.audit_flags)
+    if s.payee_code:
+        result.payee_code = s.payee_code
     return result
 
 

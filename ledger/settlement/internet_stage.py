@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from medsettle.ledger.clock import china_time
-from medsettle.ledger.errors import Reason, refused_field
-from medsettle.ledger.reference.internet import AuditAction, AuditRule, AuditRuleConfig, RegionInternetPolicy
+from medsettle.ledger.errors import Reason, Refused, refused_field
+from medsettle.ledger.reference.internet import Agreement, AuditAction, AuditRule, AuditRuleConfig, RegionInternetPolicy
 from medsettle.ledger.reference.models import CatalogueItem, Institution, InstitutionKind, ReferenceData
+from medsettle.ledger.settlement.agreements import agreement_in_force, check_scope, merged
 from medsettle.ledger.settlement.internet import (
     check_followup,
     check_online_identity,
@@ -66,6 +67,7 @@ class Plan:
     quota_note: str = ""  # set when the settlement takes the host past its quota (warn)
     rx_key: tuple[str, str] | None = None  # a sale of this recorded prescription
     rx_valid_days: int = 0  # the prescription issued with the visit: its validity
+    payee_code: str = ""  # who the fund part is payable to, when an agreement says (else the institution)
 
 
 @dataclass(slots=True)
@@ -108,6 +110,11 @@ class InternetStage:
         self._staged_rx: dict[tuple[str, str], str | None] = {}  # None: released in this batch
         self._staged_nonces: set[str] = set()
         self._rx = StagedPrescriptions()
+        # agreements: the reference document's by internet hospital; the batch's, with the operators' changes
+        self._reference_agreements: dict[str, list[Agreement]] = {}
+        for agreement in self._internet.agreements:
+            self._reference_agreements.setdefault(agreement.internet_code, []).append(agreement)
+        self._agreements: dict[str, list[Agreement]] = {}
         self._batches = 0
         self._now_us = 0
 
@@ -120,6 +127,7 @@ class InternetStage:
         self._staged_nonces = set()
         self._rx = StagedPrescriptions()
         self._now_us = to_us(now)
+        self._agreements = self._batch_agreements(commands)
         day = china_day(now).isoformat()
         if not self._sole_writer:
             self._quota_used.clear()
@@ -168,6 +176,8 @@ class InternetStage:
             check_online_identity(bill, institution.admdvs, treatment)
             check_followup(bill, treatment, today)
             check_online_scope(priced, treatment)
+        if institution.kind == InstitutionKind.INTERNET_HOSPITAL:
+            plan.payee_code = self._agreement_payee(bill, institution, priced, treatment, today)
             if not insurance.online_acct_allowed:
                 terms = replace(terms, acct_allowed=False)
         # the hot path: an offline bill of a region without remote coverage keeps its lines
@@ -310,6 +320,38 @@ class InternetStage:
         if key not in self._quota_used:
             self._quota_used[key] = self._state.quota_used(*key)
         return self._quota_used[key]
+
+    def _batch_agreements(self, commands: Sequence[Any]) -> dict[str, list[Agreement]]:
+        """The agreements of the batch's internet hospitals, read per batch
+        (an operator may suspend one while the server runs)."""
+        institutions = self._reference.institutions
+        codes = sorted({
+            bill.fixmedins_code for bill in (getattr(c, "bill", None) for c in commands)
+            if bill is not None and bill.fixmedins_code in institutions
+            and institutions[bill.fixmedins_code].kind == InstitutionKind.INTERNET_HOSPITAL
+        })
+        if not codes:
+            return {}
+        stored: dict[str, list[Agreement]] = {}
+        for agreement in self._state.agreements_of(codes):
+            stored.setdefault(agreement.internet_code, []).append(agreement)
+        return {code: merged(self._reference_agreements.get(code, ()), stored.get(code, ())) for code in codes}
+
+    def _agreement_payee(self, bill: Bill, institution: Institution, priced: list[tuple[FeeLine, CatalogueItem]],
+                         treatment: RegionInternetPolicy, today: dt.date) -> str:
+        """The payee under the agreement in force; refuses where the region
+        requires one and none covers the bill."""
+        agreements = self._agreements.get(institution.code, [])
+        if not (agreements or treatment.agreement_required):
+            return ""
+        try:
+            agreement = agreement_in_force(agreements, bill.visit_type, today)
+        except Refused:
+            if treatment.agreement_required:
+                raise
+            return ""
+        check_scope(agreement, priced)
+        return agreement.payee_code()
 
     def _check_prescription(self, bill: Bill, pharmacy: Institution, today: dt.date) -> tuple[str, str] | None:
         """Matches a pharmacy sale against its recorded prescription; the

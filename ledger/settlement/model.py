@@ -278,13 +278,16 @@ class Settlement:
     setlym: str
     split: Split
     audit_flags: tuple[str, ...] = field(default=())
+    # the institution the fund part is payable to: fixmedins_code, or an
+    # internet hospital's host when its agreement says so ("": not recorded)
+    payee_code: str = ""
 
     def with_id(self, setl_id: str) -> Settlement:
         # positional, not dataclasses.replace: this runs once per settlement
         return Settlement(
             setl_id, self.msgid, self.fixmedins_code, self.psn_no, self.insutype, self.insuplc_admdvs,
             self.mdtrtarea_admvs, self.clr_type, self.pay_loc, self.kind, self.orig_setl_id, self.setl_time,
-            self.setlym, self.split, self.audit_flags,
+            self.setlym, self.split, self.audit_flags, self.payee_code,
         )
 
 

@@ -224,12 +224,13 @@ class SettlementProcessor:
             setlym=period_of(now),
             split=split,
             audit_flags=audit_flags,
+            payee_code=plan.payee_code or bill.fixmedins_code,  # an agreement may make the host the payee
         )
         if not command.persist:
             return settlement
         after = accumulate(before, split)
         self._stage_person(batch, person, year, after)
-        posted, setl_time_us = self._post(batch, settlement, fingerprint, payee_code=bill.fixmedins_code)
+        posted, setl_time_us = self._post(batch, settlement, fingerprint, payee_code=settlement.payee_code)
         self._internet.stage(plan, posted, setl_time_us)
         return posted
 
@@ -324,6 +325,7 @@ class SettlementProcessor:
         negated = original.split.negated(balc_fen=person.acct_balc_fen + original.split.acct_pay_fen)
         after = accumulate(before, negated)
         now = self._clock.now()
+        payee = self._payee_of(original.setl_id, batch)
         reversal = Settlement(
             setl_id=self._next_setl_id(batch),
             msgid=command.msgid,
@@ -340,9 +342,9 @@ class SettlementProcessor:
             # a reversal belongs to the period in which it happens
             setlym=period_of(now),
             split=negated,
+            payee_code=payee,
         )
         self._stage_person(batch, person, year, after)
-        payee = self._payee_of(original.setl_id, batch)
         settled, _ = self._post(batch, reversal, fingerprint, payee_code=payee)
         self._internet.reverse(original, settled)
         batch.reversed[original.setl_id] = settled.setl_id

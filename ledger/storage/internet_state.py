@@ -9,10 +9,22 @@ import json
 import sqlite3
 from typing import Any
 
+from medsettle.ledger.reference.internet import Agreement, AgreementStatus, Payee
 from medsettle.ledger.settlement.prescriptions import RxRecord
 from medsettle.ledger.storage.port import InternetWrite
 from medsettle.ledger.storage.sqlite import chunks, marks, storage_errors
 
+
+
+AGREEMENT_COLUMNS = ("agreement_no", "internet_code", "host_code", "visit_types", "item_kinds", "valid_from",
+                     "valid_to", "status", "payee")
+
+
+def _agreement(row: Any) -> Agreement:
+    no, internet, host, visit_types, item_kinds, valid_from, valid_to, status, payee = row
+    return Agreement(no, internet, host, frozenset(v for v in visit_types.split(",") if v),
+                     frozenset(k for k in item_kinds.split(",") if k), valid_from, valid_to,
+                     AgreementStatus(status), Payee(payee))
 
 
 class SqliteInternetState:
@@ -69,6 +81,32 @@ class SqliteInternetState:
         """(prescriber, rx_id) of the prescription a visit issued, if any."""
         row = self._one("SELECT prescribing_code, rx_id FROM prescriptions WHERE setl_id = ?", (setl_id,))
         return (row[0], row[1]) if row else None
+
+    def agreements_of(self, internet_codes: list[str]) -> list[Agreement]:
+        """The operators' agreements of these internet hospitals (all: every one stored)."""
+        sql = f"SELECT {', '.join(AGREEMENT_COLUMNS)} FROM internet_agreements"
+        with storage_errors:
+            if not internet_codes:
+                return [_agreement(row) for row in self._conn.execute(sql + " ORDER BY agreement_no")]
+            found = []
+            for chunk in chunks(internet_codes):
+                found.extend(_agreement(row) for row in self._conn.execute(
+                    f"{sql} WHERE internet_code IN ({marks(len(chunk))}) ORDER BY agreement_no", chunk))
+            return found
+
+    def save_agreement(self, agreement: Agreement, changed_us: int) -> None:
+        """Adds an agreement, or replaces the one of the same agreement_no."""
+        a = agreement
+        with storage_errors:
+            self._conn.execute(
+                f"INSERT INTO internet_agreements ({', '.join(AGREEMENT_COLUMNS)}, changed_us) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agreement_no) DO UPDATE SET "
+                "internet_code = excluded.internet_code, host_code = excluded.host_code, "
+                "visit_types = excluded.visit_types, item_kinds = excluded.item_kinds, "
+                "valid_from = excluded.valid_from, valid_to = excluded.valid_to, status = excluded.status, "
+                "payee = excluded.payee, changed_us = excluded.changed_us",
+                (a.agreement_no, a.internet_code, a.host_code, ",".join(sorted(a.visit_types)),
+                 ",".join(sorted(a.item_kinds)), a.valid_from, a.valid_to, a.status.value, a.payee.value, changed_us))
 
     def nonce_seen(self, nonce: str) -> bool:
         return self._one("SELECT 1 FROM ecert_nonces WHERE nonce = ?", (nonce,)) is not None

@@ -14,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
+from medsettle.ledger.reference.internet import Agreement
 from medsettle.ledger.reference.models import Person
 from medsettle.ledger.settlement.model import Settlement
 from medsettle.ledger.settlement.prescriptions import RxRecord
@@ -99,6 +100,11 @@ class InternetState(Protocol):
         """(prescriber, rx_id, hilist_code, cnt) a live sale took from a recorded prescription."""
     def rx_issued_by(self, setl_id: str) -> tuple[str, str] | None:
         """(prescriber, rx_id) of the prescription a visit issued, if any."""
+    # internet-hospital agreements an operator added or changed (table internet_agreements)
+    def agreements_of(self, internet_codes: list[str]) -> list[Agreement]:
+        """Those of these internet hospitals; every one stored when the list is empty."""
+    def save_agreement(self, agreement: Agreement, changed_us: int) -> None:
+        """Adds an agreement, or replaces the one of the same agreement_no."""
     def day_visits(self, psn_nos: list[str], day: str) -> dict[str, tuple[int, set[str]]]: ...
     def offline_visit_since(self, psn_no: str, diag_category: str, since_day: str) -> bool: ...
     def quota_uses(self) -> dict[tuple[str, int], int]: ...

@@ -95,6 +95,7 @@ def settlement_from_row(row: tuple[Any, ...]) -> tuple[Settlement, str, str]:
         setlym=values["setlym"],
         split=split,
         audit_flags=tuple(f for f in values["audit_flags"].split(",") if f),
+        payee_code=values["payee_code"],
     )
     return settlement, values["fingerprint"], values["payee_code"]
 

@@ -188,6 +188,22 @@ CREATE TABLE IF NOT EXISTS rx_fill_items (
     PRIMARY KEY (setl_id, hilist_code)
 );
 CREATE INDEX IF NOT EXISTS rx_fill_items_by_rx ON rx_fill_items (prescribing_code, rx_id);
+-- Internet-hospital agreements added or changed by an operator (medsettle
+-- agreements); a row replaces the reference document's agreement of the same
+-- agreement_no. visit_types and item_kinds: comma-separated.
+CREATE TABLE IF NOT EXISTS internet_agreements (
+    agreement_no TEXT PRIMARY KEY,
+    internet_code TEXT NOT NULL,
+    host_code TEXT NOT NULL,
+    visit_types TEXT NOT NULL,
+    item_kinds TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_to TEXT NOT NULL,
+    status TEXT NOT NULL,
+    payee TEXT NOT NULL,
+    changed_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS internet_agreements_by_hospital ON internet_agreements (internet_code);
 -- E-insurance certificate nonces seen (never the token): a replay is refused.
 CREATE TABLE IF NOT EXISTS ecert_nonces (
     nonce TEXT PRIMARY KEY,

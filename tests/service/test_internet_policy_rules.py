@@ -19,7 +19,7 @@ from medsettle.ledger.money import share_bp
 from medsettle.v1 import settlement_pb2 as pb
 from tests.conftest import make_bill
 from tests.service.test_internet import (  # noqa: F401  serve_with: a fixture
-    FJ_PSN, GY_PSN, KEY, QDN_PSN, SH_INTERNET, SH_PSN, followup, pharmacy_sale, refusal, serve_with,
+    FJ_PSN, GY_PSN, GZ_INTERNET, KEY, QDN_PSN, SH_INTERNET, SH_PSN, followup, pharmacy_sale, refusal, serve_with,
 )
 from tests.service.test_settle import assert_identities
 
@@ -44,6 +44,7 @@ def test_a_region_that_allows_more_online_settles_it(serve_with):
     def allow_services(doc):
         next(p for p in doc["internet_policies"] if p["admdvs"] == "440100")["online_item_kinds"] = [
             "consultation", "drug", "service"]
+        next(a for a in doc["internet_agreements"] if a["internet_code"] == GZ_INTERNET)["item_kinds"].append("service")
 
     _, client = serve_with(allow_services)
     r = client.settle(followup(lines=[("S0011", 1, 2500), ("S0002", 1, 30000)]))

@@ -87,7 +87,7 @@ def settlements(draw: st.DrawFn) -> Settlement:
     return Settlement(
         draw(texts), draw(texts), draw(texts), draw(texts), draw(st.integers(0, 2**31 - 1)), draw(texts), draw(texts),
         draw(st.sampled_from(ClrType)), draw(st.sampled_from(PayLoc)), draw(st.sampled_from(SettlementKind)),
-        draw(texts), at, draw(texts), split, tuple(draw(st.lists(texts, max_size=3))),
+        draw(texts), at, draw(texts), split, tuple(draw(st.lists(texts, max_size=3))), draw(texts),
     )
 
 
@@ -95,7 +95,7 @@ def plain_result(s: Settlement) -> pb.SettleResult:
     """Field by field: every scalar set by name, every nested message built on its own."""
     result = pb.SettleResult()
     for name in ("setl_id", "msgid", "fixmedins_code", "psn_no", "insutype", "insuplc_admdvs", "mdtrtarea_admvs",
-                 "orig_setl_id", "setlym"):
+                 "orig_setl_id", "setlym", "payee_code"):
         setattr(result, name, getattr(s, name))
     for name in ("clr_type", "pay_loc", "kind"):
         setattr(result, name, int(getattr(s, name)))

@@ -194,7 +194,8 @@ def _sections(change) -> None:
     change(doc)
     parse_internet_sections(doc, {r["admdvs"] for r in doc["regions"]},
                             {i["code"]: i["kind"] for i in doc["institutions"]},
-                            {i["code"] for i in doc["catalogue"]["national"]})
+                            {i["code"] for i in doc["catalogue"]["national"]},
+                            {i["code"]: i.get("host_code") for i in doc["institutions"] if i["kind"] == "internet_hospital"})
 
 
 @pytest.mark.parametrize(("change", "path"), [
@@ -211,6 +212,10 @@ def _sections(change) -> None:
     (lambda d: d["internet_provinces"][3]["remote_coverage"]["ratio_by_region_bp"].update({"522600": 9000}),
      r"internet_provinces\[3\]\.remote_coverage\.ratio_by_region_bp\.522600"),
     (lambda d: d["internet_provinces"][0].update(province="3"), r"internet_provinces\[0\]\.province"),
+    (lambda d: d["internet_agreements"][0].update(valid_to="2025-12-31"), r"internet_agreements\[0\]\.valid_to: before"),
+    (lambda d: d["internet_agreements"][1].update(internet_code="H31010100001"), r"internet_agreements\[1\]\.internet_code"),
+    (lambda d: d["internet_agreements"][2].update(status="paused"), r"internet_agreements\[2\]\.status"),
+    (lambda d: d["internet_agreements"][3].update(visit_types=["pharmacy", "dental"]), r"internet_agreements\[3\]\.visit_types"),
     (lambda d: d["internet_provinces"][0].update(export_deadline="6am"), r"internet_provinces\[0\]\.export_deadline"),
     (lambda d: d["internet_defaults"].update(online_item_kinds="drug"), r"internet_defaults\.online_item_kinds"),
     (lambda d: d["internet_defaults"].update(online_ecert_required="yes"), r"internet_defaults\.online_ecert_required"),
