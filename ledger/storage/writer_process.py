@@ -13,7 +13,6 @@ is started on the same database."""
 from __future__ import annotations
 
 import math
-import multiprocessing
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -22,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 from medsettle.ledger.clock import Clock
 from medsettle.ledger.errors import Reason, Refused
+from medsettle.ledger.storage.child_process import ChildProcesses
 from medsettle.ledger.storage.writer import batch_failure
 
 START_TIMEOUT_S = 60.0
@@ -82,8 +82,10 @@ class WriterProcess:
     successor's pipe."""
 
     def __init__(self, db_path: str | Path, clock: Clock) -> None:
-        # spawn, not fork: the parent runs gRPC threads, which must not be forked.
-        self._context = multiprocessing.get_context("spawn")
+        # A fresh interpreter, not fork: the parent runs gRPC threads, which
+        # must not be forked; and not multiprocessing's spawn, whose resource
+        # tracker (a second child) would serve nothing here.
+        self._context = ChildProcesses()
         self._db_path = str(db_path)
         self._clock = clock  # the child gets a copy: a clock moved later in the parent is not seen
         self._lock = threading.Lock()  # the child and its pipes, swapped by a restart
@@ -101,7 +103,7 @@ class WriterProcess:
         self._outcomes, outcomes_out = self._context.Pipe(duplex=False)
         child = self._context.Process(
             target=_serve_batches, args=(commands_in, outcomes_out, self._db_path, self._clock),
-            name="medsettle-writer", daemon=True,
+            name="medsettle: writer", daemon=True,
         )
         try:
             child.start()

@@ -121,12 +121,14 @@ def retry_unacknowledged(target: str, tokens: dict[str, str], ledger: Ledger) ->
 
 
 def writer_child_pid(server_pid: int) -> int:
-    """The `--writer-process` child of a server (not multiprocessing's resource tracker)."""
+    """The `--writer-process` child of a server: titled `medsettle: writer`
+    (or, in its first instants, still the interpreter that boots it)."""
     for task in os.listdir(f"/proc/{server_pid}/task"):
         with open(f"/proc/{server_pid}/task/{task}/children", encoding="ascii") as children:
             for pid in map(int, children.read().split()):
                 with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                    if b"spawn_main" in cmdline.read():
+                    command = cmdline.read()
+                    if command.startswith(b"medsettle: writer") or b"child_process import _main" in command:
                         return pid
     raise AssertionError("no writer process")
 
