@@ -203,3 +203,42 @@ def test_openapi_description_and_docs_page(http):
     assert status == 200 and '"openapi":"3.1.0"' in text and "/fsi/api/rsfComIfsService/callService" in text
     status, page = http.get("/fsi/api/docs")
     assert status == 200 and "<h1>" in page and "2207" in page and "<script" not in page
+
+
+def test_gateway_calls_are_counted_in_the_metrics(db_path, clock):
+    from medsettle.client.metrics_scrape import by_label, scrape
+
+    running = ServerThread(db_path, clock, http_address="127.0.0.1:0", metrics_address="127.0.0.1:0").start()
+    try:
+        http = GatewayClient(running.http_port, running.tokens)
+        request = envelope("2207", GZ, bill_input())
+        assert http.post(request)[0] == http.post(request)[0] == 200  # a settlement and its retry
+        assert http.post({**request, "input": bill_input(lines=[("S0001", 2, "25.00")])})[0] == 409
+        assert http.post(envelope("2207", HEBEI, hebei_input()), token=running.tokens.get(GZ))[0] == 403
+        assert http.post(request, token=None)[0] == 401
+        assert http.post_text(raw=b"{", token=running.tokens.get(GZ))[0] == 400
+        samples = scrape(f"http://127.0.0.1:{running.metrics_port}/metrics")
+        assert by_label(samples, "medsettle_calls_total", "code", method="http_2207") == {
+            "OK": 2, "ALREADY_EXISTS": 1, "PERMISSION_DENIED": 1}
+        assert by_label(samples, "medsettle_calls_total", "code", method="http") == {
+            "UNAUTHENTICATED": 1, "INVALID_ARGUMENT": 1}
+        assert by_label(samples, "medsettle_outcomes_total", "result", method="http_2207") == {
+            "OK": 2, "IDEMPOTENCY_CONFLICT": 1, "NOT_YOUR_INSTITUTION": 1}
+    finally:
+        running.stop()
+
+
+def test_a_gateway_address_that_cannot_be_bound_is_refused_naming_the_option(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "medsettle", "serve", "--db", str(tmp_path / "l.db"),
+                               "--listen", "127.0.0.1:0", "--http-listen", f"127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and f"--http-listen: cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

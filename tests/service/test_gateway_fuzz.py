@@ -117,3 +117,35 @@ def test_any_value_anywhere_is_answered_without_a_5xx(http, infno, where, field,
     assert answer["infcode"] in (0, -1) and (answer["infcode"] == 0) == (status == 200), text
     if status != 200:
         assert answer["err_msg"] and answer["err_detail"]["reason"]
+
+
+def test_calls_beyond_the_concurrency_bound_are_refused_with_429(tmp_path):
+    running = ServerThread(tmp_path / "ledger.db", FixedClock(SETTLE_AT), http_address="127.0.0.1:0",
+                           limits=ServerLimits(max_concurrent_rpcs=1)).start()
+    try:
+        http = GatewayClient(running.http_port, running.tokens)
+        body = json.dumps(envelope("2207", CODE, bill_input())).encode()
+
+        async def hold_one_and_send_another() -> tuple[int, str]:
+            # The first call's body arrives slowly: it is in progress until its last byte.
+            reader, writer = await asyncio.open_connection("127.0.0.1", running.http_port)
+            writer.write(b"POST /fsi/api/rsfComIfsService/callService HTTP/1.1\r\nHost: x\r\n"
+                         b"Authorization: Bearer " + running.tokens.get(CODE).encode() +
+                         b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() +
+                         b"\r\n\r\n" + body[:10])
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            second = await asyncio.to_thread(http.post_text, envelope("2207", CODE, bill_input()))
+            writer.write(body[10:])
+            await writer.drain()
+            first = await reader.readuntil(b"\r\n")
+            writer.close()
+            assert first.startswith(b"HTTP/1.1 200"), first
+            return second
+
+        status, text = asyncio.run(hold_one_and_send_another())
+        answer = assert_refused(status, text, expected_status=429)
+        assert answer["err_detail"]["reason"] == "OVERLOADED" and "retry with the same msgid" in answer["err_msg"]
+        assert http.post(envelope("2207", CODE, bill_input()))[0] == 200  # free again
+    finally:
+        running.stop()

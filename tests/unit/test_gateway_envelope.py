@@ -151,3 +151,14 @@ def test_a_settlement_answer_carries_every_amount_exactly(amounts: list[int], li
     assert [fen_of_yuan(detail[k]) for k in ("det_item_fee_sumamt", "fulamt_ownpay_amt", "overlmt_selfpay",
                                               "preselfpay_amt", "inscp_scp_amt")] == line
     assert info["setl_time"] == "2026-10-15 10:30:05" and detail["chrgitm_lv"] == int(Category.B)
+
+
+def test_every_refusal_has_an_http_status_and_none_is_a_500_but_internal() -> None:
+    from medsettle.server.gateway.http import HTTP_STATUS
+    from medsettle.server.status import STATUS_OF_REASON
+
+    statuses = {reason: HTTP_STATUS[STATUS_OF_REASON[reason]] for reason in Reason}
+    assert {reason for reason, status in statuses.items() if status >= 500} == {
+        Reason.STORAGE_UNAVAILABLE, Reason.INTERNAL}
+    assert statuses[Reason.STORAGE_UNAVAILABLE] == 503 and statuses[Reason.OVERLOADED] == 429
+    assert statuses[Reason.IDEMPOTENCY_CONFLICT] == 409 and statuses[Reason.FIELD_INVALID] == 400
