@@ -115,7 +115,8 @@ def bill_of(envelope: Envelope) -> Bill:
     )
     if out:  # the service's own checks of the rest, so that every bad field is listed at once
         named = {v.field for v in out}
-        out += [v for v in bill_violations(bill, person_from_token=bool(bill.ecert_token)) if v.field not in named]
+        out += [v for v in bill_violations(bill, person_from_token=bool(bill.ecert_token))
+                if v.field not in named and v.field.partition(".")[0] not in named]
     _refuse(out)
     return bill
 
@@ -199,6 +200,7 @@ def _fee_lines(given: object, out: list[FieldViolation]) -> tuple[FeeLine, ...]:
         where = f"fee_lines[{i}]"
         if not isinstance(item, dict):
             out.append(FieldViolation(where, f"must be an object, got {_type_name(item)}"))
+            lines.append(FeeLine("", "", 0, 0))  # keeps the later lines' indices; refused anyway
             continue
         line = _Reader(item, out, prefix=f"{where}.")
         code = line.text("hilist_code")

@@ -166,6 +166,15 @@ class Gateway:
         body = await self._body(request)
         principal_token = await self._authenticate(request)
         try:
+            return self._authorized(body), principal_token
+        except BaseException:
+            if principal_token is not None:
+                CURRENT_PRINCIPAL.reset(principal_token)
+            raise
+
+    def _authorized(self, body: bytes) -> env.Envelope:
+        """The envelope of the body if the caller may call it for its fixmedins_code; else _Answer (400 or 403)."""
+        try:
             try:
                 text = body.decode("utf-8")
             except UnicodeDecodeError as error:
@@ -186,7 +195,7 @@ class Gateway:
             self._outcome(f"http_{envelope.infno}", NOT_YOUR_INSTITUTION)
             raise _Answer(403, self._body_of(envelope.msgid, NOT_YOUR_INSTITUTION, denied),
                           f"http_{envelope.infno}", "PERMISSION_DENIED")
-        return envelope, principal_token
+        return envelope
 
     async def _body(self, request: web.Request) -> bytes:
         limit = self._limits.max_body_bytes

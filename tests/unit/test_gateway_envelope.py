@@ -66,6 +66,14 @@ def test_every_bad_field_is_named_as_grpc_names_it() -> None:
     assert found["psn_no"] == "must be a string, got a number"
 
 
+def test_a_line_that_is_no_object_keeps_the_others_named_by_their_own_index() -> None:
+    with pytest.raises(Refused) as error:
+        env.bill_of(envelope(data={"psn_no": "13010000000000000001", "insutype": 310, "insuplc_admdvs": "130100",
+                                   "visit_type": 1},
+                             feedetail=["x", {"feedetl_sn": "2", "hilist_code": "S0001", "cnt": 0, "pric": "1.00"}]))
+    assert set(violations(error)) == {"fee_lines[0]", "fee_lines[1].cnt"}
+
+
 def test_the_envelope_itself() -> None:
     with pytest.raises(Refused) as error:
         env.parse_envelope({"infno": 2207, "msgid": ["M"], "input": "x"})
