@@ -77,6 +77,11 @@ def export_daily(date_text: str | None, db: str, out_dir: str, clock: str) -> No
         result = export_day(db, day, out_dir, hooks)
     click.echo(f"{result.directory}: {result.settlements} settlement record(s), {result.flags} flag(s); "
                f"manifest sha256 {result.manifest_sha256}")
+    now = parse_clock(clock).now().astimezone(CHINA_TZ)
+    for deadline in result.deadlines:
+        if deadline.late_at(now):
+            click.echo(f"LATE: region {deadline.admdvs}'s export of {day} was due by {deadline.due:%Y-%m-%d %H:%M} "
+                       f"China time; exported {now:%Y-%m-%d %H:%M}")
 
 
 @click.command("audit-flags")

@@ -5,9 +5,14 @@ after the day, e.g. between 0:00 and 6:00 the next morning as Fujian and
 Jilin require), into DIR/D/:
 
 - `settlements.jsonl`: every settlement and reversal recorded that day, one
-  JSON object a line, in setl_id order, with the visit facts the audit saw;
+  JSON object a line, in setl_id order, with the visit facts the audit saw,
+  its fee lines with their amounts, the institution's details (from the
+  reference data in force), the e-prescription it issued (prescriber and
+  contents) and the one it filled (what it took, the pharmacist);
 - `flags.jsonl`: every audit flag raised that day, in the order raised;
-- `manifest.json`: format, date, each file's record count and SHA-256.
+- `manifest.json`: format, date, each file's record count and SHA-256, and
+  when the day's export is due for each region with records that has a
+  deadline (region rule export_deadline).
 
 Idempotent: the content depends only on the stored records of a closed day
 (a later reversal belongs to its own day), keys are sorted and no run time
@@ -27,10 +32,13 @@ from typing import Any, Iterator
 
 from medsettle.ledger.clock import CHINA_TZ
 from medsettle.ledger.progress import NO_PROGRESS, Hooks, counted
+from medsettle.ledger.reference.loader import parse_document
+from medsettle.ledger.reference.models import ReferenceData
 from medsettle.ledger.settlement.model import AMOUNT_FIELDS
 from medsettle.ledger.storage.sqlite import FLAG_COLUMNS, connect_read_only, flags_of_day, to_us  # noqa: F401
+from medsettle.ledger.supervision.deadlines import Deadline, deadlines
 
-FORMAT = "medsettle-supervision-daily/1"
+FORMAT = "medsettle-supervision-daily/2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,7 @@ class ExportResult:
     settlements: int
     flags: int
     manifest_sha256: str
+    deadlines: tuple[Deadline, ...] = ()  # of the regions with records that day
 
 
 def day_bounds_us(day: dt.date) -> tuple[int, int]:
@@ -50,25 +59,83 @@ def _line(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
 
-def _settlement_records(conn: sqlite3.Connection, day: dt.date) -> Iterator[dict[str, Any]]:
+SETTLEMENT_COLUMNS = ("setl_id", "kind", "orig_setl_id", "msgid", "fixmedins_code", "payee_code", "psn_no", "insutype",
+                      "insuplc_admdvs", "mdtrtarea_admvs", "clr_type", "pay_loc", "setl_time_us", "setlym",
+                      *AMOUNT_FIELDS, "audit_flags")
+LINE_FIELDS = ("feedetl_sn", "chrgitm_lv", "det_item_fee_sumamt_fen", "fulamt_ownpay_amt_fen", "overlmt_selfpay_fen",
+               "preselfpay_amt_fen", "inscp_scp_amt_fen")
+
+
+def _institution(reference: ReferenceData | None, code: str) -> dict[str, Any] | None:
+    found = reference.institutions.get(code) if reference is not None else None
+    if found is None:
+        return None
+    return {"code": found.code, "name": found.name, "kind": found.kind.value, "level": found.level,
+            "admdvs": found.admdvs, "host_code": found.host_code}
+
+
+def _fills_of_day(conn: sqlite3.Connection, start_us: int, end_us: int) -> dict[str, dict[str, Any]]:
+    """setl_id -> the recorded prescription a sale of the day filled and what it took."""
+    fills: dict[str, dict[str, Any]] = {}
+    for setl_id, prescriber, rx_id, code, cnt, pharmacist, prescriber_id, items in conn.execute(
+        "SELECT f.setl_id, f.prescribing_code, f.rx_id, f.hilist_code, f.cnt, f.pharmacist_id, p.prescriber_id, p.items "
+        "FROM rx_fill_items f JOIN settlements s ON s.setl_id = f.setl_id "
+        "JOIN prescriptions p ON p.prescribing_code = f.prescribing_code AND p.rx_id = f.rx_id "
+        "WHERE s.setl_time_us >= ? AND s.setl_time_us < ? ORDER BY f.setl_id, f.hilist_code", (start_us, end_us)):
+        fill = fills.setdefault(setl_id, {
+            "prescribing_code": prescriber, "rx_id": rx_id, "pharmacist_id": pharmacist, "prescriber_id": prescriber_id,
+            "prescribed": [{"hilist_code": c, "cnt": n} for c, n in json.loads(items)], "taken": []})
+        fill["taken"].append({"hilist_code": code, "cnt": cnt})
+    return fills
+
+
+def _settlement_records(conn: sqlite3.Connection, day: dt.date,
+                        reference: ReferenceData | None = None) -> Iterator[dict[str, Any]]:
     start_us, end_us = day_bounds_us(day)
-    columns = ("setl_id", "kind", "orig_setl_id", "msgid", "fixmedins_code", "payee_code", "psn_no", "insutype",
-               "insuplc_admdvs", "mdtrtarea_admvs", "clr_type", "pay_loc", "setl_time_us", "setlym",
-               *AMOUNT_FIELDS, "audit_flags")
+    fills = _fills_of_day(conn, start_us, end_us)
     cursor = conn.execute(
-        f"SELECT {', '.join('s.' + c for c in columns)}, v.visit_type, v.diag_code, v.rx_id, v.item_codes "
+        f"SELECT {', '.join('s.' + c for c in SETTLEMENT_COLUMNS)}, s.line_splits, "
+        "v.visit_type, v.diag_code, v.rx_id, v.item_codes, o.item_codes, "
+        "p.rx_id, p.prescriber_id, p.issued_day, p.valid_to, p.items, p.voided_setl_id "
         "FROM settlements s LEFT JOIN visit_log v ON v.setl_id = s.setl_id "
+        "LEFT JOIN visit_log o ON o.setl_id = s.orig_setl_id "
+        "LEFT JOIN prescriptions p ON p.setl_id = s.setl_id "
         "WHERE s.setl_time_us >= ? AND s.setl_time_us < ? ORDER BY s.setl_id",
         (start_us, end_us),
     )
+    width = len(SETTLEMENT_COLUMNS)
     for row in cursor:
-        record = dict(zip(columns, row[:len(columns)]))
+        record = dict(zip(SETTLEMENT_COLUMNS, row[:width]))
         record["audit_flags"] = [f for f in record["audit_flags"].split(",") if f]
-        visit_type, diag, rx_id, items = row[len(columns):]
+        (line_splits, visit_type, diag, rx_id, items, original_items,
+         issued_rx, prescriber_id, issued_day, valid_to, rx_items, voided_by) = row[width:]
         record["visit"] = None if visit_type is None else {
             "visit_type": visit_type, "diag_code": diag, "rx_id": rx_id, "items": items.split(",") if items else [],
         }
+        codes = (items or original_items or "").split(",")  # a reversal's lines are its original's
+        record["fee_lines"] = [
+            {"hilist_code": codes[i] if i < len(codes) else "", **dict(zip(LINE_FIELDS, line))}
+            for i, line in enumerate(json.loads(line_splits))
+        ]
+        record["institution"] = _institution(reference, record["fixmedins_code"])
+        record["prescription_issued"] = None if issued_rx is None else {
+            "rx_id": issued_rx, "prescriber_id": prescriber_id, "issued_day": issued_day, "valid_to": valid_to,
+            "items": [{"hilist_code": c, "cnt": n} for c, n in json.loads(rx_items)], "voided_by": voided_by,
+        }
+        record["prescription_filled"] = fills.get(record["setl_id"])
         yield record
+
+
+def _reference_in_force(conn: sqlite3.Connection) -> ReferenceData | None:
+    row = conn.execute("SELECT body FROM reference_documents ORDER BY doc_no DESC LIMIT 1").fetchone()
+    return None if row is None else parse_document(json.loads(row[0]))[0]
+
+
+def _regions_of_day(conn: sqlite3.Connection, day: dt.date) -> list[str]:
+    start_us, end_us = day_bounds_us(day)
+    return [r[0] for r in conn.execute(
+        "SELECT DISTINCT mdtrtarea_admvs FROM settlements WHERE setl_time_us >= ? AND setl_time_us < ?",
+        (start_us, end_us))]
 
 
 def _write_atomically(path: Path, chunks: Iterator[bytes]) -> tuple[int, str]:
@@ -106,8 +173,11 @@ def export_day(db_path: str | Path, day: dt.date, out_dir: str | Path, hooks: Ho
         directory.mkdir(parents=True, exist_ok=True)
         conn.execute("BEGIN")  # one snapshot for both files
         hooks.start(_records_of_day(conn, day))
+        reference = _reference_in_force(conn)
+        due = deadlines(reference.internet, _regions_of_day(conn, day), day) if reference is not None else []
         settlements, settlements_sha = _write_atomically(
-            directory / "settlements.jsonl", (_line(r) for r in counted(_settlement_records(conn, day), hooks)))
+            directory / "settlements.jsonl",
+            (_line(r) for r in counted(_settlement_records(conn, day, reference), hooks)))
         flags, flags_sha = _write_atomically(
             directory / "flags.jsonl", (_line(r) for r in counted(flags_of_day(conn, day.isoformat()), hooks)))
         conn.execute("COMMIT")
@@ -121,7 +191,8 @@ def export_day(db_path: str | Path, day: dt.date, out_dir: str | Path, hooks: Ho
             "settlements.jsonl": {"records": settlements, "sha256": settlements_sha},
             "flags.jsonl": {"records": flags, "sha256": flags_sha},
         },
+        "deadlines": {d.admdvs: d.due.isoformat() for d in due},
     }
     body = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
     _write_atomically(directory / "manifest.json", iter([body]))
-    return ExportResult(directory, settlements, flags, hashlib.sha256(body).hexdigest())
+    return ExportResult(directory, settlements, flags, hashlib.sha256(body).hexdigest(), tuple(due))

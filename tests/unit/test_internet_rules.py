@@ -189,13 +189,13 @@ def test_quantity_and_visit_rules_at_their_bounds(limit, cnt, visits):
     assert [f.rule for f in found] == expected
 
 
-def _sections(change) -> None:
+def _sections(change):  # type: ignore[no-untyped-def]
     doc = sample_document()
     change(doc)
-    parse_internet_sections(doc, {r["admdvs"] for r in doc["regions"]},
-                            {i["code"]: i["kind"] for i in doc["institutions"]},
-                            {i["code"] for i in doc["catalogue"]["national"]},
-                            {i["code"]: i.get("host_code") for i in doc["institutions"] if i["kind"] == "internet_hospital"})
+    return parse_internet_sections(doc, {r["admdvs"] for r in doc["regions"]},
+                                   {i["code"]: i["kind"] for i in doc["institutions"]},
+                                   {i["code"] for i in doc["catalogue"]["national"]},
+                                   {i["code"]: i.get("host_code") for i in doc["institutions"] if i["kind"] == "internet_hospital"})
 
 
 @pytest.mark.parametrize(("change", "path"), [
@@ -236,3 +236,13 @@ def test_used_nonces_are_forgotten_only_after_their_expiry(tmp_path):
     state.prune_nonces(150)
     assert (state.nonce_seen("a" * 32), state.nonce_seen("b" * 32)) == (False, True)
     store.close()
+
+
+def test_the_export_deadline_is_the_provinces_rule_for_each_of_its_regions():
+    from medsettle.ledger.supervision.deadlines import deadlines
+
+    internet = _sections(lambda d: None)
+    due = deadlines(internet, ["440100", "350100", "220100", "350100"], dt.date(2026, 10, 31))
+    assert [(d.admdvs, d.due.isoformat()) for d in due] == [
+        ("220100", "2026-11-01T06:00:00+08:00"), ("350100", "2026-11-01T06:00:00+08:00")]  # Jilin, Fujian
+    assert not due[0].late_at(due[0].due) and due[0].late_at(due[0].due + dt.timedelta(seconds=1))
