@@ -84,12 +84,14 @@ class Yuan:
         return f"Yuan({yuan(self.fen)})"
 
 
-# A Yuan is written by json.dumps (in C) as this marker and its fen, then
-# replaced by its number: two control characters no answer's text can hold
-# whole as a string (json.dumps escapes them, and the marker must be the
-# string's every character but the digits).
+# A Yuan is written by json.dumps (in C) as a string of this marker and its
+# fen, then replaced by its number. Only a string's opening quote (after
+# `{`, `[`, `:` or `,` in compact JSON, or at the start) is matched, never an
+# escaped quote inside a text; a text that itself starts with the marker
+# (a request's msgid echoed back may) is written with a "T" after the
+# marker, which the replacement drops again, so it comes out as it went in.
 _MARK = "\x00\x01"
-_MARKED = re.compile(r'"\\u0000\\u0001(D?)([-+.0-9Ee]+)"')
+_MARKED = re.compile(r'(?<![^{\[:,])"\\u0000\\u0001(?:(T)|(D?)([-+.0-9Ee]+)")')
 
 
 def dumps(value: Any) -> str:
@@ -97,21 +99,30 @@ def dumps(value: Any) -> str:
     each Yuan written as a number with two decimals (4.52, -0.23, 0.00) and
     each finite Decimal as its own digits."""
     text = json.dumps(_marked(value), ensure_ascii=False, separators=(",", ":"))
-    return _MARKED.sub(lambda m: m.group(2) if m.group(1) else yuan(int(m.group(2))), text)
+    return _MARKED.sub(_unmarked, text)
+
+
+def _unmarked(match: re.Match[str]) -> str:
+    text, decimal, digits = match.groups()
+    if text:
+        return '"\\u0000\\u0001'  # the text's own first characters, escaped as json.dumps escapes them
+    return digits if decimal else yuan(int(digits))
 
 
 def _marked(value: Any) -> Any:
     if isinstance(value, dict):
-        return {key: _marked(item) for key, item in value.items()}
+        return {_text(key): _marked(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_marked(item) for item in value]
     if isinstance(value, Yuan):
         return f"{_MARK}{value.fen}"
     if isinstance(value, Decimal) and value.is_finite():  # as read by loads: written back as it came
         return f"{_MARK}D{value}"
-    if isinstance(value, str) and value.startswith(_MARK):
-        raise ValueError("a text starting with NUL SOH cannot be written")  # never in an answer: would read as an amount
-    return value
+    return _text(value)
+
+
+def _text(value: Any) -> Any:
+    return f"{_MARK}T{value[len(_MARK):]}" if isinstance(value, str) and value.startswith(_MARK) else value
 
 
 def loads(text: str) -> Any:

@@ -60,10 +60,15 @@ def post_raw(http: GatewayClient, raw: bytes, headers: dict[str, str] | None = N
     (b'{"infno": "2207", "msgid": "M1", "fixmedins_code": "H44010100001", "input": {"data": 1}}', "input.data"),
     (b'{"infno": "2207", "msgid": "M1", "fixmedins_code": "H44010100001", "input": {"feedetail": [1]}}', "fee_lines[0]"),
     (b'{"infno": "2207", "msgid": "M1", "fixmedins_code": "H44010100001", "input": {"data": {"psn_no": 1e999999}}}', "psn_no"),
+    # msgids echoed back in inf_refmsgid that look like the answer writer's marking of an amount
+    (b'{"infno": "2207", "msgid": "\\u0000\\u0001123", "fixmedins_code": "H44010100001", "input": {}}', "msgid"),
+    (b'{"infno": "2207", "msgid": "x\\"\\u0000\\u0001123", "fixmedins_code": "H44010100001", "input": {}}', "msgid"),
 ])
 def test_malformed_bodies_are_refused_naming_the_field(http, raw, field):
     answer = assert_refused(*post_raw(http, raw))
     assert field in [v["field"] for v in answer["err_detail"]["field_violations"]], answer
+    if field == "msgid" and isinstance(json.loads(raw)["msgid"], str):
+        assert answer["inf_refmsgid"] == json.loads(raw)["msgid"]  # echoed back as sent
 
 
 def test_a_body_over_the_bound_is_refused_with_413(http):
