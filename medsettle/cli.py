@@ -25,12 +25,17 @@ class _Commands(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         from medsettle.ledger.storage.backends import BackendUnavailable
+        from medsettle.ledger.storage.migrations import SchemaVersionError
+        from medsettle.ledger.storage.migrations.on_postgres import EmptyDatabase
+        from medsettle.ledger.storage.pg_connect import DatabaseConnectError
         from medsettle.ledger.storage.port import NotALedgerError, StorageError
 
         try:
             return super().invoke(ctx)
-        except (NotALedgerError, BackendUnavailable, StorageError) as error:
+        except (NotALedgerError, BackendUnavailable, StorageError, SchemaVersionError, EmptyDatabase) as error:
             raise click.ClickException(f"--db: {error}") from None
+        except DatabaseConnectError as error:
+            raise click.ClickException(str(error)) from None
         except sqlite3.DatabaseError as error:
             raise click.ClickException(f"--db: SQLite: {error}") from None
 
@@ -390,6 +395,9 @@ main.add_command(backup)
 from medsettle.cli_agreements import agreements  # noqa: E402  (internet hospitals' agreements)
 
 main.add_command(agreements)
+from medsettle.cli_db import db  # noqa: E402  (schema versions, PostgreSQL)
+
+main.add_command(db)
 
 if __name__ == "__main__":
     main()

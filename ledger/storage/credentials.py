@@ -59,7 +59,7 @@ class CredentialStore:
             self._conn = connect_read_only(path)
         else:
             self._conn = connect(path)
-            init_schema(self._conn)
+            init_schema(self._conn, str(path))
 
     def close(self) -> None:
         self._conn.close()

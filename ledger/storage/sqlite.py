@@ -12,13 +12,13 @@ import datetime as dt
 import itertools
 import sqlite3
 import threading
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from medsettle.ledger.posting.journal import GENESIS_HASH
+from medsettle.ledger.storage.migrations import on_sqlite
 from medsettle.ledger.reference.models import Person
 from medsettle.ledger.settlement.model import Settlement, SettlementKind
 from medsettle.ledger.storage.port import (  # noqa: F401  (re-exported: older imports keep working)
@@ -109,12 +109,18 @@ def connect_read_only(path: str | Path) -> sqlite3.Connection:
     if found is None:
         conn.close()
         raise NotALedgerError(f"{path} is not a medsettle database (no journal_entries table)")
+    try:
+        on_sqlite.check_readable(conn, str(path))
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
-def init_schema(conn: sqlite3.Connection) -> None:
-    sql = resources.files("medsettle.ledger.storage").joinpath("schema.sql").read_text("utf-8")
-    conn.executescript(sql)
+def init_schema(conn: sqlite3.Connection, label: str = "the database") -> None:
+    """Creates the schema in an empty file; refuses (SchemaVersionError) a
+    schema of another version (migrations/__init__.py has the rules)."""
+    on_sqlite.open_writable(conn, label)
 
 
 FLAG_COLUMNS = ("flag_no", "setl_id", "rule", "field", "detail", "fixmedins_code", "flag_day")
@@ -148,7 +154,7 @@ class SqliteLedgerStore:
         self._connect = connect_read_only if read_only else connect
         self._write = self._connect(self.path)
         if not read_only:
-            init_schema(self._write)
+            init_schema(self._write, self.path)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []  # every thread's, for close()
         self._readers_lock = threading.Lock()

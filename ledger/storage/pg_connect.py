@@ -1,0 +1,55 @@
+"""PostgreSQL URLs: recognising them, naming them without the password, and
+connecting with an error that says what is wrong (bad URL, wrong password,
+unreachable host) instead of a driver traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONNECT_TIMEOUT_S = 10
+
+
+class DatabaseConnectError(Exception):
+    """The database named by --db cannot be reached or refuses us (the message says why)."""
+
+
+def describe(url: str) -> str:
+    """The URL as it may be printed: user, host, port and database, never the password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:  # noqa: BLE001 - an unparsable URL is named by its scheme only
+        return "postgresql://(unparsable URL)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    host = str(parts.get("host") or "localhost")
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{host}{port}/{parts.get('dbname') or ''}"
+
+
+def connect_options(url: str) -> dict[str, Any]:
+    """Checks the URL's form; the keyword arguments every connection uses."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError as error:
+        raise DatabaseConnectError(f"--db: not a valid PostgreSQL URL ({error})") from None
+    return {"conninfo": url, "connect_timeout": CONNECT_TIMEOUT_S, "application_name": "medsettle"}
+
+
+def connect(url: str, **kwargs: Any) -> Any:
+    """A psycopg connection; DatabaseConnectError naming the problem if it cannot be made."""
+    import psycopg
+
+    options = connect_options(url)
+    try:
+        return psycopg.connect(options.pop("conninfo"), **options, **kwargs)
+    except psycopg.OperationalError as error:
+        raise DatabaseConnectError(f"--db {describe(url)}: cannot connect: {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text or type(error).__name__

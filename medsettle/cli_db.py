@@ -1,0 +1,74 @@
+"""`medsettle db upgrade|version --db DB`: the ledger's schema version, and
+creating or migrating it (SQLite file or PostgreSQL URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from medsettle.ledger.storage.migrations import current_version
+
+db_option = click.option("--db", default="var/medsettle.db", show_default=True, envvar="MEDSETTLE_DB",
+                         help="SQLite database file, or a postgresql:// URL (env MEDSETTLE_DB).")
+
+
+@click.group()
+def db() -> None:
+    """The ledger's schema: its version, creating or migrating it."""
+
+
+@db.command()
+@db_option
+def upgrade(db: str) -> None:
+    """Create the schema in an empty database, or migrate an older one to this
+    release's version (each step in one transaction). Back up first."""
+    before, after, backend = _with_connection(db, _upgrade)
+    if before == after:
+        click.echo(f"schema already at version {after} ({backend}); nothing to do")
+    elif before == 0:
+        click.echo(f"created the ledger schema at version {after} ({backend})")
+    else:
+        click.echo(f"upgraded the ledger schema from version {before} to {after} ({backend})")
+
+
+@db.command()
+@db_option
+def version(db: str) -> None:
+    """Print the database's schema version and the one this release needs."""
+    found, _, backend = _with_connection(db, _found)
+    needed = current_version(backend)
+    click.echo(f"schema version {found} ({backend}); this release needs {needed}")
+
+
+def _runner(backend: str):  # type: ignore[no-untyped-def]
+    """The backend's migration module (on_sqlite or on_postgres)."""
+    from medsettle.ledger.storage.migrations import on_postgres, on_sqlite
+
+    return on_postgres if backend == "postgres" else on_sqlite
+
+
+def _upgrade(conn: object, backend: str, label: str) -> tuple[int, int]:
+    return _runner(backend).upgrade(conn, label)  # type: ignore[no-any-return]
+
+
+def _found(conn: object, backend: str, label: str) -> tuple[int, int]:
+    return _runner(backend).version(conn), 0
+
+
+def _with_connection(db: str, action):  # type: ignore[no-untyped-def]
+    """action(conn, backend, label) on a connection to --db; (result..., backend)."""
+    from medsettle.ledger.storage import pg_connect
+    from medsettle.ledger.storage.backends import is_postgres
+
+    if is_postgres(db):
+        with pg_connect.connect(db, autocommit=True) as conn:
+            return (*action(conn, "postgres", pg_connect.describe(db)), "postgres")
+    from medsettle.ledger.storage.sqlite import connect
+
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(db)
+    try:
+        return (*action(conn, "sqlite", db), "sqlite")
+    finally:
+        conn.close()
