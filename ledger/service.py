@@ -234,6 +234,11 @@ class SettlementService:
             return "restarting the writer process"
         return self.writer_down()
 
+    def storage_unreachable(self) -> str | None:
+        """Why the ledger's database cannot be reached now (PostgreSQL), or
+        None; blocks up to about a second: call it off the event loop."""
+        return self.store.unreachable()
+
     def retry_writer(self) -> None:
         """Tries again to start the writer process, if it is down (blocks up to its start timeout)."""
         if self.writer_process is not None:

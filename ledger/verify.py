@@ -36,6 +36,8 @@ class VerifyReport:
     balance_breaks: list[Break] = field(default_factory=list)
     orphan_postings: int = 0
     head_hash: str = GENESIS_HASH
+    # chain -> (last entry number, last hash) as walked (one chain, 0, on SQLite)
+    chain_tails: dict[int, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -46,11 +48,13 @@ class VerifyReport:
         return self.bad_entries[0] if self.bad_entries else None
 
 
-def entry_problems(row: JournalRow, expected_prev: str, expected_no: int) -> list[str]:
-    """What is wrong with one entry, given the previous entry's stored hash."""
+def entry_problems(row: JournalRow, expected_prev: str, expected_no: int | None) -> list[str]:
+    """What is wrong with one entry, given the previous entry's stored hash
+    (expected_no None: a chain whose numbers have gaps, where the hash links
+    alone show a removed entry)."""
     problems = []
     postings = [Posting(book, account, amount) for book, account, amount in row.postings]
-    if row.entry_no != expected_no:
+    if expected_no is not None and row.entry_no != expected_no:
         problems.append(f"entry number {row.entry_no} follows {expected_no - 1}: entries are missing")
     if row.prev_hash != expected_prev:
         problems.append("prev_hash is not the previous entry's hash (an entry was removed, inserted or reordered)")
@@ -75,10 +79,11 @@ def verify_journal(rows: Iterable[JournalRow]) -> tuple[VerifyReport, dict[tuple
     report = VerifyReport()
     balances: dict[tuple[str, str], int] = defaultdict(int)
     settled: dict[tuple[str, str], int] = defaultdict(int)
-    expected_prev, expected_no = GENESIS_HASH, 1
     for row in rows:
         report.entries += 1
         report.postings += len(row.postings)
+        last_no, expected_prev = report.chain_tails.get(row.chain, (0, GENESIS_HASH))
+        expected_no = last_no + 1 if row.chain == 0 else None
         for problem in entry_problems(row, expected_prev, expected_no):
             report.bad_entries.append(BadEntry(row.entry_no, row.setl_id, problem))
         for book, account, amount in row.postings:
@@ -86,17 +91,33 @@ def verify_journal(rows: Iterable[JournalRow]) -> tuple[VerifyReport, dict[tuple
             if row.kind in SETTLEMENT_KINDS:
                 settled[(book, account)] += amount
         # Chain on from the stored hash, so one changed entry is reported once.
-        expected_prev, expected_no = row.hash, row.entry_no + 1
-    report.head_hash = expected_prev
+        report.chain_tails[row.chain] = (row.entry_no, row.hash)
+        report.head_hash = row.hash
     return report, dict(balances), dict(settled)
+
+
+def chain_head_problems(heads: dict[int, tuple[int, str]], tails: dict[int, tuple[int, str]]) -> list[BadEntry]:
+    """Where several writers keep a chain each (PostgreSQL), each writer's
+    recorded head must be where its chain ends: entries removed from the end
+    of a chain, or a whole chain removed, show here."""
+    bad = []
+    for chain, (last_no, last_hash) in sorted(heads.items()):
+        tail = tails.get(chain, (0, GENESIS_HASH))
+        if tail != (last_no, last_hash):
+            bad.append(BadEntry(tail[0], "", f"chain {chain} ends at entry {tail[0]} but its writer recorded entry "
+                                            f"{last_no} as its last: entries at its end were removed or changed"))
+    for chain in sorted(set(tails) - set(heads) - {0}):
+        bad.append(BadEntry(tails[chain][0], "", f"chain {chain} has entries but no recorded writer head"))
+    return bad
 
 
 def verify_database(path: str | Path, hooks: Hooks = NO_PROGRESS) -> VerifyReport:
     """hooks hear of the entries to check (the last entry number) and of those checked."""
     store = open_ledger(path, read_only=True)  # NotALedgerError if it holds no ledger
     try:
-        hooks.start(store.chain_head()[1])  # the last entry number
+        hooks.start(store.chain_head()[1])  # the last entry number: how many entries there are
         report, balances, settled = verify_journal(counted(store.iter_entry_postings(), hooks))
+        report.bad_entries += chain_head_problems(store.chain_heads(), report.chain_tails)
         report.orphan_postings = store.orphan_postings()
     finally:
         store.close()

@@ -248,6 +248,10 @@ def _print_balances(db: str, period: str | None, console: Console) -> bool:
     from medsettle.ledger.clearing.store import ClearingStore
     from medsettle.ledger.posting.invariants import reciprocity_breaks, trial_balance_breaks
 
+    from medsettle.ledger.storage.backends import is_postgres
+
+    if is_postgres(db):  # the clearing reads balances needs, on the PostgreSQL store (the same SQL)
+        from medsettle.ledger.storage.postgres import PostgresClearingReads as ClearingStore  # noqa: N814
     store = ClearingStore(db, read_only=True)
     try:
         balances_fen = store.book_balances(period)

@@ -24,6 +24,15 @@ BREAKS_FILE = "breaks.json"
 MAX_TABLE_ROWS = 40  # the terminal shows this many rows per table; the files hold all
 
 
+def _refuse_postgres(db: str) -> None:
+    """Clearing runs on SQLite ledgers in this release."""
+    from medsettle.ledger.storage.backends import is_postgres
+
+    if is_postgres(db):
+        raise click.ClickException("--db: clearing a PostgreSQL ledger is not available in this release "
+                                   "(clear and prepay run on SQLite ledgers)")
+
+
 @click.command()
 @click.option("--province", required=True, help="2-digit province code whose agencies are cleared (e.g. 44).")
 @click.option("--period", required=True, help="The month to clear, YYYY-MM (China time); it must have ended.")
@@ -55,6 +64,7 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
     from medsettle.ledger.clearing.statement_html import render_statement_html
     from medsettle.ledger.clock import parse_clock
 
+    _refuse_postgres(db)
     if not Path(db).exists():
         raise click.ClickException(f"--db: no database at {db}")
     out_dir = Path(statement_dir) if statement_dir else DEFAULT_STATEMENT_ROOT / f"{province}-{period}"

@@ -79,9 +79,10 @@ def _institution_codes(db: str) -> set[str]:
 def revoke(db: str, cred_id: int) -> None:
     """Revoke a credential; a running server refuses it within seconds."""
     from medsettle.ledger.clock import SystemClock
+    from medsettle.ledger.storage.backends import is_postgres
     from medsettle.ledger.storage.credentials import CredentialError, CredentialStore
 
-    if not Path(db).exists():
+    if not is_postgres(db) and not Path(db).exists():
         raise click.ClickException(f"no database at {db}")
     with CredentialStore(db) as store:
         try:

@@ -90,7 +90,7 @@ def export_daily(date_text: str | None, db: str, out_dir: str, clock: str) -> No
 @click.option("--code", "fixmedins_code", default="", help="Only this institution's flags.")
 def audit_flags(date_text: str, db: str, fixmedins_code: str) -> None:
     """List the fund-supervision flags raised on a day, as JSON Lines."""
-    from medsettle.ledger.storage.sqlite import connect_read_only
+    from medsettle.ledger.storage.backends import connect_read_only
     from medsettle.ledger.supervision.export import flags_of_day
 
     _parse_day(date_text)
@@ -109,7 +109,7 @@ def quotas(db: str, year: int | None) -> None:
     """Each host hospital's budget quota, what its fund payments used, whether it is reached (JSON Lines)."""
     from medsettle.ledger.reference.loader import parse_document
     from medsettle.ledger.storage.internet_state import InternetStateStore
-    from medsettle.ledger.storage.sqlite import connect_read_only
+    from medsettle.ledger.storage.backends import connect_read_only
 
     conn = connect_read_only(db)
     try:

@@ -159,8 +159,9 @@ async def _set_health(health_servicer: health.aio.HealthServicer, serving: bool)
 
 async def _watch_writer(service: SettlementService, health_servicer: health.aio.HealthServicer) -> None:
     """NOT_SERVING while the writer process cannot be restarted (writes would
-    only be refused; meanwhile it tries to start it again) or is being
-    restarted (writes wait); then SERVING again."""
+    only be refused; meanwhile it tries to start it again), is being
+    restarted (writes wait), or the database cannot be reached (PostgreSQL);
+    then SERVING again."""
     serving = True
     loop = asyncio.get_running_loop()
     while True:
@@ -170,12 +171,14 @@ async def _watch_writer(service: SettlementService, health_servicer: health.aio.
                 await loop.run_in_executor(None, service.retry_writer)
             except Exception as error:  # the watcher must outlive a failed try: health would freeze
                 log.error("writer process restart failed", detail=f"{type(error).__name__}: {error}")
-        down = service.writer_unavailable()
+        down = service.writer_unavailable() or await loop.run_in_executor(None, service.storage_unreachable)
         if (down is None) != serving:
             serving = down is None
             await _set_health(health_servicer, serving)
             if serving:
-                log.info("writer process restarted; serving")
+                log.info("writes can go through again; serving")
+            elif service.writer_unavailable() is None:
+                log.error("database unreachable; not serving", detail=down)
             elif service.writer_down() is None:  # being replaced: usually over within a second
                 log.warning("writer process being replaced; not serving", detail=down)
             else:

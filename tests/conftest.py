@@ -273,9 +273,16 @@ def _sqlite_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return str(tmp_path / "contract.db")
 
 
+def _postgres_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A new database on the session's throwaway PostgreSQL server."""
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return server.create_database()
+
+
 # backend name -> a function giving a fresh, empty ledger's --db value
 LEDGER_URLS: dict[str, Callable[[Path, pytest.FixtureRequest], str]] = {
     "sqlite": _sqlite_url,
+    "postgres": _postgres_url,
 }
 
 

@@ -5,6 +5,7 @@ file path. `MEDSETTLE_DB` in the environment is the default of every `--db`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from medsettle.ledger.storage.port import LedgerStore
 
@@ -32,6 +33,19 @@ def open_ledger(db: str | Path, *, read_only: bool = False) -> LedgerStore:
     from medsettle.ledger.storage.sqlite import SqliteLedgerStore
 
     return SqliteLedgerStore(db, read_only=read_only)
+
+
+def connect_read_only(db: str | Path) -> Any:
+    """A read-only connection to the ledger for the commands that run their
+    own (portable) SQL with `?` marks: sqlite3's on a file, or a PostgreSQL
+    one taking the same calls (NotALedgerError if it holds no ledger)."""
+    if is_postgres(db):
+        from medsettle.ledger.storage.postgres import connect_qmark
+
+        return connect_qmark(str(db), read_only=True)
+    from medsettle.ledger.storage.sqlite import connect_read_only as sqlite_read_only
+
+    return sqlite_read_only(db)
 
 
 def make_room_for(db: str | Path) -> None:

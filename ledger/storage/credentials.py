@@ -54,8 +54,15 @@ class CredentialStore:
     """The credentials table. Short-lived: open, act, close."""
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
-        """read_only: for listing; the file is never changed (see connect_read_only)."""
-        if read_only:
+        """read_only: for listing; the file is never changed (see connect_read_only).
+        path: a SQLite file, or a postgresql:// URL (the same SQL runs there)."""
+        from medsettle.ledger.storage.backends import is_postgres
+
+        if is_postgres(path):
+            from medsettle.ledger.storage.postgres import connect_qmark
+
+            self._conn = connect_qmark(str(path), read_only=read_only)
+        elif read_only:
             self._conn = connect_read_only(path)
         else:
             self._conn = connect(path)
@@ -79,12 +86,12 @@ class CredentialStore:
         if not 1 <= len(label) <= MAX_LABEL:
             raise CredentialError(f"label: must be 1-{MAX_LABEL} characters")
         token = new_token()
-        cursor = self._conn.execute(
-            "INSERT INTO credentials (token_sha256, role, fixmedins_code, label, created_us) VALUES (?, ?, ?, ?, ?)",
+        cred_id = self._conn.execute(
+            "INSERT INTO credentials (token_sha256, role, fixmedins_code, label, created_us) VALUES (?, ?, ?, ?, ?) "
+            "RETURNING cred_id",
             (token_sha256(token), role.value, fixmedins_code, label, to_us(now)),
-        )
-        assert cursor.lastrowid is not None
-        return Credential(cursor.lastrowid, role, fixmedins_code, label, now, None), token
+        ).fetchone()[0]
+        return Credential(cred_id, role, fixmedins_code, label, now, None), token
 
     def revoke(self, cred_id: int, now: dt.datetime) -> Credential:
         updated = self._conn.execute(

@@ -45,9 +45,20 @@ def connect(url: str, **kwargs: Any) -> Any:
 
     options = connect_options(url)
     try:
-        return psycopg.connect(options.pop("conninfo"), **options, **kwargs)
+        conn = psycopg.connect(options.pop("conninfo"), **options, **kwargs)
     except psycopg.OperationalError as error:
         raise DatabaseConnectError(f"--db {describe(url)}: cannot connect: {_first_line(error)}") from None
+    configure(conn)
+    return conn
+
+
+def configure(conn: Any) -> None:
+    """Money sums come back as int: SUM over BIGINT fen is NUMERIC in
+    PostgreSQL (a Decimal to psycopg), always a whole number of fen here, so
+    the SQL shared with SQLite needs no casts."""
+    from psycopg.types.numeric import IntLoader
+
+    conn.adapters.register_loader("numeric", IntLoader)
 
 
 def _first_line(error: Exception) -> str:

@@ -123,6 +123,9 @@ class LedgerStore(Protocol):
     read_only: bool
 
     def close(self) -> None: ...
+    def unreachable(self) -> str | None:
+        """Why the database cannot be reached now (health says NOT_SERVING
+        meanwhile), or None. Blocks for at most about a second."""
 
     # ---- reference data ----------------------------------------------
     def reference_body(self) -> str | None: ...
@@ -154,5 +157,9 @@ class LedgerStore(Protocol):
     def book_balances(self, setlym: str | None = None) -> dict[tuple[str, str], int]: ...
     def iter_entry_postings(self, setlym: str | None = None) -> Iterator[JournalRow]: ...
     def orphan_postings(self) -> int: ...
+    def chain_heads(self) -> dict[int, tuple[int, str]]:
+        """Where a ledger keeps one hash chain per writer: chain -> (its last
+        entry number, its last hash) as the writer recorded them; {} where the
+        journal is one chain (its head is its last entry)."""
     def flags_of_day(self, day: str, fixmedins_code: str = "", after_flag_no: int = 0,
                      limit: int = -1) -> list[dict[str, Any]]: ...

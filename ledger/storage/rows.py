@@ -111,3 +111,7 @@ class JournalRow:
     hash: str
     settlement: tuple[str, str, str, int, int] | None  # insuplc, mdtrtarea, payee, hifp_pay, acct_pay
     postings: list[tuple[str, str, int]]  # (book, account, amount_fen) in insert order
+    # The hash chain the entry belongs to: 0, the one chain of a single-writer
+    # ledger (contiguous entry numbers); on PostgreSQL one per writer (numbers
+    # increase with gaps), named by chain_heads.chain_id.
+    chain: int = 0

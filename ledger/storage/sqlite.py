@@ -135,7 +135,8 @@ def flags_of_day(conn: sqlite3.Connection, day: str, fixmedins_code: str = "",
     if fixmedins_code:
         sql += " AND fixmedins_code = ?"
         params.append(fixmedins_code)
-    for row in conn.execute(sql + " ORDER BY flag_no LIMIT ?", (*params, limit)):
+    sql += " ORDER BY flag_no" if limit < 0 else f" ORDER BY flag_no LIMIT {int(limit)}"
+    for row in conn.execute(sql, params):
         yield dict(zip(FLAG_COLUMNS, row))
 
 
@@ -411,6 +412,12 @@ class SqliteLedgerStore:
     def flags_of_day(self, day: str, fixmedins_code: str = "", after_flag_no: int = 0,
                      limit: int = -1) -> list[dict[str, Any]]:
         return list(flags_of_day(self.reader(), day, fixmedins_code, after_flag_no, limit))
+
+    def chain_heads(self) -> dict[int, tuple[int, str]]:
+        return {}  # one chain, whose head is its last entry
+
+    def unreachable(self) -> str | None:
+        return None  # a local file: its failures are the writes' own errors
 
     def orphan_postings(self) -> int:
         """Postings whose journal entry does not exist."""

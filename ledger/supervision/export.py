@@ -35,7 +35,8 @@ from medsettle.ledger.progress import NO_PROGRESS, Hooks, counted
 from medsettle.ledger.reference.loader import parse_document
 from medsettle.ledger.reference.models import ReferenceData
 from medsettle.ledger.settlement.model import AMOUNT_FIELDS
-from medsettle.ledger.storage.sqlite import FLAG_COLUMNS, connect_read_only, flags_of_day, to_us  # noqa: F401
+from medsettle.ledger.storage.backends import connect_read_only
+from medsettle.ledger.storage.sqlite import FLAG_COLUMNS, flags_of_day, to_us  # noqa: F401
 from medsettle.ledger.supervision.deadlines import Deadline, deadlines
 
 FORMAT = "medsettle-supervision-daily/2"

@@ -83,7 +83,11 @@ def test_a_committed_batch_reads_back_the_same_through_every_read(ledger_store: 
                                   first.split.hifp_pay_fen + second.split.hifp_pay_fen)
     setl_no, entry_no, head = ledger_store.chain_head()
     ledger_store.rollback()
-    assert entry_no == 2 and head != GENESIS_HASH
+    # The next batch continues the chain after the stored entries (numbers
+    # may leave gaps where several servers take blocks of them: PostgreSQL).
+    entries = list(ledger_store.iter_entry_postings())
+    assert len(entries) == 2 and head == entries[-1].hash != GENESIS_HASH
+    assert entry_no >= entries[-1].entry_no and setl_no >= int(second.setl_id[1:])
     assert ledger_store.get_settlement("H44010100001", setl_id=first.setl_id) == first
     assert ledger_store.get_settlement("H44010100001", msgid="M2") == second
     assert ledger_store.get_settlement("H99999999999", setl_id=first.setl_id) is None  # another institution's
@@ -107,7 +111,7 @@ def test_a_rolled_back_batch_leaves_nothing(ledger_store: LedgerStore, processor
     head = ledger_store.chain_head()
     ledger_store.rollback()
     ledger_store.begin()
-    assert ledger_store.chain_head() == head
+    assert ledger_store.chain_head()[2] == head[2]  # the same chain head hash: nothing of the batch stayed
     ledger_store.rollback()
     assert ledger_store.book_balances() == balances
     assert ledger_store.get_settlement("H44010100001", msgid="M1") is not None

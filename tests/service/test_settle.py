@@ -16,6 +16,12 @@ IDENTITY_FIELDS = (
 )
 
 
+@pytest.fixture
+def db_path(ledger_db: str) -> str:
+    """Every test here runs on each backend (a SQLite file, a PostgreSQL database)."""
+    return ledger_db
+
+
 def assert_identities(r: pb.SettleResult) -> None:
     assert r.medfee_sumamt_fen == r.fulamt_ownpay_amt_fen + r.overlmt_selfpay_fen + r.preselfpay_amt_fen + r.inscp_scp_amt_fen
     assert r.medfee_sumamt_fen == r.fund_pay_sumamt_fen + r.psn_part_amt_fen + r.hosp_part_amt_fen

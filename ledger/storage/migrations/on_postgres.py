@@ -69,7 +69,7 @@ def open_writable(conn: Any, label: str) -> None:
 
 def check_readable(conn: Any, label: str) -> None:
     """For a read-only command: a ledger at the current version."""
-    version = version(conn)
-    if version == 0:
+    found = version(conn)
+    if found == 0:
         raise EmptyDatabase(f"{label} holds no medsettle ledger (no schema_version table)")
-    check(BACKEND, version, label)
+    check(BACKEND, found, label)

@@ -39,10 +39,11 @@ CREATE TABLE person_years (
     PRIMARY KEY (psn_no, year)
 );
 
--- Numbers handed out to every server: unique across servers, increasing,
--- with gaps (a rolled-back batch does not give its numbers back).
-CREATE SEQUENCE settlement_numbers AS BIGINT;
-CREATE SEQUENCE entry_numbers AS BIGINT;
+-- Blocks of numbers, one per batch (ledger/storage/postgres.py: block k is
+-- k * 16384 + 1 ..): unique across servers, increasing, with gaps (a
+-- rolled-back batch does not give its block back).
+CREATE SEQUENCE settlement_numbers AS BIGINT MINVALUE 0 START WITH 0;
+CREATE SEQUENCE entry_numbers AS BIGINT MINVALUE 0 START WITH 0;
 
 CREATE TABLE settlements (
     setl_no BIGINT PRIMARY KEY,
@@ -179,6 +180,48 @@ CREATE TABLE rx_fills (
     reversal_setl_id TEXT
 );
 CREATE UNIQUE INDEX rx_fills_once ON rx_fills (prescribing_code, rx_id) WHERE reversal_setl_id IS NULL;
+-- E-prescriptions issued with a visit, with their contents (items as JSON
+-- [[hilist_code, cnt], ...]); a reversed visit voids its prescription.
+CREATE TABLE prescriptions (
+    prescribing_code TEXT NOT NULL,
+    rx_id TEXT NOT NULL,
+    setl_id TEXT NOT NULL,
+    psn_no TEXT NOT NULL,
+    prescriber_id TEXT NOT NULL,
+    issued_day TEXT NOT NULL,
+    valid_to TEXT NOT NULL,
+    items TEXT NOT NULL,
+    voided_setl_id TEXT,
+    PRIMARY KEY (prescribing_code, rx_id)
+);
+CREATE INDEX prescriptions_by_setl ON prescriptions (setl_id);
+-- What each pharmacy sale took from a recorded prescription, item by item.
+CREATE TABLE rx_fill_items (
+    setl_id TEXT NOT NULL,
+    prescribing_code TEXT NOT NULL,
+    rx_id TEXT NOT NULL,
+    hilist_code TEXT NOT NULL,
+    cnt INTEGER NOT NULL,
+    pharmacist_id TEXT NOT NULL,
+    reversal_setl_id TEXT,
+    PRIMARY KEY (setl_id, hilist_code)
+);
+CREATE INDEX rx_fill_items_by_rx ON rx_fill_items (prescribing_code, rx_id);
+-- Internet-hospital agreements added or changed by an operator; a row
+-- replaces the reference document's agreement of the same agreement_no.
+CREATE TABLE internet_agreements (
+    agreement_no TEXT PRIMARY KEY,
+    internet_code TEXT NOT NULL,
+    host_code TEXT NOT NULL,
+    visit_types TEXT NOT NULL,
+    item_kinds TEXT NOT NULL,
+    valid_from TEXT NOT NULL,
+    valid_to TEXT NOT NULL,
+    status TEXT NOT NULL,
+    payee TEXT NOT NULL,
+    changed_us BIGINT NOT NULL
+);
+CREATE INDEX internet_agreements_by_hospital ON internet_agreements (internet_code);
 -- E-insurance certificate nonces seen (never the token): a replay is refused.
 CREATE TABLE ecert_nonces (
     nonce TEXT PRIMARY KEY,

@@ -1,0 +1,67 @@
+"""Every command that reads or writes a ledger takes a postgresql:// URL as
+--db (or MEDSETTLE_DB), and says so clearly where it cannot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from medsettle.cli import main
+from medsettle.client.settlement_client import SettlementClient
+from medsettle.ledger.clock import FixedClock
+from medsettle.ledger.reference.loader import sample_document
+
+from conftest import SETTLE_AT, ServerThread, make_bill
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_the_ledger_commands_run_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(sample_document()))
+    code, out = run("load-reference", "--db", pg_url, str(reference))
+    assert code == 0, out
+    server = ServerThread(pg_url, FixedClock(SETTLE_AT)).start()  # type: ignore[arg-type]
+    try:
+        with SettlementClient(server.target, token=server.operator_token, tokens=server.tokens) as client:
+            settled = client.settle(make_bill(msgid="CMD-1"))
+            client.settle(make_bill(code="H44010100001", psn_no="13010000000000000001", insuplc="130100",
+                                    msgid="CMD-2"))
+    finally:
+        server.stop()
+    code, out = run("balances", "--db", pg_url)
+    assert code == 0 and "books balance to zero; reciprocal agency accounts match" in out, out
+    code, out = run("verify", env={"MEDSETTLE_DB": pg_url})
+    assert code == 0 and "checked 2 journal entries" in out, out
+    code, out = run("credentials", "issue", "--db", pg_url, "--code", "H44010100001", "--label", "gw")
+    assert code == 0 and out.splitlines()[-1].startswith("mst_"), out
+    cred_id = out.split("issued credential ", 1)[1].split()[0]
+    code, listed = run("credentials", "list", "--db", pg_url)
+    assert code == 0 and "gw" in listed
+    code, out = run("credentials", "revoke", "--db", pg_url, cred_id)
+    assert code == 0 and "revoked" in out, out
+    code, out = run("audit-flags", "--db", pg_url, "--date", "2026-10-15")
+    assert code == 0
+    code, out = run("quotas", "--db", pg_url)
+    assert code == 0 and '"host_code"' in out
+    code, out = run("export-daily", "--db", pg_url, "--date", "2026-10-15", "--out", str(tmp_path / "export"),
+                    "--clock", "2026-10-16T09:00:00+08:00")
+    assert code == 0, out
+    lines = (tmp_path / "export" / "2026-10-15" / "settlements.jsonl").read_text().splitlines()
+    assert [json.loads(line)["setl_id"] for line in lines][0] == settled.setl_id and len(lines) == 2
+
+
+def test_clearing_a_postgres_ledger_is_refused_clearly(pg_url: str) -> None:
+    code, out = run("clear", "--db", pg_url, "--province", "44", "--period", "2026-10")
+    assert code == 1 and "clearing a PostgreSQL ledger is not available" in out
+
+
+def test_a_read_only_command_on_an_empty_database_is_refused(pg_url: str) -> None:
+    code, out = run("verify", "--db", pg_url)
+    assert code == 1 and "holds no medsettle ledger" in out and "Traceback" not in out
