@@ -40,6 +40,7 @@ class ServerLimits:
     max_message_bytes: int = 1 << 20  # 1 MiB: a 500-line bill is about 40 KiB
     max_concurrent_rpcs: int = 2_048  # beyond this gRPC answers RESOURCE_EXHAUSTED
     shutdown_grace_s: float = 10.0
+    http_body_timeout_s: float = 30.0  # the JSON gateway: a request body must arrive within this
 
 
 @dataclass
@@ -146,7 +147,8 @@ async def _start_gateway(address: str, service: SettlementService, stats: CallSt
     try:
         return await start_gateway(
             address, service, stats, credentials, server_ssl_context(tls) if tls else None,
-            GatewayLimits(limits.max_message_bytes, limits.max_concurrent_rpcs, limits.shutdown_grace_s))
+            GatewayLimits(limits.max_message_bytes, limits.max_concurrent_rpcs, limits.shutdown_grace_s,
+                          limits.http_body_timeout_s))
     except OSError as error:
         raise ListenError(f"--http-listen: cannot listen on {address}: {error.strerror or error}") from None
 

@@ -11,6 +11,7 @@ is logged and answered as the INTERNAL refusal gRPC would give.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 import time
@@ -63,6 +64,7 @@ HTTP_STATUS = {
     grpc.StatusCode.INTERNAL: 500,
 }
 TOO_LARGE = 413
+BODY_TIMEOUT = 408
 
 log = get_logger("medsettle.server.gateway")
 
@@ -72,6 +74,7 @@ class GatewayLimits:
     max_body_bytes: int = 1 << 20  # the gRPC server's message bound
     max_concurrent: int = 2_048  # calls in progress; beyond, 429 at once
     shutdown_grace_s: float = 10.0
+    body_timeout_s: float = 30.0  # a body still arriving after this is refused (408): a slow sender frees its place
 
 
 class _Answer(Exception):
@@ -162,11 +165,13 @@ class Gateway:
 
     async def _envelope(self, request: web.Request) -> tuple[env.Envelope, Any]:
         """The authenticated, authorized call's envelope (and the principal's
-        context token, to reset), or _Answer refusing it."""
-        body = await self._body(request)
+        context token, to reset), or _Answer refusing it. Authenticated from
+        the headers before the body is read: a caller with no credential
+        never holds a place among the calls in progress while its body
+        arrives (or never does)."""
         principal_token = await self._authenticate(request)
         try:
-            return self._authorized(body), principal_token
+            return self._authorized(await self._body(request)), principal_token
         except BaseException:
             if principal_token is not None:
                 CURRENT_PRINCIPAL.reset(principal_token)
@@ -201,9 +206,14 @@ class Gateway:
         limit = self._limits.max_body_bytes
         if request.content_length is None or request.content_length <= limit:
             try:
-                return await request.read()
+                async with asyncio.timeout(self._limits.body_timeout_s):
+                    return await request.read()
             except web.HTTPRequestEntityTooLarge:
                 pass  # a chunked body beyond the bound
+            except TimeoutError:
+                raise _Answer(BODY_TIMEOUT, self._refusal_body("", invalid([FieldViolation(
+                    "request", f"the body must arrive within {self._limits.body_timeout_s:g} s")])),
+                    "http", "INVALID_ARGUMENT") from None
         raise _Answer(TOO_LARGE, self._refusal_body("", invalid([FieldViolation(
             "request", f"the body must be at most {limit} bytes")])), "http", "INVALID_ARGUMENT")
 

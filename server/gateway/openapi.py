@@ -55,6 +55,7 @@ _STATUSES = {
     "401": "UNAUTHENTICATED: no, an unknown or a revoked credential",
     "403": "NOT_YOUR_INSTITUTION: the credential does not act for fixmedins_code (or an operator writes)",
     "404": "SETTLEMENT_NOT_FOUND",
+    "408": "the body did not arrive in full in time; send it again with the same msgid",
     "409": "IDEMPOTENCY_CONFLICT: this msgid was used for another payload",
     "413": "the body is larger than the server's bound",
     "429": "OVERLOADED: too many calls in progress or the writer's queue is full; retry with the same msgid",

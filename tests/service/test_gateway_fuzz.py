@@ -154,3 +154,51 @@ def test_calls_beyond_the_concurrency_bound_are_refused_with_429(tmp_path):
         assert http.post(envelope("2207", CODE, bill_input()))[0] == 200  # free again
     finally:
         running.stop()
+
+
+def test_a_caller_without_a_credential_is_refused_before_its_body_and_holds_no_place(tmp_path):
+    running = ServerThread(tmp_path / "ledger.db", FixedClock(SETTLE_AT), http_address="127.0.0.1:0",
+                           limits=ServerLimits(max_concurrent_rpcs=1)).start()
+    try:
+        http = GatewayClient(running.http_port, running.tokens)
+
+        async def announce_a_body_never_sent() -> tuple[bytes, tuple[int, str]]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", running.http_port)
+            writer.write(b"POST /fsi/api/rsfComIfsService/callService HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+            await writer.drain()
+            first = await asyncio.wait_for(reader.readuntil(b"\r\n"), timeout=10)  # answered without the body
+            second = await asyncio.to_thread(http.post_text, envelope("2207", CODE, bill_input()))
+            writer.close()
+            return first, second
+
+        first, (status, text) = asyncio.run(announce_a_body_never_sent())
+        assert first.startswith(b"HTTP/1.1 401"), first
+        assert status == 200, text  # the one place in progress was never taken by the caller without a credential
+    finally:
+        running.stop()
+
+
+def test_a_body_that_stops_arriving_is_refused_with_408_and_frees_its_place(tmp_path):
+    running = ServerThread(tmp_path / "ledger.db", FixedClock(SETTLE_AT), http_address="127.0.0.1:0",
+                           limits=ServerLimits(max_concurrent_rpcs=1, http_body_timeout_s=0.5)).start()
+    try:
+        http = GatewayClient(running.http_port, running.tokens)
+
+        async def send_part_of_a_body() -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", running.http_port)
+            writer.write(b"POST /fsi/api/rsfComIfsService/callService HTTP/1.1\r\nHost: x\r\n"
+                         b"Authorization: Bearer " + running.tokens.get(CODE).encode() +
+                         b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+            await writer.drain()
+            head = await asyncio.wait_for(reader.read(2000), timeout=10)
+            writer.close()
+            return head
+
+        head = asyncio.run(send_part_of_a_body())
+        assert head.startswith(b"HTTP/1.1 408"), head
+        answer = json.loads(head.partition(b"\r\n\r\n")[2])
+        assert answer["infcode"] == -1 and "the body must arrive within 0.5 s" in answer["err_msg"], answer
+        assert http.post(envelope("2207", CODE, bill_input()))[0] == 200  # its place is free again
+    finally:
+        running.stop()
