@@ -14,6 +14,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
   touch "$stamp"
 fi
+# What only the test suite needs (the README's second command passes
+# --for-tests): the Node.js example's packages and the PostgreSQL binaries.
+# The first command (run.sh, SQLite) needs neither.
+[ "${1:-}" = "--for-tests" ] || exit 0
 # The Node.js client example, where npm exists (its test needs it; CI has it):
 # installed from the committed lock file.
 if command -v npm >/dev/null 2>&1 && [ ! examples/node/node_modules/.package-lock.json -nt examples/node/package-lock.json ]; then

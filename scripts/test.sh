@@ -4,7 +4,7 @@
 # load benchmark whose summary is printed (not asserted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --for-tests
 bash scripts/check_protos.sh
 set +e
 .venv/bin/python -m pytest "$@"

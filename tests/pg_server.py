@@ -51,7 +51,7 @@ def find_bindir() -> Path:
             return bindir
     raise PostgresUnavailable(
         "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found via pg_config, /usr/lib/postgresql/*/bin "
-        "or PATH: run scripts/setup.sh as root (it installs Debian's postgresql package) or install PostgreSQL")
+        "or PATH: run scripts/setup.sh --for-tests as root (it installs Debian's postgresql package) or install PostgreSQL")
 
 
 def free_port() -> int:
