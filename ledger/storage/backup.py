@@ -11,7 +11,10 @@ Stepwise (`pages_per_step`), so progress can be shown.
 Self-contained and whole: the copy is written next to its destination as
 FILE.partial, switched from WAL to a rollback journal (one file, no -wal
 to carry along), checked with PRAGMA quick_check, fsynced, and only then
-renamed to FILE. An existing FILE is never overwritten."""
+linked as FILE. An existing file is never overwritten nor removed: FILE
+is put in place with a hard link, which fails if FILE appeared meanwhile,
+and FILE.partial is created only if it does not exist (another backup
+may be writing it, or it may be the very ledger)."""
 
 from __future__ import annotations
 
@@ -57,17 +60,27 @@ def backup_ledger(db_path: str | Path, out_path: str | Path, hooks: Hooks = NO_P
     partial = out.with_name(out.name + ".partial")
     source = connect_read_only(db_path)
     try:
-        partial.unlink(missing_ok=True)  # left by a backup that was killed
-        result = _copy(source, partial, hooks, pages_per_step)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+        _create_new(partial)
+        try:
+            result = _copy(source, partial, hooks, pages_per_step)
+            _fsync(partial)
+            os.link(partial, out)
+        except FileExistsError:
+            raise BackupRefused(f"--out: {out} exists (it appeared during the backup); a backup never overwrites a file") from None
+        finally:
+            partial.unlink()
     finally:
         source.close()
-    _fsync(partial)
-    os.replace(partial, out)
-    _fsync(out.parent)  # the rename itself is durable
+    _fsync(out.parent)  # the new name is durable
     return BackupResult(out, *result)
+
+
+def _create_new(partial: Path) -> None:
+    try:
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        raise BackupRefused(f"--out: {partial} exists: another backup is writing it, or one was stopped "
+                            "before it ended (then remove it)") from None
 
 
 def _copy(source: sqlite3.Connection, partial: Path, hooks: Hooks,

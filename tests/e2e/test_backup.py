@@ -9,12 +9,13 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from medsettle.cli import main
 from medsettle.client.settlement_client import SettlementClient
 from medsettle.ledger.progress import Hooks
-from medsettle.ledger.storage.backup import backup_ledger
+from medsettle.ledger.storage.backup import BackupRefused, backup_ledger
 from tests.conftest import ServeProcess, issue_token, make_bill
 
 HOSPITAL = "H44010100001"
@@ -126,3 +127,23 @@ def test_a_backup_refuses_to_overwrite_and_names_what_is_wrong(tmp_path):
     assert not (tmp_path / "missing.db").exists() and not (tmp_path / "b.db").exists()
     url = runner.invoke(main, ["backup", "--db", "postgresql://localhost/medsettle", "--out", str(tmp_path / "b.db")])
     assert url.exit_code == 2 and "pg_dump" in url.output
+
+
+def test_a_backup_never_removes_or_overwrites_a_file_it_did_not_make(tmp_path):
+    db = tmp_path / "ledger.db.partial"  # a ledger whose name is another backup's work file
+    issue_token(db, HOSPITAL)
+    ledger = db.read_bytes()
+    refused = CliRunner().invoke(main, ["backup", "--db", str(db), "--out", str(tmp_path / "ledger.db")])
+    assert refused.exit_code == 1 and f"--out: {db} exists: another backup is writing it" in refused.output
+    assert db.read_bytes() == ledger and not (tmp_path / "ledger.db").exists()
+
+    # a file that appears at --out while the copy is made (another backup, an operator) is kept
+    out = tmp_path / "copy.db"
+
+    def someone_writes_out(done: int) -> None:
+        if not out.exists():
+            out.write_bytes(b"keep me")
+
+    with pytest.raises(BackupRefused, match="appeared during the backup"):
+        backup_ledger(db, out, Hooks(advance=someone_writes_out), pages_per_step=1)
+    assert out.read_bytes() == b"keep me" and not out.with_name("copy.db.partial").exists()
