@@ -165,13 +165,16 @@ class CredentialCache:
         if not self._miss_lookups.take():
             self.not_looked_up += 1
             raise NotLookedUp()
+        # Kept in the table the look-up started from: a reload meanwhile read the
+        # credentials after this look-up did (maybe after a revocation), and wins.
+        table = self._by_hash
         try:
             found = await asyncio.get_running_loop().run_in_executor(None, self._read_one, digest)
         except Exception as error:  # as a failed reload: the token stays unknown
             log.warning("credential look-up failed", error=type(error).__name__)
             return None
         if found is not None:
-            self._by_hash[digest] = found  # until the next reload, which reads it again (or not, if revoked)
+            table[digest] = found  # until the next reload, which reads it again (or not, if revoked)
         return found
 
 

@@ -3,7 +3,9 @@ and for which institution. Nothing is written for a refused call."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import threading
 import time
 
 import grpc
@@ -13,10 +15,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from medsettle.cli import main
 from medsettle.client.settlement_client import CallRefused, SettlementClient
+from medsettle.ledger.storage.credentials import CredentialStore
 from medsettle.server.auth import CredentialCache
 from medsettle.v1 import settlement_pb2 as pb
 
-from conftest import ServerThread
+from conftest import SETTLE_AT, ServerThread, issue_token
 
 HOSPITAL, OTHER = "H44010100001", "H44030100001"
 
@@ -182,3 +185,37 @@ def test_unknown_tokens_beyond_the_lookup_budget_are_told_when_a_new_one_works(d
         assert cache.not_looked_up == 1
     finally:
         running.stop()
+
+
+def test_a_credential_revoked_while_it_is_looked_up_stops_at_the_next_reload(db_path):
+    """A look-up that started before a revocation and ends after a reload
+    must not put the revoked token back into the reloaded table (it would
+    work for a whole TTL more)."""
+    class SlowLookUp(CredentialCache):
+        def __init__(self) -> None:
+            super().__init__(db_path, ttl_s=3600)
+            self.read, self.go_on = threading.Event(), threading.Event()
+
+        def _read_one(self, digest: str):  # type: ignore[no-untyped-def]
+            found = super()._read_one(digest)  # still active here
+            self.read.set()
+            self.go_on.wait(10)
+            return found
+
+    async def race() -> tuple[object, object]:
+        issue_token(db_path, OTHER)  # a ledger with credentials
+        cache = SlowLookUp()
+        await cache.reload()  # the table, before the credential exists
+        token = issue_token(db_path, HOSPITAL)  # labelled "tests"
+        first_call = asyncio.ensure_future(cache.principal(token))
+        await asyncio.to_thread(cache.read.wait, 10)
+        with CredentialStore(db_path) as store:
+            cred_id = next(c.cred_id for c in store.list() if c.fixmedins_code == HOSPITAL)
+            store.revoke(cred_id, SETTLE_AT)
+        await cache.reload()  # as the TTL's reload does; the look-up is still under way
+        cache.go_on.set()
+        return await first_call, await cache.principal(token)
+
+    during, after = asyncio.run(race())
+    assert during is not None  # the call that began before the revocation
+    assert after is None  # revoked, and the table was read after the revocation
