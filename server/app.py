@@ -41,6 +41,7 @@ class ServerLimits:
     max_concurrent_rpcs: int = 2_048  # beyond this gRPC answers RESOURCE_EXHAUSTED
     shutdown_grace_s: float = 10.0
     http_body_timeout_s: float = 30.0  # the JSON gateway: a request body must arrive within this
+    http_idle_timeout_s: float = 75.0  # the JSON gateway: a connection with no whole request for this long is closed
 
 
 @dataclass
@@ -148,7 +149,7 @@ async def _start_gateway(address: str, service: SettlementService, stats: CallSt
         return await start_gateway(
             address, service, stats, credentials, server_ssl_context(tls) if tls else None,
             GatewayLimits(limits.max_message_bytes, limits.max_concurrent_rpcs, limits.shutdown_grace_s,
-                          limits.http_body_timeout_s))
+                          limits.http_body_timeout_s, limits.http_idle_timeout_s))
     except OSError as error:
         raise ListenError(f"--http-listen: cannot listen on {address}: {error.strerror or error}") from None
 

@@ -75,6 +75,9 @@ class GatewayLimits:
     max_concurrent: int = 2_048  # calls in progress; beyond, 429 at once
     shutdown_grace_s: float = 10.0
     body_timeout_s: float = 30.0  # a body still arriving after this is refused (408): a slow sender frees its place
+    # A connection that has not sent a whole request this long after it opened (or after its last
+    # answer) is closed: idle or trickling header bytes, it would hold a file descriptor (aiohttp: an hour).
+    idle_timeout_s: float = 75.0
 
 
 class _Answer(Exception):
@@ -314,7 +317,7 @@ async def start_gateway(address: str, service: SettlementService, stats: CallSta
     host, port = split_host_port(address)
     gateway = Gateway(service, stats, credentials, mtls=ssl_context is not None, limits=limits)
     runner = web.AppRunner(gateway.application(), access_log=None, handle_signals=False,
-                           shutdown_timeout=limits.shutdown_grace_s)
+                           shutdown_timeout=limits.shutdown_grace_s, keepalive_timeout=limits.idle_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=False)
     try:

@@ -202,3 +202,23 @@ def test_a_body_that_stops_arriving_is_refused_with_408_and_frees_its_place(tmp_
         assert http.post(envelope("2207", CODE, bill_input()))[0] == 200  # its place is free again
     finally:
         running.stop()
+
+
+def test_a_connection_without_a_whole_request_is_closed_after_the_idle_timeout(tmp_path):
+    running = ServerThread(tmp_path / "ledger.db", FixedClock(SETTLE_AT), http_address="127.0.0.1:0",
+                           limits=ServerLimits(http_idle_timeout_s=0.5)).start()
+    try:
+        async def open_two_and_wait() -> tuple[bytes, bytes]:
+            idle = await asyncio.open_connection("127.0.0.1", running.http_port)
+            trickling = await asyncio.open_connection("127.0.0.1", running.http_port)
+            trickling[1].write(b"POST /fsi/api/rsfComIfsService/callService HTTP/1.1\r\nHost: x\r\n")
+            await trickling[1].drain()
+            # each is closed by the server: read() ends with b"" (a timeout here fails the test)
+            closed = [await asyncio.wait_for(reader.read(), timeout=10) for reader, _ in (idle, trickling)]
+            for _, writer in (idle, trickling):
+                writer.close()
+            return closed[0], closed[1]
+
+        assert asyncio.run(open_two_and_wait()) == (b"", b"")
+    finally:
+        running.stop()
