@@ -174,3 +174,22 @@ def test_followup_helper_without_prescription_records_none(client, server):
     assert stored(server, "SELECT COUNT(*) FROM prescriptions") == [(0,)]
     assert rule_of(refusal(lambda: client.settle(sale("RX-LEGACY", [("XA0102", 1)])))) == (
         "RULE_REFUSED", "RX_UNKNOWN", "rx_id")
+
+
+def test_prescriptions_agreements_and_payees_cross_the_writer_process(db_path, clock):
+    """The default server settles in a writer child process: the prescription,
+    its fill and the agreement's payee travel through it and back."""
+    from medsettle.client.settlement_client import SettlementClient
+    from tests.conftest import ServerThread
+
+    server = ServerThread(db_path, clock, writer_process=True).start()
+    try:
+        with SettlementClient(server.target, token=server.operator_token, tokens=server.tokens,
+                              deadline_s=30.0, retries=0) as client:
+            visit = client.settle(issuing("RX-WP", items=[("XA0102", 2)]))
+            assert visit.payee_code == GZ_INTERNET
+            assert client.settle(sale("RX-WP", [("XA0102", 1)])).setl_id
+            assert rule_of(refusal(lambda: client.settle(sale("RX-WP", [("XA0102", 2)])))) == (
+                "RULE_REFUSED", "RX_QUANTITY_EXCEEDED", "fee_lines[0].cnt")
+    finally:
+        server.stop()
