@@ -232,9 +232,10 @@ class InternetStage:
         if plan.quota_key is not None:
             write.quota_used[plan.quota_key] = plan.quota_after_fen
         if plan.rx_key is not None:
-            for code, cnt in fill_of(bill).items():
+            taking = fill_of(bill)
+            for code, cnt in taking.items():
                 write.rx_fill_items.append((settlement.setl_id, *plan.rx_key, code, cnt, bill.pharmacist_id))
-            self._rx.fill(settlement.setl_id, plan.rx_key, fill_of(bill))
+            self._rx.fill(settlement.setl_id, plan.rx_key, taking)
         elif bill.rx_id and bill.visit_type == VisitType.PHARMACY:  # a prescription never recorded: fill once
             write.rx_fills.append((settlement.setl_id, bill.prescribing_fixmedins_code, bill.rx_id, bill.fixmedins_code, us))
             self._staged_rx[(bill.prescribing_fixmedins_code, bill.rx_id)] = settlement.setl_id

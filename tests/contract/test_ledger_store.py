@@ -14,9 +14,11 @@ import pytest
 from medsettle.ledger.clock import CHINA_TZ, FixedClock
 from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.posting.journal import GENESIS_HASH
+from medsettle.ledger.reference.internet import Agreement, AgreementStatus, Payee
 from medsettle.ledger.reference.loader import parse_document, sample_document
 from medsettle.ledger.service import open_reference
 from medsettle.ledger.settlement.model import Bill, FeeLine, Settlement, SettlementKind, VisitType
+from medsettle.ledger.settlement.prescriptions import RxRecord
 from medsettle.ledger.settlement.process import ReverseCommand, SettleCommand, SettlementProcessor
 from medsettle.ledger.storage.backends import open_ledger
 from medsettle.ledger.storage.port import BatchWrite, InternetWrite, LedgerStore, NotALedgerError, StorageError
@@ -180,6 +182,39 @@ def test_internet_state_is_written_in_the_batch_and_read_back(ledger_store: Ledg
     flags = ledger_store.flags_of_day("2026-10-15")
     assert [(f["setl_id"], f["rule"]) for f in flags] == [("S000000000001", "RULE")]
     assert ledger_store.flags_of_day("2026-10-15", "H99999999999") == []
+
+
+def test_prescriptions_and_agreements_are_written_in_the_batch_and_read_back(ledger_store: LedgerStore) -> None:
+    state = ledger_store.internet_state()
+    record = RxRecord("H44010100901", "RX9", "S000000000001", GZ_EMPLOYEE, "DR1", "2026-10-15", "2026-10-17",
+                      (("XA0102", 4), ("XB0201", 1)))
+    ledger_store.begin()
+    state.write(InternetWrite(rx_issued=[record], rx_fill_items=[
+        ("S000000000002", "H44010100901", "RX9", "XA0102", 3, "PH1"),
+        ("S000000000003", "H44010100901", "RX9", "XA0102", 1, "PH1"),
+        ("S000000000003", "H44010100901", "RX9", "XB0201", 1, "PH1"),
+    ]))
+    ledger_store.commit()
+    ledger_store.begin()
+    assert state.rx_record("H44010100901", "RX9") == record and state.rx_record("H44010100901", "RX8") is None
+    assert state.rx_filled("H44010100901", "RX9") == {"XA0102": 4, "XB0201": 1}
+    assert sorted(state.rx_fill_items_of("S000000000003")) == [
+        ("H44010100901", "RX9", "XA0102", 1), ("H44010100901", "RX9", "XB0201", 1)]
+    assert state.rx_issued_by("S000000000001") == ("H44010100901", "RX9") and state.rx_issued_by("S000000000002") is None
+    state.write(InternetWrite(rx_item_releases=[("S000000000004", "S000000000003")],
+                              rx_voids=[("S000000000005", "S000000000001")]))
+    assert state.rx_filled("H44010100901", "RX9") == {"XA0102": 3}  # the reversed sale gave its items back
+    assert state.rx_fill_items_of("S000000000003") == []
+    assert state.rx_record("H44010100901", "RX9").voided  # type: ignore[union-attr]
+    agreement = Agreement("AGR-1", "H44010100901", "H44010100001", frozenset({"internet_followup"}),
+                          frozenset({"consultation", "drug"}), "2026-01-01", "2026-12-31", AgreementStatus.ACTIVE,
+                          Payee.HOST)
+    state.save_agreement(agreement, 1)
+    state.save_agreement(dataclasses.replace(agreement, status=AgreementStatus.SUSPENDED), 2)  # replaces it
+    suspended = dataclasses.replace(agreement, status=AgreementStatus.SUSPENDED)
+    assert state.agreements_of(["H44010100901"]) == [suspended] == state.agreements_of([])
+    assert state.agreements_of(["H31010100901"]) == []
+    ledger_store.commit()
 
 
 def test_a_missing_ledger_opened_read_only_is_refused(ledger_db: str) -> None:
