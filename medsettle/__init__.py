@@ -6,3 +6,7 @@ The import package is assembled from the repository's top-level folders:
 """
 
 __version__ = "0.1.0"
+
+from medsettle import compiled as _compiled
+
+_compiled.install_finder()

@@ -9,10 +9,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON_BIN" -m venv .venv
 fi
 stamp=.venv/.medsettle-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+  # Builds the compiled core too (setup.py: Cython; interpreted without a C compiler).
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
   touch "$stamp"
+fi
+# A compiled-core source edited since its build: compile it again in place
+# (until then it runs interpreted, with a warning; medsettle/compiled.py).
+if command -v cc >/dev/null 2>&1 && .venv/bin/python -c "import sys; from medsettle import compiled; sys.exit(all(compiled.active().values()))" 2>/dev/null; then
+  .venv/bin/python setup.py --quiet build_ext --inplace
 fi
 # What only the test suite needs (the README's second command passes
 # --for-tests): the Node.js example's packages and the PostgreSQL binaries.

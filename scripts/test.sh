@@ -7,14 +7,21 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --for-tests
 bash scripts/check_protos.sh
 set +e
-.venv/bin/python -m pytest "$@"
-rc=$?
+run_pytest() {
+  "$@"
+  local rc=$?
+  if [ $rc -eq 5 ]; then
+    echo "pytest collected no tests" >&2
+    return 1
+  fi
+  return $rc
+}
+# Twice: with the compiled core (medsettle/compiled.py), then interpreted.
+echo "== tests, compiled core =="
+run_pytest .venv/bin/python -m pytest "$@" || exit $?
+echo "== tests, interpreted (MEDSETTLE_PURE=1) =="
+run_pytest env MEDSETTLE_PURE=1 .venv/bin/python -m pytest "$@" || exit $?
 set -e
-if [ $rc -eq 5 ]; then
-  echo "pytest collected no tests" >&2
-  exit 1
-fi
-[ $rc -eq 0 ] || exit $rc
 if [ -f scripts/bench_ci.sh ]; then
   bash scripts/bench_ci.sh
 fi
