@@ -17,10 +17,21 @@ run_pytest() {
   return $rc
 }
 # Twice: with the compiled core (medsettle/compiled.py), then interpreted.
+# The interpreted pass runs every test whose code path reaches the compiled
+# modules (settling, reversing, the ledger store, clearing, verify, crash,
+# fuzz and tamper tests); the rest of the end-to-end tests (docs, CLI help,
+# examples, gateway, load generator) run once, to keep CI well under its
+# time budget. Arguments, if given, select the tests of both passes.
+PURE_TESTS=(tests/unit tests/contract tests/crash tests/service tests/e2e/test_verify.py
+  tests/e2e/test_clearing_cli.py tests/e2e/test_clearing_properties.py tests/e2e/test_serve_process.py)
 echo "== tests, compiled core =="
 run_pytest .venv/bin/python -m pytest "$@" || exit $?
 echo "== tests, interpreted (MEDSETTLE_PURE=1) =="
-run_pytest env MEDSETTLE_PURE=1 .venv/bin/python -m pytest "$@" || exit $?
+if [ $# -gt 0 ]; then
+  run_pytest env MEDSETTLE_PURE=1 .venv/bin/python -m pytest "$@" || exit $?
+else
+  run_pytest env MEDSETTLE_PURE=1 .venv/bin/python -m pytest -q "${PURE_TESTS[@]}" || exit $?
+fi
 set -e
 if [ -f scripts/bench_ci.sh ]; then
   bash scripts/bench_ci.sh
