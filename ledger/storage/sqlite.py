@@ -47,7 +47,17 @@ _INSERT_SETTLEMENT = (
     f"VALUES ({', '.join('?' * len(SETTLEMENT_COLUMNS))})"
 )
 
-
+_INSERT_ENTRY = (
+    "INSERT INTO journal_entries (entry_no, setl_id, kind, setlym, created_us, prev_hash, hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_POSTING = "INSERT INTO postings (entry_no, setlym, book, account, amount_fen) VALUES (?, ?, ?, ?, ?)"
+_UPDATE_BALANCE = "UPDATE persons SET acct_balc_fen = ? WHERE psn_no = ?"
+_UPSERT_YEAR = (
+    "INSERT INTO person_years (psn_no, year, dedc_used_fen, fund_paid_fen) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (psn_no, year) DO UPDATE SET dedc_used_fen = excluded.dedc_used_fen, "
+    "fund_paid_fen = excluded.fund_paid_fen"
+)
 LOOKUP_CHUNK = 500  # keys per batched lookup, well under SQLite's bound-parameter limit
 
 
@@ -159,6 +169,12 @@ class SqliteLedgerStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []  # every thread's, for close()
         self._readers_lock = threading.Lock()
+        # The chain head as of this connection's own writes, and the file's
+        # data_version when it was read: another connection's commit (the
+        # clearing run appending an entry) changes the version, so the head
+        # is read again; a rollback forgets it.
+        self._head: tuple[int, int, str] | None = None
+        self._head_version = -1
 
     # ---- connections -------------------------------------------------
     def reader(self) -> sqlite3.Connection:
@@ -220,15 +236,21 @@ class SqliteLedgerStore:
         return SqliteInternetState(self._write)
 
     def chain_head(self) -> tuple[int, int, str]:
-        """(last setl_no, last entry_no, last entry hash)."""
+        """(last setl_no, last entry_no, last entry hash), this transaction's
+        own inserts included. Read from the file only when another connection
+        committed since it was last read (PRAGMA data_version)."""
         conn = self._write
-        setl_no = conn.execute("SELECT COALESCE(MAX(setl_no), 0) FROM settlements").fetchone()[0]
-        row = conn.execute(
-            "SELECT entry_no, hash FROM journal_entries ORDER BY entry_no DESC LIMIT 1"
-        ).fetchone()
-        if row is None:
-            return setl_no, 0, GENESIS_HASH
-        return setl_no, row[0], row[1]
+        with storage_errors:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if self._head is not None and version == self._head_version:
+                return self._head
+            setl_no = conn.execute("SELECT COALESCE(MAX(setl_no), 0) FROM settlements").fetchone()[0]
+            row = conn.execute(
+                "SELECT entry_no, hash FROM journal_entries ORDER BY entry_no DESC LIMIT 1"
+            ).fetchone()
+        self._head = (setl_no, 0, GENESIS_HASH) if row is None else (setl_no, row[0], row[1])
+        self._head_version = version
+        return self._head
 
     def find_by_key(self, fixmedins_code: str, msgid: str) -> tuple[Settlement, str, str] | None:
         row = self._write.execute(
@@ -302,6 +324,7 @@ class SqliteLedgerStore:
             raise StorageError(str(error)) from error
 
     def rollback(self) -> None:
+        self._head = None  # it may count rows that are gone now
         if self._write.in_transaction:
             try:
                 self._write.execute("ROLLBACK")
@@ -311,27 +334,29 @@ class SqliteLedgerStore:
     def insert_batch(self, batch: BatchWrite) -> None:
         """Inserts one group commit's rows inside the open transaction."""
         conn = self._write
+        head = self._head
+        self._head = None  # unknown if an insert fails half way
         with storage_errors:
-            conn.executemany(_INSERT_SETTLEMENT, batch.settlements)
-            conn.executemany(
-                "INSERT INTO journal_entries (entry_no, setl_id, kind, setlym, created_us, prev_hash, hash) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                batch.entries,
-            )
-            conn.executemany(
-                "INSERT INTO postings (entry_no, setlym, book, account, amount_fen) VALUES (?, ?, ?, ?, ?)",
-                batch.postings,
-            )
-            conn.executemany(
-                "UPDATE persons SET acct_balc_fen = ? WHERE psn_no = ?",
-                [(s.acct_balc_fen, s.psn_no) for s in batch.persons.values()],
-            )
-            conn.executemany(
-                "INSERT INTO person_years (psn_no, year, dedc_used_fen, fund_paid_fen) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (psn_no, year) DO UPDATE SET dedc_used_fen = excluded.dedc_used_fen, "
-                "fund_paid_fen = excluded.fund_paid_fen",
-                [(psn, year, *batch.persons[psn].years[year]) for psn, year in sorted(batch.touched_years)],
-            )
+            # an empty executemany still costs a statement reset: skipped
+            if batch.settlements:
+                conn.executemany(_INSERT_SETTLEMENT, batch.settlements)
+            if batch.entries:
+                conn.executemany(_INSERT_ENTRY, batch.entries)
+            if batch.postings:
+                conn.executemany(_INSERT_POSTING, batch.postings)
+            if batch.persons:
+                conn.executemany(_UPDATE_BALANCE, [(s.acct_balc_fen, s.psn_no) for s in batch.persons.values()])
+            if batch.touched_years:
+                conn.executemany(
+                    _UPSERT_YEAR,
+                    [(psn, year, *batch.persons[psn].years[year]) for psn, year in sorted(batch.touched_years)],
+                )
+        if head is not None:
+            # settlements take the next setl_no (INTEGER PRIMARY KEY) in insert order
+            setl_no, entry_no, last_hash = head
+            if batch.entries:
+                entry_no, last_hash = batch.entries[-1][0], batch.entries[-1][6]
+            self._head = (setl_no + len(batch.settlements), entry_no, last_hash)
 
     # ---- reads (any thread) ------------------------------------------
     def get_settlement(self, fixmedins_code: str, setl_id: str = "", msgid: str = "") -> Settlement | None:
