@@ -6,6 +6,7 @@ VISITS_PER_DAY): the flagged worst case, two flag rows per settlement."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,16 +22,20 @@ BATCH = 512
 
 
 class NoStage:
-    """The stage's interface, doing nothing: the baseline."""
+    """The stage's interface, doing nothing: the baseline (its plan names no
+    payee: the institution itself is paid)."""
+
+    plan = SimpleNamespace(payee_code="")
 
     def begin(self, commands: Any, now: Any) -> None: ...
     def write(self) -> None: ...
     def committed(self) -> None: ...
+    def rolled_back(self) -> None: ...
     def reverse(self, original: Any, reversal: Any) -> None: ...
     def stage(self, plan: Any, settlement: Any, setl_time_us: Any = None) -> None: ...
 
-    def prepare(self, bill: Any, institution: Any, priced: Any, terms: Any, now: Any) -> tuple[Any, Any, None]:
-        return priced, terms, None
+    def prepare(self, bill: Any, institution: Any, priced: Any, terms: Any, now: Any) -> tuple[Any, Any, Any]:
+        return priced, terms, self.plan
 
     def after_split(self, plan: Any, split: Any) -> tuple[str, ...]:
         return ()
