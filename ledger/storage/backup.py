@@ -64,15 +64,33 @@ def backup_ledger(db_path: str | Path, out_path: str | Path, hooks: Hooks = NO_P
         try:
             result = _copy(source, partial, hooks, pages_per_step)
             _fsync(partial)
-            os.link(partial, out)
-        except FileExistsError:
-            raise BackupRefused(f"--out: {out} exists (it appeared during the backup); a backup never overwrites a file") from None
-        finally:
-            partial.unlink()
+            _put_in_place(partial, out)
+        except BaseException as error:
+            partial.unlink(missing_ok=True)
+            if isinstance(error, FileExistsError):
+                raise BackupRefused(f"--out: {out} exists (it appeared during the backup); "
+                                    "a backup never overwrites a file") from None
+            raise
     finally:
         source.close()
     _fsync(out.parent)  # the new name is durable
     return BackupResult(out, *result)
+
+
+def _put_in_place(partial: Path, out: Path) -> None:
+    """partial renamed to out, never over a file there (FileExistsError):
+    a hard link, which fails if out exists; on a file system without hard
+    links (some network and FAT ones), a rename after a last look."""
+    try:
+        os.link(partial, out)
+    except FileExistsError:
+        raise
+    except OSError:
+        if os.path.lexists(out):
+            raise FileExistsError(out) from None
+        os.rename(partial, out)
+        return
+    partial.unlink()
 
 
 def _create_new(partial: Path) -> None:

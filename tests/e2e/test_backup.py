@@ -147,3 +147,18 @@ def test_a_backup_never_removes_or_overwrites_a_file_it_did_not_make(tmp_path):
     with pytest.raises(BackupRefused, match="appeared during the backup"):
         backup_ledger(db, out, Hooks(advance=someone_writes_out), pages_per_step=1)
     assert out.read_bytes() == b"keep me" and not out.with_name("copy.db.partial").exists()
+
+
+def test_a_backup_is_put_in_place_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+    db = tmp_path / "ledger.db"
+    issue_token(db, HOSPITAL)
+
+    def no_hard_links(source: object, target: object) -> None:
+        raise PermissionError(1, "Operation not permitted")  # as a FAT or some network file systems answer
+
+    monkeypatch.setattr("medsettle.ledger.storage.backup.os.link", no_hard_links)
+    result = backup_ledger(db, tmp_path / "copy.db")
+    assert result.path.exists() and not (tmp_path / "copy.db.partial").exists()
+    assert CliRunner().invoke(main, ["verify", "--db", str(result.path)]).exit_code == 0
+    with pytest.raises(BackupRefused, match="exists"):
+        backup_ledger(db, tmp_path / "copy.db")
