@@ -179,8 +179,9 @@ class CredentialCache:
 
 
 def bearer_token(metadata: Any) -> str | None:
+    """The token of an `authorization: Bearer <token>` entry (the scheme in any case, as HTTP reads it)."""
     for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+        if key == "authorization" and isinstance(value, str) and value[:len("Bearer ")].lower() == "bearer ":
             return value[len("Bearer "):].strip() or None
     return None
 

@@ -16,6 +16,7 @@ from medsettle.server.auth import (
     Principal,
     principal_of_certificate,
     AmbiguousCertificate,
+    bearer_token,
     certificate_names,
     principal_of_certificate_names,
 )
@@ -152,3 +153,11 @@ def test_certificate_names_are_read_whole_from_the_certificate():
     assert names == (("H44010100001\x00.evil", "his gateway"),
                      ("urn:medsettle:institution:H1\x00.evil", "spiffe://hospital/his"))
     assert principal_of_certificate_names(*names) is None
+
+
+@pytest.mark.parametrize(("value", "token"), [
+    ("Bearer mst_a", "mst_a"), ("bearer mst_a", "mst_a"), ("BEARER  mst_a ", "mst_a"),  # the scheme is case-insensitive
+    ("Bearer ", None), ("Basic mst_a", None), ("Bearermst_a", None), ("", None),
+])
+def test_the_bearer_scheme_is_read_in_any_case(value: str, token: str | None) -> None:
+    assert bearer_token([("authorization", value)]) == token
