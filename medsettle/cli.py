@@ -228,7 +228,7 @@ def load_reference(db: str, file: str) -> None:
 
 
 @main.command()
-@click.option("--db", envvar="MEDSETTLE_DB", default=DEFAULT_DB, show_default=True, help="SQLite database file (read only).")
+@click.option("--db", envvar="MEDSETTLE_DB", default=DEFAULT_DB, show_default=True, help="The ledger (read only): a SQLite file or a postgresql:// URL [env MEDSETTLE_DB].")
 @click.option("--period", default=None, help="Only postings of this period (YYYY-MM).")
 def balances(db: str, period: str | None) -> None:
     """Show every book's balances and check the trial balance and reciprocal accounts."""

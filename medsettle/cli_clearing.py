@@ -111,7 +111,7 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
 @click.option("--province", required=True, help="2-digit province code of the provincial clearing book.")
 @click.option("--agency", required=True, help="The insurance-place agency (6-digit region code) paying in.")
 @click.option("--amount-fen", required=True, type=int, help="Amount paid into the prepaid fund, in fen (> 0).")
-@click.option("--db", envvar="MEDSETTLE_DB", required=True, type=click.Path(exists=True, dir_okay=False), help="The ledger's SQLite file.")
+@click.option("--db", envvar="MEDSETTLE_DB", required=True, help="The ledger's SQLite file.")
 @click.option("--clock", default="", help="Fix the clock at an ISO time (China time if no offset); default: system clock.")
 def prepay(province: str, agency: str, amount_fen: int, db: str, clock: str) -> None:
     """Record an agency's payment into its prepaid clearing fund (先预付后清算).
@@ -125,6 +125,9 @@ def prepay(province: str, agency: str, amount_fen: int, db: str, clock: str) -> 
     from medsettle.ledger.clock import parse_clock
     from medsettle.ledger.money import yuan
 
+    _refuse_postgres(db)  # before any message could show the URL (and a password in it)
+    if not Path(db).is_file():
+        raise click.ClickException(f"--db: no database at {db}")
     with _clearing_store(db) as store:
         entry_no, _ = post_prepayment(store, province, agency, amount_fen, parse_clock(clock))
         fund_fen = store.prepaid_balances(province).get(agency, 0)

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 DEFAULT_DB = "var/medsettle.db"
-db_option = click.option("--db", envvar="MEDSETTLE_DB", default=DEFAULT_DB, show_default=True, help="SQLite database file of the server.")
+db_option = click.option("--db", envvar="MEDSETTLE_DB", default=DEFAULT_DB, show_default=True, help="The server's ledger: a SQLite file or a postgresql:// URL [env MEDSETTLE_DB].")
 read_only_db_option = click.option("--db", envvar="MEDSETTLE_DB", default=DEFAULT_DB, show_default=True,
-                                   help="SQLite database file of the server (read only).")
+                                   help="The server's ledger (read only): a SQLite file or a postgresql:// URL [env MEDSETTLE_DB].")
 
 
 @click.group()

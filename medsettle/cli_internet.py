@@ -64,7 +64,7 @@ def _day(text: str | None, clock: str) -> dt.date:
 
 @click.command("export-daily")
 @click.option("--date", "date_text", default=None, help="The China-time day to export (YYYY-MM-DD); default: yesterday.")
-@click.option("--db", envvar="MEDSETTLE_DB", default="var/medsettle.db", show_default=True, help="SQLite database file (read only).")
+@click.option("--db", envvar="MEDSETTLE_DB", default="var/medsettle.db", show_default=True, help="The ledger (read only): a SQLite file or a postgresql:// URL [env MEDSETTLE_DB].")
 @click.option("--out", "out_dir", default="var/supervision", show_default=True, help="Directory; the files go to OUT/DATE/.")
 @click.option("--clock", default="", help="Treat this ISO time as now (demo/tests).")
 def export_daily(date_text: str | None, db: str, out_dir: str, clock: str) -> None:
@@ -86,7 +86,7 @@ def export_daily(date_text: str | None, db: str, out_dir: str, clock: str) -> No
 
 @click.command("audit-flags")
 @click.option("--date", "date_text", required=True, help="The China-time day (YYYY-MM-DD).")
-@click.option("--db", envvar="MEDSETTLE_DB", default="var/medsettle.db", show_default=True, help="SQLite database file (read only).")
+@click.option("--db", envvar="MEDSETTLE_DB", default="var/medsettle.db", show_default=True, help="The ledger (read only): a SQLite file or a postgresql:// URL [env MEDSETTLE_DB].")
 @click.option("--code", "fixmedins_code", default="", help="Only this institution's flags.")
 def audit_flags(date_text: str, db: str, fixmedins_code: str) -> None:
     """List the fund-supervision flags raised on a day, as JSON Lines."""
@@ -103,7 +103,7 @@ def audit_flags(date_text: str, db: str, fixmedins_code: str) -> None:
 
 
 @click.command("quotas")
-@click.option("--db", envvar="MEDSETTLE_DB", default="var/medsettle.db", show_default=True, help="SQLite database file (read only).")
+@click.option("--db", envvar="MEDSETTLE_DB", default="var/medsettle.db", show_default=True, help="The ledger (read only): a SQLite file or a postgresql:// URL [env MEDSETTLE_DB].")
 @click.option("--year", type=int, default=None, help="Only this year's quotas.")
 def quotas(db: str, year: int | None) -> None:
     """Each host hospital's budget quota, what its fund payments used, whether it is reached (JSON Lines)."""

@@ -58,8 +58,12 @@ def test_the_ledger_commands_run_on_postgres(pg_url: str, tmp_path: Path) -> Non
 
 
 def test_clearing_a_postgres_ledger_is_refused_clearly(pg_url: str) -> None:
-    code, out = run("clear", "--db", pg_url, "--province", "44", "--period", "2026-10")
-    assert code == 1 and "clearing a PostgreSQL ledger is not available" in out
+    password = pg_url.split(":")[2].split("@")[0]
+    for command in (["clear", "--province", "44", "--period", "2026-10"],
+                    ["prepay", "--province", "44", "--agency", "440100", "--amount-fen", "100"]):
+        code, out = run(*command, "--db", pg_url)
+        assert code == 1 and "clearing a PostgreSQL ledger is not available" in out, (command, out)
+        assert password not in out
 
 
 def test_a_read_only_command_on_an_empty_database_is_refused(pg_url: str) -> None:

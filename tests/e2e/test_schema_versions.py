@@ -60,6 +60,20 @@ def test_serving_opens_an_empty_file_without_an_upgrade(tmp_path: Path) -> None:
     assert sqlite_version(db) == 1
 
 
+def test_a_writable_open_creates_what_a_step_creates_if_missing(tmp_path: Path) -> None:
+    """A table added to a step's CREATE ... IF NOT EXISTS statements after a
+    file recorded that step is there once a writer opens the file."""
+    db = tmp_path / "ledger.db"
+    SqliteLedgerStore(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE audit_flags")
+    SqliteLedgerStore(db).close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM audit_flags").fetchone() == (0,)
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'audit_flags_append_only_u'").fetchone()
+    assert sqlite_version(db) == 1
+
+
 def test_a_ledger_from_before_versioning_is_version_1_and_keeps_working(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     conn = sqlite3.connect(db)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Iterator
@@ -82,6 +83,22 @@ def open_writable(conn: sqlite3.Connection, label: str) -> None:
     elif not state.versioned:
         upgrade(conn, label, through=1)
     check(BACKEND, found(conn).version, label)
+    ensure_created(conn)
+
+
+_CREATE_IF_MISSING = re.compile(r"CREATE\s+(UNIQUE\s+)?(TABLE|INDEX|TRIGGER)\s+IF\s+NOT\s+EXISTS\b", re.IGNORECASE)
+
+
+def ensure_created(conn: sqlite3.Connection) -> None:
+    """Re-runs the `CREATE ... IF NOT EXISTS` statements of every step, as
+    every writable open did before schema versions: a table or index added
+    to a step after a file recorded that step is created, nothing else
+    changes (what a step alters stays with `medsettle db upgrade`)."""
+    for step in pending(BACKEND, 0):
+        for statement in statements(step.sql):
+            code = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+            if _CREATE_IF_MISSING.match(code.strip()):
+                conn.execute(statement)
 
 
 def check_readable(conn: sqlite3.Connection, label: str) -> None:
