@@ -31,18 +31,7 @@ if command -v npm >/dev/null 2>&1 && [ ! examples/node/node_modules/.package-loc
 fi
 # The PostgreSQL tier of the tests starts a throwaway server from the
 # PostgreSQL binaries (initdb, pg_ctl, postgres): install them where missing.
-pg_bindir() {
-  local dir
-  if command -v pg_config >/dev/null 2>&1; then
-    dir=$(pg_config --bindir 2>/dev/null || true)
-    [ -n "$dir" ] && [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && { echo "$dir"; return 0; }
-  fi
-  for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
-    [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && { echo "$dir"; return 0; }
-  done
-  command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1 && { dirname "$(command -v initdb)"; return 0; }
-  return 1
-}
+. scripts/lib/postgres.sh  # pg_bindir
 if ! pg_bindir >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing PostgreSQL server binaries (Debian package postgresql)" >&2
