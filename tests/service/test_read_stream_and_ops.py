@@ -32,6 +32,12 @@ HOSPITALS = ["H44010100001", "H44010100002", "H44030100001", "H44060100001", "H1
 ITEMS = [("S0001", 2800), ("XA0101", 2600), ("XB0201", 4200), ("XB0303", 17000), ("XC0401", 5000), ("S0002", 41000), ("C0001", 30000)]
 
 
+
+@pytest.fixture
+def db_path(ledger_db: str) -> str:
+    """Every test here runs on each backend (a SQLite file, a PostgreSQL database)."""
+    return ledger_db
+
 def test_stream_of_1000_bills_answers_each_in_order(client, bill, server):
     requests = [bill(psn_no=PERSONS[i % 3][0], insuplc=PERSONS[i % 3][1], insutype=PERSONS[i % 3][2]) for i in range(1000)]
     requests[10].fee_lines[0].cnt = 0  # malformed: its own INVALID_ARGUMENT
