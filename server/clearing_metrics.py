@@ -13,12 +13,14 @@ import json
 import sqlite3
 import threading
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from medsettle.ledger.storage.sqlite import connect_read_only
+from medsettle.ledger.storage.backends import connect_read_only
+from medsettle.ledger.storage.pg_connect import DatabaseConnectError
+from medsettle.ledger.storage.port import NotALedgerError, StorageError
 from medsettle.server.logs import get_logger
 
 log = get_logger("medsettle.server.metrics")
@@ -40,7 +42,8 @@ class ClearedMonth:
 
 
 class ClearingCollector(Collector):
-    """Reads the ledger at db_path (read only) at each scrape."""
+    """Reads the ledger at db_path (a SQLite file or a postgresql:// URL;
+    read only) at each scrape."""
 
     def __init__(self, db_path: str) -> None:
         self._db_path = db_path
@@ -74,11 +77,12 @@ class ClearingCollector(Collector):
                                     for province, period, entry_no, cleared_us in conn.execute(LATEST_RUNS)}
                 finally:
                     conn.close()
-            except (sqlite3.Error, OSError) as error:  # the scrape goes on with what was read last
+            # The scrape goes on with what was read last (the ledger unreachable now, or gone).
+            except (sqlite3.Error, OSError, StorageError, NotALedgerError, DatabaseConnectError) as error:
                 log.warning("clearing metrics not read", error=f"{type(error).__name__}: {error}")
             return list(self._months.values())
 
-    def _month(self, conn: sqlite3.Connection, province: str, period: str, entry_no: int,
+    def _month(self, conn: Any, province: str, period: str, entry_no: int,
                cleared_us: int) -> ClearedMonth:
         known = self._months.get(province)
         if known is not None and known.entry_no == entry_no:

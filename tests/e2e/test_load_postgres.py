@@ -37,6 +37,8 @@ def test_two_own_servers_on_postgresql_settle_each_bill_once(pg_url, tmp_path):
         if phase["service"] == "settle":
             assert phase["database"]["wal_bytes_per_call"] > 0 and phase["database"]["cpu_ms_per_call"] > 0
             assert phase["by_kind"].get("duplicate", 0) > 0
+            # Both servers' /metrics answered (summed): every settlement call went through a group commit.
+            assert phase["writer"]["commands"] >= 200 and phase["writer"]["batches"] >= 2
             settled += phase["by_kind"]["settle"]
     with psycopg.connect(pg_url) as conn:
         stored, keys = conn.execute("SELECT COUNT(*), COUNT(DISTINCT (fixmedins_code, msgid)) FROM settlements").fetchone()
