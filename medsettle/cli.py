@@ -126,8 +126,10 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
         if running.metrics is not None:
             await asyncio.get_running_loop().run_in_executor(None, _print_metrics, running.metrics.url, console)
         if not exit_after_demo:
+            from medsettle.ledger.storage.backends import shown
+
             console.print(f"Serving on port {running.port}; Ctrl-C to stop. Calls need a credential: "
-                          f"medsettle credentials issue --db {db} --code H44010100001 --label me")
+                          f"medsettle credentials issue --db {shown(db)} --code H44010100001 --label me")
         return not exit_after_demo
 
     credentials = CredentialCache(db)
@@ -193,7 +195,9 @@ def _run_demo(port: int, db: str, console: Console, demo, http_port: int | None 
     from medsettle.client.demo_gateway import GATEWAY_BILL, run_gateway_demo
     from medsettle.client.settlement_client import SettlementClient
 
-    console.print(f"[bold]medsettle demo[/]: server on 127.0.0.1:{port}, database {db}")
+    from medsettle.ledger.storage.backends import shown
+
+    console.print(f"[bold]medsettle demo[/]: server on 127.0.0.1:{port}, database {shown(db)}")
     with SettlementClient(f"127.0.0.1:{port}", token=demo.operator_token, tokens=demo.tokens) as client:
         run_demo(client, console)
         if http_port is not None:

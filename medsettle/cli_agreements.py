@@ -19,13 +19,13 @@ DB_HELP = "The ledger (a SQLite file or a postgresql:// URL) [env MEDSETTLE_DB].
 def _open(db: str):  # type: ignore[no-untyped-def]
     """(store, reference data in force)."""
     from medsettle.ledger.reference.loader import parse_document
-    from medsettle.ledger.storage.backends import open_ledger
+    from medsettle.ledger.storage.backends import open_ledger, shown
 
     store = open_ledger(db)
     body = store.reference_body()
     if body is None:
         store.close()
-        raise click.ClickException(f"{db} has no reference data yet")
+        raise click.ClickException(f"{shown(db)} has no reference data yet")
     return store, parse_document(json.loads(body))[0]
 
 

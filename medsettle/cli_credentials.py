@@ -36,14 +36,14 @@ def issue(db: str, role: str, fixmedins_code: str, label: str) -> None:
     The ledger must exist (`medsettle serve` or `load-reference` creates it)
     and an institution code must be in its reference data."""
     from medsettle.ledger.clock import SystemClock
-    from medsettle.ledger.storage.credentials import CredentialError, CredentialStore, Role
-
     from medsettle.ledger.settlement.validation import CODE
+    from medsettle.ledger.storage.backends import shown
+    from medsettle.ledger.storage.credentials import CredentialError, CredentialStore, Role
 
     known = _institution_codes(db)
     # A malformed code is the store's refusal (it names the field); a well-formed unknown one is refused here.
     if Role(role) is Role.INSTITUTION and CODE.match(fixmedins_code) and fixmedins_code not in known:
-        raise click.BadParameter(f"{fixmedins_code[:40]!r} is no institution in the reference data of {db}",
+        raise click.BadParameter(f"{fixmedins_code[:40]!r} is no institution in the reference data of {shown(db)}",
                                  param_hint="--code")
     with CredentialStore(db) as store:
         try:
@@ -59,14 +59,14 @@ def _institution_codes(db: str) -> set[str]:
     """The institution codes of the ledger at db; refuses a path without a
     ledger, naming it (nothing is created there)."""
     from medsettle.ledger.service import reference_in_force
-    from medsettle.ledger.storage.backends import open_ledger
+    from medsettle.ledger.storage.backends import open_ledger, shown
     from medsettle.ledger.storage.port import NotALedgerError
 
     try:
         store = open_ledger(db, read_only=True)
     except NotALedgerError as error:
-        raise click.ClickException(f"--db: {error}; a ledger is created by `medsettle serve --db {db}` "
-                                   f"or `medsettle load-reference --db {db} FILE`") from None
+        raise click.ClickException(f"--db: {error}; a ledger is created by `medsettle serve --db {shown(db)}` "
+                                   f"or `medsettle load-reference --db {shown(db)} FILE`") from None
     try:
         return set(reference_in_force(store).institutions)
     finally:

@@ -109,13 +109,13 @@ def quotas(db: str, year: int | None) -> None:
     """Each host hospital's budget quota, what its fund payments used, whether it is reached (JSON Lines)."""
     from medsettle.ledger.reference.loader import parse_document
     from medsettle.ledger.storage.internet_state import InternetStateStore
-    from medsettle.ledger.storage.backends import connect_read_only
+    from medsettle.ledger.storage.backends import connect_read_only, shown
 
     conn = connect_read_only(db)
     try:
         row = conn.execute("SELECT body FROM reference_documents ORDER BY doc_no DESC LIMIT 1").fetchone()
         if row is None:
-            raise click.ClickException(f"{db} has no reference data yet")
+            raise click.ClickException(f"{shown(db)} has no reference data yet")
         reference = parse_document(json.loads(row[0]))[0]
         used = InternetStateStore(conn).quota_uses()
     finally:

@@ -227,13 +227,13 @@ def start_metrics(address: str, stats: CallStats, service: Any) -> MetricsEndpoi
     """Serves /metrics at address ("host:0" picks a free port) on a thread of its own."""
     from importlib.metadata import version
 
-    from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+    from medsettle.ledger.storage.backends import is_postgres
     from medsettle.server.clearing_metrics import ClearingCollector
 
     host, port = split_host_port(address)
     registry = CollectorRegistry()
     registry.register(ServerCollector(stats, service, version("medsettle")))
-    if isinstance(service.store, SqliteLedgerStore):  # clearing results are read from a SQLite ledger
+    if not is_postgres(service.store.path):  # clearing results are read from a SQLite ledger
         registry.register(ClearingCollector(service.store.path))
     ProcessCollector(registry=registry)  # this process: CPU seconds, resident memory, open fds
     if service.writer_process is not None:

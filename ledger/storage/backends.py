@@ -48,6 +48,15 @@ def connect_read_only(db: str | Path) -> Any:
     return sqlite_read_only(db)
 
 
+def shown(db: str | Path) -> str:
+    """--db as messages may show it: a URL without its password."""
+    if is_postgres(db):
+        from medsettle.ledger.storage.pg_connect import describe
+
+        return describe(str(db))
+    return str(db)
+
+
 def make_room_for(db: str | Path) -> None:
     """Creates the folder of a SQLite ledger file (the CLI's default is var/)."""
     if not is_postgres(db):

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -69,3 +71,16 @@ def test_clearing_a_postgres_ledger_is_refused_clearly(pg_url: str) -> None:
 def test_a_read_only_command_on_an_empty_database_is_refused(pg_url: str) -> None:
     code, out = run("verify", "--db", pg_url)
     assert code == 1 and "holds no medsettle ledger" in out and "Traceback" not in out
+
+
+def test_the_demo_runs_on_postgres(pg_url: str) -> None:
+    """`serve --demo` end to end on PostgreSQL: the bills, the refusals, the
+    balances, the metrics endpoint; nothing fails on the backend."""
+    done = subprocess.run([sys.executable, "-m", "medsettle", "serve", "--db", pg_url, "--listen", "127.0.0.1:0",
+                           "--demo", "--exit-after-demo", "--metrics-listen", "127.0.0.1:0"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "All 4 books balance to zero; reciprocal agency accounts match." in done.stdout
+    assert "Metrics at http://" in done.stdout and "Traceback" not in done.stderr
+    password = pg_url.split(":")[2].split("@")[0]
+    assert password not in done.stdout + done.stderr
