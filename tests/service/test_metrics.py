@@ -25,6 +25,17 @@ def scrape(port: int) -> Samples:
     return read_metrics(f"http://127.0.0.1:{port}/metrics")
 
 
+def scrape_when_done(port: int, method: str) -> Samples:
+    """A scrape once the server has counted the calls of method it answered:
+    a call is counted just after its answer is sent, so a client can scrape first."""
+    deadline = time.monotonic() + 10
+    samples = scrape(port)
+    while value(samples, "medsettle_calls_in_flight", method=method) != 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        samples = scrape(port)
+    return samples
+
+
 
 @pytest.fixture
 def metered(db_path, clock):
@@ -97,7 +108,7 @@ def test_the_writer_process_is_watched_through_its_death_and_restart(db_path, cl
             with pytest.raises(CallRefused) as lost:
                 client.settle(bill())
             assert lost.value.reason == "STORAGE_UNAVAILABLE"
-            down = scrape(running.metrics_port)
+            down = scrape_when_done(running.metrics_port, "Settle")
             assert value(down, "medsettle_writer_up") == 0
             assert value(down, "medsettle_writer_restart_failures_total") >= 1
             assert value(down, "medsettle_writer_restarts_total") == 0
