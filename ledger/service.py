@@ -81,6 +81,7 @@ class SettlementService:
         self.clock = clock
         # The e-insurance certificate signing key: given, or from the environment (ledger/ecert.py).
         self._ecert_key = ecert_key if ecert_key is not None else ecert.key_from_env()
+        self.db = str(db_path)  # as given: a file path, or a URL with its credentials (never shown)
         self.store = open_ledger(db_path)
         self.reference = open_reference(self.store, clock)
         # writer_process: the writer's work runs in a child process (ledger/storage/writer_process.py).

@@ -227,14 +227,12 @@ def start_metrics(address: str, stats: CallStats, service: Any) -> MetricsEndpoi
     """Serves /metrics at address ("host:0" picks a free port) on a thread of its own."""
     from importlib.metadata import version
 
-    from medsettle.ledger.storage.backends import is_postgres
     from medsettle.server.clearing_metrics import ClearingCollector
 
     host, port = split_host_port(address)
     registry = CollectorRegistry()
     registry.register(ServerCollector(stats, service, version("medsettle")))
-    if not is_postgres(service.store.path):  # clearing results are read from a SQLite ledger
-        registry.register(ClearingCollector(service.store.path))
+    registry.register(ClearingCollector(service.db))  # the ledger as given (a PostgreSQL store's path hides the password)
     ProcessCollector(registry=registry)  # this process: CPU seconds, resident memory, open fds
     if service.writer_process is not None:
         ProcessCollector(namespace="medsettle_writer", pid=lambda: service.writer_process.pid, registry=registry)
