@@ -60,7 +60,7 @@ echo "cluster: working folder $home"
 pg_throwaway_start "$bindir" "$home"
 pg_started=1
 db="postgresql:///medsettle?host=$home&user=medsettle"
-echo "cluster: PostgreSQL $("$bindir/postgres" --version | awk '{print $NF}') on the Unix socket in $home (database medsettle)"
+echo "cluster: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on the Unix socket in $home (database medsettle)"
 .venv/bin/medsettle db upgrade --db "$db"
 
 for number in 1 2; do
