@@ -11,14 +11,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from medsettle.ledger.chain_checkpoint import GENESIS, Checkpoint, next_checkpoint, trusted_checkpoint
+from medsettle.ledger.clock import SystemClock
 from medsettle.ledger.posting.invariants import Break, reciprocity_breaks, trial_balance_breaks
 from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
 from medsettle.ledger.posting.rules import Posting, settlement_postings
 from medsettle.ledger.progress import NO_PROGRESS, Hooks, counted
 from medsettle.ledger.storage.backends import open_ledger
-from medsettle.ledger.storage.rows import JournalRow
+from medsettle.ledger.storage.port import LedgerStore
+from medsettle.ledger.storage.rows import JournalRow, to_us
 
 SETTLEMENT_KINDS = ("settle", "reverse")
+MAX_LISTED_MISSING = 200  # settlements without an entry listed (since a checkpoint)
+
+
+class CheckpointsUnavailable(Exception):
+    """Checkpoints were asked for on a ledger with several chains (PostgreSQL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +46,15 @@ class VerifyReport:
     head_hash: str = GENESIS_HASH
     # chain -> (last entry number, last hash) as walked (one chain, 0, on SQLite)
     chain_tails: dict[int, tuple[int, str]] = field(default_factory=dict)
+    since_entry_no: int = 0  # the entries after this one were checked (0: all)
+    checkpoint_problems: list[str] = field(default_factory=list)
+    missing_entries: list[str] = field(default_factory=list)  # settlements without an entry (since the checkpoint)
+    recorded: Checkpoint | None = None  # the checkpoint this run recorded
 
     @property
     def ok(self) -> bool:
-        return not (self.bad_entries or self.balance_breaks or self.orphan_postings)
+        return not (self.bad_entries or self.balance_breaks or self.orphan_postings or self.checkpoint_problems
+                    or self.missing_entries)
 
     @property
     def first_bad(self) -> BadEntry | None:
@@ -74,9 +87,15 @@ def entry_problems(row: JournalRow, expected_prev: str, expected_no: int | None)
     return problems
 
 
-def verify_journal(rows: Iterable[JournalRow]) -> tuple[VerifyReport, dict[tuple[str, str], int], dict[tuple[str, str], int]]:
-    """(report, balances of all postings, balances of settlement postings), in one pass."""
-    report = VerifyReport()
+def verify_journal(rows: Iterable[JournalRow], start: Checkpoint = GENESIS,
+                   ) -> tuple[VerifyReport, dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """(report, balances of all postings, balances of settlement postings), in
+    one pass over the entries after `start` (GENESIS: all of them; a
+    checkpoint continues the one chain of a single-writer ledger)."""
+    report = VerifyReport(since_entry_no=start.entry_no)
+    if start.entry_no:
+        report.chain_tails[0] = (start.entry_no, start.entry_hash)
+        report.head_hash = start.entry_hash
     balances: dict[tuple[str, str], int] = defaultdict(int)
     settled: dict[tuple[str, str], int] = defaultdict(int)
     for row in rows:
@@ -111,17 +130,66 @@ def chain_head_problems(heads: dict[int, tuple[int, str]], tails: dict[int, tupl
     return bad
 
 
-def verify_database(path: str | Path, hooks: Hooks = NO_PROGRESS) -> VerifyReport:
-    """hooks hear of the entries to check (the last entry number) and of those checked."""
+def verify_database(path: str | Path, hooks: Hooks = NO_PROGRESS, *, since_checkpoint: bool = False,
+                    record_checkpoint: bool = False) -> VerifyReport:
+    """The whole journal, or (since_checkpoint) the entries after the newest
+    intact checkpoint (ledger/chain_checkpoint.py); record_checkpoint: when
+    it all verifies, record a checkpoint at the last entry checked. hooks
+    hear of the entries to check and of those checked."""
     store = open_ledger(path, read_only=True)  # NotALedgerError if it holds no ledger
     try:
-        hooks.start(store.chain_head()[1])  # the last entry number: how many entries there are
-        report, balances, settled = verify_journal(counted(store.iter_entry_postings(), hooks))
+        if (since_checkpoint or record_checkpoint) and store.chain_heads():
+            raise CheckpointsUnavailable("checkpoints cover a ledger with one hash chain (SQLite); this ledger has "
+                                         "one chain per writer: run the full verify")
+        start, checkpoint_problems = GENESIS, []
+        if since_checkpoint:
+            start, checkpoint_problems = trusted_checkpoint(store.chain_checkpoints(), store.entry_hash)
+        # read before the walk: each of these settlements' entries is committed, so the walk sees it
+        head_no, _, head_setl_no = store.journal_head()
+        hooks.start(head_no - start.entry_no)
+        report, balances, settled = verify_journal(
+            counted(store.iter_entry_postings(after_entry_no=start.entry_no), hooks), start)
+        report.checkpoint_problems = checkpoint_problems
         report.bad_entries += chain_head_problems(store.chain_heads(), report.chain_tails)
-        report.orphan_postings = store.orphan_postings()
+        # the orphan search reads every posting: the whole walk's check only
+        report.orphan_postings = store.orphan_postings() if start.entry_no == 0 else 0
+        if since_checkpoint or record_checkpoint:
+            report.missing_entries = store.settlements_without_entry(start.setl_no, head_setl_no, MAX_LISTED_MISSING)
     finally:
         store.close()
     # Pairs are compared on settlement postings: one province's clearing
     # zeroes its side of a cross-province pair before the other's does.
     report.balance_breaks = trial_balance_breaks(balances) + reciprocity_breaks(settled)
+    last_no, last_hash = report.chain_tails.get(0, (0, GENESIS_HASH))
+    if record_checkpoint and report.ok and last_no > start.entry_no:
+        report.recorded = record_verified(path, last_no, last_hash, head_setl_no, to_us(SystemClock().now()))
     return report
+
+
+def append_checkpoint(store: LedgerStore, entry_no: int, entry_hash: str, setl_no: int,
+                      verified_us: int) -> Checkpoint | None:
+    """Inside the store's open write transaction: appends the checkpoint after
+    the newest one, unless one at or after entry_no was recorded meanwhile
+    (None then)."""
+    checkpoints = store.chain_checkpoints()
+    if checkpoints and checkpoints[-1].entry_no >= entry_no:
+        return None
+    checkpoint = next_checkpoint(checkpoints[-1] if checkpoints else None, entry_no, entry_hash, setl_no, verified_us)
+    store.record_chain_checkpoint(checkpoint)
+    return checkpoint
+
+
+def record_verified(db: str | Path, entry_no: int, entry_hash: str, setl_no: int, verified_us: int) -> Checkpoint | None:
+    """append_checkpoint in a transaction of its own."""
+    store = open_ledger(db)
+    try:
+        store.begin()
+        try:
+            checkpoint = append_checkpoint(store, entry_no, entry_hash, setl_no, verified_us)
+        except BaseException:
+            store.rollback()
+            raise
+        store.commit()
+        return checkpoint
+    finally:
+        store.close()

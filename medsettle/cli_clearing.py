@@ -50,8 +50,11 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
           clock: str, as_json: bool) -> None:
     """Reconcile and clear one month of a province (DESIGN.md "Provincial clearing").
 
-    Reconciles first (hash chain, each settlement's postings, trial balances,
-    reciprocal pairs, institution payables, optionally declared totals). Any
+    Reconciles first: the journal entries added since the last verified
+    checkpoint one by one (hash chain, each settlement's postings), then the
+    month in sums computed by the database (its settlements' postings, trial
+    balances, reciprocal pairs, institution payables, optionally declared
+    totals); see docs/clearing.md. Any
     break: writes breaks.json, posts nothing, exits 3. Otherwise nets every
     agency's position through the provincial clearing book, draws prepaid
     funds, posts one clearing entry and writes statement.json, statement.csv,
@@ -70,7 +73,7 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
     out_dir = Path(statement_dir) if statement_dir else DEFAULT_STATEMENT_ROOT / f"{province}-{period}"
     status = Console(stderr=True, highlight=False)
     with _clearing_store(db, read_only=dry_run) as store, \
-            progress_hooks(f"verifying {period} journal", "entries", quiet=as_json) as hooks:
+            progress_hooks("verifying the journal since the last checkpoint", "entries", quiet=as_json) as hooks:
         result = run_clearing(store, province, period, parse_clock(clock), dry_run=dry_run,
                               declared_csv=declared, hooks=hooks)
 
@@ -99,8 +102,9 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
             status.print(f"Province {province} period {period} was already cleared at {data['cleared_at']}; "
                          f"nothing posted. Statement in {out_dir}.")
         else:
-            status.print(f"[green]Cleared[/] province {province} period {period}: {result.entries_verified} journal "
-                         f"entries reconciled, clearing entry {data['clearing_entry']['entry_no']}. Statement in {out_dir}.")
+            status.print(f"[green]Cleared[/] province {province} period {period}: reconciled ({result.entries_verified} "
+                         f"journal entries checked one by one since the last checkpoint), clearing entry "
+                         f"{data['clearing_entry']['entry_no']}. Statement in {out_dir}.")
     if as_json:
         click.echo(result.statement_json, nl=False)
     else:

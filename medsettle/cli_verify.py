@@ -12,14 +12,20 @@ import click
 @click.command()
 @click.option("--db", envvar="MEDSETTLE_DB", default="var/medsettle.db", show_default=True, help="The ledger to check (read only): a SQLite file or a postgresql:// URL [env MEDSETTLE_DB].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(db: str, as_json: bool) -> None:
+@click.option("--since-checkpoint", is_flag=True,
+              help="Check only the entries after the newest verified checkpoint (and the checkpoints themselves); "
+                   "see docs/clearing.md for what a checkpoint vouches for.")
+@click.option("--checkpoint", "record", is_flag=True,
+              help="When everything checked verifies, record a checkpoint at the last entry checked (writes to the ledger).")
+def verify(db: str, as_json: bool, since_checkpoint: bool, record: bool) -> None:
     """Check the journal's hash chain, each entry's postings and the balances."""
     from medsettle.ledger.verify import verify_database
     from medsettle.progress import progress_hooks
 
     with progress_hooks("verifying the journal", "entries", quiet=as_json) as hooks:
-        report = verify_database(db, hooks)
+        report = verify_database(db, hooks, since_checkpoint=since_checkpoint, record_checkpoint=record)
     first = report.first_bad
+    recorded = report.recorded
     if as_json:
         click.echo(json.dumps({
             "ok": report.ok, "entries": report.entries, "postings": report.postings, "head_hash": report.head_hash,
@@ -28,9 +34,19 @@ def verify(db: str, as_json: bool) -> None:
             {"entry_no": first.entry_no, "setl_id": first.setl_id, "problem": first.problem},
             "orphan_postings": report.orphan_postings,
             "balance_breaks": [b.detail for b in report.balance_breaks],
+            "since_entry_no": report.since_entry_no,
+            "checkpoint_problems": report.checkpoint_problems,
+            "missing_entries": report.missing_entries,
+            "recorded_checkpoint": None if recorded is None else {"entry_no": recorded.entry_no, "hash": recorded.hash},
         }, indent=2))
     else:
-        click.echo(f"checked {report.entries} journal entries, {report.postings} postings; head hash {report.head_hash}")
+        after = f" after the checkpoint at entry {report.since_entry_no}" if report.since_entry_no else ""
+        click.echo(f"checked {report.entries} journal entries{after}, {report.postings} postings; "
+                   f"head hash {report.head_hash}")
+        for problem in report.checkpoint_problems:
+            click.echo(f"BAD CHECKPOINT {problem}; the whole journal was checked")
+        for setl_id in report.missing_entries:
+            click.echo(f"BAD: settlement {setl_id} has no journal entry")
         if first is not None:
             click.echo(f"FIRST BAD ENTRY {first.entry_no} ({first.setl_id}): {first.problem}")
             click.echo(f"{len(report.bad_entries)} problem(s) in all")
@@ -40,5 +56,7 @@ def verify(db: str, as_json: bool) -> None:
             click.echo(f"BREAK {item.detail}")
         if report.ok:
             click.echo("the hash chain is intact, every entry balances per book, and the balances agree")
+        if recorded is not None:
+            click.echo(f"recorded a checkpoint at entry {recorded.entry_no}")
     if not report.ok:
         sys.exit(1)

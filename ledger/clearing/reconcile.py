@@ -1,11 +1,16 @@
 """Reconciliation before any clearing posting. Each check streams or
 aggregates in the database; a break says what, where and how much.
 
-- every journal entry of the period passes `medsettle verify`'s checks: it
-  matches its hash, links to the entry before it, balances per book, and a
-  settlement's postings are what the posting rules make of its amounts (a
-  posting changed behind the service's back breaks its entry); every
-  settlement has its entry; no posting sits in another period than its entry;
+- the checkpoints hold, and every journal entry after the newest one (of
+  any period) passes `medsettle verify`'s checks: it matches its hash, links
+  to the entry before it, balances per book, and a settlement's postings are
+  what the posting rules make of its amounts (a posting changed behind the
+  service's back breaks its entry); every settlement since the checkpoint
+  has its entry; no posting since it sits in another period than its entry
+  (ledger/chain_checkpoint.py says what a checkpoint vouches for);
+- month-wide, summed in the database: the period's settlement postings in
+  the province's books are what the posting rules make of the period's
+  settlements, account by account;
 - every book of the province has a zero trial balance for the period;
 - every reciprocal pair with a side in the province matches;
 - every institution's settlement totals match its payable account;
@@ -25,7 +30,8 @@ from typing import Callable, Iterable, Mapping
 
 from medsettle.ledger.clearing.netting import ReciprocalBalance, in_province
 from medsettle.ledger.clearing.period import ClearingRefused
-from medsettle.ledger.clearing.store import ClearingStore, InstitutionTotals
+from medsettle.ledger.chain_checkpoint import Checkpoint, trusted_checkpoint
+from medsettle.ledger.clearing.store import ClearingStore, InstitutionTotals, SettlementGroup
 from medsettle.ledger.money import MAX_AMOUNT_FEN
 from medsettle.ledger.posting import accounts
 from medsettle.ledger.posting.invariants import PAYABLE, RECEIVABLE, Break, reciprocity_breaks, trial_balance_breaks
@@ -83,46 +89,43 @@ class DeclaredResult:
     platform_settlements: tuple[tuple[str, str, int, int], ...] = ()  # setl_id, msgid, medfee, fund
 
 
-# ---- journal entries -------------------------------------------------------
-def verify_entries(store: ClearingStore, period: str, log: BreakLog,
-                   progress: Progress | None = None) -> tuple[int, dict[tuple[str, str], int]]:
-    """One streaming pass over the period's entries with `medsettle verify`'s
-    per-entry checks (hash, link to the entry before, per-book balance,
-    postings against the settlement row). Returns how many entries, and the
-    balances summed by the entries' period (compared with the balances by
-    the postings' own period in `misfiled_breaks`)."""
-    by_entry_period: dict[tuple[str, str], int] = defaultdict(int)
-    previous: tuple[int, str] | None = None
-    seen = settlement_entries = 0
-    for row in store.iter_entry_postings(period):
-        settlement_entries += row.settlement is not None
-        if previous is not None and previous[0] == row.entry_no - 1:
-            expected_prev = previous[1]
-        else:  # the period's first entry, or one after another period's entries
-            expected_prev = store.hash_of_entry(row.entry_no - 1) or "(no such entry)"
-        problems = entry_problems(row, expected_prev, row.entry_no)
+# ---- journal entries since the checkpoint --------------------------------
+def checked_from(store: ClearingStore, log: BreakLog) -> Checkpoint:
+    """The newest intact checkpoint (GENESIS: none, check every entry); a
+    checkpoint that does not hold is a break and none is trusted."""
+    start, problems = trusted_checkpoint(store.chain_checkpoints(), store.entry_hash)
+    for problem in problems:
+        log.add(Break("checkpoint", problem.split(":")[0], 0, problem))
+    return start
+
+
+def verify_since(store: ClearingStore, start: Checkpoint, up_to_entry_no: int, log: BreakLog,
+                 progress: Progress | None = None) -> int:
+    """`medsettle verify`'s per-entry checks (hash, link to the entry before,
+    per-book balance, postings against the settlement row) over every entry
+    after the checkpoint, whatever its period: the entries before it were
+    checked when it was recorded. Returns how many entries were checked."""
+    expected_prev, expected_no = start.entry_hash, start.entry_no + 1
+    seen = 0
+    for row in store.iter_entry_postings(after_entry_no=start.entry_no):
+        if row.entry_no > up_to_entry_no:
+            break  # appended after this run's snapshot began
+        problems = entry_problems(row, expected_prev, expected_no)
         if problems:
             log.add(_entry_break(row, problems))
-        for book, account, amount in row.postings:
-            by_entry_period[(book, account)] += amount
-        previous = (row.entry_no, row.hash)
+        expected_prev, expected_no = row.hash, row.entry_no + 1
         seen += 1
         if progress is not None and seen % PROGRESS_EVERY == 0:
             progress(PROGRESS_EVERY)
     if progress is not None:
         progress(seen % PROGRESS_EVERY)
-    # Each entry found its settlement; if the counts agree, each settlement has its entry
-    # (the search for the missing ones costs an index probe per settlement: only on a difference).
-    settlements = store.count_period_settlements(period)
-    if settlements != settlement_entries:
-        missing = store.settlements_without_entry(period, MAX_LISTED_BREAKS_PER_KIND)
-        for setl_id in missing:
-            log.add(Break("missing_entry", setl_id, 0, f"settlement {setl_id} has no journal entry"))
-        if not missing:
-            log.add(Break("missing_entry", period, settlements - settlement_entries,
-                          f"{settlements} settlements are in period {period}, {settlement_entries} of its "
-                          "entries are settlements'"))
-    return seen, dict(by_entry_period)
+    return seen
+
+
+def missing_entry_breaks(store: ClearingStore, start: Checkpoint, up_to_setl_no: int) -> list[Break]:
+    """Settlements since the checkpoint that have no journal entry."""
+    return [Break("missing_entry", setl_id, 0, f"settlement {setl_id} has no journal entry")
+            for setl_id in store.settlements_without_entry(start.setl_no, up_to_setl_no, MAX_LISTED_BREAKS_PER_KIND)]
 
 
 def _entry_break(row: JournalRow, problems: list[str]) -> Break:
@@ -147,20 +150,80 @@ def _entry_break(row: JournalRow, problems: list[str]) -> Break:
     return Break("journal_entry", where, amount, f"{where}: {detail}")
 
 
-def misfiled_breaks(by_posting_period: Mapping[tuple[str, str], int],
-                    by_entry_period: Mapping[tuple[str, str], int], province: str) -> list[Break]:
-    """A posting's period is not covered by its entry's hash: the province's
-    balances by posting period must equal those by entry period."""
+def misfiled_breaks(balances: Mapping[tuple[str, str], int], differences: Mapping[tuple[str, str], int],
+                    elsewhere: int, province: str, start: Checkpoint) -> list[Break]:
+    """A posting's period is not covered by its entry's hash: postings since
+    the checkpoint filed in another period than their entry (or with no
+    entry) break the province's balances by posting period against those by
+    entry period; such postings of other periods are counted as one break."""
     breaks = []
-    for key in sorted(set(by_posting_period) | set(by_entry_period)):
-        if not (in_province(key[0], province) or key[0] == accounts.province_book(province)):
+    for key in sorted(differences):
+        if not (in_province(key[0], province) or key[0] == accounts.province_book(province)) or not differences[key]:
             continue
-        difference = by_posting_period.get(key, 0) - by_entry_period.get(key, 0)
-        if difference:
-            breaks.append(Break("posting_period", f"{key[0]} {key[1]}", difference,
-                                f"{key[0]} {key[1]}: the period's postings sum to {by_posting_period.get(key, 0)} fen, "
-                                f"the period's entries to {by_entry_period.get(key, 0)} fen"))
+        by_posting = balances.get(key, 0)
+        breaks.append(Break("posting_period", f"{key[0]} {key[1]}", differences[key],
+                            f"{key[0]} {key[1]}: the period's postings sum to {by_posting} fen, "
+                            f"the period's entries to {by_posting - differences[key]} fen"))
+    if elsewhere:
+        breaks.append(Break("posting_period", f"after entry {start.entry_no}", 0,
+                            f"{elsewhere} posting(s) after entry {start.entry_no} are filed in another period than "
+                            "their entry's, or belong to no entry (other periods)"))
     return breaks
+
+
+def settlement_posting_breaks(groups: Iterable[SettlementGroup], settled: Mapping[tuple[str, str], int],
+                              province: str) -> list[Break]:
+    """The period's postings of settlement entries in the province's books,
+    account by account, against what the posting rules make of the period's
+    settlements summed per payee and place (the rules are linear in the
+    amounts): any settlement whose postings differ from its amounts breaks
+    its accounts here, before or after the checkpoint."""
+    expected: dict[tuple[str, str], int] = defaultdict(int)
+    for g in groups:
+        for posting in settlement_postings(g.insurance, g.treatment, g.payee_code, g.hifp_pay_fen, g.acct_pay_fen):
+            if in_province(posting.book, province):
+                expected[(posting.book, posting.account)] += posting.amount_fen
+    breaks = []
+    for key in sorted(set(expected) | {k for k in settled if in_province(k[0], province)}):
+        held, posted = settled.get(key, 0), expected.get(key, 0)
+        if held != posted:
+            breaks.append(Break("settlement_postings", f"{key[0]} {key[1]}", held - posted,
+                                f"{key[0]} {key[1]}: the period's settlements post {posted} fen, "
+                                f"its settlement entries hold {held} fen"))
+    return breaks
+
+
+def institution_totals(groups: Iterable[SettlementGroup], province: str) -> list[InstitutionTotals]:
+    """Each payee's totals per treatment-place agency of the province, in
+    (payee, agency) order (the groups come sorted by the database)."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for g in groups:
+        if not in_province(g.treatment, province):
+            continue
+        row = totals.setdefault((g.payee_code, g.treatment), [0, 0, 0, 0, 0, 0])
+        for i, value in enumerate((g.setl_cnt, g.medfee_sumamt_fen, g.fund_pay_sumamt_fen, g.acct_pay_fen,
+                                   g.psn_cash_pay_fen, g.hifp_pay_fen + g.acct_pay_fen)):
+            row[i] += value
+    return [InstitutionTotals(code, agency, *values) for (code, agency), values in sorted(totals.items())]
+
+
+def subtract(balances: Mapping[tuple[str, str], int], part: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """balances - part, account by account."""
+    result = dict(balances)
+    for key, amount in part.items():
+        result[key] = result.get(key, 0) - amount
+    return result
+
+
+def agency_pairs(balances: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """The receivable/payable:agency accounts of the balances."""
+    return {key: amount for key, amount in balances.items() if key[1].startswith((RECEIVABLE, PAYABLE))}
+
+
+def in_province_books(balances: Mapping[tuple[str, str], int], province: str) -> dict[tuple[str, str], int]:
+    """The accounts of the province's agency books and of its provincial book."""
+    book = accounts.province_book(province)
+    return {key: amount for key, amount in balances.items() if in_province(key[0], province) or key[0] == book}
 
 
 # ---- balances --------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The monthly provincial clearing run: period rules, reconciliation in one
-read snapshot, then netting and posting in one BEGIN IMMEDIATE transaction
-that also records the run (a run killed midway leaves nothing)."""
+read snapshot (the entries since the newest checkpoint one by one, the
+month in aggregates computed by the database), then netting and posting in
+one BEGIN IMMEDIATE transaction that also records the run and a new
+checkpoint (a run killed midway leaves nothing)."""
 
 from __future__ import annotations
 
@@ -19,13 +21,20 @@ from medsettle.ledger.clearing.period import (
 from medsettle.ledger.clearing.reconcile import (
     BreakLog,
     DeclaredResult,
+    agency_pairs,
     book_breaks,
+    checked_from,
     compare_declared,
+    in_province_books,
     institution_breaks,
+    institution_totals,
     misfiled_breaks,
+    missing_entry_breaks,
     read_declared,
     reciprocal_balances,
-    verify_entries,
+    settlement_posting_breaks,
+    subtract,
+    verify_since,
 )
 from medsettle.ledger.clearing.statement import breaks_report, build_statement, render_json, sha256_text
 from medsettle.ledger.clearing.store import ClearingRun, ClearingStore
@@ -33,6 +42,7 @@ from medsettle.ledger.clock import CHINA_TZ, Clock, period_of
 from medsettle.ledger.money import MAX_AMOUNT_FEN
 from medsettle.ledger.progress import Hooks
 from medsettle.ledger.storage.rows import to_us
+from medsettle.ledger.verify import append_checkpoint
 
 CLEARING_KIND = "clearing"
 PREPAY_KIND = "prepay"
@@ -65,13 +75,19 @@ def run_clearing(store: ClearingStore, province: str, period: str, clock: Clock,
 
     log = BreakLog()
     with store.snapshot():
-        head = store.last_entry_no()
-        hooks.start(store.count_period_entries(period))
-        verified, by_entry_period = verify_entries(store, period, log, hooks.advance)
-        balances = store.province_balances(period, province)
-        log.extend(misfiled_breaks(balances, by_entry_period, province))
-        log.extend(book_breaks(balances, store.settlement_agency_balances(period), province))
-        institutions = institution_breaks(store.institution_totals(period, province), balances, log)
+        head, head_hash, head_setl_no = store.journal_head()
+        start = checked_from(store, log)
+        hooks.start(head - start.entry_no)
+        verified = verify_since(store, start, head, log, hooks.advance)
+        log.extend(missing_entry_breaks(store, start, head_setl_no))
+        all_books = store.period_balances(period)
+        balances = in_province_books(all_books, province)
+        log.extend(misfiled_breaks(balances, *store.misfiled_since(period, start.entry_no), province, start))
+        settled = subtract(all_books, store.non_settlement_balances(period))
+        groups = store.settlement_groups(period, province)
+        log.extend(settlement_posting_breaks(groups, settled, province))
+        log.extend(book_breaks(balances, agency_pairs(settled), province))
+        institutions = institution_breaks(institution_totals(groups, province), balances, log)
         declared: list[DeclaredResult] = []
         if declared_rows is not None:
             declared = compare_declared(store, period, declared_rows, institutions, log)
@@ -99,6 +115,9 @@ def run_clearing(store: ClearingStore, province: str, period: str, clock: Clock,
             build_statement(province, period, cleared_at, entry, institutions, reciprocal, plan, declared)
         )
         store.record_run(ClearingRun(province, period, entry[0], to_us(now), statement_json, sha256_text(statement_json)))
+        # what this run verified is vouched for: the next run checks the entries after it only
+        if head > start.entry_no:
+            append_checkpoint(store, head, head_hash, head_setl_no, to_us(now))
     return RunResult(Outcome.CLEARED, statement_json, entries_verified=verified)
 
 

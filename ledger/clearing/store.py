@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from medsettle.ledger.clock import parse_period
 from medsettle.ledger.posting import accounts
-from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
+from medsettle.ledger.posting.journal import entry_hash
 from medsettle.ledger.posting.rules import Posting
 from medsettle.ledger.storage.sqlite import BatchWrite, SqliteLedgerStore, to_us
 
+SORT_THREADS = 2  # helper threads SQLite may sort with (the month's settlements, per payee and place)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,21 @@ class InstitutionTotals:
     acct_pay_fen: int
     psn_cash_pay_fen: int
     payable_fen: int  # fund + personal-account parts: what the agency owes the institution
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementGroup:
+    """A period's settlements of one payee, treatment place and insurance place, summed."""
+
+    payee_code: str
+    treatment: str
+    insurance: str
+    setl_cnt: int
+    medfee_sumamt_fen: int
+    fund_pay_sumamt_fen: int
+    acct_pay_fen: int
+    psn_cash_pay_fen: int
+    hifp_pay_fen: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,40 +86,58 @@ class ClearingStore(SqliteLedgerStore):
         finally:
             conn.execute("COMMIT")
 
-    def last_entry_no(self) -> int:
-        return self.reader().execute("SELECT COALESCE(MAX(entry_no), 0) FROM journal_entries").fetchone()[0]
+    def period_balances(self, period: str) -> dict[tuple[str, str], int]:
+        """The period's balance of every account of every book, by the
+        postings' own period (read off the covering index, in order)."""
+        return self.book_balances(period)
 
-    def count_period_entries(self, period: str) -> int:
-        return self.reader().execute(
-            "SELECT COUNT(*) FROM journal_entries WHERE setlym = ?", (period,)
-        ).fetchone()[0]
-
-    def hash_of_entry(self, entry_no: int) -> str | None:
-        if entry_no == 0:
-            return GENESIS_HASH
-        row = self.reader().execute("SELECT hash FROM journal_entries WHERE entry_no = ?", (entry_no,)).fetchone()
-        return row[0] if row else None
-
-    def count_period_settlements(self, period: str) -> int:
-        return self.reader().execute("SELECT COUNT(*) FROM settlements WHERE setlym = ?", (period,)).fetchone()[0]
-
-    def settlements_without_entry(self, period: str, limit: int) -> list[str]:
-        return [row[0] for row in self.reader().execute(
-            "SELECT s.setl_id FROM settlements s WHERE s.setlym = ? AND NOT EXISTS "
-            "(SELECT 1 FROM journal_entries j WHERE j.setl_id = s.setl_id) ORDER BY s.setl_no LIMIT ?",
-            (period, limit),
-        )]
-
-    def province_balances(self, period: str, province: str) -> dict[tuple[str, str], int]:
-        """The period's balance of every account of the province's books
-        (its agencies' books and the provincial book)."""
-        low, high = province_book_range(province)
+    def non_settlement_balances(self, period: str) -> dict[tuple[str, str], int]:
+        """The period's postings of the entries that are no settlement or
+        reversal (clearing, prepayments): few, found by a partial index."""
         rows = self.reader().execute(
-            "SELECT book, account, SUM(amount_fen) FROM postings "
-            "WHERE setlym = ? AND ((book >= ? AND book < ?) OR book = ?) GROUP BY book, account",
-            (period, low, high, accounts.province_book(province)),
+            "SELECT p.book, p.account, SUM(p.amount_fen) FROM journal_entries j "
+            "JOIN postings p ON p.entry_no = j.entry_no "
+            "WHERE j.kind NOT IN ('settle', 'reverse') AND p.setlym = ? GROUP BY p.book, p.account",
+            (period,),
         )
         return {(book, account): total for book, account, total in rows}
+
+    def settlement_groups(self, period: str, province: str) -> list[SettlementGroup]:
+        """The period's settlements (reversals included) with a side in the
+        province, summed per (payee, treatment place, insurance place): one
+        pass over the table, sorted by the database."""
+        low, high = province_book_range(province)
+        self.reader().execute(f"PRAGMA threads = {SORT_THREADS}")
+        rows = self.reader().execute(
+            "SELECT payee_code, mdtrtarea_admvs, insuplc_admdvs, COUNT(*), SUM(medfee_sumamt_fen), "
+            "SUM(fund_pay_sumamt_fen), SUM(acct_pay_fen), SUM(psn_cash_pay_fen), SUM(hifp_pay_fen) "
+            # NOT INDEXED: a whole month is read in table order; settlements_by_period would fetch every row
+            # in another order, at random
+            "FROM settlements NOT INDEXED WHERE setlym = ? "
+            "AND ((mdtrtarea_admvs >= ? AND mdtrtarea_admvs < ?) OR (insuplc_admdvs >= ? AND insuplc_admdvs < ?)) "
+            "GROUP BY payee_code, mdtrtarea_admvs, insuplc_admdvs ORDER BY payee_code, mdtrtarea_admvs, insuplc_admdvs",
+            (period, low, high, low, high),
+        )
+        return [SettlementGroup(*row) for row in rows]
+
+    def misfiled_since(self, period: str, after_entry_no: int) -> tuple[dict[tuple[str, str], int], int]:
+        """Postings of the entries after after_entry_no filed in another period
+        than their entry, or with no entry: (per account, what the period's
+        balances by posting period exceed those by entry period; how many such
+        postings concern other periods only)."""
+        differences: dict[tuple[str, str], int] = defaultdict(int)
+        elsewhere = 0
+        for book, account, posting_period, entry_period, amount in self.reader().execute(
+            "SELECT p.book, p.account, p.setlym, e.setlym, p.amount_fen FROM postings p "
+            "LEFT JOIN journal_entries e ON e.entry_no = p.entry_no "
+            "WHERE p.entry_no > ? AND (e.entry_no IS NULL OR e.setlym <> p.setlym)",
+            (after_entry_no,),
+        ):
+            if period not in (posting_period, entry_period):
+                elsewhere += 1
+                continue
+            differences[(book, account)] += amount if posting_period == period else -amount
+        return dict(differences), elsewhere
 
     def settlement_agency_balances(self, period: str | None) -> dict[tuple[str, str], int]:
         """The receivable/payable:agency balances of every book for a period
@@ -121,18 +156,6 @@ class ClearingStore(SqliteLedgerStore):
             params,
         )
         return {(book, account): total for book, account, total in rows}
-
-    def institution_totals(self, period: str, province: str) -> Iterator[InstitutionTotals]:
-        low, high = province_book_range(province)
-        rows = self.reader().execute(
-            "SELECT payee_code, mdtrtarea_admvs, COUNT(*), SUM(medfee_sumamt_fen), SUM(fund_pay_sumamt_fen), "
-            "SUM(acct_pay_fen), SUM(psn_cash_pay_fen), SUM(hifp_pay_fen + acct_pay_fen) FROM settlements "
-            "WHERE setlym = ? AND mdtrtarea_admvs >= ? AND mdtrtarea_admvs < ? "
-            "GROUP BY payee_code, mdtrtarea_admvs ORDER BY payee_code, mdtrtarea_admvs",
-            (period, low, high),
-        )
-        for row in rows:
-            yield InstitutionTotals(*row)
 
     def prepaid_balances(self, province: str) -> dict[str, int]:
         """Each agency's prepaid fund held by the province, over all periods

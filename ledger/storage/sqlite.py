@@ -17,6 +17,7 @@ from typing import Any, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from medsettle.ledger.chain_checkpoint import Checkpoint
 from medsettle.ledger.posting.journal import GENESIS_HASH
 from medsettle.ledger.storage.migrations import on_sqlite
 from medsettle.ledger.reference.models import Person
@@ -411,11 +412,11 @@ class SqliteLedgerStore:
         sql += " GROUP BY book, account"
         return {(book, account): total for book, account, total in self.reader().execute(sql, params)}
 
-    def iter_entry_postings(self, setlym: str | None = None) -> Iterator[JournalRow]:
-        """Every journal entry in order (or only those of one period) with its
-        postings and, for a settlement or reversal, the settlement row's
-        posting inputs; streamed (one joined cursor), so a journal of any
-        length fits in memory."""
+    def iter_entry_postings(self, setlym: str | None = None, after_entry_no: int = 0) -> Iterator[JournalRow]:
+        """Every journal entry in order (or only those of one period, or only
+        those after after_entry_no) with its postings and, for a settlement or
+        reversal, the settlement row's posting inputs; streamed (one joined
+        cursor), so a journal of any length fits in memory."""
         cursor = self.reader().execute(
             "SELECT e.entry_no, e.setl_id, e.kind, e.setlym, e.created_us, e.prev_hash, e.hash, "
             "s.insuplc_admdvs, s.mdtrtarea_admvs, s.payee_code, s.hifp_pay_fen, s.acct_pay_fen, "
@@ -423,9 +424,9 @@ class SqliteLedgerStore:
             "FROM journal_entries e "
             "LEFT JOIN settlements s ON s.setl_id = e.setl_id AND e.kind IN ('settle', 'reverse') "
             "LEFT JOIN postings p ON p.entry_no = e.entry_no "
-            "WHERE ? IS NULL OR e.setlym = ? "
+            "WHERE e.entry_no > ? AND (? IS NULL OR e.setlym = ?) "
             "ORDER BY e.entry_no, p.rowid",
-            (setlym, setlym),
+            (after_entry_no, setlym, setlym),
         )
         for _, rows in itertools.groupby(cursor, key=lambda row: row[0]):
             first = next(rows)
@@ -443,6 +444,47 @@ class SqliteLedgerStore:
 
     def unreachable(self) -> str | None:
         return None  # a local file: its failures are the writes' own errors
+
+    # ---- verified checkpoints of the chain (ledger/chain_checkpoint.py) ----
+    def chain_checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint, oldest first."""
+        conn = self.reader()
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chain_checkpoints'"
+                        ).fetchone() is None:
+            return []  # a ledger from before checkpoints, opened read only
+        return [Checkpoint(*row) for row in conn.execute(
+            "SELECT entry_no, entry_hash, setl_no, verified_us, prev_hash, hash FROM chain_checkpoints "
+            "ORDER BY entry_no")]
+
+    def entry_hash(self, entry_no: int) -> str | None:
+        """The stored hash of an entry (None: no such entry)."""
+        row = self.reader().execute("SELECT hash FROM journal_entries WHERE entry_no = ?", (entry_no,)).fetchone()
+        return row[0] if row else None
+
+    def journal_head(self) -> tuple[int, str, int]:
+        """(last entry_no, its hash, last setl_no). Settlements commit with
+        their entries: every settlement up to that setl_no has its entry
+        committed by then, unless the ledger was changed."""
+        conn = self.reader()
+        row = conn.execute("SELECT entry_no, hash FROM journal_entries ORDER BY entry_no DESC LIMIT 1").fetchone()
+        setl_no = conn.execute("SELECT COALESCE(MAX(setl_no), 0) FROM settlements").fetchone()[0]
+        return (row[0], row[1], setl_no) if row else (0, GENESIS_HASH, setl_no)
+
+    def settlements_without_entry(self, after_setl_no: int, up_to_setl_no: int, limit: int) -> list[str]:
+        """The first `limit` settlements in (after_setl_no, up_to_setl_no] with no journal entry."""
+        return [row[0] for row in self.reader().execute(
+            "SELECT s.setl_id FROM settlements s WHERE s.setl_no > ? AND s.setl_no <= ? AND NOT EXISTS "
+            "(SELECT 1 FROM journal_entries j WHERE j.setl_id = s.setl_id) ORDER BY s.setl_no LIMIT ?",
+            (after_setl_no, up_to_setl_no, limit))]
+
+    def record_chain_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Appends a checkpoint on the writer's connection (in its open transaction, if any)."""
+        with storage_errors:
+            self._write.execute(
+                "INSERT INTO chain_checkpoints (entry_no, entry_hash, setl_no, verified_us, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (checkpoint.entry_no, checkpoint.entry_hash, checkpoint.setl_no, checkpoint.verified_us,
+                 checkpoint.prev_hash, checkpoint.hash))
 
     def orphan_postings(self) -> int:
         """Postings whose journal entry does not exist."""

@@ -1,0 +1,93 @@
+"""Verified checkpoints of the journal's hash chain, so that a check of the
+journal need not recompute every entry since the first one.
+
+A checkpoint says: at `verified_us`, entry `entry_no` (whose hash was
+`entry_hash`) and every entry before it passed every per-entry check of
+`medsettle verify` (hash, link to the entry before, balance per book,
+postings equal to what the settlement's amounts post), and every settlement
+up to `setl_no` had its journal entry. `medsettle verify` records one on
+request, `medsettle clear` records one after each clean run.
+`verify --since-checkpoint` and clearing then check only the entries after
+the newest checkpoint, chaining on from its `entry_hash`.
+
+What that trusts, and why it is acceptable:
+- the rows up to the checkpoint are not changed afterwards. The tables are
+  append-only (triggers), and what changes them behind the service's back is
+  still caught: full `medsettle verify` rechecks every entry and names the
+  first bad one, and clearing's month-wide aggregates (each book's trial
+  balance, the reciprocal pairs, institution totals against payables, and
+  the period's postings against what its settlements post, all summed in
+  the database) see any change of money in the month being cleared;
+- the checkpoints themselves: each row hashes the row before it, and each
+  one's `entry_hash` must still be the journal's hash of its entry. So a
+  checkpoint removed, changed or inserted between others, or a journal whose
+  chain was recomputed over a checkpointed entry, is a break, and the check
+  falls back to the whole journal. Someone able to write the file could also
+  append a forged checkpoint at the head; they could as well recompute the
+  whole chain, which a full verify would not see either: the chain is
+  anchored outside the ledger by the hashes that clearing statements print.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from medsettle.ledger.posting.journal import GENESIS_HASH
+
+CHECKPOINT_GENESIS = GENESIS_HASH  # the prev_hash of the first checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    entry_no: int
+    entry_hash: str
+    setl_no: int
+    verified_us: int
+    prev_hash: str
+    hash: str
+
+
+GENESIS = Checkpoint(0, GENESIS_HASH, 0, 0, CHECKPOINT_GENESIS, CHECKPOINT_GENESIS)  # "check from the first entry"
+
+
+def checkpoint_hash(prev_hash: str, entry_no: int, entry_hash: str, setl_no: int, verified_us: int) -> str:
+    text = "|".join(("checkpoint", prev_hash, str(entry_no), entry_hash, str(setl_no), str(verified_us)))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def next_checkpoint(previous: Checkpoint | None, entry_no: int, entry_hash: str, setl_no: int,
+                    verified_us: int) -> Checkpoint:
+    prev_hash = CHECKPOINT_GENESIS if previous is None or previous.entry_no == 0 else previous.hash
+    return Checkpoint(entry_no, entry_hash, setl_no, verified_us, prev_hash,
+                      checkpoint_hash(prev_hash, entry_no, entry_hash, setl_no, verified_us))
+
+
+def checkpoint_problems(checkpoints: Sequence[Checkpoint], journal_hash: Callable[[int], str | None]) -> list[str]:
+    """What is wrong with the stored checkpoints (oldest first), given the
+    journal's stored hash of an entry (None: no such entry)."""
+    problems = []
+    prev_hash, prev_no = CHECKPOINT_GENESIS, 0
+    for cp in checkpoints:
+        where = f"checkpoint at entry {cp.entry_no}"
+        if cp.prev_hash != prev_hash or cp.entry_no <= prev_no:
+            problems.append(f"{where} does not follow the checkpoint before it (one was removed, inserted or changed)")
+        if checkpoint_hash(cp.prev_hash, cp.entry_no, cp.entry_hash, cp.setl_no, cp.verified_us) != cp.hash:
+            problems.append(f"{where}: its hash does not match its fields (the checkpoint was changed)")
+        stored = journal_hash(cp.entry_no)
+        if stored != cp.entry_hash:
+            problems.append(f"{where}: the journal's entry {cp.entry_no} hash is {stored or '(no such entry)'}, "
+                            f"the checkpoint verified {cp.entry_hash} (the journal was changed up to this entry)")
+        prev_hash, prev_no = cp.hash, cp.entry_no
+    return problems
+
+
+def trusted_checkpoint(checkpoints: Sequence[Checkpoint],
+                       journal_hash: Callable[[int], str | None]) -> tuple[Checkpoint, list[str]]:
+    """The checkpoint to check on from, and the problems found in them: with
+    any problem, none is trusted (GENESIS: the whole journal is checked)."""
+    problems = checkpoint_problems(checkpoints, journal_hash)
+    if problems or not checkpoints:
+        return GENESIS, problems
+    return checkpoints[-1], problems
