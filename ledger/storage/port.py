@@ -161,8 +161,8 @@ class LedgerStore(Protocol):
     # ---- verified checkpoints of the chain (ledger/chain_checkpoint.py) ----
     def chain_checkpoints(self) -> list[Checkpoint]: ...
     def entry_hash(self, entry_no: int) -> str | None: ...
-    def journal_head(self, up_to_entry_no: int | None = None) -> tuple[int, str, int]:
-        """(last entry_no, its hash, setl_no of the last settlement entry up to it)."""
+    def journal_head(self) -> tuple[int, str, int]:
+        """(last entry_no, its hash, last setl_no)."""
     def settlements_without_entry(self, after_setl_no: int, up_to_setl_no: int, limit: int) -> list[str]: ...
     def record_chain_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Appends a checkpoint (in the open transaction, if any)."""
