@@ -73,7 +73,7 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
     out_dir = Path(statement_dir) if statement_dir else DEFAULT_STATEMENT_ROOT / f"{province}-{period}"
     status = Console(stderr=True, highlight=False)
     with _clearing_store(db, read_only=dry_run) as store, \
-            progress_hooks("verifying the journal since the last checkpoint", "entries", quiet=as_json) as hooks:
+            progress_hooks("verifying new entries", "entries", quiet=as_json) as hooks:
         result = run_clearing(store, province, period, parse_clock(clock), dry_run=dry_run,
                               declared_csv=declared, hooks=hooks)
 
