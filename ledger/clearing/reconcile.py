@@ -31,7 +31,8 @@ from typing import Callable, Iterable, Mapping
 from medsettle.ledger.clearing.netting import ReciprocalBalance, in_province
 from medsettle.ledger.clearing.period import ClearingRefused
 from medsettle.ledger.chain_checkpoint import Checkpoint, trusted_checkpoint
-from medsettle.ledger.clearing.store import ClearingStore, InstitutionTotals, SettlementGroup
+from medsettle.ledger.clearing.port import ClearingLedger
+from medsettle.ledger.clearing.store import InstitutionTotals, SettlementGroup
 from medsettle.ledger.money import MAX_AMOUNT_FEN
 from medsettle.ledger.posting import accounts
 from medsettle.ledger.posting.invariants import PAYABLE, RECEIVABLE, Break, reciprocity_breaks, trial_balance_breaks
@@ -90,7 +91,7 @@ class DeclaredResult:
 
 
 # ---- journal entries since the checkpoint --------------------------------
-def checked_from(store: ClearingStore, log: BreakLog) -> Checkpoint:
+def checked_from(store: ClearingLedger, log: BreakLog) -> Checkpoint:
     """The newest intact checkpoint (GENESIS: none, check every entry); a
     checkpoint that does not hold is a break and none is trusted."""
     start, problems = trusted_checkpoint(store.chain_checkpoints(), store.entry_hash)
@@ -99,7 +100,7 @@ def checked_from(store: ClearingStore, log: BreakLog) -> Checkpoint:
     return start
 
 
-def verify_since(store: ClearingStore, start: Checkpoint, up_to_entry_no: int, log: BreakLog,
+def verify_since(store: ClearingLedger, start: Checkpoint, up_to_entry_no: int, log: BreakLog,
                  progress: Progress | None = None) -> int:
     """`medsettle verify`'s per-entry checks (hash, link to the entry before,
     per-book balance, postings against the settlement row) over every entry
@@ -122,7 +123,7 @@ def verify_since(store: ClearingStore, start: Checkpoint, up_to_entry_no: int, l
     return seen
 
 
-def missing_entry_breaks(store: ClearingStore, start: Checkpoint, up_to_setl_no: int) -> list[Break]:
+def missing_entry_breaks(store: ClearingLedger, start: Checkpoint, up_to_setl_no: int) -> list[Break]:
     """Settlements since the checkpoint that have no journal entry."""
     return [Break("missing_entry", setl_id, 0, f"settlement {setl_id} has no journal entry")
             for setl_id in store.settlements_without_entry(start.setl_no, up_to_setl_no, MAX_LISTED_BREAKS_PER_KIND)]
@@ -324,7 +325,7 @@ def _declared_int(record: Mapping[str, str | None], name: str, line: int) -> int
     return int(text)
 
 
-def compare_declared(store: ClearingStore, period: str, declared: list[DeclaredRow],
+def compare_declared(store: ClearingLedger, period: str, declared: list[DeclaredRow],
                      institutions: Iterable[InstitutionTotals], log: BreakLog) -> list[DeclaredResult]:
     """The 0/1/2/3 result per declared row; institutions with records in the
     period that declared nothing are compared with zeros (platform has more)."""

@@ -37,7 +37,8 @@ from medsettle.ledger.clearing.reconcile import (
     verify_since,
 )
 from medsettle.ledger.clearing.statement import breaks_report, build_statement, render_json, sha256_text
-from medsettle.ledger.clearing.store import ClearingRun, ClearingStore
+from medsettle.ledger.clearing.port import ClearingLedger
+from medsettle.ledger.clearing.store import ClearingRun
 from medsettle.ledger.clock import CHINA_TZ, Clock, period_of
 from medsettle.ledger.money import MAX_AMOUNT_FEN
 from medsettle.ledger.progress import Hooks
@@ -63,7 +64,7 @@ class RunResult:
     entries_verified: int = 0
 
 
-def run_clearing(store: ClearingStore, province: str, period: str, clock: Clock, *, dry_run: bool = False,
+def run_clearing(store: ClearingLedger, province: str, period: str, clock: Clock, *, dry_run: bool = False,
                  declared_csv: str | Path | None = None, hooks: Hooks = Hooks()) -> RunResult:
     check_province(province)
     now = clock.now()
@@ -121,7 +122,7 @@ def run_clearing(store: ClearingStore, province: str, period: str, clock: Clock,
     return RunResult(Outcome.CLEARED, statement_json, entries_verified=verified)
 
 
-def prepay(store: ClearingStore, province: str, agency: str, amount_fen: int, clock: Clock) -> tuple[int, str]:
+def prepay(store: ClearingLedger, province: str, agency: str, amount_fen: int, clock: Clock) -> tuple[int, str]:
     """An insurance-place agency pays into its prepaid fund (one journal entry,
     in the period in which it happens)."""
     check_province(province)
