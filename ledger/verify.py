@@ -145,10 +145,10 @@ def verify_database(path: str | Path, hooks: Hooks = NO_PROGRESS, *, since_check
         if since_checkpoint:
             start, checkpoint_problems = trusted_checkpoint(store.chain_checkpoints(), store.entry_hash)
         # read before the walk: each of these settlements' entries is committed, so the walk sees it
-        head_no, _, head_setl_no = store.journal_head()
-        hooks.start(head_no - start.entry_no)
-        report, balances, settled = verify_journal(
-            counted(store.iter_entry_postings(after_entry_no=start.entry_no), hooks), start)
+        head_setl_no = store.journal_head()[2] if since_checkpoint or record_checkpoint else 0
+        hooks.start(store.chain_head()[1] - start.entry_no)  # the last entry number: how many entries to check
+        rows = store.iter_entry_postings(after_entry_no=start.entry_no) if start.entry_no else store.iter_entry_postings()
+        report, balances, settled = verify_journal(counted(rows, hooks), start)
         report.checkpoint_problems = checkpoint_problems
         report.bad_entries += chain_head_problems(store.chain_heads(), report.chain_tails)
         # the orphan search reads every posting: the whole walk's check only

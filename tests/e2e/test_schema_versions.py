@@ -33,13 +33,17 @@ def sqlite_version(path: Path) -> int:
         return conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
 
 
+SQLITE = migrations.current_version("sqlite")  # this release's SQLite schema version
+
+
 @pytest.fixture
 def with_step_two(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This release as if it had a second schema step on both backends."""
+    """This release as if it had one more schema step on both backends."""
     real = migrations.steps
 
     def steps(backend: str) -> list[Step]:
-        return [*real(backend), Step(2, "meta_note", "ALTER TABLE meta ADD COLUMN note TEXT;")]
+        found = real(backend)
+        return [*found, Step(len(found) + 1, "meta_note", "ALTER TABLE meta ADD COLUMN note TEXT;")]
 
     monkeypatch.setattr(migrations, "steps", steps)
 
@@ -48,16 +52,16 @@ def with_step_two(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_upgrade_creates_a_fresh_sqlite_file_at_the_current_version(tmp_path: Path) -> None:
     db = tmp_path / "new" / "ledger.db"
     code, out = run("db", "upgrade", "--db", str(db))
-    assert code == 0 and "created the ledger schema at version 1" in out
-    assert sqlite_version(db) == migrations.current_version("sqlite") == 1
+    assert code == 0 and f"created the ledger schema at version {SQLITE}" in out
+    assert sqlite_version(db) == SQLITE
     code, out = run("db", "upgrade", "--db", str(db))
-    assert code == 0 and "already at version 1" in out
+    assert code == 0 and f"already at version {SQLITE}" in out
 
 
 def test_serving_opens_an_empty_file_without_an_upgrade(tmp_path: Path) -> None:
     db = tmp_path / "ledger.db"
     SqliteLedgerStore(db).close()
-    assert sqlite_version(db) == 1
+    assert sqlite_version(db) == SQLITE
 
 
 def test_a_writable_open_creates_what_a_step_creates_if_missing(tmp_path: Path) -> None:
@@ -71,10 +75,10 @@ def test_a_writable_open_creates_what_a_step_creates_if_missing(tmp_path: Path) 
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM audit_flags").fetchone() == (0,)
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'audit_flags_append_only_u'").fetchone()
-    assert sqlite_version(db) == 1
+    assert sqlite_version(db) == SQLITE
 
 
-def test_a_ledger_from_before_versioning_is_version_1_and_keeps_working(tmp_path: Path) -> None:
+def test_a_ledger_from_before_versioning_is_version_1_and_upgrades(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
     conn = sqlite3.connect(db)
     conn.executescript(migrations.steps("sqlite")[0].sql)  # today's layout, no schema_version table
@@ -83,11 +87,12 @@ def test_a_ledger_from_before_versioning_is_version_1_and_keeps_working(tmp_path
     conn.close()
     code, out = run("db", "version", "--db", str(db))
     assert code == 0 and "schema version 1 (sqlite)" in out
-    code, out = run("verify", "--db", str(db))  # read only: nothing recorded
+    code, out = run("db", "upgrade", "--db", str(db))
     assert code == 0, out
-    store = SqliteLedgerStore(db)  # a writable open records version 1 in place
-    store.close()
-    assert sqlite_version(db) == 1
+    code, out = run("verify", "--db", str(db))
+    assert code == 0, out
+    SqliteLedgerStore(db).close()
+    assert sqlite_version(db) == SQLITE
     with sqlite3.connect(db) as check:
         assert check.execute("SELECT value FROM meta WHERE key = 'kept'").fetchone() == ("yes",)
 
@@ -95,17 +100,17 @@ def test_a_ledger_from_before_versioning_is_version_1_and_keeps_working(tmp_path
 def test_an_older_sqlite_schema_is_refused_until_db_upgrade(tmp_path: Path, with_step_two: None) -> None:
     db = tmp_path / "ledger.db"
     conn = sqlite3.connect(db, isolation_level=None)
-    on_sqlite.upgrade(conn, str(db), through=1)
+    on_sqlite.upgrade(conn, str(db), through=SQLITE)
     conn.close()
     for command in (["balances"], ["verify"], ["credentials", "list"]):
         code, out = run(*command, "--db", str(db))
         assert code == 1, (command, out)
-        assert "schema version 1, this medsettle needs version 2" in out and "medsettle db upgrade" in out
-        assert "Traceback" not in out
+        assert f"schema version {SQLITE}, this medsettle needs version {SQLITE + 1}" in out
+        assert "medsettle db upgrade" in out and "Traceback" not in out
     with pytest.raises(migrations.SchemaVersionError, match="db upgrade"):
         SqliteLedgerStore(db)
     code, out = run("db", "upgrade", "--db", str(db))
-    assert code == 0 and "from version 1 to 2" in out
+    assert code == 0 and f"from version {SQLITE} to {SQLITE + 1}" in out
     with sqlite3.connect(db) as check:
         assert "note" in [row[1] for row in check.execute("PRAGMA table_info(meta)")]
     SqliteLedgerStore(db).close()
@@ -127,7 +132,7 @@ def test_serve_refuses_a_newer_schema_with_exit_1_and_no_traceback(tmp_path: Pat
     db = tmp_path / "ledger.db"
     SqliteLedgerStore(db).close()
     with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO schema_version (version, name, applied_us) VALUES (2, 'future', 0)")
+        conn.execute("INSERT INTO schema_version (version, name, applied_us) VALUES (?, 'future', 0)", (SQLITE + 1,))
     done = subprocess.run([sys.executable, "-m", "medsettle", "serve", "--db", str(db), "--listen", "127.0.0.1:0"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
@@ -241,3 +246,29 @@ def test_a_database_that_cannot_be_reached_is_named_with_exit_1(pg_server: Postg
     assert code == 1, out
     assert expected in out and "Traceback" not in out
     assert "not-the-password" not in out and pg_server.password not in out
+
+
+def test_the_period_index_stays_covering_across_writable_opens_and_upgrades(tmp_path: Path) -> None:
+    """Step 2 makes postings_by_period_book covering under its old name: step
+    1's CREATE INDEX IF NOT EXISTS, run again by every writable open, must
+    not bring the narrow one back beside it (clearing reads the covering one;
+    the writer would maintain both)."""
+    def postings_indexes(db: Path) -> list[str]:
+        with sqlite3.connect(db) as conn:
+            return sorted(" ".join(sql.split()) for (sql,) in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'postings' AND sql IS NOT NULL"))
+
+    covering = ["CREATE INDEX postings_by_entry ON postings (entry_no)",
+                "CREATE INDEX postings_by_period_book ON postings (setlym, book, account, amount_fen)"]
+    fresh = tmp_path / "fresh.db"
+    SqliteLedgerStore(fresh).close()
+    SqliteLedgerStore(fresh).close()
+    assert postings_indexes(fresh) == covering
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old, isolation_level=None)
+    on_sqlite.upgrade(conn, str(old), through=1)
+    conn.close()
+    assert "setlym, book, account)" in " ".join(postings_indexes(old))
+    assert run("db", "upgrade", "--db", str(old))[0] == 0
+    SqliteLedgerStore(old).close()
+    assert postings_indexes(old) == covering

@@ -1,10 +1,12 @@
 -- Clearing computed in the database, and verified checkpoints of the hash
 -- chain (docs/clearing.md).
 
--- Covering (amount_fen included): a period's balance per account is read
--- from the index alone, in order, with no sort and no table row.
+-- postings_by_period_book made covering (amount_fen added): a period's
+-- balance per account is read from the index alone, in order, with no sort
+-- and no table row. The name stays: step 1's CREATE INDEX IF NOT EXISTS,
+-- which every writable open runs again, then finds it and adds nothing.
 DROP INDEX IF EXISTS postings_by_period_book;
-CREATE INDEX IF NOT EXISTS postings_by_period_account
+CREATE INDEX IF NOT EXISTS postings_by_period_book
     ON postings (setlym, book, account, amount_fen);
 
 -- The few entries that are no settlement (clearing, prepayments): clearing
