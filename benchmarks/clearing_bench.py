@@ -2,13 +2,19 @@
 SQLite ledger (the fast path: bulk inserts of settlements, journal entries
 with a valid SHA-256 chain, and postings made by the real posting rules),
 then runs `medsettle clear` on it as a separate process and reports the
-wall time and that process's peak resident memory.
+wall time, CPU time and that process's peak resident memory.
 
     .venv/bin/python benchmarks/clearing_bench.py --settlements 1000000
     .venv/bin/python benchmarks/clearing_bench.py --settlements 200000 --history-months 3
 
 `--history-months K` generates K earlier months first (uncleared), so the
 run shows what a ledger's history costs the clearing of one month.
+
+The ledger's indexes are built after the load (by sorting, as CREATE INDEX
+does), and the checkpoint a daily `medsettle verify --since-checkpoint
+--checkpoint` leaves is recorded `--unverified-days` (default 1) before the
+month's end, so the run checks that last day's entries one by one and the
+month in sums (docs/clearing.md); `--unverified-days -1` records none.
 
 Memory is measured as the clearing process's ru_maxrss (os.wait4), so the
 generator's own memory does not count. `--json` prints the measurement and
