@@ -106,8 +106,8 @@ def test_a_ledger_is_read_and_its_file_not_changed(server, client, db_path, tmp_
 def test_clear_dry_run_opens_the_ledger_read_only(server, client, db_path, tmp_path):
     """A dry run changes nothing, not even the schema: a ledger written by an
     older version (here: from before schema versions, one index missing) is
-    left as it was; the real run, which writes, records it as version 1 and
-    brings its layout up to date."""
+    refused, naming the upgrade, and left as it was; `db upgrade` brings its
+    layout up to date and the real run clears it."""
     client.settle(make_bill(msgid="RO-DRY"))
     server.stop()
     conn = sqlite3.connect(db_path)
@@ -124,10 +124,12 @@ def test_clear_dry_run_opens_the_ledger_read_only(server, client, db_path, tmp_p
     args = ["clear", "--province", "44", "--period", "2026-10", "--db", str(db_path),
             "--clock", "2026-11-02T09:00:00+08:00", "--statement-dir", str(tmp_path / "statements")]
     dry = CliRunner().invoke(main, [*args, "--dry-run"])
-    assert dry.exit_code == 0, dry.output
-    assert "Dry run" in dry.output
+    assert dry.exit_code == 1 and "medsettle db upgrade" in dry.output, dry.output
     assert db_path.read_bytes() == before and not has_index()
     assert not (tmp_path / "statements").exists()
+    upgraded = CliRunner().invoke(main, ["db", "upgrade", "--db", str(db_path)])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert CliRunner().invoke(main, [*args, "--dry-run"]).exit_code == 0
     cleared = CliRunner().invoke(main, args)
     assert cleared.exit_code == 0, cleared.output
     assert has_index()
