@@ -37,7 +37,7 @@ def run_gateway_demo(http_port: int, token: str, client: SettlementClient, conso
         body = Path(directory) / "bill.json"
         body.write_text(json.dumps(settle_envelope(GATEWAY_BILL), ensure_ascii=False, indent=1), "utf-8")
         console.print(f"  curl -sS -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
-                      f"--data @bill.json {url}")
+                      f"--data @bill.json {url}", soft_wrap=True)  # one line, to be copied whole
         done = subprocess.run([curl, "-sS", "--max-time", str(CURL_TIMEOUT_S), "-H", "@-", "-H", "Content-Type: application/json",
                                "--data-binary", f"@{body}", url],
                               input=f"Authorization: Bearer {token}\n", capture_output=True, text=True, check=False)

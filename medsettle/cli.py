@@ -126,10 +126,15 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
         if running.metrics is not None:
             await asyncio.get_running_loop().run_in_executor(None, _print_metrics, running.metrics.url, console)
         if not exit_after_demo:
+            import shlex
+
+            from medsettle.invocation import this_command
             from medsettle.ledger.storage.backends import shown
 
+            # soft_wrap: the command stays one line, to be copied whole (no line break inserted)
             console.print(f"Serving on port {running.port}; Ctrl-C to stop. Calls need a credential: "
-                          f"medsettle credentials issue --db {shown(db)} --code H44010100001 --label me")
+                          f"{this_command()} credentials issue --db {shlex.quote(shown(db))} --code H44010100001 "
+                          "--label me", soft_wrap=True)
         return not exit_after_demo
 
     credentials = CredentialCache(db)

@@ -66,5 +66,8 @@ def test_the_demo_settles_one_bill_over_the_gateway(tmp_path):
     assert done.returncode == 0, done.stderr
     out = " ".join(done.stdout.split())
     assert "curl -sS -H \"Authorization: Bearer $TOKEN\"" in out
+    # the curl command is printed on one line, to be copied whole
+    assert re.search(r"^  curl -sS .* --data @bill\.json http://127\.0\.0\.1:\d+/fsi/api/rsfComIfsService/callService$",
+                     done.stdout, re.M), done.stdout
     assert re.search(r"infcode 0, setl_id S000000000006: medfee_sumamt 34\.04, .* the same settlement: True", out), out
     assert not PERSONAL.search(done.stderr)

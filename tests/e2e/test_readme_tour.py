@@ -87,6 +87,7 @@ def test_the_readme_tour_runs_as_written(tmp_path):
             assert server.poll() is None, serve_log.read_text("utf-8", "replace")
             assert time.monotonic() < deadline, "the demo did not end"
             time.sleep(0.1)
+        assert_the_closing_hint_runs_as_printed(serve_log.read_text("utf-8"), tmp_path)
 
         script = ["set -euo pipefail"]
         for number, (commands, _) in enumerate(steps):
@@ -108,3 +109,13 @@ def test_the_readme_tour_runs_as_written(tmp_path):
         assert server.wait(60) == 0, serve_log.read_text("utf-8", "replace")[-2000:]
     statement = tmp_path / "var" / "statements" / "44-2026-10"
     assert {"statement.json", "statement.csv", "payment_instructions.csv", "statement.html"} <= {p.name for p in statement.iterdir()}
+
+
+def assert_the_closing_hint_runs_as_printed(serve_output: str, folder: Path) -> None:
+    """The demo ends with the command that issues a credential: pasted as printed (one
+    line, the program as it was started), it issues one."""
+    hint = re.search(r"Calls need a credential: (.*)$", serve_output, re.M)
+    assert hint, serve_output[-2000:]
+    issued = subprocess.run(["bash", "-c", hint.group(1)], cwd=folder, capture_output=True, text=True, timeout=60)
+    assert issued.returncode == 0, f"{hint.group(1)!r}: {issued.stderr}"
+    assert issued.stdout.startswith("mst_") and "issued credential" in issued.stderr
