@@ -25,7 +25,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
-from urllib.parse import urlsplit
 
 import grpc
 
@@ -107,14 +106,10 @@ def _medsettle(*args: str) -> list[str]:
 
 
 def describe_db(db: str) -> str:
-    """The database for a report: a URL without its password, or 'SQLite file'."""
-    if not is_postgres(db):
-        return "SQLite file"
-    parts = urlsplit(db)
-    host = parts.hostname or "local socket"
-    netloc = f"{parts.username}@{host}" if parts.username else host
-    netloc += f":{parts.port}" if parts.port else ""
-    return f"PostgreSQL {parts.scheme}://{netloc}{parts.path}"
+    """The database for a report: PostgreSQL and its URL without the password, or 'SQLite file'."""
+    from medsettle.ledger.storage.pg_connect import describe
+
+    return f"PostgreSQL {describe(db)}" if is_postgres(db) else "SQLite file"
 
 
 def _provision(db: str) -> dict[str, str]:
