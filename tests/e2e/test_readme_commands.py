@@ -29,7 +29,9 @@ ALL_TEXT = "\n".join(DOCS.values())
 CLI_PAGE = "docs/cli.md"
 PLACEHOLDER_COMMANDS = {"COMMAND"}  # `medsettle COMMAND --help`
 GRAMMAR = re.compile(r"[\[\]()|]|\.\.\.")
-INVOCATION = re.compile(r"(?:^|(?<=[\s(/]))medsettle((?:[ \t]+[^\s)#`]+)+)")
+# `medsettle ARGS` as a command: at a line's start, after a space, `(` or a path's `/`,
+# but not Python's `from medsettle import ...` in a snippet.
+INVOCATION = re.compile(r"(?:^|(?<=[\s(/]))(?<!from )(?<!import )medsettle((?:[ \t]+[^\s)#`]+)+)")
 
 
 @dataclass(frozen=True)
@@ -193,3 +195,5 @@ def test_a_drifted_example_fails():
         check_values(main.commands["credentials"].commands["issue"], ["--role", "admin"], "x")  # type: ignore[attr-defined]
     with pytest.raises(AssertionError, match="no command"):
         resolve(["settel", "bill.json"])
+    assert not INVOCATION.search('python -c "from medsettle import compiled"')
+    assert INVOCATION.search(".venv/bin/medsettle verify --db x").group(1).strip() == "verify --db x"
