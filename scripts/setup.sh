@@ -10,9 +10,17 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.medsettle-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  # Builds the compiled core too (setup.py: Cython; interpreted without a C compiler).
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+  # The first install takes minutes: say so. pip's own output (its warnings
+  # included) goes to a log, shown if the install fails.
+  echo "setup: installing medsettle and its dependencies into .venv (a few minutes the first time; log: .venv/setup.log)" >&2
+  if ! { .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip &&
+         # Builds the compiled core too (setup.py: Cython; interpreted without a C compiler).
+         .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"; } >.venv/setup.log 2>&1; then
+    tail -n 40 .venv/setup.log >&2
+    echo "setup: the install failed (above: the end of .venv/setup.log)" >&2
+    exit 1
+  fi
+  grep '^ *medsettle:' .venv/setup.log >&2 || true  # setup.py's word when the core stays interpreted
   touch "$stamp"
 fi
 # A compiled-core source edited since its build: compile it again in place
