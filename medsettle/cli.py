@@ -283,7 +283,10 @@ def _print_balances(db: str, period: str | None, console: Console) -> bool:
         for item in breaks:
             console.print(f"[red]BREAK[/] {item.detail}")
         return False
-    console.print(f"All {len(books)} books balance to zero; reciprocal agency accounts match.")
+    at_zero = sum(1 for amount in balances_fen.values() if not amount)
+    # A book whose accounts are all at zero (a settlement and its reversal) has no row above.
+    hidden = f" {at_zero} account(s) at zero are not listed." if at_zero else ""
+    console.print(f"All {len(books)} books balance to zero; reciprocal agency accounts match.{hidden}")
     return True
 
 

@@ -32,6 +32,9 @@ def test_readme_demo_command_runs_a_server_and_shows_a_balanced_ledger(tmp_path)
     assert "ALREADY_EXISTS" in out and "ALREADY_REVERSED" in out and "REVERSAL_OF_REVERSAL" in out
     assert "INVALID_ARGUMENT" in out and "fee_lines[1].cnt" in out
     assert re.search(r"All \d+ books balance to zero; reciprocal agency accounts match\.", out)
+    # the cross-province bill and its reversal leave Shanghai's book at zero: not a row, but said
+    assert "310000" not in out.split("Ledger balances")[1]
+    assert re.search(r"match\. 4 account\(s\) at zero are not listed\.", " ".join(out.split())), out
     assert "RULE_REFUSED RX_UNKNOWN (fields: rx_id)" in " ".join(out.split())  # the invented e-prescription
     # What /metrics counted: 7 answered (4 bills, the pre-settlement, the retry, the reversal), the
     # four refusals the writer saw, the one it never saw (the invalid bill): 11 writes in all.
