@@ -132,6 +132,7 @@ class InternetStage:
         if not self._sole_writer:
             self._quota_used.clear()
             self._day = ""
+            self._claim_quotas(commands, china_day(now).year)
         if day != self._day:
             self._day, self._days = day, {}
         missing = sorted({
@@ -145,6 +146,21 @@ class InternetStage:
                 self._days[psn_no] = DayActivity(visits, items)
         while len(self._days) > DAY_CACHE_SIZE:
             del self._days[next(iter(self._days))]
+
+    def _claim_quotas(self, commands: Sequence[Any], year: int) -> None:
+        """Where several servers write one ledger, reading a host quota locks
+        it until the batch ends: read every quota the batch may add to now,
+        in sorted order, so two servers' batches never take two quotas in
+        opposite orders (a deadlock, which costs each a rerun)."""
+        keys = set()
+        for command in commands:
+            bill = getattr(command, "bill", None)
+            institution = self._reference.institutions.get(bill.fixmedins_code if bill else command.fixmedins_code)
+            holder = quota_holder(institution) if institution is not None else None
+            if holder and (holder, year) in self._internet.quotas:
+                keys.add((holder, year))
+        for key in sorted(keys):
+            self._used(key)
 
     def write(self) -> None:
         if not self._write.empty():
