@@ -70,11 +70,20 @@ def refusal(call: Callable[[], Any]) -> CallRefused:
 
 
 def stored(server: ServerThread, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(server.db_path)
+    """Rows of the server's ledger, on either backend (`?` marks)."""
+    from medsettle.ledger.storage.backends import connect_read_only
+
+    conn = connect_read_only(server.db_path)
     try:
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+@pytest.fixture
+def db_path(ledger_db: str) -> str:
+    """The tests on the shared server fixture run on each backend (serve_with's stay on SQLite files)."""
+    return ledger_db
 
 
 @pytest.fixture

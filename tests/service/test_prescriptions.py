@@ -10,6 +10,7 @@ import itertools
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,12 @@ from tests.service.test_internet import GZ_INTERNET, GZ_PSN, followup, issuing, 
 OTHER_PSN = "44010000000000000002"  # Guangzhou resident
 PHARMACY = "P44030100001"
 
+
+
+@pytest.fixture
+def db_path(ledger_db: str) -> str:
+    """Every test here runs on each backend (a SQLite file, a PostgreSQL database)."""
+    return ledger_db
 
 def sale(rx_id: str, lines: list[tuple[str, int]], psn_no: str = GZ_PSN, insutype: int = 310,
          prescriber: str = GZ_INTERNET, **fields: Any) -> pb.SettleRequest:
