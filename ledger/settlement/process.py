@@ -95,6 +95,15 @@ def _storage_failure(error: Exception) -> Refused:
     return Refused(Reason.STORAGE_UNAVAILABLE, f"storage unavailable ({error}); nothing was written, retry with the same msgid")
 
 
+def _outcome_unknown(error: Exception) -> Refused:
+    """The COMMIT itself failed: on a database across a network the
+    connection may have dropped after the commit took effect, so the
+    caller is not told that nothing was written."""
+    return Refused(Reason.STORAGE_UNAVAILABLE,
+                   f"storage unavailable during the commit ({error}); the write may or may not have been stored: "
+                   "retry with the same msgid, which returns the stored settlement or settles it once")
+
+
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -141,6 +150,7 @@ class SettlementProcessor:
                 raise
             return [_storage_failure(error)] * len(commands)
         outcomes: list[Any] = []
+        committing = False
         try:
             for command in commands:
                 try:
@@ -153,13 +163,14 @@ class SettlementProcessor:
             if batch.write.settlements:
                 self._store.insert_batch(batch.write)
                 self._internet.write()
+            committing = True
             self._store.commit()
         except StorageError as error:
             self._store.rollback()
             self._internet.rolled_back()
             if isinstance(error, WriteConflict):
                 raise
-            failed = _storage_failure(error)
+            failed = _outcome_unknown(error) if committing else _storage_failure(error)
             return [o if isinstance(o, Refused) else failed for o in outcomes] + [failed] * (len(commands) - len(outcomes))
         except Exception as error:  # a broken invariant: write nothing of this batch
             self._store.rollback()

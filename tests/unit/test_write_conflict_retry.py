@@ -13,7 +13,7 @@ from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.service import open_reference
 from medsettle.ledger.settlement.model import Bill, FeeLine, Settlement, VisitType
 from medsettle.ledger.settlement.process import SettleCommand, SettlementProcessor
-from medsettle.ledger.storage.port import MAX_BATCH_ATTEMPTS, WriteConflict
+from medsettle.ledger.storage.port import MAX_BATCH_ATTEMPTS, StorageError, WriteConflict
 from medsettle.ledger.storage.sqlite import SqliteLedgerStore
 
 CLOCK = FixedClock(dt.datetime(2026, 10, 15, 10, 30, tzinfo=CHINA_TZ))
@@ -75,3 +75,40 @@ def test_past_the_bound_every_command_is_told_to_retry(tmp_path: Path) -> None:
     (settled,) = processor.run_batch([SettleCommand(bill("M1"), True)])
     assert isinstance(settled, Settlement) and settled.setl_id == "S000000000001"
     store.close()
+
+
+class FailingStore(SqliteLedgerStore):
+    """A SQLite ledger whose insert or commit is refused (a full disk, a
+    connection lost)."""
+
+    def __init__(self, path: Path, fail_at: str) -> None:
+        super().__init__(path)
+        self.fail_at = fail_at
+
+    def insert_batch(self, batch: Any) -> None:
+        if self.fail_at == "insert":
+            raise StorageError("disk I/O error")
+        super().insert_batch(batch)
+
+    def commit(self) -> None:
+        if self.fail_at == "commit":
+            self.rollback()
+            raise StorageError("server closed the connection unexpectedly")
+        super().commit()
+
+
+def test_a_refused_insert_says_nothing_was_written_and_a_failed_commit_does_not(tmp_path: Path) -> None:
+    """Only a write refused before the COMMIT is known to have written
+    nothing; a COMMIT that fails (a connection lost) may have taken effect,
+    so the caller is told the outcome is unknown, and the retry settles once."""
+    for fail_at, says in (("insert", "nothing was written"), ("commit", "may or may not have been stored")):
+        store = FailingStore(tmp_path / f"{fail_at}.db", fail_at)
+        processor = SettlementProcessor(store, open_reference(store, CLOCK), CLOCK)
+        (refused,) = processor.run_batch([SettleCommand(bill("M1"), True)])
+        assert isinstance(refused, Refused) and refused.reason == Reason.STORAGE_UNAVAILABLE
+        assert says in refused.message and "retry with the same msgid" in refused.message
+        store.fail_at = ""
+        (settled,) = processor.run_batch([SettleCommand(bill("M1"), True)])
+        assert isinstance(settled, Settlement)
+        assert store.reader().execute("SELECT COUNT(*) FROM settlements").fetchone()[0] == 1
+        store.close()
