@@ -31,6 +31,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from medsettle.ledger.posting.journal import GENESIS_HASH
 from medsettle.ledger.reference.models import Person
+from medsettle.ledger.settlement.prescriptions import RxRecord
 from medsettle.ledger.storage import pg_connect
 from medsettle.ledger.storage.internet_state import SqliteInternetState
 from medsettle.ledger.storage.migrations import now_us, on_postgres
@@ -146,12 +147,21 @@ class PostgresInternetState(SqliteInternetState):
     SQLite store's, except the host quota, which several servers add to: a
     transaction-scoped advisory lock on (host, year) is taken before it is
     read, so two batches never both add to the same value (a row lock would
-    need the row to exist first)."""
+    need the row to exist first); and a recorded prescription, whose row is
+    locked when it is read."""
 
     def quota_used(self, host_code: str, year: int) -> int:
         self._conn.execute("SELECT pg_advisory_xact_lock(?, hashtext(? || ':' || ?))",
                            (QUOTA_LOCK_CLASS, host_code, str(year)))
         return super().quota_used(host_code, year)
+
+    def rx_record(self, prescribing_code: str, rx_id: str) -> RxRecord | None:
+        """A recorded prescription, its row locked until the batch ends: two
+        servers' pharmacy sales of one prescription are checked against what
+        it has left one after the other, never both against the same rest."""
+        self._conn.execute("SELECT 1 FROM prescriptions WHERE prescribing_code = ? AND rx_id = ? FOR UPDATE",
+                           (prescribing_code, rx_id))
+        return super().rx_record(prescribing_code, rx_id)
 
 
 class PostgresLedgerStore(SqliteLedgerStore):
