@@ -24,19 +24,18 @@ BREAKS_FILE = "breaks.json"
 MAX_TABLE_ROWS = 40  # the terminal shows this many rows per table; the files hold all
 
 
-def _refuse_postgres(db: str) -> None:
-    """Clearing runs on SQLite ledgers in this release."""
+def _check_db(db: str) -> None:
+    """A SQLite ledger must exist (clearing never creates one); a URL is checked when opened."""
     from medsettle.ledger.storage.backends import is_postgres
 
-    if is_postgres(db):
-        raise click.ClickException("--db: clearing a PostgreSQL ledger is not available in this release "
-                                   "(clear and prepay run on SQLite ledgers)")
+    if not is_postgres(db) and not Path(db).is_file():
+        raise click.ClickException(f"--db: no database at {db}")
 
 
 @click.command()
 @click.option("--province", required=True, help="2-digit province code whose agencies are cleared (e.g. 44).")
 @click.option("--period", required=True, help="The month to clear, YYYY-MM (China time); it must have ended.")
-@click.option("--db", envvar="MEDSETTLE_DB", required=True, type=click.Path(dir_okay=False), help="The ledger's SQLite file.")
+@click.option("--db", envvar="MEDSETTLE_DB", required=True, help="The ledger: a SQLite file or a postgresql:// URL [env MEDSETTLE_DB].")
 @click.option("--dry-run", is_flag=True,
               help="Reconcile and show what would be posted; opens the ledger read only, writes no file.")
 @click.option("--statement-dir", type=click.Path(file_okay=False),
@@ -67,9 +66,7 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
     from medsettle.ledger.clearing.statement_html import render_statement_html
     from medsettle.ledger.clock import parse_clock
 
-    _refuse_postgres(db)
-    if not Path(db).exists():
-        raise click.ClickException(f"--db: no database at {db}")
+    _check_db(db)
     out_dir = Path(statement_dir) if statement_dir else DEFAULT_STATEMENT_ROOT / f"{province}-{period}"
     status = Console(stderr=True, highlight=False)
     with _clearing_store(db, read_only=dry_run) as store, \
@@ -115,7 +112,8 @@ def clear(province: str, period: str, db: str, dry_run: bool, statement_dir: str
 @click.option("--province", required=True, help="2-digit province code of the provincial clearing book.")
 @click.option("--agency", required=True, help="The insurance-place agency (6-digit region code) paying in.")
 @click.option("--amount-fen", required=True, type=int, help="Amount paid into the prepaid fund, in fen (> 0).")
-@click.option("--db", envvar="MEDSETTLE_DB", required=True, help="The ledger's SQLite file.")
+@click.option("--db", envvar="MEDSETTLE_DB", required=True,
+              help="The ledger: a SQLite file or a postgresql:// URL [env MEDSETTLE_DB].")
 @click.option("--clock", default="", help="Fix the clock at an ISO time (China time if no offset); default: system clock.")
 def prepay(province: str, agency: str, amount_fen: int, db: str, clock: str) -> None:
     """Record an agency's payment into its prepaid clearing fund (先预付后清算).
@@ -129,9 +127,7 @@ def prepay(province: str, agency: str, amount_fen: int, db: str, clock: str) -> 
     from medsettle.ledger.clock import parse_clock
     from medsettle.ledger.money import yuan
 
-    _refuse_postgres(db)  # before any message could show the URL (and a password in it)
-    if not Path(db).is_file():
-        raise click.ClickException(f"--db: no database at {db}")
+    _check_db(db)
     with _clearing_store(db) as store:
         entry_no, _ = post_prepayment(store, province, agency, amount_fen, parse_clock(clock))
         fund_fen = store.prepaid_balances(province).get(agency, 0)
@@ -141,21 +137,41 @@ def prepay(province: str, agency: str, amount_fen: int, db: str, clock: str) -> 
 
 @contextlib.contextmanager
 def _clearing_store(db: str, read_only: bool = False) -> Iterator[Any]:
-    """The ledger file for a clearing command; a refusal becomes exit 1 with
-    its message. read_only (a dry run): opened as `verify` opens it, so not
-    even the schema of an older version's ledger is brought up to date."""
+    """The ledger for a clearing command; a refusal, an unreachable database
+    or a database without a ledger becomes exit 1 with its message (which
+    names a URL without its password). read_only (a dry run): opened as
+    `verify` opens it, so not even the schema of an older version's ledger
+    is brought up to date."""
     from medsettle.ledger.clearing.period import ClearingRefused
-    from medsettle.ledger.clearing.store import ClearingStore
-    from medsettle.ledger.storage.sqlite import connect_read_only
+    from medsettle.ledger.storage.backends import is_postgres
+    from medsettle.ledger.storage.pg_connect import DatabaseConnectError
+    from medsettle.ledger.storage.port import NotALedgerError, StorageError
 
-    connect_read_only(db).close()  # a file without a ledger is refused before anything is written into it
-    store = ClearingStore(db, read_only=read_only)
+    try:
+        store = _open_clearing_store(db, read_only, is_postgres(db))
+    except (DatabaseConnectError, NotALedgerError, StorageError) as error:
+        raise click.ClickException(str(error)) from None
     try:
         yield store
-    except ClearingRefused as refusal:
+    except (ClearingRefused, StorageError) as refusal:
         raise click.ClickException(str(refusal)) from None
     finally:
         store.close()
+
+
+def _open_clearing_store(db: str, read_only: bool, postgres: bool) -> Any:
+    # a database without a ledger is refused before anything is written into it
+    if postgres:
+        from medsettle.ledger.clearing.postgres_store import PostgresClearingStore
+        from medsettle.ledger.storage.postgres import connect_qmark
+
+        connect_qmark(db, read_only=True).close()
+        return PostgresClearingStore(db, read_only=read_only)
+    from medsettle.ledger.clearing.store import ClearingStore
+    from medsettle.ledger.storage.sqlite import connect_read_only
+
+    connect_read_only(db).close()
+    return ClearingStore(db, read_only=read_only)
 
 
 def _print_statement(data: dict[str, Any], console: Console, show_postings: bool) -> None:

@@ -4,7 +4,9 @@ event loop), a real client channel, a fixed clock, and bill builders."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import json
 import signal
 import subprocess
 import sys
@@ -263,6 +265,27 @@ class ServeProcess:
 
     def logs(self) -> str:
         return "".join(p.read_text("utf-8", "replace") for p in sorted(self.log_dir.glob("serve-*.log")))
+
+
+@contextlib.contextmanager
+def serving_sample(db: str, tmp_path: Path, clock: FixedClock) -> Iterator[SettlementClient]:
+    """The sample reference data loaded into a ledger (a file or a URL) by
+    the CLI, a server on it, and an operator's client to it."""
+    from click.testing import CliRunner
+
+    from medsettle.cli import main
+    from medsettle.ledger.reference.loader import sample_document
+
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(sample_document()))
+    loaded = CliRunner().invoke(main, ["load-reference", "--db", db, str(reference)])
+    assert loaded.exit_code == 0, loaded.output
+    server = ServerThread(db, clock).start()  # type: ignore[arg-type]
+    try:
+        with SettlementClient(server.target, token=server.operator_token, tokens=server.tokens) as client:
+            yield client
+    finally:
+        server.stop()
 
 
 # ---- backends -------------------------------------------------------------

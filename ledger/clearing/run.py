@@ -94,6 +94,7 @@ def run_clearing(store: ClearingLedger, province: str, period: str, clock: Clock
             declared = compare_declared(store, period, declared_rows, institutions, log)
         reciprocal = reciprocal_balances(balances, province)
         prepaid = store.prepaid_balances(province)
+        mark = store.period_mark(period)
     if log.total:
         return RunResult(Outcome.BREAKS, breaks=breaks_report(province, period, log, declared), entries_verified=verified)
 
@@ -107,7 +108,7 @@ def run_clearing(store: ClearingLedger, province: str, period: str, clock: Clock
         if store.run_exists(province, period):  # another run won the race while we reconciled
             raise ClearingRefused(f"province {province} period {period} was cleared by another run; "
                                   "run again to print its statement")
-        if store.period_appended_since(period, head):
+        if store.period_appended_since(period, mark):
             raise ClearingRefused(f"period {period} changed while it was reconciled; run again")
         # the prepaid funds are read again under the write lock: a prepayment may have landed
         plan = netting.clear(province, reciprocal, store.prepaid_balances(province))
@@ -117,7 +118,7 @@ def run_clearing(store: ClearingLedger, province: str, period: str, clock: Clock
         )
         store.record_run(ClearingRun(province, period, entry[0], to_us(now), statement_json, sha256_text(statement_json)))
         # what this run verified is vouched for: the next run checks the entries after it only
-        if head > start.entry_no:
+        if store.keeps_checkpoints and head > start.entry_no:
             append_checkpoint(store, head, head_hash, head_setl_no, to_us(now))
     return RunResult(Outcome.CLEARED, statement_json, entries_verified=verified)
 

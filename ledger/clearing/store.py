@@ -75,6 +75,8 @@ def months_between(first: str, last: str) -> Iterator[str]:
 
 
 class ClearingStore(SqliteLedgerStore):
+    keeps_checkpoints = True  # one hash chain: a verified checkpoint covers every entry before it
+
     # ---- the read snapshot ------------------------------------------
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -91,33 +93,44 @@ class ClearingStore(SqliteLedgerStore):
         postings' own period (read off the covering index, in order)."""
         return self.book_balances(period)
 
+    # SQLite's plan hints, in the SQL below (a backend without them puts plain SQL here)
+    NOT_SETTLEMENT_POSTINGS = ("journal_entries j INDEXED BY journal_entries_not_settlements "
+                               "CROSS JOIN postings p ON p.entry_no = j.entry_no")
+    POSTING_PERIOD = "+p.setlym"  # "+": not off the period index
+    MONTH_SCAN = "settlements NOT INDEXED"
+    TEXT_ORDER = ""  # SQLite sorts text by its bytes
+
     def non_settlement_balances(self, period: str) -> dict[tuple[str, str], int]:
         """The period's postings of the entries that are no settlement or
         reversal (clearing, prepayments): few, found by a partial index."""
         rows = self.reader().execute(
             # The plan is spelled out: left to itself SQLite reads the whole month's postings off the
             # period index and looks each one's entry up (minutes for a large month).
-            "SELECT p.book, p.account, SUM(p.amount_fen) FROM journal_entries j "
-            "INDEXED BY journal_entries_not_settlements CROSS JOIN postings p ON p.entry_no = j.entry_no "
-            "WHERE j.kind NOT IN ('settle', 'reverse') AND +p.setlym = ? GROUP BY p.book, p.account",
+            f"SELECT p.book, p.account, SUM(p.amount_fen) FROM {self.NOT_SETTLEMENT_POSTINGS} "
+            f"WHERE j.kind NOT IN ('settle', 'reverse') AND {self.POSTING_PERIOD} = ? GROUP BY p.book, p.account",
             (period,),
         )
         return {(book, account): total for book, account, total in rows}
+
+    def prepare_sort(self) -> None:
+        self.reader().execute(f"PRAGMA threads = {SORT_THREADS}")
 
     def settlement_groups(self, period: str, province: str) -> list[SettlementGroup]:
         """The period's settlements (reversals included) with a side in the
         province, summed per (payee, treatment place, insurance place): one
         pass over the table, sorted by the database."""
         low, high = province_book_range(province)
-        self.reader().execute(f"PRAGMA threads = {SORT_THREADS}")
+        self.prepare_sort()
+        order = self.TEXT_ORDER
         rows = self.reader().execute(
             "SELECT payee_code, mdtrtarea_admvs, insuplc_admdvs, COUNT(*), SUM(medfee_sumamt_fen), "
             "SUM(fund_pay_sumamt_fen), SUM(acct_pay_fen), SUM(psn_cash_pay_fen), SUM(hifp_pay_fen) "
             # NOT INDEXED: a whole month is read in table order; settlements_by_period would fetch every row
             # in another order, at random
-            "FROM settlements NOT INDEXED WHERE setlym = ? "
+            f"FROM {self.MONTH_SCAN} WHERE setlym = ? "
             "AND ((mdtrtarea_admvs >= ? AND mdtrtarea_admvs < ?) OR (insuplc_admdvs >= ? AND insuplc_admdvs < ?)) "
-            "GROUP BY payee_code, mdtrtarea_admvs, insuplc_admdvs ORDER BY payee_code, mdtrtarea_admvs, insuplc_admdvs",
+            "GROUP BY payee_code, mdtrtarea_admvs, insuplc_admdvs "
+            f"ORDER BY payee_code{order}, mdtrtarea_admvs{order}, insuplc_admdvs{order}",
             (period, low, high, low, high),
         )
         return [SettlementGroup(*row) for row in rows]
@@ -204,8 +217,12 @@ class ClearingStore(SqliteLedgerStore):
             raise
         self.commit()
 
+    def period_mark(self, period: str) -> int:
+        """Where the snapshot's journal ends (entries are numbered in commit order)."""
+        return self.journal_head()[0]
+
     def period_appended_since(self, period: str, entry_no: int) -> bool:
-        """True if an entry of the period was appended after entry_no."""
+        """True if an entry of the period was appended after entry_no (period_mark's)."""
         return self._write.execute(
             "SELECT 1 FROM journal_entries WHERE entry_no > ? AND setlym = ? LIMIT 1", (entry_no, period)
         ).fetchone() is not None

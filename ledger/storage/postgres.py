@@ -369,28 +369,37 @@ class PostgresLedgerStore(SqliteLedgerStore):
     def iter_entry_postings(self, setlym: str | None = None) -> Iterator[JournalRow]:
         """Every journal entry chain by chain, each in order, with its postings
         in insert order (streamed from one connection)."""
-        where, params = ("WHERE e.setlym = %s ", (setlym,)) if setlym is not None else ("", ())
-        sql = (
-            "SELECT e.entry_no, e.setl_id, e.kind, e.setlym, e.created_us, e.prev_hash, e.hash, "
-            "s.insuplc_admdvs, s.mdtrtarea_admvs, s.payee_code, s.hifp_pay_fen, s.acct_pay_fen, "
-            "e.chain_id, p.book, p.account, p.amount_fen "
-            "FROM journal_entries e "
-            "LEFT JOIN settlements s ON s.setl_id = e.setl_id AND e.kind IN ('settle', 'reverse') "
-            "LEFT JOIN postings p ON p.entry_no = e.entry_no "
-            f"{where}ORDER BY e.chain_id, e.entry_no, p.posting_no")
         with pg_errors_as_storage, self._pool.connection(timeout=READ_WAIT_S) as conn:
-            stream = conn.cursor().stream(sql, params)
-            for _, rows in itertools.groupby(stream, key=lambda row: row[0]):
-                first = next(rows)
-                postings = [(book, account, amount) for *_, book, account, amount in itertools.chain([first], rows)
-                            if book is not None]
-                settlement = None if first[7] is None else tuple(first[7:12])
-                yield JournalRow(*first[:7], settlement, postings, chain=first[12])  # type: ignore[arg-type]
+            yield from journal_rows(conn.cursor().stream(*entries_query(setlym)))
 
     def chain_heads(self) -> dict[int, tuple[int, str]]:
         """Each writer's chain: (its last entry number, its last hash) as its writer recorded them."""
         rows = self.reader().execute("SELECT chain_id, last_entry_no, last_hash FROM chain_heads")
         return {chain: (last_no, last_hash) for chain, last_no, last_hash in rows}
+
+
+def entries_query(setlym: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The journal (or one period of it) chain by chain, each in order, with
+    postings in insert order: (sql, params) for journal_rows."""
+    where, params = ("WHERE e.setlym = %s ", (setlym,)) if setlym is not None else ("", ())
+    return (
+        "SELECT e.entry_no, e.setl_id, e.kind, e.setlym, e.created_us, e.prev_hash, e.hash, "
+        "s.insuplc_admdvs, s.mdtrtarea_admvs, s.payee_code, s.hifp_pay_fen, s.acct_pay_fen, "
+        "e.chain_id, p.book, p.account, p.amount_fen "
+        "FROM journal_entries e "
+        "LEFT JOIN settlements s ON s.setl_id = e.setl_id AND e.kind IN ('settle', 'reverse') "
+        "LEFT JOIN postings p ON p.entry_no = e.entry_no "
+        f"{where}ORDER BY e.chain_id, e.entry_no, p.posting_no", params)
+
+
+def journal_rows(rows: Iterator[Any]) -> Iterator[JournalRow]:
+    """entries_query's rows grouped into one JournalRow per entry."""
+    for _, group in itertools.groupby(rows, key=lambda row: row[0]):
+        first = next(group)
+        postings = [(book, account, amount) for *_, book, account, amount in itertools.chain([first], group)
+                    if book is not None]
+        settlement = None if first[7] is None else tuple(first[7:12])
+        yield JournalRow(*first[:7], settlement, postings, chain=first[12])  # type: ignore[arg-type]
 
 
 class _WriterOf:

@@ -8,14 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 from click.testing import CliRunner
 
 from medsettle.cli import main
-from medsettle.client.settlement_client import SettlementClient
 from medsettle.ledger.clock import FixedClock
-from medsettle.ledger.reference.loader import sample_document
 
-from conftest import SETTLE_AT, ServerThread, make_bill
+from conftest import SETTLE_AT, make_bill, serving_sample
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -25,18 +24,9 @@ def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
 
 
 def test_the_ledger_commands_run_on_postgres(pg_url: str, tmp_path: Path) -> None:
-    reference = tmp_path / "reference.json"
-    reference.write_text(json.dumps(sample_document()))
-    code, out = run("load-reference", "--db", pg_url, str(reference))
-    assert code == 0, out
-    server = ServerThread(pg_url, FixedClock(SETTLE_AT)).start()  # type: ignore[arg-type]
-    try:
-        with SettlementClient(server.target, token=server.operator_token, tokens=server.tokens) as client:
-            settled = client.settle(make_bill(msgid="CMD-1"))
-            client.settle(make_bill(code="H44010100001", psn_no="13010000000000000001", insuplc="130100",
-                                    msgid="CMD-2"))
-    finally:
-        server.stop()
+    with serving_sample(pg_url, tmp_path, FixedClock(SETTLE_AT)) as client:
+        settled = client.settle(make_bill(msgid="CMD-1"))
+        client.settle(make_bill(code="H44010100001", psn_no="13010000000000000001", insuplc="130100", msgid="CMD-2"))
     code, out = run("balances", "--db", pg_url)
     assert code == 0 and "books balance to zero; reciprocal agency accounts match" in out, out
     code, out = run("verify", env={"MEDSETTLE_DB": pg_url})
@@ -59,13 +49,21 @@ def test_the_ledger_commands_run_on_postgres(pg_url: str, tmp_path: Path) -> Non
     assert [json.loads(line)["setl_id"] for line in lines][0] == settled.setl_id and len(lines) == 2
 
 
-def test_clearing_a_postgres_ledger_is_refused_clearly(pg_url: str) -> None:
+def test_clearing_with_a_wrong_password_is_refused_clearly(pg_url: str) -> None:
     password = pg_url.split(":")[2].split("@")[0]
+    wrong = pg_url.replace(f":{password}@", ":not-the-password@")
     for command in (["clear", "--province", "44", "--period", "2026-10"],
                     ["prepay", "--province", "44", "--agency", "440100", "--amount-fen", "100"]):
-        code, out = run(*command, "--db", pg_url)
-        assert code == 1 and "clearing a PostgreSQL ledger is not available" in out, (command, out)
-        assert password not in out
+        code, out = run(*command, "--db", wrong)
+        assert code == 1 and "cannot connect" in out and "Traceback" not in out, (command, out)
+        assert "not-the-password" not in out and password not in out
+
+
+def test_clearing_an_empty_database_is_refused_clearly(pg_url: str) -> None:
+    code, out = run("clear", "--province", "44", "--period", "2026-10", "--db", pg_url)
+    assert code == 1 and "holds no medsettle ledger" in out and "Traceback" not in out, out
+    with psycopg.connect(pg_url) as conn:  # nothing was written into it
+        assert conn.execute("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
 
 
 def test_a_read_only_command_on_an_empty_database_is_refused(pg_url: str) -> None:
