@@ -137,23 +137,18 @@ def prepay(province: str, agency: str, amount_fen: int, db: str, clock: str) -> 
 
 @contextlib.contextmanager
 def _clearing_store(db: str, read_only: bool = False) -> Iterator[Any]:
-    """The ledger for a clearing command; a refusal, an unreachable database
-    or a database without a ledger becomes exit 1 with its message (which
-    names a URL without its password). read_only (a dry run): opened as
-    `verify` opens it, so not even the schema of an older version's ledger
-    is brought up to date."""
+    """The ledger for a clearing command; a refusal becomes exit 1 with its
+    message (a database that cannot be reached or holds no ledger is refused
+    by the command group, naming a URL without its password). read_only (a
+    dry run): opened as `verify` opens it, so not even the schema of an
+    older version's ledger is brought up to date."""
     from medsettle.ledger.clearing.period import ClearingRefused
     from medsettle.ledger.storage.backends import is_postgres
-    from medsettle.ledger.storage.pg_connect import DatabaseConnectError
-    from medsettle.ledger.storage.port import NotALedgerError, StorageError
 
-    try:
-        store = _open_clearing_store(db, read_only, is_postgres(db))
-    except (DatabaseConnectError, NotALedgerError, StorageError) as error:
-        raise click.ClickException(str(error)) from None
+    store = _open_clearing_store(db, read_only, is_postgres(db))
     try:
         yield store
-    except (ClearingRefused, StorageError) as refusal:
+    except ClearingRefused as refusal:
         raise click.ClickException(str(refusal)) from None
     finally:
         store.close()
