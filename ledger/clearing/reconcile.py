@@ -41,7 +41,7 @@ from medsettle.ledger.posting.rules import settlement_postings
 from medsettle.ledger.reconcile import StmtResult, Totals, compare_totals
 from medsettle.ledger.settlement.model import ClrType
 from medsettle.ledger.storage.rows import JournalRow
-from medsettle.ledger.verify import SETTLEMENT_KINDS, entry_problems
+from medsettle.ledger.verify import SETTLEMENT_KINDS, chain_head_problems, entry_problems
 
 MAX_LISTED_BREAKS_PER_KIND = 200  # the report counts every break, lists this many of each kind
 MAX_LISTED_SETTLEMENTS = 200  # per institution and clr_type whose declared totals differ
@@ -121,6 +121,9 @@ def verify_since(store: ClearingLedger, start: Checkpoint, up_to_entry_no: int, 
         seen += 1
         if progress is not None and seen % PROGRESS_EVERY == 0:
             progress(PROGRESS_EVERY)
+    # several writers' chains (PostgreSQL): each must end where its writer recorded it
+    for bad in chain_head_problems(store.chain_heads(), {chain: tail for chain, tail in tails.items() if chain}):
+        log.add(Break("journal_entry", f"entry {bad.entry_no}", 0, bad.problem))
     if progress is not None:
         progress(seen % PROGRESS_EVERY)
     return seen

@@ -137,3 +137,16 @@ def test_a_run_failing_midway_leaves_nothing_and_the_next_run_clears(pg_url: str
     assert code == 0, out
     code, out = run("verify", "--db", pg_url)
     assert code == 0, out
+
+
+def test_entries_missing_from_the_end_of_a_chain_are_a_break_and_nothing_is_posted(pg_url: str, tmp_path: Path) -> None:
+    month_of_traffic(pg_url, tmp_path)
+    with psycopg.connect(pg_url) as conn:  # a writer's recorded head past its chain's last entry
+        conn.execute("UPDATE chain_heads SET last_entry_no = last_entry_no + 1 "
+                     "WHERE chain_id = (SELECT MIN(chain_id) FROM chain_heads WHERE entries > 0)")
+    before = journal(pg_url)
+    code, out = clear(pg_url, tmp_path / "pg")
+    assert code == 3, out
+    report = json.loads((tmp_path / "pg" / "breaks.json").read_text("utf-8"))
+    assert any("entries at its end were removed" in b["detail"] for b in report["breaks"]), report
+    assert journal(pg_url) == before
