@@ -28,7 +28,7 @@ from medsettle.server.app import RunningServer, create_server
 from medsettle.server.auth import CredentialCache
 from medsettle.server.logs import configure_logging
 from medsettle.v1 import settlement_pb2 as pb
-from pg_server import PostgresServer, PostgresUnavailable, start_server
+from pg_server import PostgresServer, throwaway_server
 
 # Server logs go to the real stderr, never into a command's captured output.
 configure_logging("info", "json", sys.__stderr__)
@@ -150,12 +150,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pg_server() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL server for the session. Never skipped: if it
     cannot start, every test that needs it fails and says why."""
-    try:
-        server = start_server()
-    except PostgresUnavailable as error:
-        pytest.fail(f"the PostgreSQL tier needs a PostgreSQL server: {error}", pytrace=False)
-    yield server
-    server.destroy()
+    with throwaway_server() as server:
+        yield server
 
 
 @pytest.fixture

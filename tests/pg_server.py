@@ -10,6 +10,7 @@ fixtures turn it into a test failure, never a skip (CI must prove this tier).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -20,6 +21,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
+
+import pytest
 
 PASSWORD_BYTES = 12
 START_TIMEOUT_S = 60
@@ -158,3 +162,15 @@ def start_server() -> PostgresServer:
             raise PostgresUnavailable("the server did not come up")
         time.sleep(0.05)
     return server
+
+
+@contextlib.contextmanager
+def throwaway_server() -> Iterator[PostgresServer]:
+    """A new server for the caller, destroyed after. Never skipped: if it
+    cannot start, the test fails and says why."""
+    try:
+        server = start_server()
+    except PostgresUnavailable as error:
+        pytest.fail(f"the PostgreSQL tier needs a PostgreSQL server: {error}", pytrace=False)
+    yield server
+    server.destroy()

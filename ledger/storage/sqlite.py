@@ -294,16 +294,23 @@ class SqliteLedgerStore:
     def load_person(self, psn_no: str) -> PersonState | None:
         return self.load_persons({psn_no}).get(psn_no)
 
+    # How load_persons reads the persons' rows: a backend shared by several
+    # writers locks them here, in sorted order (PostgresLedgerStore).
+    PERSONS_READ_SUFFIX = ""
+
     def load_persons(self, psn_nos: set[str]) -> dict[str, PersonState]:
-        """The stored state of each person that exists, one query per chunk."""
+        """The stored state of each person that exists, one query per chunk:
+        the persons' rows first (the lock, where the backend takes one), then
+        their year rows."""
         found: dict[str, PersonState] = {}
         for chunk in chunks(sorted(psn_nos)):
             where = f"WHERE psn_no IN ({marks(len(chunk))})"
             with storage_errors:
+                person_rows = self._write.execute(
+                    f"SELECT psn_no, insutype, insuplc_admdvs, acct_balc_fen FROM persons {where}"
+                    f"{self.PERSONS_READ_SUFFIX}", chunk).fetchall()
                 year_rows = self._write.execute(
                     f"SELECT psn_no, year, dedc_used_fen, fund_paid_fen FROM person_years {where}", chunk).fetchall()
-                person_rows = self._write.execute(
-                    f"SELECT psn_no, insutype, insuplc_admdvs, acct_balc_fen FROM persons {where}", chunk).fetchall()
             years: dict[str, dict[int, tuple[int, int]]] = {}
             for psn_no, year, dedc, fund in year_rows:
                 years.setdefault(psn_no, {})[year] = (dedc, fund)

@@ -28,7 +28,7 @@ from medsettle.ledger.verify import verify_database
 
 from conftest import SETTLE_AT, ServeProcess, make_bill
 from pg_checks import ledger_invariant_breaks
-from pg_server import PostgresServer, PostgresUnavailable, start_server
+from pg_server import PostgresServer, throwaway_server
 
 CLOCK = "2026-10-15T10:30:00+08:00"
 VISITS = [("H44010100001", "44010000000000000001", "440100", 310),
@@ -40,12 +40,8 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grp
 @pytest.fixture
 def own_pg() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this test's own: it is stopped and started."""
-    try:
-        server = start_server()
-    except PostgresUnavailable as error:
-        pytest.fail(f"the PostgreSQL tier needs a PostgreSQL server: {error}", pytrace=False)
-    yield server
-    server.destroy()
+    with throwaway_server() as server:
+        yield server
 
 
 def initial_balances() -> dict[str, int]:
