@@ -15,6 +15,7 @@ import asyncio
 import functools
 import itertools
 import json
+import math
 import os
 import random
 import secrets
@@ -283,11 +284,20 @@ def _status_name(error: grpc.RpcError) -> str:
 
 
 class _Budget:
-    """When a phase stops: after a duration or after a number of calls."""
+    """When a phase stops: a duration after its measurement opened, or after
+    a number of calls. The deadline is set when the measurement opens, not
+    when the phase starts: on a loaded machine the warm-up may end late, and
+    the measured window must still be the whole duration."""
 
     def __init__(self, phase: Phase) -> None:
-        self._deadline = None if phase.duration_s is None else time.monotonic() + phase.warmup_s + phase.duration_s
+        self._duration_s = phase.duration_s
+        self._deadline = None if phase.duration_s is None else math.inf  # until the measurement opens
         self._left = phase.count
+
+    def measuring_from(self, now_s: float) -> None:
+        """The measurement opened at monotonic time now_s."""
+        if self._duration_s is not None:
+            self._deadline = now_s + self._duration_s
 
     def take(self) -> bool:
         if self._deadline is not None:
@@ -328,12 +338,16 @@ async def run_phase(targets: Sequence[Target], phase: Phase, bills: BillFactory)
     tallies = PhaseTallies(len(targets))
     budget = _Budget(phase)
     # A count run measures every call; a timed run starts counting after the warm-up.
-    if phase.count is not None or phase.warmup_s <= 0:
+    def open_measurement_now() -> None:
         tallies.open()
+        budget.measuring_from(time.monotonic())
+
+    if phase.count is not None or phase.warmup_s <= 0:
+        open_measurement_now()
 
     async def open_measurement() -> None:
         await asyncio.sleep(phase.warmup_s)
-        tallies.open()
+        open_measurement_now()
 
     opener = None if tallies.measuring else asyncio.create_task(open_measurement())
     session = None

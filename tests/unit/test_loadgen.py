@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from medsettle.client import loadgen
 from medsettle.client.db_probe import DatabaseSample, phase_cost
 from medsettle.client.loadgen import (
     HOSPITALS,
@@ -248,3 +249,20 @@ def test_the_summary_shows_each_targets_share_and_the_database_cost():
     assert "database CPU 0.400 ms/call, WAL 2,345 B/call" in text
     single = dict(phase, by_target={"127.0.0.1:1": share})
     assert "127.0.0.1:1:" not in "\n".join(summary_lines({"phases": [single], "ratio_to_echo": {}}))
+
+
+def test_a_timed_phase_runs_its_whole_duration_after_the_measurement_opens():
+    # On a loaded machine the warm-up can end late; the measured window must not shrink.
+    budget = loadgen._Budget(Phase("settle", "unary", 1, duration_s=2.0, warmup_s=1.0))
+    assert budget.take()  # still warming up: no deadline yet
+    opened_s = time.monotonic()
+    budget.measuring_from(opened_s)
+    assert budget.take()
+    budget.measuring_from(opened_s - 2.5)  # opened 2.5 s ago: its 2 s are over
+    assert not budget.take()
+
+
+def test_a_count_phase_stops_after_its_calls_whenever_it_opened():
+    budget = loadgen._Budget(Phase("settle", "unary", 1, duration_s=None, count=2))
+    budget.measuring_from(time.monotonic() - 100.0)
+    assert [budget.take() for _ in range(3)] == [True, True, False]
