@@ -86,9 +86,10 @@ class _Batch:
     by_setl_id: dict[str, tuple[Settlement, str]] = field(default_factory=dict)
     reversed: dict[str, str] = field(default_factory=dict)
     # The batch's idempotency keys, looked up in one query when the batch
-    # starts; found: those already stored.
+    # starts (or, keys_assumed_new, taken for new); found: those already stored.
     looked_up: set[tuple[str, str]] = field(default_factory=set)
     found: dict[tuple[str, str], tuple[Settlement, str]] = field(default_factory=dict)
+    keys_assumed_new: bool = False
 
 
 def _storage_failure(error: Exception) -> Refused:
@@ -118,10 +119,25 @@ class SettlementProcessor:
         self._persons: dict[str, PersonState] = {}
         self._internet = InternetStage(store.internet_state(), reference, sole_writer=store.sole_writer)
         self.conflicts = 0  # batches run again because another writer changed what they read
+        self.key_reruns = 0  # batches run again because a settlement's key taken for new was stored
 
     def run_batch(self, commands: Sequence[Any]) -> list[Any]:
         """One transaction, run again (at most MAX_BATCH_ATTEMPTS in all)
-        while another writer's commit conflicts with it."""
+        while another writer's commit conflicts with it.
+
+        The sole writer first runs a batch reading no idempotency key: every
+        settlement's (institution, msgid) is taken for new, and the UNIQUE
+        index the settlement's insert updates anyway refuses one that is
+        stored (WriteConflict, nothing written); the batch is then run again
+        looking its keys up, and the replay answered from its stored
+        settlement. A refused settlement's key is looked up before the refusal
+        is answered (_refused): a replay may be refused where its first
+        request was not (the same-day rules, a used e-cert)."""
+        if self._store.sole_writer:
+            try:
+                return self._run_once(commands, keys_assumed_new=True)
+            except WriteConflict:
+                self.key_reruns += 1
         for _ in range(MAX_BATCH_ATTEMPTS - 1):
             try:
                 return self._run_once(commands)
@@ -133,7 +149,7 @@ class SettlementProcessor:
             self.conflicts += 1
             return [_storage_failure(error)] * len(commands)
 
-    def _run_once(self, commands: Sequence[Any]) -> list[Any]:
+    def _run_once(self, commands: Sequence[Any], keys_assumed_new: bool = False) -> list[Any]:
         """One transaction. The chain head is read under the write lock, so
         another process (the clearing run) may append between batches.
         Raises WriteConflict, with nothing written, where the batch may be run again."""
@@ -142,6 +158,7 @@ class SettlementProcessor:
         try:
             self._store.begin()
             batch = _Batch(BatchWrite(), *self._store.chain_head())
+            batch.keys_assumed_new = keys_assumed_new
             self._look_up(commands, batch)
             self._internet.begin(commands, self._clock.now())
         except StorageError as error:
@@ -159,7 +176,7 @@ class SettlementProcessor:
                     else:
                         outcomes.append(self._reverse(command, batch))
                 except Refused as refusal:
-                    outcomes.append(refusal)
+                    outcomes.append(self._refused(command, refusal, batch))
             if batch.write.settlements:
                 self._store.insert_batch(batch.write)
                 self._internet.write()
@@ -183,8 +200,11 @@ class SettlementProcessor:
     def _look_up(self, commands: Sequence[Any], batch: _Batch) -> None:
         """Reads what the batch needs from the database in two queries (its
         stored idempotency keys, its uncached persons) instead of two per
-        command: the writer thread holds the GIL for every statement it runs."""
+        command: the writer thread holds the GIL for every statement it runs.
+        keys_assumed_new: only the reversals' keys are read (a replayed
+        reversal would otherwise be refused as already reversed)."""
         psn_nos: set[str] = set()
+        reversal_keys: set[tuple[str, str]] = set()
         for command in commands:
             if isinstance(command, SettleCommand):
                 if command.persist:
@@ -192,10 +212,33 @@ class SettlementProcessor:
                 if command.bill.psn_no not in self._persons:
                     psn_nos.add(command.bill.psn_no)
             else:
-                batch.looked_up.add((command.fixmedins_code, command.msgid))
-        batch.found = self._store.find_by_keys(batch.looked_up)
+                reversal_keys.add((command.fixmedins_code, command.msgid))
+        batch.looked_up |= reversal_keys
+        keys = reversal_keys if batch.keys_assumed_new else batch.looked_up
+        if keys:
+            batch.found = self._store.find_by_keys(keys)
         if psn_nos:
             self._remember(self._store.load_persons(psn_nos))
+
+    def _refused(self, command: Any, refusal: Refused, batch: _Batch) -> Any:
+        """The answer to a refused command: where its key was taken for new
+        without a read, the stored settlement of that key (or the conflict)
+        if there is one: a replay is answered as its first request was."""
+        if not (batch.keys_assumed_new and isinstance(command, SettleCommand) and command.persist):
+            return refusal
+        bill = command.bill
+        key = (bill.fixmedins_code, bill.msgid)
+        if key in batch.by_key:
+            return refusal  # the batch's own settlement of the key answered it already
+        stored = self._store.find_by_key(*key)
+        if stored is None:
+            return refusal
+        batch.found[key] = (stored[0], stored[1])
+        try:
+            earlier = self._earlier(bill.fixmedins_code, bill.msgid, digest(bill.fingerprint()), batch)
+        except Refused as conflict:
+            return conflict
+        return earlier
 
     # ---- settle ------------------------------------------------------
     def _settle(self, command: SettleCommand, batch: _Batch) -> Settlement:

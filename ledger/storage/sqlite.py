@@ -27,6 +27,7 @@ from medsettle.ledger.storage.port import (  # noqa: F401  (re-exported: older i
     NotALedgerError,
     PersonState,
     StorageError,
+    WriteConflict,
 )
 from medsettle.ledger.storage.rows import (  # noqa: F401
     SETTLEMENT_COLUMNS,
@@ -59,6 +60,8 @@ _UPSERT_YEAR = (
     "ON CONFLICT (psn_no, year) DO UPDATE SET dedc_used_fen = excluded.dedc_used_fen, "
     "fund_paid_fen = excluded.fund_paid_fen"
 )
+# SQLite's message when the UNIQUE (fixmedins_code, msgid) index refuses a settlement
+_KEY_TAKEN = "settlements.fixmedins_code, settlements.msgid"
 LOOKUP_CHUNK = 500  # keys per batched lookup, well under SQLite's bound-parameter limit
 
 
@@ -254,9 +257,10 @@ class SqliteLedgerStore:
         return self._head
 
     def find_by_key(self, fixmedins_code: str, msgid: str) -> tuple[Settlement, str, str] | None:
-        row = self._write.execute(
-            f"{_SELECT_SETTLEMENT} WHERE fixmedins_code = ? AND msgid = ?", (fixmedins_code, msgid)
-        ).fetchone()
+        with storage_errors:
+            row = self._write.execute(
+                f"{_SELECT_SETTLEMENT} WHERE fixmedins_code = ? AND msgid = ?", (fixmedins_code, msgid)
+            ).fetchone()
         return settlement_from_row(row) if row else None
 
     def find_by_keys(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[Settlement, str]]:
@@ -347,7 +351,12 @@ class SqliteLedgerStore:
         with storage_errors:
             # an empty executemany still costs a statement reset: skipped
             if batch.settlements:
-                conn.executemany(_INSERT_SETTLEMENT, batch.settlements)
+                try:
+                    conn.executemany(_INSERT_SETTLEMENT, batch.settlements)
+                except sqlite3.IntegrityError as error:
+                    if _KEY_TAKEN in str(error):  # a key the batch took for new is stored
+                        raise WriteConflict(f"an idempotency key of the batch is stored ({error})") from error
+                    raise
             if batch.entries:
                 conn.executemany(_INSERT_ENTRY, batch.entries)
             if batch.postings:
