@@ -1,7 +1,9 @@
 """The service layer: the use cases the gRPC server and the CLI call.
 
-Writes go through the single group-commit writer; reads run on a small
-thread pool with their own connections, never on the event loop.
+Writes go through the single group-commit writer as the bytes gRPC
+received (server/wire.py): the writer parses, checks and settles them;
+reads run on a small thread pool with their own connections, never on the
+event loop.
 """
 
 from __future__ import annotations
@@ -9,29 +11,26 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 from medsettle.ledger import ecert
 from medsettle.ledger.clock import Clock, PERIOD_PATTERN
-from medsettle.ledger.errors import FieldViolation, Reason, Refused, invalid, refused_field
+from medsettle.ledger.errors import FieldViolation, Reason, invalid, refused_field
 from medsettle.ledger.progress import NO_PROGRESS, Hooks
 from medsettle.ledger.reconcile import StmtResult, Totals, compare_totals
 from medsettle.ledger.reference.loader import parse_document, sample_document
 from medsettle.ledger.reference.models import ReferenceData
-from medsettle.ledger.settlement.model import Bill, Settlement
-from medsettle.ledger.settlement.process import ReverseCommand, SettleCommand, SettlementProcessor
-from medsettle.ledger.settlement.validation import (
-    CODE,
-    bill_violations,
-    reversal_violations,
-)
+from medsettle.ledger.settlement.model import Settlement
+from medsettle.ledger.settlement.process import SettlementProcessor
+from medsettle.ledger.settlement.validation import CODE
 from medsettle.ledger.storage.backends import open_ledger
 from medsettle.ledger.storage.port import LedgerStore
 from medsettle.ledger.storage.writer import GroupCommitWriter, InlineBatches, WriterLimits
 from medsettle.ledger.storage.writer_process import WriterProcess
+from medsettle.server import wire
+from medsettle.server.writes import WriteRequests
 
 LIST_PAGE_SIZE = 500
 MAX_LIST_LIMIT = 1_000_000
@@ -85,8 +84,9 @@ class SettlementService:
         self.store = open_ledger(db_path)
         self.reference = open_reference(self.store, clock)
         # writer_process: the writer's work runs in a child process (ledger/storage/writer_process.py).
-        self.writer_process = WriterProcess(db_path, clock) if writer_process else None
-        processor = self.writer_process or InlineBatches(SettlementProcessor(self.store, self.reference, clock))
+        self.writer_process = WriterProcess(db_path, clock, self._ecert_key) if writer_process else None
+        processor = self.writer_process or InlineBatches(WriteRequests(
+            SettlementProcessor(self.store, self.reference, clock), clock, self._ecert_key, self.store.rollback))
         self.writer = GroupCommitWriter(processor, limits)
         self._reads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="ledger-read")
 
@@ -108,43 +108,15 @@ class SettlementService:
         return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)
 
     # ---- writes ------------------------------------------------------
-    async def pre_settle(self, bill: Bill) -> Settlement:
-        bill = self._checked(bill)
-        return await self.writer.submit(SettleCommand(bill, persist=False))
+    def submit_write(self, kind: int, request: bytes) -> asyncio.Future[bytes]:
+        """Queues a write request as gRPC received it (server/wire.py); the
+        future resolves to its answer's bytes after its batch's commit.
+        Raises Refused (OVERLOADED) if the writer's queue is full."""
+        return self.writer.submit((kind, request))
 
-    async def settle(self, bill: Bill) -> Settlement:
-        return await self.submit_settle(bill)
-
-    def submit_settle(self, bill: Bill) -> asyncio.Future[Settlement]:
-        """Validates and queues a settlement; the future resolves after its commit."""
-        bill = self._checked(bill)
-        return self.writer.submit(SettleCommand(bill, persist=True))
-
-    def _checked(self, bill: Bill) -> Bill:
-        """The bill with the person its e-insurance certificate identifies (the
-        token verified and dropped), or FIELD_INVALID listing every bad field."""
-        violations: list[FieldViolation] = []
-        token = bill.ecert_token
-        if token:
-            bill = replace(bill, ecert_token="")
-            if self._ecert_key is None:
-                violations.append(FieldViolation("ecert_token", "e-insurance certificates are not accepted here (no signing key configured)"))
-            else:
-                try:
-                    claims = ecert.verify(self._ecert_key, token, self.clock.now())
-                except ecert.EcertError as error:
-                    violations.append(FieldViolation("ecert_token", f"refused: {error}"))
-                else:
-                    if bill.psn_no and bill.psn_no != claims.psn_no:
-                        violations.append(FieldViolation("psn_no", "does not match the e-insurance certificate"))
-                    bill = replace(bill, psn_no=claims.psn_no, ecert_nonce=claims.nonce,
-                                   ecert_expires_us=claims.expires_s * 1_000_000)
-        _refuse_invalid(violations + bill_violations(bill, person_from_token=bool(token)))
-        return bill
-
-    async def reverse(self, msgid: str, fixmedins_code: str, setl_id: str) -> Settlement:
-        _refuse_invalid(reversal_violations(msgid, fixmedins_code, setl_id))
-        return await self.writer.submit(ReverseCommand(msgid, fixmedins_code, setl_id))
+    async def write(self, kind: int, request: bytes) -> bytes:
+        """The SettleResult bytes of a write request once committed; raises its Refused."""
+        return wire.result_of(await self.submit_write(kind, request))
 
     # ---- reads -------------------------------------------------------
     async def get(self, fixmedins_code: str, setl_id: str = "", msgid: str = "") -> Settlement:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,9 +18,9 @@ from medsettle.server.auth import AuthInterceptor, Authorizer, CredentialCache
 from medsettle.server.gateway.http import GATEWAY_METHODS, GatewayLimits, RunningGateway, start_gateway
 from medsettle.server.logs import get_logger
 from medsettle.server.metrics import CallStats, MetricsEndpoint, measured, method_names, start_metrics
-from medsettle.server.servicer import SettlementServicer
+from medsettle.server.servicer import RAW_BYTES_METHODS, SettlementServicer
 from medsettle.server.tls import TlsFiles, server_credentials, server_ssl_context
-from medsettle.v1 import echo_pb2, echo_pb2_grpc, settlement_pb2, settlement_pb2_grpc
+from medsettle.v1 import echo_pb2, echo_pb2_grpc, settlement_pb2
 
 SETTLEMENT_DESCRIPTOR = settlement_pb2.DESCRIPTOR.services_by_name["SettlementService"]
 ECHO_DESCRIPTOR = echo_pb2.DESCRIPTOR.services_by_name["EchoService"]
@@ -102,8 +102,8 @@ async def create_server(
         interceptors=interceptors,
     )
     authorizer = Authorizer(required=credentials is not None)
-    settlement_pb2_grpc.add_SettlementServiceServicer_to_server(
-        measured(SettlementServicer(service, stats, authorizer), SETTLEMENT_DESCRIPTOR, stats), server)
+    _add_settlement_service(measured(SettlementServicer(service, stats, authorizer), SETTLEMENT_DESCRIPTOR, stats),
+                            server)
     names = [SETTLEMENT_SERVICE, reflection.SERVICE_NAME, health.SERVICE_NAME]
     if with_echo:
         from medsettle.server.echo import EchoServicer
@@ -186,6 +186,30 @@ async def _watch_writer(service: SettlementService, health_servicer: health.aio.
                 log.warning("writer process being replaced; not serving", detail=down)
             else:
                 log.error("writer process down; not serving", detail=down)
+
+
+def _add_settlement_service(servicer: Any, server: grpc.aio.Server) -> None:
+    """As settlement_pb2_grpc.add_SettlementServiceServicer_to_server, but
+    the write RPCs (RAW_BYTES_METHODS) take and answer bytes: their
+    requests go to the writer as received (server/wire.py)."""
+    handlers = {}
+    for method in SETTLEMENT_DESCRIPTOR.methods:
+        raw = method.name in RAW_BYTES_METHODS
+        request_type = getattr(settlement_pb2, method.input_type.name)
+        response_type = getattr(settlement_pb2, method.output_type.name)
+        make = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=None if raw else request_type.FromString,
+            response_serializer=None if raw else response_type.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SETTLEMENT_SERVICE, handlers),))
+    server.add_registered_method_handlers(SETTLEMENT_SERVICE, handlers)
 
 
 def _canned_result() -> settlement_pb2.SettleResult:

@@ -5,7 +5,19 @@ from __future__ import annotations
 import datetime as dt
 
 from medsettle.ledger.reconcile import Totals
-from medsettle.ledger.settlement.model import Bill, FeeLine, Prescription, Settlement, VisitType
+from medsettle.ledger.reference.models import Category
+from medsettle.ledger.settlement.model import (
+    Bill,
+    ClrType,
+    FeeLine,
+    LineSplit,
+    PayLoc,
+    Prescription,
+    Settlement,
+    SettlementKind,
+    Split,
+    VisitType,
+)
 from medsettle.v1 import settlement_pb2 as pb
 
 
@@ -38,6 +50,27 @@ def bill_from_pb(request: pb.SettleRequest) -> Bill:
         prescription=prescription_from_pb(request.prescription) if request.HasField("prescription") else None,
         pharmacist_id=request.pharmacist_id,
     )
+
+
+def bill_pb(bill: Bill) -> pb.SettleRequest:
+    """The request a bill comes from (bill_from_pb(bill_pb(b)) == b for a bill
+    as received: its ecert_nonce and ecert_expires_us are not sent, the
+    service fills them). The JSON gateway sends its bills to the writer so."""
+    request = pb.SettleRequest(
+        msgid=bill.msgid, fixmedins_code=bill.fixmedins_code, psn_no=bill.psn_no, insutype=bill.insutype,  # type: ignore[arg-type]
+        insuplc_admdvs=bill.insuplc_admdvs, visit_type=int(bill.visit_type),  # type: ignore[arg-type]
+        fee_lines=[pb.FeeLine(feedetl_sn=line.feedetl_sn, hilist_code=line.hilist_code, cnt=line.cnt, pric_fen=line.pric_fen)
+                   for line in bill.fee_lines],
+        acct_used_flag=bill.acct_used_flag, diag_code=bill.diag_code, prior_offline_diag_date=bill.prior_offline_diag_date,
+        rx_id=bill.rx_id, prescribing_fixmedins_code=bill.prescribing_fixmedins_code,
+        delivery_fee_fen=bill.delivery_fee_fen, ecert_token=bill.ecert_token, pharmacist_id=bill.pharmacist_id,
+    )
+    if bill.prescription is not None:
+        rx = bill.prescription
+        request.prescription.CopyFrom(pb.Prescription(
+            rx_id=rx.rx_id, prescriber_id=rx.prescriber_id, valid_days=rx.valid_days,
+            items=[pb.PrescribedItem(hilist_code=code, cnt=cnt) for code, cnt in rx.items]))
+    return request
 
 
 def prescription_from_pb(rx: pb.Prescription) -> Prescription:
@@ -97,6 +130,28 @@ def result_pb(s: Settlement) -> pb.SettleResult:
     if s.payee_code:
         result.payee_code = s.payee_code
     return result
+
+
+def settlement_from_pb(result: pb.SettleResult) -> Settlement:
+    """The settlement a result was built from (result_pb's inverse)."""
+    line_splits = tuple(
+        LineSplit(ls.feedetl_sn, Category(ls.chrgitm_lv), ls.det_item_fee_sumamt_fen, ls.fulamt_ownpay_amt_fen,
+                  ls.overlmt_selfpay_fen, ls.preselfpay_amt_fen, ls.inscp_scp_amt_fen)
+        for ls in result.line_splits
+    )
+    split = Split(
+        result.medfee_sumamt_fen, result.fulamt_ownpay_amt_fen, result.overlmt_selfpay_fen, result.preselfpay_amt_fen,
+        result.inscp_scp_amt_fen, result.act_pay_dedc_fen, result.hifp_pay_fen, result.fund_pay_sumamt_fen,
+        result.psn_part_amt_fen, result.hosp_part_amt_fen, result.acct_pay_fen, result.psn_cash_pay_fen,
+        result.balc_fen, line_splits,
+    )
+    at = result.setl_time
+    setl_time = _EPOCH + dt.timedelta(seconds=at.seconds, microseconds=at.nanos // 1_000)
+    return Settlement(
+        result.setl_id, result.msgid, result.fixmedins_code, result.psn_no, result.insutype, result.insuplc_admdvs,
+        result.mdtrtarea_admvs, ClrType(result.clr_type), PayLoc(result.pay_loc), SettlementKind(result.kind),
+        result.orig_setl_id, setl_time, result.setlym, split, tuple(result.audit_flags), result.payee_code,
+    )
 
 
 def totals_from_pb(totals: pb.Totals) -> Totals:

@@ -4,18 +4,20 @@ map refusals to rich statuses. No business rules here."""
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+import logging
+from typing import Any, AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from medsettle.ledger.errors import Reason, Refused, refused_field
 from medsettle.ledger.service import SettlementService
-from medsettle.ledger.settlement.model import Settlement
-from medsettle.server import convert
+from medsettle.server import convert, wire
 from medsettle.server.auth import NOT_YOUR_INSTITUTION, Authorizer
 from medsettle.server.logs import get_logger, mask
 from medsettle.server.metrics import OK, CallStats
 from medsettle.server.status import OK_ITEM, item_status, rich_status
+from medsettle.server.writes import undecodable
 from medsettle.v1 import settlement_pb2 as pb
 from medsettle.v1 import settlement_pb2_grpc as pb_grpc
 
@@ -28,8 +30,11 @@ RESPONSE_SPLIT_BYTES = 512 * 1024
 
 log = get_logger("medsettle.server")
 
-# A stream item: its pending settlement, or why it was refused before the writer.
-_Outcome = asyncio.Future[Settlement] | Refused | pb.ItemStatus
+# Methods whose handlers take and answer bytes (server/wire.py).
+RAW_BYTES_METHODS = frozenset({"Settle", "PreSettle", "Reverse"})
+
+# A stream item: its pending answer (server/wire.py), or why it was refused before the writer.
+_Outcome = asyncio.Future[bytes] | Refused | pb.ItemStatus
 
 
 # The service cannot work: the operator must see why at once (disk full,
@@ -47,6 +52,12 @@ def log_refusal(method: str, refusal: Refused, code: str, stream_item: bool = Fa
 
 
 class SettlementServicer(pb_grpc.SettlementServiceServicer):
+    """The write RPCs (Settle, PreSettle, Reverse) take and answer raw bytes
+    (RAW_BYTES_METHODS): the request goes to the writer as received, its
+    answer comes back as the response's bytes (server/wire.py). Here only
+    fixmedins_code is read from the request (upb, about a microsecond), to
+    authorize the caller before anything is validated."""
+
     def __init__(self, service: SettlementService, stats: CallStats,
                  authorizer: Authorizer = Authorizer(required=False)) -> None:
         self._service = service
@@ -66,56 +77,69 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         self._stats.outcome(method, refusal.reason.value)
         await context.abort_with_status(rich_status(refusal))
 
+    async def _write(self, context: grpc.aio.ServicerContext, method: str, kind: int, request: bytes,
+                     fixmedins_code_of: Any) -> bytes:
+        """The answer's bytes of one write RPC, or an abort with its refusal's status."""
+        try:
+            code = fixmedins_code_of(request)
+        except DecodeError as error:  # refused as the interceptor refuses undecodable requests of other RPCs
+            await context.abort_with_status(rich_status(undecodable(error)))
+        if self._auth.denial(code, write=True) is not None:
+            await self._authorize(context, method, code, write=True)
+        try:
+            result = await self._service.write(kind, request)
+        except Refused as refusal:
+            await self._refuse(context, method, refusal, code)
+            raise
+        self._stats.outcome(method, OK)
+        if kind == wire.REVERSE:
+            reversal = pb.SettleResult.FromString(result)
+            log.info("reversed", setl_id=reversal.setl_id, orig_setl_id=reversal.orig_setl_id,
+                     fixmedins_code=reversal.fixmedins_code)
+        elif kind == wire.SETTLE and log.is_enabled_for(logging.DEBUG):
+            self._log_settled(method, pb.SettleResult.FromString(result))
+        return wire.response_bytes(result)
+
     @staticmethod
-    def _log_settled(method: str, s: Settlement) -> None:
+    def _log_settled(method: str, s: pb.SettleResult) -> None:
         log.debug("settled", method=method, setl_id=s.setl_id, fixmedins_code=s.fixmedins_code,
-                  psn_no=mask(s.psn_no), medfee_sumamt_fen=s.split.medfee_sumamt_fen,
-                  fund_pay_sumamt_fen=s.split.fund_pay_sumamt_fen)
+                  psn_no=mask(s.psn_no), medfee_sumamt_fen=s.medfee_sumamt_fen,
+                  fund_pay_sumamt_fen=s.fund_pay_sumamt_fen)
 
-    async def PreSettle(self, request: pb.PreSettleRequest, context: grpc.aio.ServicerContext) -> pb.PreSettleResponse:
-        await self._authorize(context, "PreSettle", request.request.fixmedins_code, write=True)
-        try:
-            settlement = await self._service.pre_settle(convert.bill_from_pb(request.request))
-        except Refused as refusal:
-            await self._refuse(context, "PreSettle", refusal, request.request.fixmedins_code)
-            raise
-        self._stats.outcome("PreSettle", OK)
-        return pb.PreSettleResponse(result=convert.result_pb(settlement))
+    async def PreSettle(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[override]
+        return await self._write(context, "PreSettle", wire.PRE_SETTLE, request, _pre_settle_code)
 
-    async def Settle(self, request: pb.SettleRequest, context: grpc.aio.ServicerContext) -> pb.SettleResponse:
-        await self._authorize(context, "Settle", request.fixmedins_code, write=True)
-        try:
-            settlement = await self._service.settle(convert.bill_from_pb(request))
-        except Refused as refusal:
-            await self._refuse(context, "Settle", refusal, request.fixmedins_code)
-            raise
-        self._log_settled("Settle", settlement)
-        self._stats.outcome("Settle", OK)
-        return pb.SettleResponse(result=convert.result_pb(settlement))
+    async def Settle(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[override]
+        return await self._write(context, "Settle", wire.SETTLE, request, _settle_code)
+
+    async def Reverse(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[override]
+        return await self._write(context, "Reverse", wire.REVERSE, request, _reverse_code)
 
     def _submit_item(self, request: pb.SettleRequest) -> tuple[str, _Outcome]:
-        """Queues one stream item: (msgid, its pending settlement or why not)."""
-        bill = convert.bill_from_pb(request)
-        denied = self._auth.item_denial(bill.fixmedins_code)
+        """Queues one stream item: (msgid, its pending answer or why not)."""
+        denied = self._auth.item_denial(request.fixmedins_code)
         if denied is not None:
-            return bill.msgid, denied
+            return request.msgid, denied
         try:
-            return bill.msgid, self._service.submit_settle(bill)
+            return request.msgid, self._service.submit_write(wire.SETTLE, request.SerializeToString())
         except Refused as refusal:
-            return bill.msgid, refusal
+            return request.msgid, refusal
 
     async def _answer_item(self, method: str, seq: int, msgid: str, outcome: _Outcome) -> pb.SettleStreamResponse:
-        """The stream answer of one item, once its settlement is committed."""
+        """The stream answer of one item, once its batch is committed."""
         if not isinstance(outcome, (pb.ItemStatus, Refused)):
             try:
-                settlement = await outcome
+                result = wire.result_of(await outcome)
             except Refused as refusal:
                 log_refusal(method, refusal, "", stream_item=True)
                 outcome = refusal
             else:
-                self._log_settled(method, settlement)
                 self._stats.outcome(method, OK)
-                return pb.SettleStreamResponse(seq=seq, msgid=msgid, status=OK_ITEM, result=convert.result_pb(settlement))
+                answer = pb.SettleStreamResponse(seq=seq, msgid=msgid, status=OK_ITEM)
+                answer.result.MergeFromString(result)
+                if log.is_enabled_for(logging.DEBUG):
+                    self._log_settled(method, answer.result)
+                return answer
         status = outcome if isinstance(outcome, pb.ItemStatus) else item_status(outcome)
         self._stats.outcome(method, status.reason)
         return pb.SettleStreamResponse(seq=seq, msgid=msgid, status=status)
@@ -186,18 +210,6 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         finally:
             reader.cancel()
 
-    async def Reverse(self, request: pb.ReverseRequest, context: grpc.aio.ServicerContext) -> pb.ReverseResponse:
-        await self._authorize(context, "Reverse", request.fixmedins_code, write=True)
-        try:
-            settlement = await self._service.reverse(request.msgid, request.fixmedins_code, request.setl_id)
-        except Refused as refusal:
-            await self._refuse(context, "Reverse", refusal, request.fixmedins_code)
-            raise
-        self._stats.outcome("Reverse", OK)
-        log.info("reversed", setl_id=settlement.setl_id, orig_setl_id=settlement.orig_setl_id,
-                 fixmedins_code=settlement.fixmedins_code)
-        return pb.ReverseResponse(result=convert.result_pb(settlement))
-
     async def GetSettlement(self, request: pb.GetSettlementRequest, context: grpc.aio.ServicerContext) -> pb.GetSettlementResponse:
         await self._authorize(context, "GetSettlement", request.fixmedins_code, write=False)
         try:
@@ -253,3 +265,15 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
             result=int(result) + 1,  # type: ignore[arg-type]  # enum is stmt_rslt + 1
             stmt_rslt=int(result),
         )
+
+
+def _settle_code(request: bytes) -> str:
+    return pb.SettleRequest.FromString(request).fixmedins_code
+
+
+def _pre_settle_code(request: bytes) -> str:
+    return pb.PreSettleRequest.FromString(request).request.fixmedins_code
+
+
+def _reverse_code(request: bytes) -> str:
+    return pb.ReverseRequest.FromString(request).fixmedins_code

@@ -1,8 +1,9 @@
 """The writer's work in a process of its own (`medsettle serve
---writer-process`): the group-commit writer hands each batch to a child
-process over a pipe and an answer thread waits for its outcomes, so the split, the
-rules, the postings and the SQLite writes run under the child's GIL, not
-the one the gRPC event loop needs.
+--writer-process`): the group-commit writer hands each batch of write
+requests, as the bytes gRPC received, to a child process over a pipe and
+an answer thread waits for the answers' bytes (server/wire.py), so the
+parsing, validation, split, rules, postings, SQLite writes and result
+messages run under the child's GIL, not the one the gRPC event loop needs.
 
 Durability is the child's commit, as in the thread: the child answers a
 batch only after its COMMIT returned. If the child dies mid-batch, the
@@ -17,12 +18,12 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from medsettle.ledger.clock import Clock
 from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.storage.child_process import ChildProcesses
-from medsettle.ledger.storage.writer import batch_failure
+from medsettle.server import wire
 
 START_TIMEOUT_S = 60.0
 START_POLL_S = 0.1  # how often a start being waited for looks at the close deadline
@@ -32,12 +33,14 @@ START_POLL_S = 0.1  # how often a start being waited for looks at the close dead
 CLOSE_START_GRACE_S = 10.0
 STOP_TIMEOUT_S = 30.0
 _CLOSING = "the server is closing; retry with the same msgid"
-_READY = "ready"
+_READY = b"ready"
 
 
-def _serve_batches(commands_in: Connection, outcomes_out: Connection, db_path: str, clock: Clock) -> None:
-    """The child: opens the ledger, then runs batch after batch, in the order
-    sent, until told to stop."""
+def _serve_batches(commands_in: Connection, outcomes_out: Connection, db_path: str, clock: Clock,
+                   ecert_key: bytes | None) -> None:
+    """The child: opens the ledger, then answers batch after batch of write
+    requests (server/wire.py bodies), in the order sent, until an empty
+    body says stop."""
     import signal
 
     # Ctrl-C reaches the whole process group: the parent drains, then stops the child.
@@ -45,18 +48,15 @@ def _serve_batches(commands_in: Connection, outcomes_out: Connection, db_path: s
     from medsettle.ledger.service import open_reference
     from medsettle.ledger.settlement.process import SettlementProcessor
     from medsettle.ledger.storage.backends import open_ledger
+    from medsettle.server.writes import WriteRequests
 
     store = open_ledger(db_path)
-    processor = SettlementProcessor(store, open_reference(store, clock), clock)
-    outcomes_out.send(_READY)
+    requests = WriteRequests(SettlementProcessor(store, open_reference(store, clock), clock), clock, ecert_key,
+                             store.rollback)
+    outcomes_out.send_bytes(_READY)
     try:
-        while (commands := commands_in.recv()) is not None:
-            try:
-                outcomes = processor.run_batch(commands)
-            except Exception as error:  # as on the writer thread: the batch fails, the writer lives
-                store.rollback()
-                outcomes = [batch_failure(error)] * len(commands)
-            outcomes_out.send(outcomes)
+        while body := commands_in.recv_bytes():
+            outcomes_out.send_bytes(requests.run_body(body))
     except (EOFError, BrokenPipeError):  # the parent is gone
         pass
     finally:
@@ -67,8 +67,8 @@ class _Closing(Exception):
     """A child is not started, or one being started is given up: the server closes."""
 
 
-def _lost(count: int, why: str = "the writer process stopped during this write; retry with the same msgid") -> list[Any]:
-    return [Refused(Reason.STORAGE_UNAVAILABLE, why)] * count
+def _lost(count: int, why: str = "the writer process stopped during this write; retry with the same msgid") -> list[bytes]:
+    return [wire.refused(Refused(Reason.STORAGE_UNAVAILABLE, why))] * count
 
 
 class WriterProcess:
@@ -81,13 +81,14 @@ class WriterProcess:
     children, so a batch sent to a dead one is never waited for on its
     successor's pipe."""
 
-    def __init__(self, db_path: str | Path, clock: Clock) -> None:
+    def __init__(self, db_path: str | Path, clock: Clock, ecert_key: bytes | None = None) -> None:
         # A fresh interpreter, not fork: the parent runs gRPC threads, which
         # must not be forked; and not multiprocessing's spawn, whose resource
         # tracker (a second child) would serve nothing here.
         self._context = ChildProcesses()
         self._db_path = str(db_path)
         self._clock = clock  # the child gets a copy: a clock moved later in the parent is not seen
+        self._ecert_key = ecert_key
         self._lock = threading.Lock()  # the child and its pipes, swapped by a restart
         self._generation = 0
         self.restarts = 0  # children started to replace a dead one
@@ -102,7 +103,7 @@ class WriterProcess:
         commands_in, self._commands = self._context.Pipe(duplex=False)
         self._outcomes, outcomes_out = self._context.Pipe(duplex=False)
         child = self._context.Process(
-            target=_serve_batches, args=(commands_in, outcomes_out, self._db_path, self._clock),
+            target=_serve_batches, args=(commands_in, outcomes_out, self._db_path, self._clock, self._ecert_key),
             name="medsettle: writer", daemon=True,
         )
         try:
@@ -134,7 +135,7 @@ class WriterProcess:
                 if remaining_s <= 0:
                     return False
                 if self._outcomes.poll(min(remaining_s, START_POLL_S)):
-                    return bool(self._outcomes.recv() == _READY)
+                    return bool(self._outcomes.recv_bytes() == _READY)
         except (EOFError, OSError):  # the child died while starting
             pass
         return False
@@ -143,29 +144,30 @@ class WriterProcess:
     def pid(self) -> int | None:
         return self._child.pid
 
-    def send_batch(self, commands: Sequence[Any]) -> Callable[[], list[Any]]:
+    def send_batch(self, commands: Sequence[wire.Write]) -> Callable[[], list[bytes]]:
+        """Sends a batch of write requests; the call returned waits for their answers."""
         with self._lock:
             generation, pipe = self._generation, self._commands
         try:
-            pipe.send(list(commands))
+            pipe.send_bytes(wire.batch_body(commands))
         except OSError:  # the child is gone (or was just replaced): nothing of this batch reached it
             return lambda: self._restarted(generation, len(commands))
         return lambda: self._receive(generation, len(commands))
 
-    def run_batch(self, commands: Sequence[Any]) -> list[Any]:
+    def run_batch(self, commands: Sequence[wire.Write]) -> list[bytes]:
         return self.send_batch(commands)()
 
-    def _receive(self, generation: int, count: int) -> list[Any]:
+    def _receive(self, generation: int, count: int) -> list[bytes]:
         """The outcomes of a batch sent to child `generation` (called in send order)."""
         with self._lock:
             if generation != self._generation:  # sent to a child that has since died
                 return _lost(count)
             pipe = self._outcomes
         try:
-            outcomes: list[Any] = pipe.recv()
+            body = pipe.recv_bytes()
         except (EOFError, OSError):
             return self._restarted(generation, count)
-        return outcomes  # one per command: the writer checks the count
+        return wire.answers_of(body)  # one per command: the writer checks the count
 
     def retry_start(self) -> None:
         """Tries again to start a child after a restart failed (the health watcher calls it)."""
@@ -175,7 +177,7 @@ class WriterProcess:
             generation = self._generation
         self._restarted(generation, 0)
 
-    def _restarted(self, generation: int, count: int) -> list[Any]:
+    def _restarted(self, generation: int, count: int) -> list[bytes]:
         """Replaces child `generation` unless that was done already; the batch is lost.
         The lock is never held while a pipe is read or written: a full pipe
         must not stop the other thread from draining the other one."""
@@ -222,7 +224,7 @@ class WriterProcess:
         with self._lock:  # waits for a restart in progress to give up; none starts after this
             self._closed = True
         try:
-            self._commands.send(None)
+            self._commands.send_bytes(b"")  # stop
         except OSError:
             pass
         self._child.join(STOP_TIMEOUT_S)

@@ -23,6 +23,9 @@ from aiohttp import web
 
 from medsettle.ledger.errors import FieldViolation, Reason, Refused, invalid
 from medsettle.ledger.service import SettlementService
+from medsettle.ledger.settlement.model import Bill
+from medsettle.ledger.settlement.validation import bill_violations
+from medsettle.server import convert, wire
 from medsettle.server.auth import (
     CURRENT_PRINCIPAL,
     AmbiguousCertificate,
@@ -43,6 +46,7 @@ from medsettle.server.logs import get_logger
 from medsettle.server.metrics import OK, CallStats
 from medsettle.server.servicer import log_refusal
 from medsettle.server.status import MAX_MESSAGE_CHARS, MAX_VIOLATIONS_SHOWN, STATUS_OF_REASON
+from medsettle.v1 import settlement_pb2 as pb
 
 OPENAPI_PATH = "/fsi/api/openapi.json"
 DOCS_PATH = "/fsi/api/docs"
@@ -254,15 +258,22 @@ class Gateway:
         return _json_response(status, self._body_of(msgid, reason, message))
 
     # ---- the interfaces ------------------------------------------------------
+    # The writes go to the writer as the gRPC requests they stand for (server/wire.py): one write path.
     async def _pre_settle(self, envelope: env.Envelope) -> dict[str, Any]:
-        return env.settlement_output(await self._service.pre_settle(env.bill_of(envelope)))
+        request = pb.PreSettleRequest(request=_settle_request(env.bill_of(envelope)))
+        return await self._write(wire.PRE_SETTLE, request.SerializeToString())
 
     async def _settle(self, envelope: env.Envelope) -> dict[str, Any]:
-        return env.settlement_output(await self._service.settle(env.bill_of(envelope)))
+        return await self._write(wire.SETTLE, _settle_request(env.bill_of(envelope)).SerializeToString())
 
     async def _reverse(self, envelope: env.Envelope) -> dict[str, Any]:
-        setl_id = env.reversal_of(envelope)
-        return env.settlement_output(await self._service.reverse(envelope.msgid, envelope.fixmedins_code, setl_id))
+        request = pb.ReverseRequest(msgid=envelope.msgid, fixmedins_code=envelope.fixmedins_code,
+                                    setl_id=env.reversal_of(envelope))
+        return await self._write(wire.REVERSE, request.SerializeToString())
+
+    async def _write(self, kind: int, request: bytes) -> dict[str, Any]:
+        result = pb.SettleResult.FromString(await self._service.write(kind, request))
+        return env.settlement_output(convert.settlement_from_pb(result))
 
     async def _lookup(self, envelope: env.Envelope) -> dict[str, Any]:
         setl_id, msgid = env.lookup_of(envelope)
@@ -285,6 +296,17 @@ class Gateway:
                     page.append(settlement)
                 index += 1
         return env.details_output(page[:page_size], page_num, page_size, more=len(page) > page_size)
+
+
+def _settle_request(bill: Bill) -> pb.SettleRequest:
+    """The SettleRequest of a bill read from an envelope. A number the
+    message cannot hold (an insutype beyond 32 bits) is refused as the
+    service refuses it, naming the field."""
+    try:
+        return convert.bill_pb(bill)
+    except ValueError:
+        raise invalid(bill_violations(bill, person_from_token=bool(bill.ecert_token))
+                      or [FieldViolation("input.data", "a number is out of range")]) from None
 
 
 def _peer_principal(request: web.Request) -> Any:

@@ -80,12 +80,12 @@ def test_calls_outcomes_and_writer_batches_are_counted_as_made(metered, bill):
         "OK": 2, "IDEMPOTENCY_CONFLICT": 1, "FIELD_INVALID": 1, "NOT_YOUR_INSTITUTION": 1}
     assert by_label(samples, "medsettle_outcomes_total", "result", method="SettleStream") == {
         "OK": 3, "FIELD_INVALID": 1, "NOT_YOUR_INSTITUTION": 1}
-    # The writer saw every write that passed validation and authorization: 3 Settle calls, 3 stream items.
-    assert value(samples, "medsettle_writer_commands_total") == 6
+    # The writer saw every write that passed authorization (it validates them): 4 Settle calls, 4 stream items.
+    assert value(samples, "medsettle_writer_commands_total") == 8
     batches = value(samples, "medsettle_writer_batches_total")
-    assert 1 <= batches <= 6
+    assert 1 <= batches <= 8
     assert value(samples, "medsettle_writer_batch_commands_count") == batches
-    assert value(samples, "medsettle_writer_batch_commands_sum") == 6
+    assert value(samples, "medsettle_writer_batch_commands_sum") == 8
     assert value(samples, "medsettle_writer_batch_seconds_count") == batches
     assert value(samples, "medsettle_writer_queue_commands") == 0
     assert value(samples, "medsettle_writer_up") == 1

@@ -13,7 +13,10 @@ import pytest
 
 from conftest import ServerThread
 from medsettle.client.settlement_client import CallRefused, SettlementClient
+from medsettle.ledger.errors import Refused
 from medsettle.ledger.posting.invariants import reciprocity_breaks, trial_balance_breaks
+from medsettle.server import wire
+from medsettle.v1 import settlement_pb2 as pb
 
 VISITS = [  # (institution, person, insurance place, insutype): local, in-province, cross-province
     ("H44010100001", "44010000000000000001", "440100", 310),
@@ -28,6 +31,22 @@ def _bills(bill, n: int) -> list:
         code, psn_no, insuplc, insutype = VISITS[i % len(VISITS)]
         bills.append(bill(code=code, psn_no=psn_no, insuplc=insuplc, insutype=insutype, msgid=f"WP{i:05d}"))
     return bills
+
+
+def _write(request) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
+    """A Settle write as the writer takes it (server/wire.py)."""
+    return wire.SETTLE, request.SerializeToString()
+
+
+def _decoded(answers: list[bytes]) -> list:
+    """Each answer's SettleResult, or its Refused."""
+    decoded: list = []
+    for answer in answers:
+        try:
+            decoded.append(pb.SettleResult.FromString(wire.result_of(answer)))
+        except Refused as refusal:
+            decoded.append(refusal)
+    return decoded
 
 
 def _client(server: ServerThread) -> SettlementClient:
@@ -93,24 +112,22 @@ def test_a_killed_writer_process_costs_its_batch_a_retry_and_is_replaced(tmp_pat
         server.stop()
 
 
-def test_a_batch_that_raises_in_the_writer_process_fails_alone(tmp_path, clock, bill):
-    """A command the writer cannot handle (here: not a command at all) fails
-    its batch with INTERNAL, as on the writer thread; the same child goes on."""
+def test_a_write_the_writer_process_cannot_handle_fails_alone(tmp_path, clock, bill):
+    """A write the writer cannot handle (here: of no known kind) is refused
+    with INTERNAL; the same child goes on."""
     from medsettle.ledger.errors import Reason, Refused
     from medsettle.ledger.service import open_reference
-    from medsettle.ledger.settlement.process import SettleCommand
     from medsettle.ledger.storage.sqlite import SqliteLedgerStore
     from medsettle.ledger.storage.writer_process import WriterProcess
-    from medsettle.server.convert import bill_from_pb
 
     db = tmp_path / "ledger.db"
     store = SqliteLedgerStore(db)
     open_reference(store, clock)
     writer = WriterProcess(db, clock)
     try:
-        [failed] = writer.run_batch(["not a command"])
+        [failed] = _decoded(writer.run_batch([(99, b"")]))
         assert isinstance(failed, Refused) and failed.reason == Reason.INTERNAL
-        [settled] = writer.run_batch([SettleCommand(bill_from_pb(bill()), persist=True)])
+        [settled] = _decoded(writer.run_batch([_write(bill())]))
         assert settled.setl_id == "S000000000001" and writer.restarts == 0
     finally:
         writer.close()
@@ -122,23 +139,21 @@ def test_batches_sent_to_a_dead_writer_process_are_lost_together_and_it_restarts
     the same msgid, one new child replaces it, and both retries settle once."""
     from medsettle.ledger.errors import Reason, Refused
     from medsettle.ledger.service import open_reference
-    from medsettle.ledger.settlement.process import SettleCommand
     from medsettle.ledger.storage.sqlite import SqliteLedgerStore
     from medsettle.ledger.storage.writer_process import WriterProcess
-    from medsettle.server.convert import bill_from_pb
 
     db = tmp_path / "ledger.db"
     store = SqliteLedgerStore(db)
     open_reference(store, clock)
     writer = WriterProcess(db, clock)
-    commands = [SettleCommand(bill_from_pb(b), persist=True) for b in _bills(bill, 2)]
+    commands = [_write(b) for b in _bills(bill, 2)]
     try:
         os.kill(writer.pid, signal.SIGKILL)
         first, second = writer.send_batch(commands[:1]), writer.send_batch(commands[1:])
-        lost = first() + second()
+        lost = _decoded(first() + second())
         assert all(isinstance(o, Refused) and o.reason == Reason.STORAGE_UNAVAILABLE for o in lost)
         assert writer.restarts == 1
-        retried = writer.send_batch(commands)()
+        retried = _decoded(writer.send_batch(commands)())
         assert [s.msgid for s in retried] == ["WP00000", "WP00001"]
         assert store.reader().execute("SELECT COUNT(*) FROM settlements").fetchone()[0] == 2
     finally:
@@ -192,19 +207,17 @@ def _down_writer_process(tmp_path, clock, bill):
     """A WriterProcess whose child died and could not be restarted (its
     ledger's folder was gone); the folder is back, so the next try works."""
     from medsettle.ledger.service import open_reference
-    from medsettle.ledger.settlement.process import SettleCommand
     from medsettle.ledger.storage.sqlite import SqliteLedgerStore
     from medsettle.ledger.storage.writer_process import WriterProcess
-    from medsettle.server.convert import bill_from_pb
 
     db = tmp_path / "ledger.db"
     store = SqliteLedgerStore(db)
     open_reference(store, clock)
     writer = WriterProcess(db, clock)
-    commands = [SettleCommand(bill_from_pb(b), persist=True) for b in _bills(bill, 2)]
+    commands = [_write(b) for b in _bills(bill, 2)]
     writer._db_path = str(tmp_path / "gone" / "ledger.db")
     os.kill(writer.pid, signal.SIGKILL)
-    writer.run_batch(commands[:1])
+    _decoded(writer.run_batch(commands[:1]))
     assert writer.down is not None
     assert (writer.restarts, writer.restart_failures) == (0, 1)  # a failed try is not a restart
     writer._db_path = str(db)
@@ -250,7 +263,7 @@ def test_the_health_watcher_does_not_replace_a_child_that_a_batch_is_starting(tm
         by_watcher.join(60)
         assert writer.down is None
         assert writer.restarts == restarts + 1
-        assert [s.msgid for s in writer.run_batch(commands)] == ["WP00000", "WP00001"]
+        assert [s.msgid for s in _decoded(writer.run_batch(commands))] == ["WP00000", "WP00001"]
     finally:
         writer.close()
         store.close()
@@ -285,52 +298,45 @@ def test_a_writer_process_that_could_not_be_spawned_is_started_by_the_next_try(t
 
     writer._context = SpawnFailsOnce()
     try:
-        [lost] = writer.run_batch(commands[:1])
+        [lost] = _decoded(writer.run_batch(commands[:1]))
         assert isinstance(lost, Refused) and lost.reason == Reason.STORAGE_UNAVAILABLE
         assert "Resource temporarily unavailable" in (writer.down or "")
         writer.retry_start()
         assert writer.down is None
         assert (writer.restarts, writer.restart_failures) == (1, 2)
-        assert [s.msgid for s in writer.run_batch(commands)] == ["WP00000", "WP00001"]
+        assert [s.msgid for s in _decoded(writer.run_batch(commands))] == ["WP00000", "WP00001"]
     finally:
         writer.close()
         store.close()
 
 
 def test_a_batch_being_sent_while_the_child_is_replaced_is_told_to_retry(tmp_path, clock, bill, monkeypatch):
-    """The writer thread is sending a batch (pickling it) to a child that
+    """The writer thread is sending a batch (encoding it) to a child that
     died when the answer thread replaces that child: the batch is lost with
     STORAGE_UNAVAILABLE (retry with the same msgid), not an internal error,
     and it never reaches the new child."""
     import threading
-    from multiprocessing import connection
 
     from medsettle.ledger.errors import Reason, Refused
     from medsettle.ledger.service import open_reference
     from medsettle.ledger.storage.sqlite import SqliteLedgerStore
     from medsettle.ledger.storage.writer_process import WriterProcess
-    from medsettle.ledger.settlement.process import SettleCommand
-    from medsettle.server.convert import bill_from_pb
 
     db = tmp_path / "ledger.db"
     store = SqliteLedgerStore(db)
     open_reference(store, clock)
     writer = WriterProcess(db, clock)
-    commands = [SettleCommand(bill_from_pb(b), persist=True) for b in _bills(bill, 2)]
-    pickling, resume = threading.Event(), threading.Event()
-    real = connection._ForkingPickler
+    commands = [_write(b) for b in _bills(bill, 2)]
+    pickling, resume = threading.Event(), threading.Event()  # "pickling": encoding the batch's frame
+    real = wire.batch_body
 
-    class HeldPickler:
-        loads = staticmethod(real.loads)
+    def held_batch_body(writes):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name == "sender":
+            pickling.set()
+            assert resume.wait(30)
+        return real(writes)
 
-        @staticmethod
-        def dumps(obj, protocol=None):
-            if isinstance(obj, list) and obj and threading.current_thread().name == "sender":
-                pickling.set()
-                assert resume.wait(30)
-            return real.dumps(obj, protocol)
-
-    monkeypatch.setattr(connection, "_ForkingPickler", HeldPickler)
+    monkeypatch.setattr(wire, "batch_body", held_batch_body)
     sent: list = []
     try:
         generation = writer._generation
@@ -343,9 +349,9 @@ def test_a_batch_being_sent_while_the_child_is_replaced_is_told_to_retry(tmp_pat
         resume.set()
         sender.join(30)
         assert len(sent) == 1, "send_batch raised"
-        [lost] = sent[0]()
+        [lost] = _decoded(sent[0]())
         assert isinstance(lost, Refused) and lost.reason == Reason.STORAGE_UNAVAILABLE
-        assert [s.msgid for s in writer.run_batch(commands)] == ["WP00000", "WP00001"]
+        assert [s.msgid for s in _decoded(writer.run_batch(commands))] == ["WP00000", "WP00001"]
     finally:
         resume.set()
         writer.close()
@@ -445,7 +451,7 @@ def test_closing_gives_up_a_start_that_would_wait_its_whole_timeout(tmp_path, cl
     writer, store, commands = _down_writer_process(tmp_path, clock, bill)
     children = _writer_that_starts_sleepers(writer)
     outcomes: list = []
-    retrying = threading.Thread(target=lambda: outcomes.extend(writer.run_batch(commands[:1])))
+    retrying = threading.Thread(target=lambda: outcomes.extend(_decoded(writer.run_batch(commands[:1]))))
     try:
         retrying.start()  # the writer is down: this batch's call starts a child, which never gets ready
         deadline = time.monotonic() + 30
@@ -495,7 +501,6 @@ def test_the_service_drain_gives_a_start_a_grace_then_gives_it_up(tmp_path, cloc
     from medsettle.ledger.errors import Refused
     from medsettle.ledger.service import SettlementService
     from medsettle.ledger.storage import writer_process as module
-    from medsettle.server.convert import bill_from_pb
 
     monkeypatch.setattr(module, "START_TIMEOUT_S", 3600.0)
     monkeypatch.setattr(module, "CLOSE_START_GRACE_S", 0.5)
@@ -507,7 +512,7 @@ def test_the_service_drain_gives_a_start_a_grace_then_gives_it_up(tmp_path, cloc
     async def settle_then_close() -> None:
         service.start()
         os.kill(writer.pid, signal.SIGKILL)
-        pending = service.submit_settle(bill_from_pb(_bills(bill, 1)[0]))  # its batch finds the child dead
+        pending = service.submit_write(wire.SETTLE, _bills(bill, 1)[0].SerializeToString())  # its batch finds the child dead
         deadline = time.monotonic() + 30
         while not writer.starting:
             assert time.monotonic() < deadline
@@ -515,7 +520,7 @@ def test_the_service_drain_gives_a_start_a_grace_then_gives_it_up(tmp_path, cloc
         closing = threading.Thread(target=service.close)
         closing.start()
         try:
-            await pending
+            wire.result_of(await pending)
         except Refused as refused:
             outcome.append(refused)
         await asyncio.to_thread(closing.join, 30)
@@ -545,7 +550,7 @@ def test_no_child_is_started_once_the_close_deadline_passed(tmp_path, clock, bil
         writer.begin_closing(0.0)
         os.kill(writer.pid, signal.SIGKILL)
         for _ in range(3):
-            [lost] = writer.run_batch(commands[:1])
+            [lost] = _decoded(writer.run_batch(commands[:1]))
             assert isinstance(lost, Refused) and "the server is closing" in str(lost)
         assert children == [] and writer.restart_failures == 1 and writer.down is None
     finally:
