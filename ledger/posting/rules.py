@@ -33,6 +33,19 @@ def settlement_postings(
     acct_pay_fen: int,
 ) -> list[Posting]:
     """The postings of one settlement; a reversal passes negative amounts."""
+    return [Posting(book, account, amount) for book, account, amount in
+            posting_lines(insuplc_admdvs, mdtrtarea_admvs, payee_code, hifp_pay_fen, acct_pay_fen)]
+
+
+def posting_lines(
+    insuplc_admdvs: str,
+    mdtrtarea_admvs: str,
+    payee_code: str,
+    hifp_pay_fen: int,
+    acct_pay_fen: int,
+) -> list[tuple[str, str, int]]:
+    """settlement_postings as (book, account, amount_fen) tuples: the writer's
+    form (once per settlement; it stores and hashes them as tuples)."""
     owed_fen = hifp_pay_fen + acct_pay_fen
     if owed_fen == 0 and hifp_pay_fen == 0:
         return []
@@ -52,17 +65,17 @@ def settlement_postings(
             (insuplc_admdvs, accounts.FUND_PERSONAL_ACCOUNTS, acct_pay_fen),
             (insuplc_admdvs, accounts.payable_agency(mdtrtarea_admvs), -owed_fen),
         )
-    # only the non-zero postings are built (once per settlement)
-    postings = [Posting(book, account, amount) for book, account, amount in lines if amount != 0]
-    assert _balanced(postings), unbalanced_books(postings)
-    return postings
+    # only the non-zero postings are kept
+    kept = [line for line in lines if line[2] != 0]
+    assert _balanced(kept), unbalanced_books(Posting(*line) for line in kept)
+    return kept
 
 
-def _balanced(postings: list[Posting]) -> bool:
-    """not unbalanced_books(postings), without building the report."""
+def _balanced(lines: list[tuple[str, str, int]]) -> bool:
+    """Every book's lines sum to zero: not unbalanced_books, without building the report."""
     totals: dict[str, int] = {}
-    for posting in postings:
-        totals[posting.book] = totals.get(posting.book, 0) + posting.amount_fen
+    for book, _, amount in lines:
+        totals[book] = totals.get(book, 0) + amount
     return not any(totals.values())
 
 

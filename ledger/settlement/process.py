@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 from medsettle.ledger.clock import Clock, period_of, year_of
 from medsettle.ledger.errors import FieldViolation, Reason, Refused, refused_field
-from medsettle.ledger.posting.journal import entry_hash
-from medsettle.ledger.posting.rules import Posting, settlement_postings
+from medsettle.ledger.posting.journal import entry_hash_of_lines
+from medsettle.ledger.posting.rules import posting_lines
 from medsettle.ledger.reference.models import (
     CatalogueItem,
     Institution,
@@ -450,18 +450,19 @@ class SettlementProcessor:
 
     def _post(self, batch: _Batch, settlement: Settlement, fingerprint: str, payee_code: str) -> tuple[Settlement, int]:
         """settlement: with the id _next_setl_id gave it. Returns it and its setl_time in epoch microseconds."""
-        postings: list[Posting] = settlement_postings(
+        lines = posting_lines(
             settlement.insuplc_admdvs, settlement.mdtrtarea_admvs, payee_code,
             settlement.split.hifp_pay_fen, settlement.split.acct_pay_fen,
         )
-        batch.entry_no += 1
+        entry_no = batch.entry_no = batch.entry_no + 1
+        setlym = settlement.setlym
         created_us = to_us(settlement.setl_time)  # once: the entry, the row and the stage's rows
         kind = "settle" if settlement.kind == SettlementKind.SETTLE else "reverse"
-        entry = entry_hash(batch.last_hash, batch.entry_no, settlement.setl_id, kind, settlement.setlym, created_us, postings)
+        entry = entry_hash_of_lines(batch.last_hash, entry_no, settlement.setl_id, kind, setlym, created_us, lines)
         write = batch.write
         write.settlements.append(settlement_row(settlement, fingerprint, payee_code, created_us))
-        write.entries.append((batch.entry_no, settlement.setl_id, kind, settlement.setlym, created_us, batch.last_hash, entry))
-        write.postings.extend((batch.entry_no, settlement.setlym, p.book, p.account, p.amount_fen) for p in postings)
+        write.entries.append((entry_no, settlement.setl_id, kind, setlym, created_us, batch.last_hash, entry))
+        write.postings.extend([(entry_no, setlym, book, account, amount) for book, account, amount in lines])
         batch.last_hash = entry
         batch.by_key[(settlement.fixmedins_code, settlement.msgid)] = (settlement, fingerprint)
         batch.by_setl_id[settlement.setl_id] = (settlement, payee_code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import inspect
 import json
 from zoneinfo import ZoneInfo
@@ -14,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medsettle.ledger.clock import CHINA_TZ, china_time, period_of, year_of
-from medsettle.ledger.posting.rules import Posting, _balanced, unbalanced_books
+from medsettle.ledger.posting.journal import entry_hash, entry_hash_of_lines
+from medsettle.ledger.posting.rules import Posting, _balanced, posting_lines, settlement_postings, unbalanced_books
 from medsettle.ledger.reference.models import Category
 from medsettle.ledger.settlement.model import AMOUNT_FIELDS, Bill, FeeLine, LineSplit, Settlement, Split, VisitType
 from medsettle.ledger.storage.sqlite import line_splits_json
@@ -54,6 +56,13 @@ def test_line_splits_json_of_no_lines_and_of_awkward_serial_numbers() -> None:
     assert line_splits_json(()) == "[]"
     awkward = tuple(LineSplit(sn, Category.A, 1, 0, 0, 0, 1) for sn in ('"', "\\", "\n\x00", "é中", "\ud800", ""))
     assert line_splits_json(awkward) == json_dumps_of(awkward)
+    # each on its own: printable ASCII (orjson's bytes), DEL and a control
+    # character (escaped by json alone, resp. alike), non-ASCII, a lone surrogate
+    for sn in ("S-01/ok", "\x7f", "a\x1fb", "é", "\udfff", "\t\b\f\r"):
+        one = (LineSplit(sn, Category.B, 5, 0, 0, 0, 5),)
+        assert line_splits_json(one) == json_dumps_of(one), sn
+    beyond_64_bits = (LineSplit("1", Category.C, 2**70, -(2**64), 0, 0, 2**70 + 2**64),)
+    assert line_splits_json(beyond_64_bits) == json_dumps_of(beyond_64_bits)
 
 
 @PROPS
@@ -86,7 +95,25 @@ postings = st.lists(
 @PROPS
 @given(postings)
 def test_the_posting_balance_check_agrees_with_unbalanced_books(ps: list[Posting]) -> None:
-    assert _balanced(ps) == (not unbalanced_books(ps))
+    assert _balanced([(p.book, p.account, p.amount_fen) for p in ps]) == (not unbalanced_books(ps))
+
+
+fen = st.integers(-(10**12), 10**12)
+regions = st.sampled_from(["440100", "440300", "310100"])
+
+
+@PROPS
+@given(regions, regions, st.sampled_from(["H44010100001", "H31010100001"]), fen, fen)
+def test_the_writers_posting_tuples_and_their_hash_are_the_postings_and_theirs(
+        insuplc: str, mdtrtarea: str, payee: str, hifp: int, acct: int) -> None:
+    """The writer posts and hashes tuples; verify recomputes from Posting values: the same lines, the same hash."""
+    postings = settlement_postings(insuplc, mdtrtarea, payee, hifp, acct)
+    lines = posting_lines(insuplc, mdtrtarea, payee, hifp, acct)
+    assert lines == [(p.book, p.account, p.amount_fen) for p in postings]
+    args = ("f" * 64, 41, "S000000000041", "settle", "2026-10", 1_760_495_400_000_000)
+    text = "|".join((*args[:1], str(args[1]), *args[2:5], str(args[5])))
+    before = hashlib.sha256(f"{text}|{';'.join(f'{p.book},{p.account},{p.amount_fen}' for p in postings)}".encode())
+    assert entry_hash_of_lines(*args, lines) == entry_hash(*args, postings) == before.hexdigest()
 
 
 @pytest.mark.parametrize("cls", [FeeLine, Bill, LineSplit, Split, Settlement])
