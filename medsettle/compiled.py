@@ -32,6 +32,7 @@ COMPILED_MODULES = (
     "medsettle.ledger.posting.rules",
     "medsettle.ledger.posting.journal",
     "medsettle.ledger.storage.rows",
+    "medsettle.ledger.money",
 )
 PURE_ENV = "MEDSETTLE_PURE"
 # A compiled module this much older than its source is taken for stale (an

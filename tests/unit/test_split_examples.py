@@ -15,17 +15,26 @@ from medsettle.ledger.settlement.model import (
     Accumulators,
     ClrType,
     FeeLine,
+    LineSplit,
     PayLoc,
     Split,
     VisitType,
     pay_loc_of,
 )
-from medsettle.ledger.settlement.split import SplitTerms, accumulate, split_bill, split_line
+from medsettle.ledger.settlement.split import SplitTerms, accumulate, split_bill, split_lines
 
 HEBEI_PROVINCE = "13"
 HEBEI_REGION = "130100"  # Shijiazhuang
 HEBEI_HOSPITAL = "H13010100001"
 HEBEI_PERSON = "13010000000000000001"
+
+
+def split_line(line: FeeLine, item: CatalogueItem) -> LineSplit:
+    (line_split,), *totals = split_lines([(line, item)])
+    # a bill of one line: its sums are the line's own parts
+    assert totals == [line_split.fulamt_ownpay_amt_fen, line_split.overlmt_selfpay_fen,
+                      line_split.preselfpay_amt_fen, line_split.inscp_scp_amt_fen]
+    return line_split
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +121,7 @@ def test_treatment_province_catalogue_overrides_the_national_one(sample) -> None
     assert in_guangdong.inscp_scp_amt_fen == 7800 - 390
 
 
-# ---- split_line by category ----------------------------------------------
+# ---- one line by category -------------------------------------------------
 
 
 def test_class_a_line_is_fully_eligible_up_to_the_cap() -> None:
