@@ -73,6 +73,9 @@ def entry_problems(row: JournalRow, expected_prev: str, expected_no: int | None)
         problems.append("prev_hash is not the previous entry's hash (an entry was removed, inserted or reordered)")
     if entry_hash(row.prev_hash, row.entry_no, row.setl_id, row.kind, row.setlym, row.created_us, postings) != row.hash:
         problems.append("hash does not match the entry's postings (a posting or the entry was changed)")
+    if not all(posting_well_typed(p) for p in postings):
+        problems.append("a posting's book, account or amount is not text, text and an integer")
+        return problems  # its sums would mean nothing
     per_book: dict[str, int] = defaultdict(int)
     for p in postings:
         per_book[p.book] += p.amount_fen
@@ -82,9 +85,27 @@ def entry_problems(row: JournalRow, expected_prev: str, expected_no: int | None)
     if row.kind in SETTLEMENT_KINDS:
         if row.settlement is None:
             problems.append(f"no settlement row {row.setl_id} for this {row.kind} entry")
+        elif not settlement_well_typed(row.settlement):
+            problems.append(f"settlement {row.setl_id}'s places, payee or amounts are not text and integers")
         elif settlement_postings(*row.settlement) != postings:
             problems.append(f"postings differ from what settlement {row.setl_id}'s amounts post")
     return problems
+
+
+def well_typed(texts: Iterable[object], integers: Iterable[object]) -> bool:
+    """True if these are text and those integers (a posting's book and
+    account, and amount; a settlement's places and payee, and amounts): what
+    a file changed behind the service's back holds instead is reported, not
+    summed."""
+    return all(isinstance(value, str) for value in texts) and all(type(value) is int for value in integers)
+
+
+def posting_well_typed(posting: Posting) -> bool:
+    return well_typed((posting.book, posting.account), (posting.amount_fen,))
+
+
+def settlement_well_typed(settlement: tuple[object, ...]) -> bool:
+    return well_typed(settlement[:3], settlement[3:])
 
 
 def verify_journal(rows: Iterable[JournalRow], start: Checkpoint = GENESIS,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from typing import Iterator, Protocol
+from typing import Iterable, Iterator, Protocol
 
 from medsettle.ledger.chain_checkpoint import Checkpoint
-from medsettle.ledger.clearing.store import ClearingRun, SettlementGroup
+from medsettle.ledger.clearing.month_sums import MonthSums
+from medsettle.ledger.clearing.store import ClearingRun, EntryText, SettlementGroup
 from medsettle.ledger.posting.rules import Posting
 from medsettle.ledger.settlement.model import Settlement
 from medsettle.ledger.storage.rows import JournalRow
@@ -35,7 +36,12 @@ class ClearingLedger(Protocol):
     def chain_heads(self) -> dict[int, tuple[int, str]]:
         """Each writer's recorded (last entry, hash) where there are several chains; {} for one."""
     def iter_entry_postings(self, setlym: str | None = None, after_entry_no: int = 0) -> Iterator[JournalRow]: ...
+    def entry_texts_since(self, after_entry_no: int) -> Iterable[EntryText] | None:
+        """One row per entry with its postings as text (store.py); None: the
+        backend has no such read, the entries are read with iter_entry_postings."""
     def settlements_without_entry(self, after_setl_no: int, up_to_setl_no: int, limit: int) -> list[str]: ...
+    def month_sums(self, period: str, province: str) -> MonthSums:
+        """The period's balances and settlement groups (ledger/clearing/month_sums.py)."""
     def period_balances(self, period: str) -> Balances: ...
     def non_settlement_balances(self, period: str) -> Balances: ...
     def misfiled_since(self, period: str, after_entry_no: int) -> tuple[Balances, int]: ...

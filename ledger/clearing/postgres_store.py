@@ -23,6 +23,7 @@ import contextlib
 from typing import Any, Iterator
 
 from medsettle.ledger.chain_checkpoint import Checkpoint
+from medsettle.ledger.clearing.month_sums import SnapshotMonthSums
 from medsettle.ledger.storage import pg_connect
 from medsettle.ledger.storage.port import StorageError
 from medsettle.ledger.storage.postgres import (
@@ -86,6 +87,13 @@ class PostgresClearingStore(PostgresClearingReads):  # type: ignore[misc,valid-t
             cursor.execute(*entries_query(setlym))
             yield from journal_rows(iter(cursor))
 
+    def month_sums(self, period: str, province: str) -> SnapshotMonthSums:
+        """Read in the snapshot's one transaction, when asked (its connection serves one statement at a time)."""
+        return SnapshotMonthSums(self, period, province)
+
+    def entry_texts_since(self, after_entry_no: int) -> None:
+        return None  # several chains: the entries are read chain by chain (iter_entry_postings)
+
     def chain_checkpoints(self) -> list[Checkpoint]:
         return []  # one chain per writer: no checkpoint covers them (the run checks every entry)
 
@@ -94,9 +102,6 @@ class PostgresClearingStore(PostgresClearingReads):  # type: ignore[misc,valid-t
     POSTING_PERIOD = "p.setlym"
     MONTH_SCAN = "settlements"
     TEXT_ORDER = ' COLLATE "C"'  # the order SQLite sorts text in (bytes), whatever the database's collation
-
-    def prepare_sort(self) -> None:
-        return None  # PostgreSQL sizes its own sorts (work_mem)
 
     def find_run(self, province: str, period: str) -> Any:
         from medsettle.ledger.clearing.store import ClearingRun

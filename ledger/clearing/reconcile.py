@@ -32,16 +32,22 @@ from medsettle.ledger.clearing.netting import ReciprocalBalance, in_province
 from medsettle.ledger.clearing.period import ClearingRefused
 from medsettle.ledger.chain_checkpoint import Checkpoint, trusted_checkpoint
 from medsettle.ledger.clearing.port import ClearingLedger
-from medsettle.ledger.clearing.store import InstitutionTotals, SettlementGroup
+from medsettle.ledger.clearing.store import EntryText, InstitutionTotals, SettlementGroup
 from medsettle.ledger.money import MAX_AMOUNT_FEN
 from medsettle.ledger.posting import accounts
-from medsettle.ledger.posting.journal import GENESIS_HASH
+from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
 from medsettle.ledger.posting.invariants import PAYABLE, RECEIVABLE, Break, reciprocity_breaks, trial_balance_breaks
-from medsettle.ledger.posting.rules import settlement_postings
+from medsettle.ledger.posting.rules import Posting, settlement_postings
 from medsettle.ledger.reconcile import StmtResult, Totals, compare_totals
 from medsettle.ledger.settlement.model import ClrType
 from medsettle.ledger.storage.rows import JournalRow
-from medsettle.ledger.verify import SETTLEMENT_KINDS, chain_head_problems, entry_problems
+from medsettle.ledger.verify import (
+    SETTLEMENT_KINDS,
+    chain_head_problems,
+    entry_problems,
+    posting_well_typed,
+    settlement_well_typed,
+)
 
 MAX_LISTED_BREAKS_PER_KIND = 200  # the report counts every break, lists this many of each kind
 MAX_LISTED_SETTLEMENTS = 200  # per institution and clr_type whose declared totals differ
@@ -107,6 +113,59 @@ def verify_since(store: ClearingLedger, start: Checkpoint, up_to_entry_no: int, 
     per-book balance, postings against the settlement row) over every entry
     after the checkpoint, whatever its period: the entries before it were
     checked when it was recorded. Returns how many entries were checked."""
+    texts = store.entry_texts_since(start.entry_no)
+    if texts is None:
+        return _verify_rows_since(store, start, up_to_entry_no, log, progress)
+    last_no, last_hash = start.entry_no, start.entry_hash
+    seen = 0
+    for text in texts:
+        if text[0] > up_to_entry_no:
+            break  # appended after this run's snapshot began (entries come in order)
+        if not _entry_holds(text, last_no + 1, last_hash):
+            # the checks again on the entry's own rows: they name what is wrong
+            rows = store.iter_entry_postings(after_entry_no=text[0] - 1)
+            row = next(iter(rows))
+            rows.close()  # type: ignore[attr-defined]
+            problems = entry_problems(row, last_hash, last_no + 1)
+            if problems:
+                log.add(_entry_break(row, problems))
+        last_no, last_hash = text[0], text[6]
+        seen += 1
+        if progress is not None and seen % PROGRESS_EVERY == 0:
+            progress(PROGRESS_EVERY)
+    if progress is not None:
+        progress(seen % PROGRESS_EVERY)
+    return seen
+
+
+def _entry_holds(text: EntryText, expected_no: int, expected_prev: str) -> bool:
+    """True only if entry_problems would find nothing: a settlement or
+    reversal entry that follows expected_no/expected_prev, whose stored
+    postings are, field for field and in insert (rowid) order, what its settlement's
+    amounts post (their text splits into exactly those fields: no field
+    holds a separator; text fields and an integer amount, else the store
+    added a field), so its stored hash must be the hash of those postings.
+    Anything else (another kind of entry, any doubt) is checked row by row."""
+    entry_no, setl_id, kind, setlym, created_us, prev_hash, stored_hash, insuplc, *amounts, postings_text, count = text
+    if entry_no != expected_no or prev_hash != expected_prev or kind not in SETTLEMENT_KINDS or insuplc is None:
+        return False
+    expected = settlement_postings(insuplc, *amounts)
+    lines = postings_text.split(";") if postings_text is not None else []
+    if count != len(expected) or len(lines) != count:
+        return False
+    last_rowid = 0
+    for line, posting in zip(lines, expected):
+        rowid, *fields = line.split(",")
+        if fields != [posting.book, posting.account, str(posting.amount_fen)] or int(rowid) <= last_rowid:
+            return False  # another posting, or not in insert order (the order the hash covers)
+        last_rowid = int(rowid)
+    # the rules' postings balance per book by construction (settlement_postings checks it)
+    return entry_hash(prev_hash, entry_no, setl_id, kind, setlym, created_us, expected) == stored_hash
+
+
+def _verify_rows_since(store: ClearingLedger, start: Checkpoint, up_to_entry_no: int, log: BreakLog,
+                       progress: Progress | None) -> int:
+    """verify_since on JournalRows, chain by chain (several writers' chains on PostgreSQL)."""
     tails = {0: (start.entry_no, start.entry_hash)}  # chain -> its last entry so far (one chain, 0, on SQLite)
     seen = 0
     for row in store.iter_entry_postings(after_entry_no=start.entry_no):
@@ -140,7 +199,8 @@ def _entry_break(row: JournalRow, problems: list[str]) -> Break:
     its amounts, by how much, account by account."""
     where = f"entry {row.entry_no} ({row.setl_id})"
     differences: dict[tuple[str, str], int] = {}
-    if row.kind in SETTLEMENT_KINDS and row.settlement is not None:
+    if (row.kind in SETTLEMENT_KINDS and row.settlement is not None and settlement_well_typed(row.settlement)
+            and all(posting_well_typed(Posting(*p)) for p in row.postings)):
         expected: dict[tuple[str, str], int] = defaultdict(int)
         for posting in settlement_postings(*row.settlement):
             expected[(posting.book, posting.account)] += posting.amount_fen

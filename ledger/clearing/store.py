@@ -1,8 +1,9 @@
 """The SQL of the clearing run. Every read aggregates in the database or
 streams through a cursor: nothing here holds a month of settlements.
 
-Reads run in one read transaction (a WAL snapshot, `snapshot()`); the
-posting runs in a `BEGIN IMMEDIATE` transaction on the write connection,
+Reads run in one read transaction (a WAL snapshot, `snapshot()`), except
+the month's sums, which run on worker threads bounded by that snapshot
+(ledger/clearing/month_sums.py); the posting runs in a `BEGIN IMMEDIATE` transaction on the write connection,
 which reads the journal's chain head under the lock, as the server's writer
 does per batch, so clearing may run while a server appends to the same file.
 """
@@ -13,15 +14,14 @@ import contextlib
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+from medsettle.ledger.clearing.month_sums import MonthSums, ThreadedMonthSums
 from medsettle.ledger.clock import parse_period
 from medsettle.ledger.posting import accounts
 from medsettle.ledger.posting.journal import entry_hash
 from medsettle.ledger.posting.rules import Posting
 from medsettle.ledger.storage.sqlite import BatchWrite, SqliteLedgerStore, to_us
-
-SORT_THREADS = 2  # helper threads SQLite may sort with (the month's settlements, per payee and place)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,11 @@ class SettlementGroup:
     hifp_pay_fen: int
 
 
+# entry_no, setl_id, kind, setlym, created_us, prev_hash, hash, the settlement's insuplc_admdvs,
+# mdtrtarea_admvs, payee_code, hifp_pay_fen, acct_pay_fen (None: no settlement row), postings text, postings
+EntryText = tuple[int, str, str, str, int, str, str, Any, Any, Any, Any, Any, "str | None", int]
+
+
 @dataclass(frozen=True, slots=True)
 class ClearingRun:
     province: str
@@ -64,6 +69,26 @@ class ClearingRun:
 def province_book_range(province: str) -> tuple[str, str]:
     """[low, high) of the 6-digit agency book names of a province."""
     return province, f"{int(province) + 1:02d}"
+
+
+def merge_groups(parts: list[list[SettlementGroup]]) -> list[SettlementGroup]:
+    """The groups of several setl_no ranges summed per (payee, treatment,
+    insurance), in that order (Python orders str by code point, as SQLite
+    orders UTF-8 text by its bytes)."""
+    if len(parts) == 1:
+        return parts[0]
+    sums: dict[tuple[str, str, str], list[int]] = {}
+    for part in parts:
+        for g in part:
+            values = (g.setl_cnt, g.medfee_sumamt_fen, g.fund_pay_sumamt_fen, g.acct_pay_fen, g.psn_cash_pay_fen,
+                      g.hifp_pay_fen)
+            held = sums.get((g.payee_code, g.treatment, g.insurance))
+            if held is None:
+                sums[(g.payee_code, g.treatment, g.insurance)] = list(values)
+            else:
+                for i, value in enumerate(values):
+                    held[i] += value
+    return [SettlementGroup(*key, *values) for key, values in sorted(sums.items())]
 
 
 def months_between(first: str, last: str) -> Iterator[str]:
@@ -88,10 +113,55 @@ class ClearingStore(SqliteLedgerStore):
         finally:
             conn.execute("COMMIT")
 
-    def period_balances(self, period: str) -> dict[tuple[str, str], int]:
+    def period_balances(self, period: str, up_to_posting: int | None = None) -> dict[tuple[str, str], int]:
         """The period's balance of every account of every book, by the
-        postings' own period (read off the covering index, in order)."""
-        return self.book_balances(period)
+        postings' own period (read off the covering index, in order);
+        up_to_posting: of the postings up to that rowid only (a snapshot's)."""
+        if up_to_posting is None:
+            return self.book_balances(period)
+        rows = self.reader().execute(
+            "SELECT book, account, SUM(amount_fen) FROM postings WHERE setlym = ? AND rowid <= ? "
+            "GROUP BY book, account", (period, up_to_posting))
+        return {(book, account): total for book, account, total in rows}
+
+    def month_sums(self, period: str, province: str) -> MonthSums:
+        """The period's balances and settlement groups, summed on worker
+        threads from here on (inside snapshot(); ledger/clearing/month_sums.py)."""
+        return ThreadedMonthSums(self, period, province)
+
+    def snapshot_ends(self) -> tuple[int, int]:
+        """(last setl_no, last postings rowid) of the snapshot."""
+        conn = self.reader()
+        settlements_end = conn.execute("SELECT COALESCE(MAX(setl_no), 0) FROM settlements").fetchone()[0]
+        postings_end = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM postings").fetchone()[0]
+        return settlements_end, postings_end
+
+    def settlement_cuts(self, period: str, settlements_end: int, parts: int) -> list[int]:
+        """[0, ..., settlements_end]: `parts` ranges of setl_no (low, high]
+        that cover every settlement, cut so that each holds about as many
+        of the period's: the period's first and last settlement are found by
+        bisection, taking numbers to follow time (only the balance of the
+        parts depends on that, never what they cover)."""
+        first = self._bisect_setl_no(lambda setlym: setlym >= period, settlements_end)
+        after = self._bisect_setl_no(lambda setlym: setlym > period, settlements_end)
+        span = max(after - first, 0)
+        inner = sorted(min(max(first - 1 + span * i // parts, 0), settlements_end) for i in range(1, parts))
+        return [0, *inner, settlements_end]
+
+    def _bisect_setl_no(self, reached: Callable[[str], bool], settlements_end: int) -> int:
+        """The first setl_no from which the settlements' period has `reached`
+        (settlements_end + 1: none), if periods only grow with the number."""
+        conn = self.reader()
+        low, high = 1, settlements_end + 1
+        while low < high:
+            middle = (low + high) // 2
+            row = conn.execute("SELECT setlym FROM settlements WHERE setl_no >= ? ORDER BY setl_no LIMIT 1",
+                               (middle,)).fetchone()
+            if row is None or reached(row[0]):
+                high = middle
+            else:
+                low = middle + 1
+        return low
 
     # SQLite's plan hints, in the SQL below (a backend without them puts plain SQL here)
     NOT_SETTLEMENT_POSTINGS = ("journal_entries j INDEXED BY journal_entries_not_settlements "
@@ -112,26 +182,26 @@ class ClearingStore(SqliteLedgerStore):
         )
         return {(book, account): total for book, account, total in rows}
 
-    def prepare_sort(self) -> None:
-        self.reader().execute(f"PRAGMA threads = {SORT_THREADS}")
-
-    def settlement_groups(self, period: str, province: str) -> list[SettlementGroup]:
+    def settlement_groups(self, period: str, province: str, after_setl_no: int = 0,
+                          up_to_setl_no: int | None = None) -> list[SettlementGroup]:
         """The period's settlements (reversals included) with a side in the
         province, summed per (payee, treatment place, insurance place): one
-        pass over the table, sorted by the database."""
+        pass over the table (or over the setl_no range (after_setl_no,
+        up_to_setl_no]), sorted by the database."""
         low, high = province_book_range(province)
-        self.prepare_sort()
         order = self.TEXT_ORDER
+        in_range, params = ("", ()) if up_to_setl_no is None else \
+            ("setl_no > ? AND setl_no <= ? AND ", (after_setl_no, up_to_setl_no))
         rows = self.reader().execute(
             "SELECT payee_code, mdtrtarea_admvs, insuplc_admdvs, COUNT(*), SUM(medfee_sumamt_fen), "
             "SUM(fund_pay_sumamt_fen), SUM(acct_pay_fen), SUM(psn_cash_pay_fen), SUM(hifp_pay_fen) "
             # NOT INDEXED: a whole month is read in table order; settlements_by_period would fetch every row
             # in another order, at random
-            f"FROM {self.MONTH_SCAN} WHERE setlym = ? "
+            f"FROM {self.MONTH_SCAN} WHERE {in_range}setlym = ? "
             "AND ((mdtrtarea_admvs >= ? AND mdtrtarea_admvs < ?) OR (insuplc_admdvs >= ? AND insuplc_admdvs < ?)) "
             "GROUP BY payee_code, mdtrtarea_admvs, insuplc_admdvs "
             f"ORDER BY payee_code{order}, mdtrtarea_admvs{order}, insuplc_admdvs{order}",
-            (period, low, high, low, high),
+            (*params, period, low, high, low, high),
         )
         return [SettlementGroup(*row) for row in rows]
 
@@ -153,6 +223,26 @@ class ClearingStore(SqliteLedgerStore):
                 continue
             differences[(book, account)] += amount if posting_period == period else -amount
         return dict(differences), elsewhere
+
+    def entry_texts_since(self, after_entry_no: int) -> Iterator[EntryText]:
+        """Each journal entry after after_entry_no, in order, with its
+        settlement's posting inputs (None for other kinds), its postings as
+        one text, "rowid,book,account,amount" joined by ";" (a field that is
+        not text, or an amount that is not an integer, gets one more ","),
+        and how many postings it has. One row per entry: the postings are
+        not turned into Python values one by one."""
+        return self.reader().execute(
+            "SELECT e.entry_no, e.setl_id, e.kind, e.setlym, e.created_us, e.prev_hash, e.hash, "
+            "s.insuplc_admdvs, s.mdtrtarea_admvs, s.payee_code, s.hifp_pay_fen, s.acct_pay_fen, "
+            "group_concat(p.rowid || ',' || p.book || ',' || p.account || ',' || p.amount_fen || "
+            "CASE WHEN typeof(p.book) = 'text' AND typeof(p.account) = 'text' AND typeof(p.amount_fen) = 'integer' "
+            "THEN '' ELSE ',' END, ';'), COUNT(p.rowid) "
+            "FROM journal_entries e "
+            "LEFT JOIN settlements s ON s.setl_id = e.setl_id AND e.kind IN ('settle', 'reverse') "
+            "LEFT JOIN postings p ON p.entry_no = e.entry_no "
+            "WHERE e.entry_no > ? GROUP BY e.entry_no ORDER BY e.entry_no",
+            (after_entry_no,),
+        )
 
     def settlement_agency_balances(self, period: str | None) -> dict[tuple[str, str], int]:
         """The receivable/payable:agency balances of every book for a period

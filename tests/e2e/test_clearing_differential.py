@@ -8,7 +8,6 @@ after it."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sqlite3
 from pathlib import Path
@@ -17,23 +16,15 @@ import pytest
 
 from medsettle.ledger.clearing.run import Outcome, run_clearing
 from medsettle.ledger.clearing.store import ClearingStore
+from tests.oracle import clearing_bench
 from medsettle.ledger.clock import CHINA_TZ, parse_clock
 from tests.oracle.row_by_row_clearing import reconcile_row_by_row
 
-ROOT = Path(__file__).resolve().parents[2]
 CLOCK = "2026-11-02T09:00:00+08:00"
 PERIOD = "2026-10"
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("clearing_bench", ROOT / "benchmarks" / "clearing_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH = _bench()
+BENCH = clearing_bench.load()
 
 
 def month(path: Path, seed: int, history_months: int, unverified: int | None, settlements: int = 1500) -> Path:
