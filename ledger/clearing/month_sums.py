@@ -72,8 +72,8 @@ class ThreadedMonthSums:
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="clearing-sums")
         self._futures: list[Future[Any]] = []
         try:
-            self._parts: list[Future[list[SettlementGroup]]] = [
-                self._submit(store.settlement_groups, period, province, low, high)
+            self._parts: list[Future[list[tuple[Any, ...]]]] = [
+                self._submit(store.settlement_group_rows, period, province, low, high)
                 for low, high in zip(cuts, cuts[1:])
             ]
             self._balances: Future[Balances] = self._submit(store.period_balances, period, postings_end)

@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 from medsettle.ledger.clearing.month_sums import MonthSums, ThreadedMonthSums
 from medsettle.ledger.clock import parse_period
@@ -36,9 +36,9 @@ class InstitutionTotals:
     payable_fen: int  # fund + personal-account parts: what the agency owes the institution
 
 
-@dataclass(frozen=True, slots=True)
-class SettlementGroup:
-    """A period's settlements of one payee, treatment place and insurance place, summed."""
+class SettlementGroup(NamedTuple):
+    """A period's settlements of one payee, treatment place and insurance
+    place, summed (a tuple: a month has about a hundred thousand of them)."""
 
     payee_code: str
     treatment: str
@@ -71,20 +71,18 @@ def province_book_range(province: str) -> tuple[str, str]:
     return province, f"{int(province) + 1:02d}"
 
 
-def merge_groups(parts: list[list[SettlementGroup]]) -> list[SettlementGroup]:
-    """The groups of several setl_no ranges summed per (payee, treatment,
-    insurance), in that order (Python orders str by code point, as SQLite
-    orders UTF-8 text by its bytes)."""
+def merge_groups(parts: list[list[tuple[Any, ...]]]) -> list[SettlementGroup]:
+    """settlement_group_rows of several setl_no ranges summed per (payee,
+    treatment, insurance), in that order (Python orders str by code point,
+    as SQLite orders UTF-8 text by its bytes)."""
     if len(parts) == 1:
-        return parts[0]
+        return [SettlementGroup._make(row) for row in parts[0]]
     sums: dict[tuple[str, str, str], list[int]] = {}
     for part in parts:
-        for g in part:
-            values = (g.setl_cnt, g.medfee_sumamt_fen, g.fund_pay_sumamt_fen, g.acct_pay_fen, g.psn_cash_pay_fen,
-                      g.hifp_pay_fen)
-            held = sums.get((g.payee_code, g.treatment, g.insurance))
+        for payee, treatment, insurance, *values in part:
+            held = sums.get((payee, treatment, insurance))
             if held is None:
-                sums[(g.payee_code, g.treatment, g.insurance)] = list(values)
+                sums[(payee, treatment, insurance)] = values
             else:
                 for i, value in enumerate(values):
                     held[i] += value
@@ -182,17 +180,21 @@ class ClearingStore(SqliteLedgerStore):
         )
         return {(book, account): total for book, account, total in rows}
 
-    def settlement_groups(self, period: str, province: str, after_setl_no: int = 0,
-                          up_to_setl_no: int | None = None) -> list[SettlementGroup]:
+    def settlement_groups(self, period: str, province: str) -> list[SettlementGroup]:
         """The period's settlements (reversals included) with a side in the
         province, summed per (payee, treatment place, insurance place): one
-        pass over the table (or over the setl_no range (after_setl_no,
-        up_to_setl_no]), sorted by the database."""
+        pass over the table, sorted by the database."""
+        return merge_groups([self.settlement_group_rows(period, province)])
+
+    def settlement_group_rows(self, period: str, province: str, after_setl_no: int = 0,
+                              up_to_setl_no: int | None = None) -> list[tuple[Any, ...]]:
+        """settlement_groups' rows as the database gives them, of all the
+        period's settlements or of those in (after_setl_no, up_to_setl_no]."""
         low, high = province_book_range(province)
         order = self.TEXT_ORDER
         in_range, params = ("", ()) if up_to_setl_no is None else \
             ("setl_no > ? AND setl_no <= ? AND ", (after_setl_no, up_to_setl_no))
-        rows = self.reader().execute(
+        return self.reader().execute(
             "SELECT payee_code, mdtrtarea_admvs, insuplc_admdvs, COUNT(*), SUM(medfee_sumamt_fen), "
             "SUM(fund_pay_sumamt_fen), SUM(acct_pay_fen), SUM(psn_cash_pay_fen), SUM(hifp_pay_fen) "
             # NOT INDEXED: a whole month is read in table order; settlements_by_period would fetch every row
@@ -202,8 +204,7 @@ class ClearingStore(SqliteLedgerStore):
             "GROUP BY payee_code, mdtrtarea_admvs, insuplc_admdvs "
             f"ORDER BY payee_code{order}, mdtrtarea_admvs{order}, insuplc_admdvs{order}",
             (*params, period, low, high, low, high),
-        )
-        return [SettlementGroup(*row) for row in rows]
+        ).fetchall()
 
     def misfiled_since(self, period: str, after_entry_no: int) -> tuple[dict[tuple[str, str], int], int]:
         """Postings of the entries after after_entry_no filed in another period
