@@ -2,16 +2,18 @@
 account, its settlements summed per payee and place), computed while the
 run checks the entries since the checkpoint one by one.
 
-On SQLite the sums run on worker threads, each with a read connection of
-its own: the sqlite3 module lets go of the GIL while a statement runs, so
-the database sorts and sums the month on one core while the entry-by-entry
-check (Python) runs on the other, and the month's settlements are summed in
-two halves at once. Each worker's statement is its own read transaction,
-so each is bounded by the run's snapshot: settlements up to the snapshot's
-last setl_no, postings up to its last rowid. Both tables only grow (their
-triggers refuse updates and deletes) and a row is appended with the next
-rowid, so the bounded sums are those of the snapshot whatever a server
-appends meanwhile.
+On SQLite the two sums run on worker threads, each with a read connection
+of its own: the sqlite3 module lets go of the GIL while a statement runs,
+so the database sorts the month's settlements on one core and sums its
+postings on the other while the entry-by-entry check (Python) takes turns
+with them. (Summing the settlements in two halves at once cut the wall time
+on an idle machine but cost about 8 % more CPU, merge included: on a shared
+machine CPU is what a run waits for.) Each worker's statement is its own
+read transaction, so each is bounded by the run's snapshot: settlements up
+to the snapshot's last setl_no, postings up to its last rowid. Both tables
+only grow (their triggers refuse updates and deletes) and a row is appended
+with the next rowid, so the bounded sums are those of the snapshot whatever
+a server appends meanwhile.
 
 A backend whose reads must share one connection (PostgreSQL's REPEATABLE
 READ snapshot) computes them there, when asked (SnapshotMonthSums).
@@ -29,8 +31,7 @@ if TYPE_CHECKING:
 
 Balances = dict[tuple[str, str], int]
 
-SETTLEMENT_PARTS = 2  # the month's settlements are summed in this many setl_no ranges at once
-WORKERS = 2  # threads summing beside the entry-by-entry check (the machine's cores)
+WORKERS = 2  # one per sum
 
 
 class MonthSums(Protocol):
@@ -65,17 +66,14 @@ class ThreadedMonthSums:
 
     def __init__(self, store: ClearingStore, period: str, province: str) -> None:
         settlements_end, postings_end = store.snapshot_ends()
-        cuts = store.settlement_cuts(period, settlements_end, SETTLEMENT_PARTS)
         self._store = store
         self._connections: list[sqlite3.Connection] = []  # the workers' (store.reader() is per thread)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="clearing-sums")
         self._futures: list[Future[Any]] = []
         try:
-            self._parts: list[Future[list[tuple[Any, ...]]]] = [
-                self._submit(store.settlement_group_rows, period, province, low, high)
-                for low, high in zip(cuts, cuts[1:])
-            ]
+            self._groups: Future[list[SettlementGroup]] = self._submit(
+                store.settlement_groups, period, province, settlements_end)
             self._balances: Future[Balances] = self._submit(store.period_balances, period, postings_end)
         except BaseException:
             self.close()
@@ -94,9 +92,7 @@ class ThreadedMonthSums:
         return self._balances.result()
 
     def groups(self) -> list[SettlementGroup]:
-        from medsettle.ledger.clearing.store import merge_groups
-
-        return merge_groups([part.result() for part in self._parts])
+        return self._groups.result()
 
     def close(self) -> None:
         """Interrupts the statements still running and waits for the workers."""

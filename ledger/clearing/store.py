@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from medsettle.ledger.clearing.month_sums import MonthSums, ThreadedMonthSums
 from medsettle.ledger.clock import parse_period
@@ -71,24 +71,6 @@ def province_book_range(province: str) -> tuple[str, str]:
     return province, f"{int(province) + 1:02d}"
 
 
-def merge_groups(parts: list[list[tuple[Any, ...]]]) -> list[SettlementGroup]:
-    """settlement_group_rows of several setl_no ranges summed per (payee,
-    treatment, insurance), in that order (Python orders str by code point,
-    as SQLite orders UTF-8 text by its bytes)."""
-    if len(parts) == 1:
-        return [SettlementGroup._make(row) for row in parts[0]]
-    sums: dict[tuple[str, str, str], list[int]] = {}
-    for part in parts:
-        for payee, treatment, insurance, *values in part:
-            held = sums.get((payee, treatment, insurance))
-            if held is None:
-                sums[(payee, treatment, insurance)] = values
-            else:
-                for i, value in enumerate(values):
-                    held[i] += value
-    return [SettlementGroup(*key, *values) for key, values in sorted(sums.items())]
-
-
 def months_between(first: str, last: str) -> Iterator[str]:
     year, month = parse_period(first)
     end = parse_period(last)
@@ -134,33 +116,6 @@ class ClearingStore(SqliteLedgerStore):
         postings_end = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM postings").fetchone()[0]
         return settlements_end, postings_end
 
-    def settlement_cuts(self, period: str, settlements_end: int, parts: int) -> list[int]:
-        """[0, ..., settlements_end]: `parts` ranges of setl_no (low, high]
-        that cover every settlement, cut so that each holds about as many
-        of the period's: the period's first and last settlement are found by
-        bisection, taking numbers to follow time (only the balance of the
-        parts depends on that, never what they cover)."""
-        first = self._bisect_setl_no(lambda setlym: setlym >= period, settlements_end)
-        after = self._bisect_setl_no(lambda setlym: setlym > period, settlements_end)
-        span = max(after - first, 0)
-        inner = sorted(min(max(first - 1 + span * i // parts, 0), settlements_end) for i in range(1, parts))
-        return [0, *inner, settlements_end]
-
-    def _bisect_setl_no(self, reached: Callable[[str], bool], settlements_end: int) -> int:
-        """The first setl_no from which the settlements' period has `reached`
-        (settlements_end + 1: none), if periods only grow with the number."""
-        conn = self.reader()
-        low, high = 1, settlements_end + 1
-        while low < high:
-            middle = (low + high) // 2
-            row = conn.execute("SELECT setlym FROM settlements WHERE setl_no >= ? ORDER BY setl_no LIMIT 1",
-                               (middle,)).fetchone()
-            if row is None or reached(row[0]):
-                high = middle
-            else:
-                low = middle + 1
-        return low
-
     # SQLite's plan hints, in the SQL below (a backend without them puts plain SQL here)
     NOT_SETTLEMENT_POSTINGS = ("journal_entries j INDEXED BY journal_entries_not_settlements "
                                "CROSS JOIN postings p ON p.entry_no = j.entry_no")
@@ -180,21 +135,16 @@ class ClearingStore(SqliteLedgerStore):
         )
         return {(book, account): total for book, account, total in rows}
 
-    def settlement_groups(self, period: str, province: str) -> list[SettlementGroup]:
+    def settlement_groups(self, period: str, province: str,
+                          up_to_setl_no: int | None = None) -> list[SettlementGroup]:
         """The period's settlements (reversals included) with a side in the
         province, summed per (payee, treatment place, insurance place): one
-        pass over the table, sorted by the database."""
-        return merge_groups([self.settlement_group_rows(period, province)])
-
-    def settlement_group_rows(self, period: str, province: str, after_setl_no: int = 0,
-                              up_to_setl_no: int | None = None) -> list[tuple[Any, ...]]:
-        """settlement_groups' rows as the database gives them, of all the
-        period's settlements or of those in (after_setl_no, up_to_setl_no]."""
+        pass over the table (up_to_setl_no: the settlements up to that
+        number only, a snapshot's), sorted by the database."""
         low, high = province_book_range(province)
         order = self.TEXT_ORDER
-        in_range, params = ("", ()) if up_to_setl_no is None else \
-            ("setl_no > ? AND setl_no <= ? AND ", (after_setl_no, up_to_setl_no))
-        return self.reader().execute(
+        in_range, params = ("", ()) if up_to_setl_no is None else ("setl_no <= ? AND ", (up_to_setl_no,))
+        rows = self.reader().execute(
             "SELECT payee_code, mdtrtarea_admvs, insuplc_admdvs, COUNT(*), SUM(medfee_sumamt_fen), "
             "SUM(fund_pay_sumamt_fen), SUM(acct_pay_fen), SUM(psn_cash_pay_fen), SUM(hifp_pay_fen) "
             # NOT INDEXED: a whole month is read in table order; settlements_by_period would fetch every row
@@ -204,7 +154,8 @@ class ClearingStore(SqliteLedgerStore):
             "GROUP BY payee_code, mdtrtarea_admvs, insuplc_admdvs "
             f"ORDER BY payee_code{order}, mdtrtarea_admvs{order}, insuplc_admdvs{order}",
             (*params, period, low, high, low, high),
-        ).fetchall()
+        )
+        return [SettlementGroup._make(row) for row in rows]
 
     def misfiled_since(self, period: str, after_entry_no: int) -> tuple[dict[tuple[str, str], int], int]:
         """Postings of the entries after after_entry_no filed in another period
