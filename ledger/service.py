@@ -27,8 +27,8 @@ from medsettle.ledger.settlement.process import SettlementProcessor
 from medsettle.ledger.settlement.validation import CODE
 from medsettle.ledger.storage.backends import open_ledger
 from medsettle.ledger.storage.port import LedgerStore
-from medsettle.ledger.storage.writer import GroupCommitWriter, InlineBatches, WriterLimits
-from medsettle.ledger.storage.writer_process import WriterProcess
+from medsettle.ledger.storage.writer import GroupCommitWriter, ThreadChannel, WriterLimits
+from medsettle.ledger.storage.writer_process import ProcessChannel, WriterProcess
 from medsettle.server import wire
 from medsettle.server.writes import WriteRequests
 
@@ -85,22 +85,32 @@ class SettlementService:
         self.reference = open_reference(self.store, clock)
         # writer_process: the writer's work runs in a child process (ledger/storage/writer_process.py).
         self.writer_process = WriterProcess(db_path, clock, self._ecert_key) if writer_process else None
-        processor = self.writer_process or InlineBatches(WriteRequests(
-            SettlementProcessor(self.store, self.reference, clock), clock, self._ecert_key, self.store.rollback))
-        self.writer = GroupCommitWriter(processor, limits)
+        self._channel: ProcessChannel | ThreadChannel = ProcessChannel(self.writer_process) if self.writer_process else \
+            ThreadChannel(WriteRequests(SettlementProcessor(self.store, self.reference, clock), clock, self._ecert_key,
+                                        self.store.rollback).run_body)
+        self.writer = GroupCommitWriter(self._channel, limits)
         self._reads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="ledger-read")
 
     def start(self) -> None:
+        """Starts the writer on the running event loop (writes are made on it)."""
         self.writer.start()
 
-    def close(self) -> None:
-        """Finishes queued writes, then closes. A writer process being started
-        has a short grace, not its whole start timeout (WriterProcess.begin_closing)."""
+    async def drain(self) -> None:
+        """Answers every queued write (committed, or refused if the writer
+        process is down); then the writer takes no more. A writer process
+        being started has a short grace, not its whole start timeout
+        (WriterProcess.begin_closing)."""
         if self.writer_process is not None:
             self.writer_process.begin_closing()
-        self.writer.stop()
+        await self.writer.drain()
+        self.writer.close()
+
+    def close(self) -> None:
+        """Closes, after drain() if the writer was started; blocks: call it off the event loop."""
         if self.writer_process is not None:
             self.writer_process.close()
+        if isinstance(self._channel, ThreadChannel):
+            self._channel.stop()
         self._reads.shutdown(wait=True)
         self.store.close()
 
@@ -212,10 +222,13 @@ class SettlementService:
         None; blocks up to about a second: call it off the event loop."""
         return self.store.unreachable()
 
-    def retry_writer(self) -> None:
-        """Tries again to start the writer process, if it is down (blocks up to its start timeout)."""
-        if self.writer_process is not None:
-            self.writer_process.retry_start()
+    async def retry_writer(self) -> None:
+        """Tries again to start the writer process, if it is down (off the
+        loop: a start blocks up to its timeout); writes go to it once it is up."""
+        if self.writer_process is not None and self.writer_process.down is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.writer_process.retry_start)
+            assert isinstance(self._channel, ProcessChannel)
+            self._channel.resume()
 
 
 def _refuse_invalid(violations: list[FieldViolation]) -> None:

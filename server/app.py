@@ -14,7 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from medsettle.ledger.service import SettlementService
-from medsettle.server.auth import AuthInterceptor, Authorizer, CredentialCache
+from medsettle.server.auth import Authorizer, CredentialCache, Gate, tolerant
 from medsettle.server.gateway.http import GATEWAY_METHODS, GatewayLimits, RunningGateway, start_gateway
 from medsettle.server.logs import get_logger
 from medsettle.server.metrics import CallStats, MetricsEndpoint, measured, method_names, start_metrics
@@ -62,6 +62,7 @@ class RunningServer:
             await self.health.enter_graceful_shutdown()
             stopping = [self.server.stop(grace_s)] + ([self.gateway.stop()] if self.gateway is not None else [])
             await asyncio.gather(*stopping)
+            await self.service.drain()
             await asyncio.get_running_loop().run_in_executor(None, self.service.close)
         finally:
             if self.metrics is not None:
@@ -88,9 +89,10 @@ async def create_server(
     national-interface gateway is served there too, on this event loop,
     through the same service, credentials, TLS files and bounds."""
     stats = CallStats(method_names(SETTLEMENT_DESCRIPTOR, ECHO_DESCRIPTOR) + list(GATEWAY_METHODS))
+    gate = None
     if credentials is not None:
         await credentials.reload()
-        interceptors = (AuthInterceptor(credentials, mtls=tls is not None, on_rejected=stats.rejected), *interceptors)
+        gate = Gate(credentials, mtls=tls is not None)
     options = [
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_send_message_length", limits.max_message_bytes),
@@ -102,8 +104,8 @@ async def create_server(
         interceptors=interceptors,
     )
     authorizer = Authorizer(required=credentials is not None)
-    _add_settlement_service(measured(SettlementServicer(service, stats, authorizer), SETTLEMENT_DESCRIPTOR, stats),
-                            server)
+    _add_settlement_service(measured(SettlementServicer(service, stats, authorizer), SETTLEMENT_DESCRIPTOR, stats, gate),
+                            server, gated=gate is not None)
     names = [SETTLEMENT_SERVICE, reflection.SERVICE_NAME, health.SERVICE_NAME]
     if with_echo:
         from medsettle.server.echo import EchoServicer
@@ -171,7 +173,7 @@ async def _watch_writer(service: SettlementService, health_servicer: health.aio.
         await asyncio.sleep(WRITER_WATCH_S)
         if service.writer_down() is not None:
             try:
-                await loop.run_in_executor(None, service.retry_writer)
+                await service.retry_writer()
             except Exception as error:  # the watcher must outlive a failed try: health would freeze
                 log.error("writer process restart failed", detail=f"{type(error).__name__}: {error}")
         down = service.writer_unavailable() or await loop.run_in_executor(None, service.storage_unreachable)
@@ -188,10 +190,12 @@ async def _watch_writer(service: SettlementService, health_servicer: health.aio.
                 log.error("writer process down; not serving", detail=down)
 
 
-def _add_settlement_service(servicer: Any, server: grpc.aio.Server) -> None:
+def _add_settlement_service(servicer: Any, server: grpc.aio.Server, gated: bool) -> None:
     """As settlement_pb2_grpc.add_SettlementServiceServicer_to_server, but
     the write RPCs (RAW_BYTES_METHODS) take and answer bytes: their
-    requests go to the writer as received (server/wire.py)."""
+    requests go to the writer as received (server/wire.py). Gated (calls
+    authenticated), undecodable requests are refused by the gate after
+    authentication (server/auth.py), not by gRPC before it."""
     handlers = {}
     for method in SETTLEMENT_DESCRIPTOR.methods:
         raw = method.name in RAW_BYTES_METHODS
@@ -205,7 +209,7 @@ def _add_settlement_service(servicer: Any, server: grpc.aio.Server) -> None:
         }[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = make(
             getattr(servicer, method.name),
-            request_deserializer=None if raw else request_type.FromString,
+            request_deserializer=None if raw else tolerant(request_type.FromString) if gated else request_type.FromString,
             response_serializer=None if raw else response_type.SerializeToString,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SETTLEMENT_SERVICE, handlers),))

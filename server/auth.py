@@ -36,7 +36,7 @@ import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 import grpc
 from cryptography import x509
@@ -48,7 +48,7 @@ from grpc_status import rpc_status
 from medsettle.ledger.settlement.validation import CODE
 from medsettle.ledger.storage.credentials import Credential, CredentialStore, Role, token_sha256
 from medsettle.server.logs import get_logger
-from medsettle.server.status import ERROR_DOMAIN, aborted_code
+from medsettle.server.status import ERROR_DOMAIN, rich_status, undecodable
 from medsettle.v1 import settlement_pb2 as pb
 
 CACHE_TTL_S = 5.0  # a revoked token stops working within this time; a new one is known after it at the latest
@@ -149,6 +149,13 @@ class CredentialCache:
             except Exception as error:  # keep serving with the last good table
                 log.warning("credentials reload failed; keeping the previous table", error=type(error).__name__)
             self._loaded_at = time.monotonic()
+
+    def known(self, token: str) -> Principal | None:
+        """The caller a token names if the table is fresh and holds it, at
+        once (no reload, no look-up); None means: ask principal()."""
+        if time.monotonic() - self._loaded_at > self._ttl_s:
+            return None
+        return self._by_hash.get(token_sha256(token))
 
     async def principal(self, token: str) -> Principal | None:
         """The caller a token names, or None (unknown or revoked). Raises
@@ -290,30 +297,44 @@ def _status(code: grpc.StatusCode, reason: str, message: str) -> grpc.Status:
     return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=[info]))
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates every SettlementService call; the servicer authorizes.
-    mtls: the channel carries verified client certificates (read only then).
-    on_rejected(method, code) hears of each call refused before its handler."""
+class Gate:
+    """Authenticates every SettlementService call, inside its handler (each
+    handler is wrapped once, when the server is built: server/metrics.py
+    measured(); no interceptor runs per call), then refuses undecodable
+    request bytes with INVALID_ARGUMENT. A known token on a fresh table is
+    checked at once, without a coroutine; anything else (mutual TLS, a
+    reload due, an unknown token) takes the full path. mtls: the channel
+    carries verified client certificates (read only then)."""
 
-    def __init__(self, cache: CredentialCache, mtls: bool = False,
-                 on_rejected: Callable[[str, str], None] | None = None) -> None:
+    def __init__(self, cache: CredentialCache, mtls: bool = False) -> None:
         self._cache = cache
         self._mtls = mtls
-        self._on_rejected = on_rejected
 
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or not method.startswith(GUARDED_PREFIX):
-            return handler
-        token = bearer_token(handler_call_details.invocation_metadata)  # type: ignore[attr-defined]
-        name = method[len(GUARDED_PREFIX):]
-        on_rejected = self._on_rejected
-        rejected = (lambda code: on_rejected(name, code)) if on_rejected is not None else None
-        return _guarded(handler, lambda context: self._authenticate(token, context, method), rejected)
+    def admits(self, request: Any, context: grpc.aio.ServicerContext) -> bool:
+        """True if the call is authenticated at once and its request decodable (the caller is then set)."""
+        if self._mtls or isinstance(request, _Undecodable):
+            return False
+        token = bearer_token(context.invocation_metadata())
+        principal = self._cache.known(token) if token else None
+        if principal is None:
+            return False
+        CURRENT_PRINCIPAL.set(principal)
+        return True
+
+    async def admit(self, request: Any, context: grpc.aio.ServicerContext, method: str) -> None:
+        """The full path: authenticates (aborting UNAUTHENTICATED or
+        PERMISSION_DENIED), then refuses an undecodable request."""
+        await self._authenticate(bearer_token(context.invocation_metadata()), context, GUARDED_PREFIX + method)
+        await _refuse_undecodable(context, request)
+
+    @staticmethod
+    def each_decodable(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        """A client stream's requests, the stream refused at the first undecodable one."""
+        async def each_checked() -> AsyncIterator[Any]:
+            async for request in requests:
+                await _refuse_undecodable(context, request)
+                yield request
+        return each_checked()
 
     async def _authenticate(self, token: str | None, context: grpc.aio.ServicerContext, method: str) -> None:
         try:
@@ -342,12 +363,16 @@ class _Undecodable:
         self.error = error
 
 
-def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
-    # gRPC answers UNKNOWN when a deserializer raises; the guarded handler
-    # refuses such bytes with INVALID_ARGUMENT instead, after authenticating.
+def tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that never raises: gRPC answers UNKNOWN when one does;
+    the gate refuses such bytes with INVALID_ARGUMENT instead, after
+    authenticating. None (raw bytes) stays None."""
+    if deserialize is None:
+        return None
+
     def decode(data: bytes) -> Any:
         try:
-            return deserialize(data) if deserialize else data
+            return deserialize(data)
         except Exception as error:
             return _Undecodable(error)
     return decode
@@ -355,59 +380,7 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 
 async def _refuse_undecodable(context: grpc.aio.ServicerContext, request: Any) -> None:
     if isinstance(request, _Undecodable):
-        violation = error_details_pb2.BadRequest.FieldViolation(
-            field="request", description=f"not a valid message of this RPC's type ({type(request.error).__name__})")
-        info, bad = any_pb2.Any(), any_pb2.Any()
-        info.Pack(error_details_pb2.ErrorInfo(reason="FIELD_INVALID", domain=ERROR_DOMAIN))
-        bad.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
-        await context.abort_with_status(rpc_status.to_status(status_pb2.Status(
-            code=code_pb2.INVALID_ARGUMENT, message="FIELD_INVALID: request: undecodable", details=[info, bad])))
-
-
-def _guarded(handler: grpc.RpcMethodHandler, authenticate: Callable[[Any], Awaitable[None]],
-             rejected: Callable[[str], None] | None = None) -> grpc.RpcMethodHandler:
-    """The same handler, authenticating inside the RPC (where the context
-    is), then refusing undecodable request bytes with INVALID_ARGUMENT;
-    rejected(code) hears of a call refused so, before the handler ran."""
-
-    async def checked(request_or_iterator: Any, context: Any, streamed: bool) -> Any:
-        try:
-            await authenticate(context)
-            if not streamed:
-                await _refuse_undecodable(context, request_or_iterator)
-        except grpc.aio.AbortError:
-            if rejected is not None:
-                rejected(aborted_code(context))
-            raise
-        if not streamed:
-            return request_or_iterator
-
-        async def each_checked() -> Any:
-            async for request in request_or_iterator:
-                await _refuse_undecodable(context, request)
-                yield request
-        return each_checked()
-
-    def answering_once(inner: Any, streamed: bool) -> Any:
-        async def behavior(request_or_iterator: Any, context: Any) -> Any:
-            return await inner(await checked(request_or_iterator, context, streamed), context)
-        return behavior
-
-    def answering_a_stream(inner: Any, streamed: bool) -> Any:
-        async def behavior(request_or_iterator: Any, context: Any) -> Any:
-            async for item in inner(await checked(request_or_iterator, context, streamed), context):
-                yield item
-        return behavior
-
-    serializers = dict(request_deserializer=_tolerant(handler.request_deserializer),
-                       response_serializer=handler.response_serializer)
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(answering_once(handler.unary_unary, False), **serializers)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(answering_once(handler.stream_unary, True), **serializers)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(answering_a_stream(handler.unary_stream, False), **serializers)
-    return grpc.stream_stream_rpc_method_handler(answering_a_stream(handler.stream_stream, True), **serializers)
+        await context.abort_with_status(rich_status(undecodable(request.error)))
 
 
 class Authorizer:

@@ -16,8 +16,7 @@ from medsettle.server import convert, wire
 from medsettle.server.auth import NOT_YOUR_INSTITUTION, Authorizer
 from medsettle.server.logs import get_logger, mask
 from medsettle.server.metrics import OK, CallStats
-from medsettle.server.status import OK_ITEM, item_status, rich_status
-from medsettle.server.writes import undecodable
+from medsettle.server.status import OK_ITEM, item_status, rich_status, undecodable
 from medsettle.v1 import settlement_pb2 as pb
 from medsettle.v1 import settlement_pb2_grpc as pb_grpc
 

@@ -8,7 +8,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from medsettle.ledger.errors import Reason, Refused
+from medsettle.ledger.errors import FieldViolation, Reason, Refused
 from medsettle.v1 import settlement_pb2 as pb
 
 ERROR_DOMAIN = "medsettle.v1"
@@ -66,6 +66,12 @@ def rich_status(refusal: Refused) -> grpc.Status:
         )
     status = status_pb2.Status(code=code.value[0], message=_bounded_message(refusal), details=details)
     return rpc_status.to_status(status)
+
+
+def undecodable(error: Exception) -> Refused:
+    """Request bytes that are no message of the RPC's type, refused naming `request`."""
+    return Refused(Reason.FIELD_INVALID, "request: undecodable", [FieldViolation(
+        "request", f"not a valid message of this RPC's type ({type(error).__name__})")])
 
 
 def item_status(refusal: Refused) -> pb.ItemStatus:

@@ -21,13 +21,8 @@ from medsettle.ledger.settlement.process import ReverseCommand, SettleCommand
 from medsettle.ledger.settlement.validation import bill_violations, reversal_violations
 from medsettle.ledger.storage.writer import BatchProcessor, batch_failure
 from medsettle.server import convert, wire
+from medsettle.server.status import undecodable
 from medsettle.v1 import settlement_pb2 as pb
-
-
-def undecodable(error: Exception) -> Refused:
-    """Request bytes that are no message of the RPC's type, refused naming `request`."""
-    return Refused(Reason.FIELD_INVALID, "request: undecodable", [FieldViolation(
-        "request", f"not a valid message of this RPC's type ({type(error).__name__})")])
 
 
 class WriteRequests:

@@ -1,46 +1,66 @@
-"""The single writer: one thread takes commands from a bounded queue, runs as
-many as are waiting (up to max_batch) against the ledger and commits them in
-one transaction (group commit); a second thread answers each caller. A caller
-is answered only after the commit that holds its settlement has returned.
+"""The single writer, driven by the event loop: write requests (server/wire.py)
+wait in a bounded queue; once per loop iteration every one waiting (up to
+max_batch) goes to the writer as one batch, committed in one transaction
+(group commit). A caller is answered only after the commit that holds its
+write has returned.
 
-Batches are pipelined: while the answer thread waits for batch N's outcomes
-(from a writer process, ledger/storage/writer_process.py), batch N+1 is
-already sent, so the process that commits never waits for the one that
-serves gRPC. At most PIPELINE_DEPTH batches are outstanding; they complete
-in the order they were sent, so batch N+1 sees N's commit (idempotency, the
-person's accumulators, the hash chain) exactly as if it ran after it."""
+No thread of the gRPC process touches a write: the loop queues, sends and
+answers. Where the batch runs is the channel's business: a writer child
+process over two pipes the loop reads and writes (ledger/storage/
+writer_process.py), or the writer thread (ThreadChannel, `--writer-thread`).
+
+Batches to a writer process are pipelined: while batch N runs, batch N+1
+may be sent, at most PIPELINE_DEPTH at once; they complete in the order sent, so N+1 sees N's
+commit (idempotency, accumulators, the hash chain) as if it ran after it.
+A caller that gave up (deadline, cancel) before its batch was sent is not
+settled."""
 
 from __future__ import annotations
 
 import asyncio
-import queue
-import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol
 
 from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.stats import FixedHistogram
+from medsettle.server import wire
 
-_STOP = object()
 PIPELINE_DEPTH = 2  # batches sent and not yet answered
 # Buckets of the writer's metrics: commands per batch, and seconds from
-# sending a batch to having its outcomes (its commit and fsync included).
+# sending a batch to having its answers (its commit and fsync included).
 BATCH_COMMANDS_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 BATCH_SECONDS_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 
-Outcomes = Callable[[], list[Any]]  # waits for a sent batch's outcomes, one per command
-
 
 class BatchProcessor(Protocol):
-    def run_batch(self, commands: Sequence[Any]) -> list[Any]:
+    def run_batch(self, commands: Any) -> list[Any]:
         """One outcome per command: a value, or an exception to raise to its caller."""
 
 
-class PipelinedProcessor(Protocol):
-    def send_batch(self, commands: Sequence[Any]) -> Outcomes:
-        """Starts a batch; the call returned waits for its outcomes. Batches
-        complete in the order they were sent."""
+class Channel(Protocol):
+    """Where the writer's batches run. Answers come back, in the order the
+    batches were sent, through the writer's answered(); a channel that lost
+    its batches (a dead child) calls lost(), and resume() once it is up again."""
+
+    depth: int  # batches it takes at once (sent and not answered)
+
+    def open(self, writer: GroupCommitWriter) -> None:
+        """Starts serving the writer (on its event loop)."""
+
+    def up(self) -> bool:
+        """Whether a batch can be sent now (not while a child is being replaced)."""
+
+    def down(self) -> str | None:
+        """Why writes cannot be taken at all now (they are refused), or None."""
+
+    def send(self, body: bytes) -> None:
+        """Sends a batch body (server/wire.py); never blocks."""
+
+    def close(self) -> None:
+        """Stops serving (on the loop, after the drain)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,127 +69,163 @@ class WriterLimits:
     max_queue: int = 8_192  # commands waiting; beyond this callers get OVERLOADED
 
 
-def batch_failure(error: Exception) -> Refused:
+def batch_failure(error: BaseException) -> Refused:
     """What each caller of a batch that raised is told (the writer lives on)."""
     return Refused(Reason.INTERNAL, f"internal error: {type(error).__name__}")
 
 
-class InlineBatches:
-    """A BatchProcessor run on the writer thread itself: the batch is done when sent."""
-
-    def __init__(self, processor: BatchProcessor) -> None:
-        self._processor = processor
-
-    def send_batch(self, commands: Sequence[Any]) -> Outcomes:
-        outcomes = self._processor.run_batch(commands)
-        return lambda: outcomes
+_Waiting = tuple[wire.Write, "asyncio.Future[bytes]"]
 
 
 class GroupCommitWriter:
-    def __init__(self, processor: PipelinedProcessor, limits: WriterLimits = WriterLimits()) -> None:
-        assert 1 <= limits.max_batch <= limits.max_queue
-        self._processor = processor
+    def __init__(self, channel: Channel, limits: WriterLimits = WriterLimits()) -> None:
+        assert 1 <= limits.max_batch <= limits.max_queue and channel.depth >= 1
+        self._channel = channel
         self._limits = limits
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=limits.max_queue)
-        # Sent batches, in order, for the answer thread; the semaphore bounds them.
-        self._sent: queue.Queue[Any] = queue.Queue()
-        self._outstanding = threading.BoundedSemaphore(PIPELINE_DEPTH)
-        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
-        self._answerer = threading.Thread(target=self._answer, name="ledger-answers", daemon=True)
+        self._depth = channel.depth
+        self._waiting: deque[_Waiting] = deque()
+        self._sent: deque[tuple[list[asyncio.Future[bytes]], float]] = deque()  # in the order sent
+        self._flush_due = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: asyncio.Event | None = None  # set while nothing waits or is sent (the drain waits for it)
         self.batches_committed = 0
         self.commands_done = 0
-        # Kept by the answer thread, read by the metrics scrape (ledger/stats.py).
         self.batch_commands = FixedHistogram(BATCH_COMMANDS_BOUNDS)
         self.batch_seconds = FixedHistogram(BATCH_SECONDS_BOUNDS)
 
     def start(self) -> None:
-        self._thread.start()
-        self._answerer.start()
+        """Starts on the running event loop; every later call is made on it."""
+        self._loop = asyncio.get_running_loop()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._channel.open(self)
 
     def queue_length(self) -> int:
-        return self._queue.qsize()
+        return len(self._waiting)
 
-    def submit(self, command: Any) -> asyncio.Future[Any]:
-        """Queues a command; the future resolves after its batch is committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        try:
-            self._queue.put_nowait((command, future, loop))
-        except queue.Full:
-            raise Refused(Reason.OVERLOADED, f"writer queue full ({self._limits.max_queue}); retry with the same msgid") from None
+    def submit(self, write: wire.Write) -> asyncio.Future[bytes]:
+        """Queues a write; the future resolves to its answer after its batch's commit."""
+        assert self._loop is not None and self._idle is not None, "the writer is not started"
+        down = self._channel.down()
+        if down is not None:
+            raise Refused(Reason.STORAGE_UNAVAILABLE, down)
+        if len(self._waiting) >= self._limits.max_queue:
+            raise Refused(Reason.OVERLOADED, f"writer queue full ({self._limits.max_queue}); retry with the same msgid")
+        future = self._loop.create_future()
+        self._waiting.append((write, future))
+        self._idle.clear()
+        if not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self._flush)
         return future
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Finishes every queued command, then stops both threads."""
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join(timeout_s)
-        if self._answerer.is_alive():
-            self._answerer.join(timeout_s)
+    def _flush(self) -> None:
+        """Sends what waits, as batches, while the pipeline and the channel take them."""
+        self._flush_due = False
+        limit = self._limits.max_batch
+        while self._waiting and len(self._sent) < self._depth and self._channel.up():
+            writes, futures = [], []
+            while self._waiting and len(writes) < limit:
+                write, future = self._waiting.popleft()
+                if not future.done():  # a caller that gave up before its turn is not settled
+                    writes.append(write)
+                    futures.append(future)
+            if writes:
+                self._sent.append((futures, time.perf_counter()))
+                self._channel.send(wire.batch_body(writes))
+            else:  # every caller of this batch had given up: it is taken, and empty (medsettle_writer_batches)
+                self.batches_committed += 1
+        self._check_idle()
 
-    def _take_batch(self) -> tuple[list[Any], bool]:
-        first = self._queue.get()
-        if first is _STOP:
-            return [], True
-        items = [first]
-        while len(items) < self._limits.max_batch:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                return items, True
-            items.append(item)
-        return items, False
+    def answered(self, answers: list[bytes] | BaseException) -> None:
+        """The channel: the oldest batch sent has these answers (or failed whole with this error)."""
+        futures, sent_at = self._sent.popleft()
+        if not isinstance(answers, BaseException) and len(answers) != len(futures):
+            answers = RuntimeError(f"{len(answers)} answers for {len(futures)} writes")
+        if isinstance(answers, BaseException):
+            answers = [wire.refused(batch_failure(answers))] * len(futures)
+        self.batches_committed += 1
+        self.commands_done += len(futures)
+        self.batch_commands.observe(len(futures))
+        self.batch_seconds.observe(time.perf_counter() - sent_at)
+        _resolve(futures, answers)
+        self._flush()
 
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            items, stopping = self._take_batch()
-            if not items:
-                continue
-            # A caller that gave up (deadline, cancel) before its turn is not settled.
-            live = [item for item in items if not item[1].done()]
-            self._outstanding.acquire()
-            sent_at = time.perf_counter()
-            try:
-                outcomes = self._processor.send_batch([command for command, _, _ in live]) if live else list
-            except Exception as error:  # the writer thread must outlive any one batch
-                failure = batch_failure(error)
-                outcomes = lambda: [failure] * len(live)  # noqa: E731
-            self._sent.put((live, outcomes, sent_at))
-        self._sent.put(_STOP)
-
-    def _answer(self) -> None:
-        while (sent := self._sent.get()) is not _STOP:
-            live, outcomes_of, sent_at = sent
-            try:
-                outcomes = outcomes_of()
-                if len(outcomes) != len(live):  # not an assert: under -O a caller would never be answered
-                    raise RuntimeError(f"{len(outcomes)} outcomes for {len(live)} commands")
-            except Exception as error:  # as above: one batch fails, the writer lives
-                outcomes = [batch_failure(error)] * len(live)
-            self._outstanding.release()
+    def lost(self, answer: bytes) -> None:
+        """The channel: every batch sent and not answered is lost; each of its callers gets `answer`."""
+        while self._sent:
+            futures, _ = self._sent.popleft()
             self.batches_committed += 1
-            self.commands_done += len(live)
-            if live:
-                self.batch_commands.observe(len(live))
-                self.batch_seconds.observe(time.perf_counter() - sent_at)
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-            for (_, future, loop), outcome in zip(live, outcomes):
-                by_loop.setdefault(loop, []).append((future, outcome))
-            for loop, answers in by_loop.items():
-                try:
-                    loop.call_soon_threadsafe(_answer_all, answers)
-                except RuntimeError:  # the loop is closed: nobody waits any more
-                    pass
+            self.commands_done += len(futures)
+            _resolve(futures, [answer] * len(futures))
+        self._check_idle()
+
+    def refuse_waiting(self, answer: bytes) -> None:
+        """The channel cannot take batches (its child could not be restarted): every waiting caller gets `answer`."""
+        while self._waiting:
+            _, future = self._waiting.popleft()
+            if not future.done():
+                future.set_result(answer)
+        self._check_idle()
+
+    def resume(self) -> None:
+        """The channel is up again: what waits is sent."""
+        self._flush()
+
+    async def drain(self) -> None:
+        """Returns once every queued write is answered (the channel decides how, if it is down)."""
+        if self._idle is not None:
+            await self._idle.wait()
+
+    def close(self) -> None:
+        """After the drain: the channel stops."""
+        if self._loop is not None:
+            self._channel.close()
+
+    def _check_idle(self) -> None:
+        if not self._waiting and not self._sent and self._idle is not None:
+            self._idle.set()
 
 
-def _answer_all(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
-    for future, outcome in answers:
-        if future.done():
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
+def _resolve(futures: list[asyncio.Future[bytes]], answers: list[bytes]) -> None:
+    for future, answer in zip(futures, answers):
+        if not future.done():
+            future.set_result(answer)
+
+
+class ThreadChannel:
+    """`--writer-thread`: each batch runs on one thread of this process,
+    through the same bytes interface as the writer process."""
+
+    depth = 1  # one thread: a second batch sent would only wait, outside the bounded queue
+
+    def __init__(self, run_body: Callable[[bytes], bytes]) -> None:
+        self._run_body = run_body  # WriteRequests.run_body (server/writes.py)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+        self._writer: GroupCommitWriter | None = None
+
+    def open(self, writer: GroupCommitWriter) -> None:
+        self._writer = writer
+
+    def up(self) -> bool:
+        return True
+
+    def down(self) -> str | None:
+        return None
+
+    def send(self, body: bytes) -> None:
+        # One thread: batches run, and their answers come back, in the order sent.
+        future = asyncio.get_running_loop().run_in_executor(self._thread, self._run_body, body)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[bytes]) -> None:
+        assert self._writer is not None
+        error = future.exception()
+        self._writer.answered(error if error is not None else wire.answers_of(future.result()))
+
+    def close(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        """Waits for the batch running, if any (called off the loop, when the service closes)."""
+        self._thread.shutdown(wait=True)

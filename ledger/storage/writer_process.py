@@ -1,29 +1,39 @@
 """The writer's work in a process of its own (`medsettle serve
---writer-process`): the group-commit writer hands each batch of write
-requests, as the bytes gRPC received, to a child process over a pipe and
-an answer thread waits for the answers' bytes (server/wire.py), so the
-parsing, validation, split, rules, postings, SQLite writes and result
-messages run under the child's GIL, not the one the gRPC event loop needs.
+--writer-process`): the event loop writes each batch of write requests, as
+the bytes gRPC received them, to a child process over a pipe, and reads the
+answers' bytes from another (server/wire.py frames), so the parsing,
+validation, split, rules, postings, SQLite writes and result messages run
+under the child's GIL, not the one the gRPC event loop needs. No thread
+of the gRPC process is on this path: the loop's reader callback resolves
+the callers' futures itself.
 
-Durability is the child's commit, as in the thread: the child answers a
-batch only after its COMMIT returned. If the child dies mid-batch, the
-batch's callers are told to retry with the same msgid (the batch may or may
-not have been committed; idempotency makes the retry safe) and a new child
-is started on the same database."""
+Durability is the child's commit: the child answers a batch only after its
+COMMIT returned. If the child dies mid-batch, the callers of every batch
+sent to it and not answered are told to retry with the same msgid (each
+batch may or may not have been committed; idempotency makes the retry
+safe) and a new child is started on the same database, off the event loop
+(a start takes about a second); writes wait meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
+import select
 import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from medsettle.ledger.clock import Clock
 from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.storage.child_process import ChildProcesses
+from medsettle.ledger.storage.writer import PIPELINE_DEPTH
 from medsettle.server import wire
+
+if TYPE_CHECKING:
+    from medsettle.ledger.storage.writer import GroupCommitWriter
 
 START_TIMEOUT_S = 60.0
 START_POLL_S = 0.1  # how often a start being waited for looks at the close deadline
@@ -32,15 +42,17 @@ START_POLL_S = 0.1  # how often a start being waited for looks at the close dead
 # it no child is started and one being started is given up.
 CLOSE_START_GRACE_S = 10.0
 STOP_TIMEOUT_S = 30.0
+READ_BYTES = 1 << 20  # at most per read of the answers pipe
+LOST = "the writer process stopped during this write; retry with the same msgid"
 _CLOSING = "the server is closing; retry with the same msgid"
 _READY = b"ready"
+_STOP = b""  # the body of the frame that tells the child to stop
 
 
-def _serve_batches(commands_in: Connection, outcomes_out: Connection, db_path: str, clock: Clock,
+def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: str, clock: Clock,
                    ecert_key: bytes | None) -> None:
     """The child: opens the ledger, then answers batch after batch of write
-    requests (server/wire.py bodies), in the order sent, until an empty
-    body says stop."""
+    requests, in the order sent, until an empty frame says stop."""
     import signal
 
     # Ctrl-C reaches the whole process group: the parent drains, then stops the child.
@@ -53,33 +65,40 @@ def _serve_batches(commands_in: Connection, outcomes_out: Connection, db_path: s
     store = open_ledger(db_path)
     requests = WriteRequests(SettlementProcessor(store, open_reference(store, clock), clock), clock, ecert_key,
                              store.rollback)
-    outcomes_out.send_bytes(_READY)
+    read_fd, write_fd = commands_in.fileno(), answers_out.fileno()
+    frames = wire.FrameReader()
     try:
-        while body := commands_in.recv_bytes():
-            outcomes_out.send_bytes(requests.run_body(body))
-    except (EOFError, BrokenPipeError):  # the parent is gone
+        _write_all(write_fd, wire.frame(_READY))
+        while data := os.read(read_fd, READ_BYTES):
+            for body in frames.feed(data):
+                if body == _STOP:
+                    return
+                _write_all(write_fd, wire.frame(requests.run_body(body)))
+    except BrokenPipeError:  # the parent is gone
         pass
     finally:
         store.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class _Closing(Exception):
     """A child is not started, or one being started is given up: the server closes."""
 
 
-def _lost(count: int, why: str = "the writer process stopped during this write; retry with the same msgid") -> list[bytes]:
-    return [wire.refused(Refused(Reason.STORAGE_UNAVAILABLE, why))] * count
+def _storage_unavailable(why: str) -> bytes:
+    return wire.refused(Refused(Reason.STORAGE_UNAVAILABLE, why))
 
 
 class WriterProcess:
-    """A PipelinedProcessor (ledger/storage/writer.py) whose batches run in a
-    child process. Commands and outcomes travel on two one-way pipes, so the
-    writer thread sends batch N+1 while the answer thread waits for batch N.
-
-    A child that dies fails every batch sent to it and not yet answered (each
-    may or may not have been committed) and is replaced; `generation` counts
-    children, so a batch sent to a dead one is never waited for on its
-    successor's pipe."""
+    """The writer child's life: start, restart after a death, close. Starts
+    block (about a second; up to START_TIMEOUT_S): call them off the event
+    loop. `generation` counts children; the pipes of the current one are
+    `commands` (the parent writes) and `answers` (the parent reads)."""
 
     def __init__(self, db_path: str | Path, clock: Clock, ecert_key: bytes | None = None) -> None:
         # A fresh interpreter, not fork: the parent runs gRPC threads, which
@@ -89,8 +108,8 @@ class WriterProcess:
         self._db_path = str(db_path)
         self._clock = clock  # the child gets a copy: a clock moved later in the parent is not seen
         self._ecert_key = ecert_key
-        self._lock = threading.Lock()  # the child and its pipes, swapped by a restart
-        self._generation = 0
+        self._lock = threading.Lock()  # one start at a time (a death's restart, the health watcher's retry)
+        self.generation = 0
         self.restarts = 0  # children started to replace a dead one
         self.restart_failures = 0  # tries to replace one that failed (down says why)
         self.down: str | None = None  # why the last restart failed, until one succeeds
@@ -100,20 +119,24 @@ class WriterProcess:
         self._start()
 
     def _start(self) -> None:
-        commands_in, self._commands = self._context.Pipe(duplex=False)
-        self._outcomes, outcomes_out = self._context.Pipe(duplex=False)
+        commands_in, commands = self._context.Pipe(duplex=False)
+        answers, answers_out = self._context.Pipe(duplex=False)
         child = self._context.Process(
-            target=_serve_batches, args=(commands_in, outcomes_out, self._db_path, self._clock, self._ecert_key),
+            target=_serve_batches, args=(commands_in, answers_out, self._db_path, self._clock, self._ecert_key),
             name="medsettle: writer", daemon=True,
         )
         try:
             child.start()
+        except BaseException:
+            commands.close()
+            answers.close()
+            raise
         finally:  # the parent keeps only its own ends: a dead child is then EOF/EPIPE, never a hang
             commands_in.close()
-            outcomes_out.close()
+            answers_out.close()
         # Only a started child replaces the last one: a start that raised (no
         # fork: EAGAIN, EMFILE) leaves one that the next restart can join.
-        self._child = child
+        self._child, self.commands, self.answers = child, commands, answers
         if not self._ready():
             exited = not self._child.is_alive()
             self._child.kill()
@@ -129,14 +152,22 @@ class WriterProcess:
     def _ready(self) -> bool:
         """Whether the child said it is ready, within START_TIMEOUT_S and the close deadline."""
         deadline = time.monotonic() + START_TIMEOUT_S
+        frames = wire.FrameReader()
+        fd = self.answers.fileno()
         try:
             while not self._past_close_deadline():
                 remaining_s = deadline - time.monotonic()
                 if remaining_s <= 0:
                     return False
-                if self._outcomes.poll(min(remaining_s, START_POLL_S)):
-                    return bool(self._outcomes.recv_bytes() == _READY)
-        except (EOFError, OSError):  # the child died while starting
+                readable, _, _ = select.select([fd], [], [], min(remaining_s, START_POLL_S))
+                if readable:
+                    data = os.read(fd, len(wire.frame(_READY)))
+                    if not data:  # the child died while starting
+                        return False
+                    bodies = frames.feed(data)
+                    if bodies:
+                        return bodies == [_READY]
+        except OSError:
             pass
         return False
 
@@ -144,72 +175,51 @@ class WriterProcess:
     def pid(self) -> int | None:
         return self._child.pid
 
-    def send_batch(self, commands: Sequence[wire.Write]) -> Callable[[], list[bytes]]:
-        """Sends a batch of write requests; the call returned waits for their answers."""
-        with self._lock:
-            generation, pipe = self._generation, self._commands
-        try:
-            pipe.send_bytes(wire.batch_body(commands))
-        except OSError:  # the child is gone (or was just replaced): nothing of this batch reached it
-            return lambda: self._restarted(generation, len(commands))
-        return lambda: self._receive(generation, len(commands))
+    def kill(self) -> None:
+        """Kills the child (it broke the protocol); the channel sees its death."""
+        self._child.kill()
 
-    def run_batch(self, commands: Sequence[wire.Write]) -> list[bytes]:
-        return self.send_batch(commands)()
-
-    def _receive(self, generation: int, count: int) -> list[bytes]:
-        """The outcomes of a batch sent to child `generation` (called in send order)."""
+    def restart(self, generation: int) -> None:
+        """Replaces child `generation` (it died) unless that was done already.
+        Blocks while the new child starts; down says why if it could not."""
         with self._lock:
-            if generation != self._generation:  # sent to a child that has since died
-                return _lost(count)
-            pipe = self._outcomes
+            try:
+                if generation != self.generation or self._closed:
+                    return
+                self.starting = True  # writes wait meanwhile: health says so
+                self._replace()
+            finally:
+                self.starting = False
+
+    def _replace(self) -> None:
+        self._child.join(1.0)
+        if self._child.is_alive():
+            self._child.kill()
+            self._child.join()
+        self.commands.close()
+        self.answers.close()
+        self.generation += 1
         try:
-            body = pipe.recv_bytes()
-        except (EOFError, OSError):
-            return self._restarted(generation, count)
-        return wire.answers_of(body)  # one per command: the writer checks the count
+            if self._past_close_deadline():
+                raise _Closing()
+            self._start()
+        except _Closing:  # not a failure: nothing is started once the server closes
+            self.down = _CLOSING
+            return
+        except Exception as error:  # health says NOT_SERVING; its watcher tries again
+            self.restart_failures += 1
+            self.down = f"the writer process could not be restarted ({error}); retry later"
+            return
+        self.restarts += 1
+        self.down = None
 
     def retry_start(self) -> None:
         """Tries again to start a child after a restart failed (the health watcher calls it)."""
-        with self._lock:  # not a generation read while a restart runs: that would replace its new child
-            if self.down is None:
-                return
-            generation = self._generation
-        self._restarted(generation, 0)
-
-    def _restarted(self, generation: int, count: int) -> list[bytes]:
-        """Replaces child `generation` unless that was done already; the batch is lost.
-        The lock is never held while a pipe is read or written: a full pipe
-        must not stop the other thread from draining the other one."""
         with self._lock:
-            if generation == self._generation and not self._closed:
-                self.starting = True  # writes wait from now: health says so
-                try:
-                    self._child.join(1.0)
-                    if self._child.is_alive():
-                        self._child.kill()
-                        self._child.join()
-                    # The old pipes are not closed here: the writer thread may be
-                    # sending on the old commands pipe right now, and closing it
-                    # under that send is a TypeError mid-write, or its fd number
-                    # reused by the new child's pipe. Each closes when its last
-                    # user lets go of it (Connection.__del__); a send to the dead
-                    # child meanwhile is EPIPE, so that batch is lost as it should be.
-                    self._generation += 1
-                    if self._past_close_deadline():
-                        raise _Closing()
-                    self._start()
-                except _Closing:  # not a failure: nothing is started once the server closes
-                    return _lost(count, _CLOSING)
-                except Exception as error:  # the next batch tries again; health says NOT_SERVING meanwhile
-                    self.restart_failures += 1
-                    self.down = str(error)
-                    return _lost(count, f"the writer process could not be restarted ({error}); retry later")
-                finally:
-                    self.starting = False
-                self.restarts += 1
-                self.down = None
-        return _lost(count)
+            if self.down is None or self._closed or self._past_close_deadline():
+                return
+            generation = self.generation
+        self.restart(generation)
 
     def begin_closing(self, grace_s: float | None = None) -> None:
         """The server is closing: a replacement child may still start for
@@ -219,17 +229,147 @@ class WriterProcess:
         self._no_start_after = min(self._no_start_after, time.monotonic() + grace_s)
 
     def close(self) -> None:
-        """Stops the child after the batches it holds (called once the writer has stopped)."""
+        """Stops the child after the batches it holds (called off the loop, after the drain)."""
         self.begin_closing(0.0)
         with self._lock:  # waits for a restart in progress to give up; none starts after this
             self._closed = True
         try:
-            self._commands.send_bytes(b"")  # stop
+            os.set_blocking(self.commands.fileno(), True)
+            _write_all(self.commands.fileno(), wire.frame(_STOP))
         except OSError:
             pass
         self._child.join(STOP_TIMEOUT_S)
         if self._child.is_alive():
             self._child.kill()
             self._child.join()
-        self._commands.close()
-        self._outcomes.close()
+        self.commands.close()
+        self.answers.close()
+
+
+class ProcessChannel:
+    """The writer's channel (ledger/storage/writer.py) to a WriterProcess,
+    driven by the event loop: batches are written to the commands pipe
+    (non-blocking; what does not fit waits for the pipe to drain), answers
+    read from the answers pipe by a reader callback, whatever the reads'
+    boundaries. A dead child (EOF, EPIPE, a broken frame) loses the batches
+    in flight; its replacement starts on an executor thread."""
+
+    depth = PIPELINE_DEPTH
+
+    def __init__(self, process: WriterProcess) -> None:
+        self.process = process
+        self._writer: GroupCommitWriter | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._attached: int | None = None  # the generation whose pipes the loop watches
+        self._frames = wire.FrameReader()
+        self._unsent = bytearray()  # frames the commands pipe did not take yet
+        self._closed = False
+
+    def open(self, writer: GroupCommitWriter) -> None:
+        self._writer = writer
+        self._loop = asyncio.get_running_loop()
+        self._attach()
+
+    def up(self) -> bool:
+        return self._attached is not None
+
+    def down(self) -> str | None:
+        process = self.process
+        return process.down if process.down is not None and not process.starting else None
+
+    def _attach(self) -> None:
+        assert self._loop is not None
+        process = self.process
+        if self._closed or process.down is not None or process.starting or self._attached == process.generation:
+            return
+        self._attached = process.generation
+        self._frames = wire.FrameReader()
+        self._unsent.clear()
+        self._commands_fd, self._answers_fd = process.commands.fileno(), process.answers.fileno()
+        os.set_blocking(self._commands_fd, False)
+        os.set_blocking(self._answers_fd, False)
+        self._loop.add_reader(self._answers_fd, self._readable)
+
+    def _detach(self) -> None:
+        assert self._loop is not None
+        if self._attached is None:
+            return
+        self._loop.remove_reader(self._answers_fd)
+        self._loop.remove_writer(self._commands_fd)
+        self._attached = None
+        self._unsent.clear()
+
+    def send(self, body: bytes) -> None:
+        data = wire.frame(body)
+        if self._unsent:  # frames go out in order: behind those waiting
+            self._unsent += data
+            return
+        try:
+            written = os.write(self._commands_fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # EPIPE: the child is gone; nothing of this batch reached it
+            self._died()
+            return
+        if written < len(data):
+            self._unsent += data[written:]
+            assert self._loop is not None
+            self._loop.add_writer(self._commands_fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            written = os.write(self._commands_fd, self._unsent)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._died()
+            return
+        del self._unsent[:written]
+        if not self._unsent:
+            assert self._loop is not None
+            self._loop.remove_writer(self._commands_fd)
+
+    def _readable(self) -> None:
+        assert self._writer is not None
+        try:
+            data = os.read(self._answers_fd, READ_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # EOF: the child is gone
+            self._died()
+            return
+        try:
+            for body in self._frames.feed(data):
+                self._writer.answered(wire.answers_of(body))
+        except wire.FrameError:  # the child broke the protocol: it is replaced like a dead one
+            self.process.kill()
+            self._died()
+
+    def _died(self) -> None:
+        """Loses the batches in flight and starts a replacement off the loop."""
+        assert self._loop is not None and self._writer is not None
+        generation = self._attached
+        self._detach()
+        self._writer.lost(_storage_unavailable(LOST))
+        if generation is None or self._closed:
+            return
+        self.process.starting = True  # writes wait from now (the executor may start the restart later)
+        restart = self._loop.run_in_executor(None, self.process.restart, generation)
+        restart.add_done_callback(lambda _: self.resume())
+
+    def resume(self) -> None:
+        """On the loop, after a start: watches the new child's pipes and sends
+        what waits; if none could be started, refuses what waits."""
+        assert self._writer is not None
+        self._attach()
+        if self.up():
+            self._writer.resume()
+        elif self.process.down is not None:
+            self._writer.refuse_waiting(_storage_unavailable(self.process.down))
+
+    def close(self) -> None:
+        """After the drain: the loop lets go of the pipes (WriterProcess.close stops the child)."""
+        self._closed = True
+        self._detach()

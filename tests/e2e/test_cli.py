@@ -36,10 +36,10 @@ def test_readme_demo_command_runs_a_server_and_shows_a_balanced_ledger(tmp_path)
     assert "310000" not in out.split("Ledger balances")[1]
     assert re.search(r"match\. 4 account\(s\) at zero are not listed\.", " ".join(out.split())), out
     assert "RULE_REFUSED RX_UNKNOWN (fields: rx_id)" in " ".join(out.split())  # the invented e-prescription
-    # What /metrics counted: 7 answered (4 bills, the pre-settlement, the retry, the reversal), the
-    # four refusals the writer saw, the one it never saw (the invalid bill): 11 writes in all.
+    # What /metrics counted: 7 answered (4 bills, the pre-settlement, the retry, the reversal), and
+    # the five refusals, the invalid bill's too (the writer validates): 12 writes in all.
     assert re.search(r"Metrics at http://127\.0\.0\.1:\d+/metrics: calls by status ALREADY_EXISTS 1, "
-                     r"FAILED_PRECONDITION 3, INVALID_ARGUMENT 1, OK 7; the writer committed 11 writes", " ".join(out.split()))
+                     r"FAILED_PRECONDITION 3, INVALID_ARGUMENT 1, OK 7; the writer committed 12 writes", " ".join(out.split()))
     # a second run on the same database answers idempotently: nothing settled twice
     again = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert again.returncode == 0, again.stderr

@@ -108,6 +108,9 @@ def test_the_writer_process_is_watched_through_its_death_and_restart(db_path, cl
             with pytest.raises(CallRefused) as lost:
                 client.settle(bill())
             assert lost.value.reason == "STORAGE_UNAVAILABLE"
+            deadline = time.monotonic() + 30  # the write may have been lost before the restart failed
+            while running.service.writer_down() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
             down = scrape_when_done(running.metrics_port, "Settle")
             assert value(down, "medsettle_writer_up") == 0
             assert value(down, "medsettle_writer_restart_failures_total") >= 1

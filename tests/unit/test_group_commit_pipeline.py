@@ -1,129 +1,152 @@
-"""The group-commit writer pipelines batches: batch N+1 is sent while batch
-N's outcomes are awaited, never more than PIPELINE_DEPTH at once, and every
-caller gets its own outcome, in order. A fake processor stands for the writer
-process so the test decides when each batch completes."""
+"""The group-commit writer on the event loop: what waits in one loop
+iteration goes out as one batch; batch N+1 is sent while batch N runs,
+never more than PIPELINE_DEPTH at once; every caller gets its own answer,
+in order; a full queue refuses with OVERLOADED; the drain answers every
+queued write. A fake channel stands for the writer process so the test
+decides when each batch is answered."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
 from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.storage.writer import PIPELINE_DEPTH, GroupCommitWriter, WriterLimits
+from medsettle.server import wire
 
-WAIT_S = 10.0
 
+class HeldChannel:
+    """Records each batch sent; the test answers them."""
 
-class HeldBatches:
-    """Records each batch sent; its outcomes come when the test releases it."""
+    depth = PIPELINE_DEPTH
 
     def __init__(self) -> None:
-        self.sent: list[list[Any]] = []
-        self.releases: list[threading.Event] = []
-        self.changed = threading.Condition()
+        self.sent: list[list[bytes]] = []  # each batch's request bytes
+        self.writer: GroupCommitWriter | None = None
+        self.is_up = True
 
-    def send_batch(self, commands: Sequence[Any]) -> Any:
-        release = threading.Event()
-        with self.changed:
-            self.sent.append(list(commands))
-            self.releases.append(release)
-            self.changed.notify_all()
+    def open(self, writer: GroupCommitWriter) -> None:
+        self.writer = writer
 
-        def outcomes() -> list[Any]:
-            assert release.wait(WAIT_S), "the test never released this batch"
-            if commands[0] == "broken":
-                raise RuntimeError("the batch failed")
-            if commands[0] == "short":
-                return []
-            return [f"done {command}" for command in commands]
+    def up(self) -> bool:
+        return self.is_up
 
-        return outcomes
+    def down(self) -> str | None:
+        return None
 
-    def wait_sent(self, count: int) -> None:
-        with self.changed:
-            assert self.changed.wait_for(lambda: len(self.sent) >= count, WAIT_S), self.sent
+    def send(self, body: bytes) -> None:
+        self.sent.append([data for _, data in wire.writes_of(body)])
 
+    def close(self) -> None:
+        pass
 
-def release_each_as_sent(processor: HeldBatches, batches: int) -> None:
-    """Lets each batch complete once it is sent (the depth holds back the rest)."""
-    for count in range(1, batches + 1):
-        processor.wait_sent(count)
-        processor.releases[count - 1].set()
+    def answer_oldest(self) -> None:
+        """Answers the oldest batch not answered: "done <request>" for each."""
+        assert self.writer is not None
+        batch = self.sent[self.writer.batches_committed]
+        self.writer.answered([wire.settled(b"done " + data) for data in batch])
 
 
-@pytest.fixture
-def started():  # type: ignore[no-untyped-def]
-    """start(max_batch) -> (processor, running writer); every batch released and the writer stopped after."""
-    made: list[tuple[HeldBatches, GroupCommitWriter]] = []
-
-    def start(max_batch: int) -> tuple[HeldBatches, GroupCommitWriter]:
-        processor = HeldBatches()
-        writer = GroupCommitWriter(processor, WriterLimits(max_batch=max_batch, max_queue=8))
-        writer.start()
-        made.append((processor, writer))
-        return processor, writer
-
-    yield start
-    for processor, writer in made:
-        for release in processor.releases:
-            release.set()
-        writer.stop()
+def _started(max_batch: int = 8, max_queue: int = 8) -> tuple[HeldChannel, GroupCommitWriter]:
+    channel = HeldChannel()
+    writer = GroupCommitWriter(channel, WriterLimits(max_batch=max_batch, max_queue=max_queue))
+    writer.start()
+    return channel, writer
 
 
-async def _submit_one_at_a_time(writer: GroupCommitWriter, commands: list[str]) -> list[asyncio.Future[Any]]:
-    return [writer.submit(command) for command in commands]
+def _submit(writer: GroupCommitWriter, names: str) -> list[asyncio.Future[bytes]]:
+    return [writer.submit((wire.SETTLE, name.encode())) for name in names]
 
 
-def test_the_next_batch_is_sent_before_the_first_is_answered_and_depth_is_bounded(started) -> None:  # type: ignore[no-untyped-def]
-    processor, writer = started(1)
-
-    async def scenario() -> list[Any]:
-        futures = await _submit_one_at_a_time(writer, ["a", "b", "c"])
-        await asyncio.to_thread(processor.wait_sent, PIPELINE_DEPTH)
-        await asyncio.sleep(0.2)  # time enough for a third send, were the depth not bounded
-        assert [batch for batch in processor.sent] == [["a"], ["b"]]
-        assert not any(f.done() for f in futures)
-        processor.releases[0].set()
-        assert await futures[0] == "done a"
-        await asyncio.to_thread(processor.wait_sent, 3)  # the answered batch made room for "c"
-        assert not futures[1].done()
-        processor.releases[2].set()  # "c" completes first in the fake; its answer still waits for "b"
-        await asyncio.sleep(0.2)
-        assert not futures[2].done()
-        processor.releases[1].set()
-        return [await f for f in futures]
-
-    assert asyncio.run(scenario()) == ["done a", "done b", "done c"]
-    assert writer.batches_committed == 3 and writer.commands_done == 3
+async def _answers(futures: list[asyncio.Future[bytes]]) -> list[Any]:
+    out: list[Any] = []
+    for future in futures:
+        try:
+            out.append(wire.result_of(await future))
+        except Refused as refusal:
+            out.append(refusal)
+    return out
 
 
-def test_a_batch_whose_outcomes_raise_or_are_missing_fails_alone(started) -> None:  # type: ignore[no-untyped-def]
-    processor, writer = started(1)
+def test_what_waits_in_one_loop_iteration_is_one_batch_and_the_depth_is_bounded() -> None:
+    async def scenario() -> None:
+        channel, writer = _started(max_batch=2)
+        first = _submit(writer, "abc")  # one iteration: "ab", then "c" (max_batch 2)
+        await asyncio.sleep(0)
+        assert channel.sent == [[b"a", b"b"], [b"c"]]
+        later = _submit(writer, "de")
+        await asyncio.sleep(0.05)
+        assert len(channel.sent) == PIPELINE_DEPTH == 2 and writer.queue_length() == 2  # held: the pipeline is full
+        channel.answer_oldest()
+        assert await _answers(first[:2]) == [b"done a", b"done b"]
+        assert channel.sent[2] == [b"d", b"e"]  # the answer made room: what waited went out at once
+        assert not first[2].done()
+        channel.answer_oldest()
+        channel.answer_oldest()
+        assert await _answers(first[2:] + later) == [b"done c", b"done d", b"done e"]
+        assert (writer.batches_committed, writer.commands_done) == (3, 5)
+        assert writer.batch_commands.count == 3
 
-    async def scenario() -> list[Any]:
-        futures = await _submit_one_at_a_time(writer, ["broken", "short", "fine"])
-        await asyncio.to_thread(release_each_as_sent, processor, 3)
-        return await asyncio.gather(*futures, return_exceptions=True)
-
-    failed, unanswered, fine = asyncio.run(scenario())
-    assert isinstance(failed, Refused) and failed.reason == Reason.INTERNAL
-    assert isinstance(unanswered, Refused) and unanswered.reason == Reason.INTERNAL  # no outcome came for it
-    assert fine == "done fine"
+    asyncio.run(scenario())
 
 
-def test_stop_answers_every_queued_command_first(started) -> None:  # type: ignore[no-untyped-def]
-    processor, writer = started(2)
+def test_a_batch_whose_answers_fail_or_are_missing_fails_alone() -> None:
+    async def scenario() -> None:
+        channel, writer = _started()
+        broken = _submit(writer, "x")
+        await asyncio.sleep(0)
+        short = _submit(writer, "yz")
+        await asyncio.sleep(0)
+        writer.answered(RuntimeError("the batch failed"))
+        writer.answered([wire.settled(b"only one")])
+        fine = _submit(writer, "f")
+        await asyncio.sleep(0)
+        channel.answer_oldest()
+        [failed], unanswered, [ok] = await _answers(broken), await _answers(short), await _answers(fine)
+        assert isinstance(failed, Refused) and failed.reason == Reason.INTERNAL and "RuntimeError" in failed.message
+        assert all(isinstance(r, Refused) and r.reason == Reason.INTERNAL for r in unanswered)
+        assert ok == b"done f"
 
-    async def scenario() -> list[Any]:
-        futures = await _submit_one_at_a_time(writer, ["a", "b", "c", "d", "e"])
-        releaser = threading.Thread(target=release_each_as_sent, args=(processor, 3))
-        releaser.start()
-        await asyncio.to_thread(writer.stop)
-        releaser.join()
-        return [await f for f in futures]
+    asyncio.run(scenario())
 
-    assert asyncio.run(scenario()) == [f"done {c}" for c in "abcde"]
-    assert sum(len(batch) for batch in processor.sent) == 5
+
+def test_a_full_queue_refuses_with_overloaded_and_a_given_up_caller_is_not_sent() -> None:
+    async def scenario() -> None:
+        channel, writer = _started(max_batch=1, max_queue=2)
+        channel.is_up = False  # a child being replaced: writes wait
+        waiting = _submit(writer, "ab")
+        with pytest.raises(Refused) as refused:
+            writer.submit((wire.SETTLE, b"c"))
+        assert refused.value.reason == Reason.OVERLOADED and "retry with the same msgid" in refused.value.message
+        waiting[0].cancel()  # its caller gave up
+        channel.is_up = True
+        writer.resume()
+        assert channel.sent == [[b"b"]]
+        channel.answer_oldest()
+        assert await _answers(waiting[1:]) == [b"done b"]
+
+    asyncio.run(scenario())
+
+
+def test_the_drain_waits_for_every_queued_write_and_a_loss_answers_those_in_flight() -> None:
+    async def scenario() -> None:
+        channel, writer = _started(max_batch=1)
+        futures = _submit(writer, "abc")
+        await asyncio.sleep(0)
+        drain = asyncio.ensure_future(writer.drain())
+        await asyncio.sleep(0.05)
+        assert not drain.done() and channel.sent == [[b"a"], [b"b"]]
+        writer.lost(wire.refused(Refused(Reason.STORAGE_UNAVAILABLE, "lost; retry with the same msgid")))
+        await asyncio.sleep(0.05)
+        assert not drain.done() and channel.sent == [[b"a"], [b"b"]]  # "c" waits for the channel to resume
+        writer.resume()  # a new child is up
+        assert channel.sent == [[b"a"], [b"b"], [b"c"]]
+        channel.answer_oldest()
+        await asyncio.wait_for(drain, 5)
+        a, b, c = await _answers(futures)
+        assert isinstance(a, Refused) and isinstance(b, Refused) and a.reason == Reason.STORAGE_UNAVAILABLE
+        assert c == b"done c"
+
+    asyncio.run(scenario())
