@@ -12,7 +12,7 @@ from typing import Any
 from medsettle.ledger.reference.internet import Agreement, AgreementStatus, Payee
 from medsettle.ledger.settlement.prescriptions import RxRecord
 from medsettle.ledger.storage.port import InternetWrite
-from medsettle.ledger.storage.sqlite import chunks, marks, storage_errors
+from medsettle.ledger.storage.sqlite import chunks, insert_rows, marks, storage_errors
 
 
 
@@ -147,42 +147,47 @@ class SqliteInternetState:
             self._conn.execute("DELETE FROM ecert_nonces WHERE expires_us < ?", (expired_before_us,))
 
     def write(self, batch: InternetWrite) -> None:
+        """The batch's rows; a statement with no rows is not run (each costs a step of the batch's fixed cost)."""
         conn = self._conn
         with storage_errors:
-            conn.executemany(
-                "INSERT INTO host_quota_use (host_code, year, used_fen) VALUES (?, ?, ?) "
-                "ON CONFLICT (host_code, year) DO UPDATE SET used_fen = excluded.used_fen",
-                [(host, year, used) for (host, year), used in batch.quota_used.items()],
-            )
-            conn.executemany(
-                "INSERT INTO rx_fills (setl_id, prescribing_code, rx_id, pharmacy_code, filled_us) VALUES (?, ?, ?, ?, ?)",
-                batch.rx_fills,
-            )
-            conn.executemany("UPDATE rx_fills SET reversal_setl_id = ? WHERE setl_id = ?", batch.rx_releases)
-            conn.executemany("INSERT INTO ecert_nonces (nonce, used_us, expires_us) VALUES (?, ?, ?)", batch.nonces)
-            conn.executemany(
-                "INSERT INTO visit_log (setl_id, psn_no, visit_day, fixmedins_code, visit_type, diag_code, rx_id, item_codes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                batch.visits,
-            )
-            conn.executemany(
-                "INSERT INTO audit_flags (setl_id, rule, field, detail, fixmedins_code, flag_day, flagged_us) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                batch.flags,
-            )
-            conn.executemany(
-                "INSERT INTO prescriptions (prescribing_code, rx_id, setl_id, psn_no, prescriber_id, issued_day, "
-                "valid_to, items) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.prescribing_code, r.rx_id, r.setl_id, r.psn_no, r.prescriber_id, r.issued_day, r.valid_to,
-                  json.dumps([list(item) for item in r.items])) for r in batch.rx_issued],
-            )
-            conn.executemany(
-                "INSERT INTO rx_fill_items (setl_id, prescribing_code, rx_id, hilist_code, cnt, pharmacist_id) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                batch.rx_fill_items,
-            )
-            conn.executemany("UPDATE rx_fill_items SET reversal_setl_id = ? WHERE setl_id = ?", batch.rx_item_releases)
-            conn.executemany("UPDATE prescriptions SET voided_setl_id = ? WHERE setl_id = ?", batch.rx_voids)
+            if batch.quota_used:
+                conn.executemany(
+                    "INSERT INTO host_quota_use (host_code, year, used_fen) VALUES (?, ?, ?) "
+                    "ON CONFLICT (host_code, year) DO UPDATE SET used_fen = excluded.used_fen",
+                    [(host, year, used) for (host, year), used in batch.quota_used.items()],
+                )
+            if batch.rx_fills:
+                self._insert("INSERT INTO rx_fills (setl_id, prescribing_code, rx_id, pharmacy_code, filled_us)", 5,
+                             batch.rx_fills)
+            if batch.rx_releases:
+                conn.executemany("UPDATE rx_fills SET reversal_setl_id = ? WHERE setl_id = ?", batch.rx_releases)
+            if batch.nonces:
+                self._insert("INSERT INTO ecert_nonces (nonce, used_us, expires_us)", 3, batch.nonces)
+            if batch.visits:
+                self._insert("INSERT INTO visit_log (setl_id, psn_no, visit_day, fixmedins_code, visit_type, diag_code, "
+                             "rx_id, item_codes)", 8, batch.visits)
+            if batch.flags:
+                self._insert("INSERT INTO audit_flags (setl_id, rule, field, detail, fixmedins_code, flag_day, flagged_us)",
+                             7, batch.flags)
+            if batch.rx_issued:
+                self._insert(
+                    "INSERT INTO prescriptions (prescribing_code, rx_id, setl_id, psn_no, prescriber_id, issued_day, "
+                    "valid_to, items)", 8,
+                    [(r.prescribing_code, r.rx_id, r.setl_id, r.psn_no, r.prescriber_id, r.issued_day, r.valid_to,
+                      json.dumps([list(item) for item in r.items])) for r in batch.rx_issued],
+                )
+            if batch.rx_fill_items:
+                self._insert("INSERT INTO rx_fill_items (setl_id, prescribing_code, rx_id, hilist_code, cnt, pharmacist_id)",
+                             6, batch.rx_fill_items)
+            if batch.rx_item_releases:
+                conn.executemany("UPDATE rx_fill_items SET reversal_setl_id = ? WHERE setl_id = ?",
+                                 batch.rx_item_releases)
+            if batch.rx_voids:
+                conn.executemany("UPDATE prescriptions SET voided_setl_id = ? WHERE setl_id = ?", batch.rx_voids)
+
+    def _insert(self, insert_into: str, width: int, rows: list[Any]) -> None:
+        """INSERT INTO ... (columns) of the rows: many rows per statement (sqlite.insert_rows)."""
+        insert_rows(self._conn, insert_into, width, rows)
 
 
 InternetStateStore = SqliteInternetState  # the name before the storage port

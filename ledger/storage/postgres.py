@@ -155,6 +155,10 @@ class PostgresInternetState(SqliteInternetState):
                            (QUOTA_LOCK_CLASS, host_code, str(year)))
         return super().quota_used(host_code, year)
 
+    def _insert(self, insert_into: str, width: int, rows: list[Any]) -> None:
+        """One statement per row in psycopg's pipeline (executemany): one round trip."""
+        self._conn.executemany(f"{insert_into} VALUES ({marks(width)})", rows)
+
     def rx_record(self, prescribing_code: str, rx_id: str) -> RxRecord | None:
         """A recorded prescription, its row locked until the batch ends: two
         servers' pharmacy sales of one prescription are checked against what

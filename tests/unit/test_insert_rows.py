@@ -1,0 +1,62 @@
+"""insert_rows writes many rows per INSERT statement: every row lands once,
+in order (rowid order is insert order: settlements take their setl_no so),
+within SQLite's least parameter bound, and a statement's failure leaves the
+transaction to roll back whole."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medsettle.ledger.storage.sqlite import MAX_PARAMETERS, insert_rows
+
+
+def table_of(width: int) -> tuple[sqlite3.Connection, str]:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    columns = [f"c{i}" for i in range(width)]
+    conn.execute(f"CREATE TABLE t (n INTEGER PRIMARY KEY, {', '.join(columns)}, UNIQUE (c0))")
+    return conn, f"INSERT INTO t ({', '.join(columns)})"
+
+
+class CountingConnection:
+    """Counts the statements run and the parameters of the largest."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn, self.statements, self.most_parameters = conn, 0, 0
+
+    def execute(self, sql: str, params: tuple) -> None:
+        self.statements += 1
+        self.most_parameters = max(self.most_parameters, len(params))
+        self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: list) -> None:
+        self.statements += 1
+        self.conn.executemany(sql, rows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 300), st.integers(1, 40))
+def test_every_row_lands_once_in_order(count: int, width: int) -> None:
+    conn, insert_into = table_of(width)
+    rows = [tuple([f"k{n}"] + [n * width + i for i in range(1, width)]) for n in range(count)]
+    counting = CountingConnection(conn)
+    insert_rows(counting, insert_into, width, rows)  # type: ignore[arg-type]
+    stored = conn.execute("SELECT * FROM t ORDER BY n").fetchall()
+    assert [row[1:] for row in stored] == rows
+    assert counting.most_parameters <= MAX_PARAMETERS
+    full = next(size for size in (64, 32, 16, 8, 4, 2, 1) if size * width <= MAX_PARAMETERS)
+    # full statements, at most one of each smaller size, one executemany of the last rows
+    assert counting.statements <= count // full + full.bit_length()
+
+
+def test_a_refused_row_fails_the_statement_and_the_transaction_rolls_back_whole() -> None:
+    conn, insert_into = table_of(2)
+    conn.execute("INSERT INTO t (c0, c1) VALUES ('k7', 0)")
+    conn.execute("BEGIN")
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed: t.c0"):
+        insert_rows(conn, insert_into, 2, [(f"k{n}", n) for n in range(100)])
+    conn.execute("ROLLBACK")
+    assert conn.execute("SELECT c0 FROM t").fetchall() == [("k7",)]
