@@ -268,7 +268,9 @@ class InternetStage:
         write.visits.append((settlement.setl_id, bill.psn_no, plan.day, bill.fixmedins_code, int(bill.visit_type),
                              bill.diag_code.upper(), bill.rx_id, ",".join(codes)))
         before = self._activity(bill.psn_no)
-        self._staged_days[bill.psn_no] = DayActivity(before.visits + 1, before.items | set(codes))
+        # items sets are never changed in place: one with nothing new is shared
+        items = before.items if before.items.issuperset(codes) else before.items | set(codes)
+        self._staged_days[bill.psn_no] = DayActivity(before.visits + 1, items)
         for finding in plan.flags:
             write.flags.append((settlement.setl_id, finding.rule.value, finding.field, finding.detail,
                                 bill.fixmedins_code, plan.day, us))

@@ -141,22 +141,26 @@ class Bill:
     pharmacist_id: str = ""  # a pharmacy sale: who checked the prescription
 
     def fingerprint(self) -> str:
-        """A canonical text of the payload, compared on idempotent retries."""
-        parts = [
-            self.msgid, self.fixmedins_code, self.psn_no, str(self.insutype),
-            self.insuplc_admdvs, str(int(self.visit_type)), str(int(self.acct_used_flag)),
-            self.diag_code, self.prior_offline_diag_date, self.rx_id,
-            self.prescribing_fixmedins_code, str(self.delivery_fee_fen),
-        ]
-        for line in self.fee_lines:
-            parts.append(f"{line.feedetl_sn}\x1f{line.hilist_code}\x1f{line.cnt}\x1f{line.pric_fen}")
+        """A canonical text of the payload, compared on idempotent retries:
+        the fields in a fixed order, separated by \\x1e, each fee line's
+        four by \\x1f, then the optional parts (stored digests of it must
+        keep matching: the text never changes). Built in one f-string: once
+        per settlement."""
+        text = (
+            f"{self.msgid}\x1e{self.fixmedins_code}\x1e{self.psn_no}\x1e{self.insutype!s}\x1e"
+            f"{self.insuplc_admdvs}\x1e{int(self.visit_type)!s}\x1e{int(self.acct_used_flag)!s}\x1e"
+            f"{self.diag_code}\x1e{self.prior_offline_diag_date}\x1e{self.rx_id}\x1e"
+            f"{self.prescribing_fixmedins_code}\x1e{self.delivery_fee_fen!s}"
+        ) + "".join([
+            f"\x1e{line.feedetl_sn}\x1f{line.hilist_code}\x1f{line.cnt}\x1f{line.pric_fen}" for line in self.fee_lines
+        ])
         if self.ecert_nonce:  # a retry shows the same certificate
-            parts.append(f"ecert\x1f{self.ecert_nonce}")
+            text += f"\x1eecert\x1f{self.ecert_nonce}"
         if self.prescription is not None:
-            parts.append(self.prescription.fingerprint())
+            text += "\x1e" + self.prescription.fingerprint()
         if self.pharmacist_id:
-            parts.append(f"pharmacist\x1f{self.pharmacist_id}")
-        return "\x1e".join(parts)
+            text += f"\x1epharmacist\x1f{self.pharmacist_id}"
+        return text
 
 
 @dataclass(slots=True)

@@ -118,6 +118,7 @@ class SettlementProcessor:
         # is the ledger's sole writer; otherwise read (and locked) per batch.
         self._persons: dict[str, PersonState] = {}
         self._internet = InternetStage(store.internet_state(), reference, sole_writer=store.sole_writer)
+        self._split_terms: dict[tuple[str, int, VisitType, Any], SplitTerms] = {}
         self.conflicts = 0  # batches run again because another writer changed what they read
         self.key_reruns = 0  # batches run again because a settlement's key taken for new was stored
 
@@ -353,7 +354,16 @@ class SettlementProcessor:
         return priced
 
     def _terms(self, bill: Bill, institution: Institution) -> SplitTerms:
-        """The insurance place's policy for this visit."""
+        """The insurance place's policy for this visit (kept per policy and
+        level: the reference data is fixed for the processor's life; a bill no
+        policy covers is refused and nothing is kept)."""
+        key = (bill.insuplc_admdvs, bill.insutype, bill.visit_type, institution.level)
+        terms = self._split_terms.get(key)
+        if terms is None:
+            terms = self._split_terms[key] = self._policy_terms(bill, institution)
+        return terms
+
+    def _policy_terms(self, bill: Bill, institution: Institution) -> SplitTerms:
         policy = self._reference.policy(bill.insuplc_admdvs, bill.insutype)
         ratio_bp = None
         if policy is not None:

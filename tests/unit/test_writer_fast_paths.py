@@ -18,7 +18,10 @@ from medsettle.ledger.clock import CHINA_TZ, china_time, period_of, year_of
 from medsettle.ledger.posting.journal import entry_hash, entry_hash_of_lines
 from medsettle.ledger.posting.rules import Posting, _balanced, posting_lines, settlement_postings, unbalanced_books
 from medsettle.ledger.reference.models import Category
-from medsettle.ledger.settlement.model import AMOUNT_FIELDS, Bill, FeeLine, LineSplit, Settlement, Split, VisitType
+from medsettle.ledger.settlement.model import (
+    AMOUNT_FIELDS, Bill, FeeLine, LineSplit, Prescription, Settlement, Split, VisitType,
+)
+from medsettle.ledger.storage.port import PersonState
 from medsettle.ledger.storage.sqlite import line_splits_json
 
 PROPS = settings(max_examples=300, deadline=None)
@@ -116,7 +119,7 @@ def test_the_writers_posting_tuples_and_their_hash_are_the_postings_and_theirs(
     assert entry_hash_of_lines(*args, lines) == entry_hash(*args, postings) == before.hexdigest()
 
 
-@pytest.mark.parametrize("cls", [FeeLine, Bill, LineSplit, Split, Settlement])
+@pytest.mark.parametrize("cls", [FeeLine, Bill, LineSplit, Split, Settlement, PersonState])
 def test_quick_value_takes_the_generated_parameters_and_stores_each_field(cls: type) -> None:
     plain = dataclasses.make_dataclass(
         "Plain", [(f.name, f.type, f) for f in dataclasses.fields(cls)], frozen=True, slots=True
@@ -148,3 +151,44 @@ def test_values_sent_to_the_writer_process_pickle_equal_and_keep_their_fast_init
         back = pickle.loads(pickle.dumps(value))
         assert back == value and type(back) is type(value)
     assert type(pickle.loads(pickle.dumps(bill)).fee_lines[1]) is FeeLine
+
+
+def fingerprint_by_parts(bill: Bill) -> str:
+    """Bill.fingerprint as it was first written (a list of parts joined):
+    the digests stored with every settlement were taken of this text."""
+    parts = [
+        bill.msgid, bill.fixmedins_code, bill.psn_no, str(bill.insutype),
+        bill.insuplc_admdvs, str(int(bill.visit_type)), str(int(bill.acct_used_flag)),
+        bill.diag_code, bill.prior_offline_diag_date, bill.rx_id,
+        bill.prescribing_fixmedins_code, str(bill.delivery_fee_fen),
+    ]
+    for line in bill.fee_lines:
+        parts.append(f"{line.feedetl_sn}\x1f{line.hilist_code}\x1f{line.cnt}\x1f{line.pric_fen}")
+    if bill.ecert_nonce:
+        parts.append(f"ecert\x1f{bill.ecert_nonce}")
+    if bill.prescription is not None:
+        parts.append(bill.prescription.fingerprint())
+    if bill.pharmacist_id:
+        parts.append(f"pharmacist\x1f{bill.pharmacist_id}")
+    return "\x1e".join(parts)
+
+
+texts = st.text(max_size=12)
+bills = st.builds(
+    Bill, msgid=texts, fixmedins_code=texts, psn_no=texts, insutype=st.integers(0, 10**6), insuplc_admdvs=texts,
+    visit_type=st.sampled_from(VisitType),
+    fee_lines=st.lists(st.builds(FeeLine, texts, texts, st.integers(-5, 10**6), st.integers(-5, 10**9)),
+                       max_size=4).map(tuple),
+    acct_used_flag=st.booleans(), diag_code=texts, prior_offline_diag_date=texts, rx_id=texts,
+    prescribing_fixmedins_code=texts, delivery_fee_fen=st.integers(0, 10**9), ecert_nonce=texts,
+    prescription=st.none() | st.builds(Prescription, texts, texts,
+                                       st.lists(st.tuples(texts, st.integers(1, 99)), max_size=3).map(tuple),
+                                       st.integers(0, 30)),
+    pharmacist_id=texts,
+)
+
+
+@PROPS
+@given(bills)
+def test_the_fingerprint_text_is_the_one_stored_digests_were_taken_of(bill: Bill) -> None:
+    assert bill.fingerprint() == fingerprint_by_parts(bill)
