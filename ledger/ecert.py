@@ -101,6 +101,8 @@ def verify(key: bytes, token: str, now: dt.datetime) -> EcertClaims:
     """The claims of a genuine, unexpired token; EcertError otherwise."""
     if len(token) > MAX_TOKEN_CHARS:
         raise EcertError(f"longer than {MAX_TOKEN_CHARS} characters")
+    if not token.isascii():  # a token is base64url and dots; compare_digest refuses other text with TypeError
+        raise EcertError("not an e-insurance certificate token (characters outside ASCII)")
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != PREFIX:
         raise EcertError(f"not an e-insurance certificate token ({PREFIX})")

@@ -246,3 +246,13 @@ def test_the_export_deadline_is_the_provinces_rule_for_each_of_its_regions():
     assert [(d.admdvs, d.due.isoformat()) for d in due] == [
         ("220100", "2026-11-01T06:00:00+08:00"), ("350100", "2026-11-01T06:00:00+08:00")]  # Jilin, Fujian
     assert not due[0].late_at(due[0].due) and due[0].late_at(due[0].due + dt.timedelta(seconds=1))
+
+
+@given(st.text(min_size=1, max_size=40).filter(lambda text: not text.isascii()), st.integers(0, 2))
+def test_a_token_with_text_outside_ascii_in_any_part_is_refused_as_an_ecert_error(odd, part):
+    # Not a TypeError from compare_digest, nor a UnicodeEncodeError from a lone surrogate:
+    # the writer answers EcertError as FIELD_INVALID naming ecert_token.
+    parts = ecert.issue(KEY, "P1", NOW).split(".")
+    parts[part] = odd
+    with pytest.raises(ecert.EcertError, match="ASCII"):
+        ecert.verify(KEY, ".".join(parts), NOW)
