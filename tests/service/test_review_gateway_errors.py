@@ -56,9 +56,6 @@ def test_an_e_cert_token_with_a_lone_surrogate_is_refused_naming_it(http) -> Non
     assert status == 400 and _fields(answer) == ["ecert_token"], answer
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a non-ASCII signature part makes hmac.compare_digest raise TypeError in ecert.verify, on the writer: "
-    "the whole batch fails INTERNAL (a 5xx here). Fix in ledger/ecert.py verify"))
 def test_an_e_cert_token_with_a_non_ascii_signature_is_refused_naming_it(http) -> None:
     status, answer = _post_with(http, ecert_token="MSEC1.eyJhIjoxfQ.\u00e9")
     assert status == 400 and _fields(answer) == ["ecert_token"], answer

@@ -50,10 +50,6 @@ def writer_with_key(tmp_path, clock):  # type: ignore[no-untyped-def]
     store.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an e-cert token whose signature part is not ASCII makes hmac.compare_digest raise TypeError in "
-    "ecert.verify, uncaught in WriteRequests._command: the writer process dies, the other write of the "
-    "batch is lost (told to retry) and a new child is started. Fix in ledger/ecert.py verify"))
 def test_an_odd_e_cert_token_is_refused_alone_and_the_writer_process_lives(writer_with_key, bill) -> None:
     store, process = writer_with_key
     odd = bill(msgid="ODD1")
