@@ -27,10 +27,10 @@ CODE = "H44010100001"
 PERSON = "44010000000000000001"
 
 
-def bill(msgid: str, price: int = 2500, psn_no: str = PERSON) -> Bill:
+def bill(msgid: str, price: int = 2500, psn_no: str = PERSON, nonce: str = "") -> Bill:
     return Bill(msgid=msgid, fixmedins_code=CODE, psn_no=psn_no, insutype=310, insuplc_admdvs="440100",
                 visit_type=VisitType.OUTPATIENT, fee_lines=(FeeLine("1", "S0001", 1, price), FeeLine("2", "XB0201", 1, 3500)),
-                acct_used_flag=True)
+                acct_used_flag=True, ecert_nonce=nonce, ecert_expires_us=2_000_000_000_000_000 if nonce else 0)
 
 
 class Ledger:
@@ -114,3 +114,11 @@ def test_a_stored_conflict_and_a_replay_in_one_batch_after_a_restart(ledgers, tm
         ledger.store.close()
         ledger.__init__(ledger.path, reads_keys_first=ledger is ledgers[1])  # type: ignore[misc]
     _same(ledgers, [bill("M2", price=9), bill("M9"), bill("M1")])
+
+
+def test_a_new_bill_s_e_cert_staged_in_the_run_the_index_refused_is_not_used_up_for_the_rerun(ledgers) -> None:
+    """The first run stages M2's nonce, then the replay of M1 fails the batch on the index; the rerun
+    must settle M2 with that nonce, not refuse it as already used."""
+    [_, [settled, replay]] = _same(ledgers, [bill("M1")], [bill("M2", nonce="N2"), bill("M1")])
+    assert isinstance(settled, Settlement) and isinstance(replay, Settlement)
+    assert ledgers[0].processor.key_reruns == 1
