@@ -42,16 +42,16 @@ def split_lines(
     line_splits = []
     fulamt_fen = overlmt_fen = preselfpay_fen = inscp_fen = 0
     for line, item in priced_lines:
-        category = item.category
-        amount_fen = line.cnt * line.pric_fen
+        category, cnt, pric_fen = item.category, line.cnt, line.pric_fen
+        amount_fen = cnt * pric_fen
         if category == _CLASS_C:
             fulamt_fen += amount_fen
             line_splits.append(LineSplit(line.feedetl_sn, category, amount_fen, amount_fen, 0, 0, 0))
             continue
         capped_fen = amount_fen
         price_cap_fen = item.price_cap_fen
-        if price_cap_fen is not None and line.pric_fen > price_cap_fen:
-            capped_fen = line.cnt * price_cap_fen
+        if price_cap_fen is not None and pric_fen > price_cap_fen:
+            capped_fen = cnt * price_cap_fen
         line_overlmt_fen = amount_fen - capped_fen
         line_preselfpay_fen = share_bp(capped_fen, item.selfpay_prop_bp) if category == _CLASS_B else 0
         line_inscp_fen = capped_fen - line_preselfpay_fen
