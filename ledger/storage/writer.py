@@ -131,11 +131,30 @@ class GroupCommitWriter:
                     writes.append(write)
                     futures.append(future)
             if writes:
-                self._sent.append((futures, time.perf_counter()))
-                self._channel.send(wire.batch_body(writes))
+                self._send(writes, futures)
             else:  # every caller of this batch had given up: it is taken, and empty (medsettle_writer_batches)
                 self.batches_committed += 1
         self._check_idle()
+
+    def _send(self, writes: list[wire.Write], futures: list[asyncio.Future[bytes]]) -> None:
+        """Sends one batch. It joins the batches awaiting answers before the
+        send, so a send that finds the child dead loses it with the others;
+        a send that raises fails it alone, or the next batch's answers would
+        go to its callers."""
+        entry = (futures, time.perf_counter())
+        self._sent.append(entry)
+        try:
+            self._channel.send(wire.batch_body(writes))
+        except Exception as error:
+            if self._sent and self._sent[-1] is entry:
+                self._sent.pop()
+            self.batches_committed += 1
+            self.commands_done += len(futures)
+            _resolve(futures, [wire.refused(batch_failure(error))] * len(futures))
+
+    def in_flight(self) -> int:
+        """Batches sent and not yet answered."""
+        return len(self._sent)
 
     def answered(self, answers: list[bytes] | BaseException) -> None:
         """The channel: the oldest batch sent has these answers (or failed whole with this error)."""

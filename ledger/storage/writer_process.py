@@ -263,6 +263,9 @@ class ProcessChannel:
         self._attached: int | None = None  # the generation whose pipes the loop watches
         self._frames = wire.FrameReader()
         self._unsent = bytearray()  # frames the commands pipe did not take yet
+        # The commands pipe broke (EPIPE): nothing more is sent, and the child
+        # is taken for dead once the answers already read are delivered.
+        self._broken = False
         self._closed = False
 
     def open(self, writer: GroupCommitWriter) -> None:
@@ -271,7 +274,7 @@ class ProcessChannel:
         self._attach()
 
     def up(self) -> bool:
-        return self._attached is not None
+        return self._attached is not None and not self._broken
 
     def down(self) -> str | None:
         process = self.process
@@ -283,6 +286,7 @@ class ProcessChannel:
         if self._closed or process.down is not None or process.starting or self._attached == process.generation:
             return
         self._attached = process.generation
+        self._broken = False
         self._frames = wire.FrameReader()
         self._unsent.clear()
         self._commands_fd, self._answers_fd = process.commands.fileno(), process.answers.fileno()
@@ -309,7 +313,7 @@ class ProcessChannel:
         except BlockingIOError:
             written = 0
         except OSError:  # EPIPE: the child is gone; nothing of this batch reached it
-            self._died()
+            self._broke()
             return
         if written < len(data):
             self._unsent += data[written:]
@@ -322,7 +326,7 @@ class ProcessChannel:
         except BlockingIOError:
             return
         except OSError:
-            self._died()
+            self._broke()
             return
         del self._unsent[:written]
         if not self._unsent:
@@ -340,12 +344,28 @@ class ProcessChannel:
         if not data:  # EOF: the child is gone
             self._died()
             return
+        generation = self._attached
         try:
             for body in self._frames.feed(data):
+                if self._attached != generation:  # lost with its child while this read was answered
+                    return
+                if not self._writer.in_flight():
+                    raise wire.FrameError("answers for no batch in flight")
                 self._writer.answered(wire.answers_of(body))
         except wire.FrameError:  # the child broke the protocol: it is replaced like a dead one
             self.process.kill()
             self._died()
+
+    def _broke(self) -> None:
+        """A send found the commands pipe broken. The answers of this read
+        (an answer's flush may be what sent) are delivered first; then the
+        batches still in flight are lost and the child replaced."""
+        if self._attached is None or self._broken:
+            return
+        self._broken = True
+        assert self._loop is not None
+        generation = self._attached
+        self._loop.call_soon(lambda: self._died() if self._attached == generation else None)
 
     def _died(self) -> None:
         """Loses the batches in flight and starts a replacement off the loop."""

@@ -44,10 +44,6 @@ class FailingOnceChannel:
         pass
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "GroupCommitWriter._flush appends a batch to _sent before channel.send; a send that raises leaves it "
-    "there, unanswerable, and the next batch's answers resolve its callers (wrong caller). Fix: append "
-    "after send returned, or on an exception resolve that batch's futures with a refusal and drop it"))
 def test_a_send_that_raises_fails_its_own_batch_and_later_callers_get_their_own_answers() -> None:
     async def scenario() -> tuple[list[bytes | BaseException], list[bytes]]:
         loop = asyncio.get_running_loop()

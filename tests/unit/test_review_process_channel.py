@@ -49,10 +49,6 @@ class PlayedChild:
                 pass
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ProcessChannel._readable goes on answering the bodies of its read after one answer's flush found the "
-    "child dead (EPIPE) and lost every batch in flight: the next body pops an empty deque, IndexError in the "
-    "reader callback. Fix: stop the loop over the read's bodies once self._attached changed"))
 def test_answers_in_one_read_after_the_child_died_raise_nothing_and_answer_each_caller_once() -> None:
     child = PlayedChild()
     raised: list[BaseException] = []
