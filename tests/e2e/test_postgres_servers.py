@@ -83,6 +83,12 @@ def test_two_servers_settle_the_same_persons_and_msgids_exactly_once(pg_url: str
     try:
         with ThreadPoolExecutor(THREADS) as pool:
             list(pool.map(worker, range(THREADS)))
+        # one bill to each server alone: each writes, so each has a chain (above, one may win every race)
+        code, psn_no, insuplc, insutype = HOT_PERSONS[0]
+        for i, client in enumerate(clients):
+            alone = client.settle(make_bill(code=code, psn_no=psn_no, insuplc=insuplc, insutype=insutype,
+                                            lines=[("S0001", 1, 2_000)], msgid=f"ALONE{i}"))
+            answers[f"ALONE{i}"] = [alone.setl_id]
         # both servers answered every msgid with the same settlement
         assert all(len(set(ids)) == 1 for ids in answers.values()), answers
         # another payload under a used msgid is a conflict, on either server
@@ -110,7 +116,7 @@ def test_two_servers_settle_the_same_persons_and_msgids_exactly_once(pg_url: str
         for server in servers:
             assert server.stop() == 0, server.logs()[-3000:]
     acknowledged = {msgid: ids[0] for msgid, ids in answers.items()}
-    assert len(acknowledged) == THREADS * BILLS_PER_THREAD
+    assert len(acknowledged) == THREADS * BILLS_PER_THREAD + len(servers)
     assert ledger_invariant_breaks(pg_url, acknowledged, initial_balances()) == []
     checked = verify(pg_url)
     assert checked.returncode == 0, checked.stdout + checked.stderr
