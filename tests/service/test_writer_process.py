@@ -495,7 +495,9 @@ def test_closing_gives_up_a_start_that_would_wait_its_whole_timeout(tmp_path, cl
     try:
         retrying.start()  # the child it starts never gets ready
         deadline = time.monotonic() + 30
-        while not writer.starting:
+        # the sleeper is started (not only `starting` set: a close before the
+        # start would rightly start none, and the test would see no child)
+        while not (children and children[0].is_alive()):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         closing = threading.Thread(target=writer.close)
