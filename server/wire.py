@@ -29,8 +29,8 @@ _OK, _REFUSED = b"\x00", b"\x01"
 _U32 = struct.Struct("<I")
 _ITEM = struct.Struct("<BI")  # kind, length
 FRAME_HEADER_BYTES = _U32.size
-# A frame at most this long (a batch of 10,000 bills of 1 MiB each would not
-# fit; the writer's batch bound keeps frames far below it).
+# A frame at most this long; the writer's bound on a batch's request bytes
+# (WriterLimits.max_batch_bytes) keeps frames far below it.
 MAX_FRAME_BYTES = (1 << 32) - 1
 
 Write = tuple[int, bytes]  # (kind, request bytes)
@@ -49,7 +49,7 @@ def refused(refusal: Refused) -> bytes:
     """The answer of a write that was refused, as compact JSON."""
     return _REFUSED + json.dumps(
         [refusal.reason.value, refusal.message, [[v.field, v.description] for v in refusal.violations],
-         refusal.metadata], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+         refusal.metadata], separators=(",", ":")).encode("ascii")  # ASCII escapes: no text can fail to encode after a commit
 
 
 def result_of(answer: bytes) -> bytes:

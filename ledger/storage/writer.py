@@ -67,6 +67,11 @@ class Channel(Protocol):
 class WriterLimits:
     max_batch: int = 512  # commands per transaction
     max_queue: int = 8_192  # commands waiting; beyond this callers get OVERLOADED
+    # Request bytes, since a request may be up to --max-message-bytes: a batch
+    # stops growing at max_batch_bytes (it always holds one write), and beyond
+    # max_queue_bytes waiting callers get OVERLOADED.
+    max_batch_bytes: int = 64 << 20
+    max_queue_bytes: int = 256 << 20
 
 
 def batch_failure(error: BaseException) -> Refused:
@@ -80,10 +85,12 @@ _Waiting = tuple[wire.Write, "asyncio.Future[bytes]"]
 class GroupCommitWriter:
     def __init__(self, channel: Channel, limits: WriterLimits = WriterLimits()) -> None:
         assert 1 <= limits.max_batch <= limits.max_queue and channel.depth >= 1
+        assert 1 <= limits.max_batch_bytes <= wire.MAX_FRAME_BYTES // 2 and limits.max_queue_bytes >= 1
         self._channel = channel
         self._limits = limits
         self._depth = channel.depth
         self._waiting: deque[_Waiting] = deque()
+        self._waiting_bytes = 0  # request bytes of the writes waiting
         self._sent: deque[tuple[list[asyncio.Future[bytes]], float]] = deque()  # in the order sent
         self._flush_due = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -111,8 +118,12 @@ class GroupCommitWriter:
             raise Refused(Reason.STORAGE_UNAVAILABLE, down)
         if len(self._waiting) >= self._limits.max_queue:
             raise Refused(Reason.OVERLOADED, f"writer queue full ({self._limits.max_queue}); retry with the same msgid")
+        if self._waiting and self._waiting_bytes + len(write[1]) > self._limits.max_queue_bytes:
+            raise Refused(Reason.OVERLOADED, f"writer queue full ({self._limits.max_queue_bytes} request bytes); "
+                          "retry with the same msgid")
         future = self._loop.create_future()
         self._waiting.append((write, future))
+        self._waiting_bytes += len(write[1])
         self._idle.clear()
         if not self._flush_due:
             self._flush_due = True
@@ -125,11 +136,14 @@ class GroupCommitWriter:
         limit = self._limits.max_batch
         while self._waiting and len(self._sent) < self._depth and self._channel.up():
             writes, futures = [], []
-            while self._waiting and len(writes) < limit:
+            room_bytes = self._limits.max_batch_bytes
+            while self._waiting and len(writes) < limit and (not writes or len(self._waiting[0][0][1]) <= room_bytes):
                 write, future = self._waiting.popleft()
+                self._waiting_bytes -= len(write[1])
                 if not future.done():  # a caller that gave up before its turn is not settled
                     writes.append(write)
                     futures.append(future)
+                    room_bytes -= len(write[1])
             if writes:
                 self._send(writes, futures)
             else:  # every caller of this batch had given up: it is taken, and empty (medsettle_writer_batches)
@@ -182,7 +196,8 @@ class GroupCommitWriter:
     def refuse_waiting(self, answer: bytes) -> None:
         """The channel cannot take batches (its child could not be restarted): every waiting caller gets `answer`."""
         while self._waiting:
-            _, future = self._waiting.popleft()
+            (_, data), future = self._waiting.popleft()
+            self._waiting_bytes -= len(data)
             if not future.done():
                 future.set_result(answer)
         self._check_idle()

@@ -236,6 +236,9 @@ class _Reader:
         if not isinstance(value, str):
             self._bad(name, f"must be a string, got {_type_name(value)}")
             return ""
+        if not _is_unicode_text(value):  # JSON lets "\ud800" through; no message field can hold it
+            self._bad(name, "is not valid Unicode text (a lone surrogate)")
+            return ""
         return value
 
     def integer(self, name: str, default: int = 0, required: bool = False) -> int:
@@ -292,6 +295,14 @@ class _Reader:
 def _shown(value: object) -> str:
     text = repr(str(value)) if isinstance(value, (str, Decimal)) else _type_name(value)
     return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "..."
+
+
+def _is_unicode_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _type_name(value: object) -> str:

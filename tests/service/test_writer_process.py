@@ -273,8 +273,12 @@ def test_health_is_not_serving_while_the_writer_process_cannot_be_restarted(tmp_
             with pytest.raises(CallRefused) as refused:
                 client.settle(first)  # waits for the restart, which fails (or, sent before, was lost)
             assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+            # health is NOT_SERVING from the start of the restart; down is said once it failed
+            deadline = time.monotonic() + 30
+            while server.service.writer_down() is None:
+                assert time.monotonic() < deadline, "the failed restart was never reported"
+                time.sleep(0.05)
             assert eventually(health_pb2.HealthCheckResponse.NOT_SERVING)
-            assert server.service.writer_down() is not None
             with pytest.raises(CallRefused) as refused:
                 client.settle(first)
             assert refused.value.code == grpc.StatusCode.UNAVAILABLE

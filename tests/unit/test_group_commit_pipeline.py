@@ -150,3 +150,30 @@ def test_the_drain_waits_for_every_queued_write_and_a_loss_answers_those_in_flig
         assert c == b"done c"
 
     asyncio.run(scenario())
+
+
+def test_a_batch_stops_at_its_request_bytes_and_a_queue_full_of_bytes_refuses() -> None:
+    # Requests may be up to --max-message-bytes each: bounds in bytes, not only in writes.
+    async def scenario() -> None:
+        channel = HeldChannel()
+        writer = GroupCommitWriter(channel, WriterLimits(max_batch=8, max_queue=8, max_batch_bytes=10,
+                                                         max_queue_bytes=30))
+        writer.start()
+        futures = [writer.submit((wire.SETTLE, data)) for data in (b"a" * 6, b"b" * 4, b"c" * 6, b"d" * 12)]
+        with pytest.raises(Refused) as full:  # 31 bytes would wait: beyond 30
+            writer.submit((wire.SETTLE, b"e" * 3))
+        assert full.value.reason == Reason.OVERLOADED and "request bytes" in full.value.message
+        await asyncio.sleep(0)
+        # 6 + 4 fit in 10; 6 does not fit beside them; 12 goes alone though over the bound (a batch holds one)
+        assert [[len(data) for data in batch] for batch in channel.sent] == [[6, 4], [6]]
+        for _ in range(3):
+            channel.answer_oldest()
+            await asyncio.sleep(0)
+        assert [len(batch) for batch in channel.sent] == [2, 1, 1]
+        assert [len(answer) for answer in await _answers(futures)] == [11, 9, 11, 17]
+        later = writer.submit((wire.SETTLE, b"f" * 25))  # the queue is empty again: a big one is taken
+        await asyncio.sleep(0)
+        channel.answer_oldest()
+        assert await _answers([later]) == [b"done " + b"f" * 25]
+
+    asyncio.run(scenario())
