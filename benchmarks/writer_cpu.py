@@ -3,6 +3,14 @@ of many rounds), for batches of 512 and of 11 bills (benchmarks/conftest.py
 bills), and optionally a cProfile of the batch of 512.
 
     .venv/bin/python benchmarks/writer_cpu.py [--rounds N] [--profile]
+
+--run SIZE BATCHES only runs three warm-up batches and then BATCHES batches
+of SIZE bills, for instruction counts that do not depend on the machine's
+load: the difference of two runs under valgrind, divided by the settlements
+(or batches) it adds, is the cost of one, start-up cancelled:
+
+    PYTHONHASHSEED=0 valgrind --tool=cachegrind --cache-sim=no \\
+        .venv/bin/python benchmarks/writer_cpu.py --run 512 4   # and --run 512 1
 """
 
 from __future__ import annotations
@@ -42,6 +50,18 @@ def per_settlement_us(batch: int, rounds: int, folder: Path) -> tuple[float, flo
     return min(samples), statistics.median(samples)
 
 
+def run_only(size: int, batches: int, folder: Path) -> None:
+    clock = FixedClock(SETTLE_AT)
+    store = SqliteLedgerStore(folder / "run.db")
+    processor = SettlementProcessor(store, open_reference(store, clock), clock)
+    for _ in range(3):
+        processor.run_batch([SettleCommand(make_bill(i), persist=True) for i in range(size)])
+    for _ in range(batches):
+        outcomes = processor.run_batch([SettleCommand(make_bill(i), persist=True) for i in range(size)])
+        assert all(outcome.setl_id for outcome in outcomes), outcomes[:1]
+    store.close()
+
+
 def profile(folder: Path) -> None:
     clock = FixedClock(SETTLE_AT)
     store = SqliteLedgerStore(folder / "profile.db")
@@ -61,9 +81,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--run", type=int, nargs=2, metavar=("SIZE", "BATCHES"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        if args.run:
+            run_only(*args.run, folder)
+            return
         if args.profile:
             profile(folder)
             return
