@@ -29,6 +29,7 @@ from typing import Sequence
 COMPILED_MODULES = (
     "medsettle.ledger.settlement.split",
     "medsettle.ledger.settlement.process",
+    "medsettle.ledger.settlement.model",
     "medsettle.ledger.posting.rules",
     "medsettle.ledger.posting.journal",
     "medsettle.ledger.storage.rows",

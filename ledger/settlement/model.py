@@ -6,9 +6,22 @@ import datetime as dt
 import enum
 import operator
 from dataclasses import MISSING, dataclass, field, fields
+from types import FunctionType
 from typing import Any, TypeVar
 
 from medsettle.ledger.reference.models import Category
+
+try:
+    import cython
+except ImportError:  # Cython only builds the compiled core: interpreted runs need none
+    COMPILED = False
+else:
+    COMPILED = cython.compiled
+
+if COMPILED:
+    # Stores through the slot's descriptor without a Python-level call: the
+    # __init__ of the values built per split (below) when this module is compiled.
+    from cython.cimports.cpython.object import PyObject_GenericSetAttr as _store
 
 
 _Frozen = TypeVar("_Frozen")
@@ -21,9 +34,13 @@ def quick_value(cls: type[_Frozen]) -> type[_Frozen]:
     constructor and field values (the dataclass default goes through
     Python-level state functions: ~5x slower; the writer process sends every
     command and outcome through pickle). Same parameters, defaults and
-    result. For the values built once or more per settlement."""
+    result. For the values built once or more per settlement. An __init__
+    the class body defines (compiled, storing through PyObject_GenericSetAttr:
+    faster still) is kept, with the generated one's annotations."""
     params, body, env = [], [], {}  # type: ignore[var-annotated]
     names = []
+    annotations: dict[str, Any] = {f.name: f.type for f in fields(cls)}  # type: ignore[arg-type]
+    annotations["return"] = None
     for f in fields(cls):  # type: ignore[arg-type]
         assert f.init and f.default_factory is MISSING, f"{cls.__name__}.{f.name}"
         names.append(f.name)
@@ -34,12 +51,13 @@ def quick_value(cls: type[_Frozen]) -> type[_Frozen]:
             env[f"_default_{f.name}"] = f.default
             params.append(f"{f.name}=_default_{f.name}")
         body.append(f"    _set_{f.name}(self, {f.name})")
-    namespace: dict[str, Any] = {}
-    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), env, namespace)
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__annotations__ = cls.__init__.__annotations__  # type: ignore[misc]
-    cls.__init__ = init  # type: ignore[misc]
+    if isinstance(cls.__dict__["__init__"], FunctionType):  # the dataclass's own
+        namespace: dict[str, Any] = {}
+        exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), env, namespace)
+        init = namespace["__init__"]
+        init.__qualname__ = f"{cls.__qualname__}.__init__"
+        cls.__init__ = init  # type: ignore[misc]
+    cls.__init__.__annotations__ = annotations  # type: ignore[misc]
     field_values = operator.attrgetter(*names) if len(names) > 1 else (lambda self: (getattr(self, names[0]),))
 
     def __reduce__(self: Any) -> tuple[type, tuple[Any, ...]]:
@@ -186,6 +204,17 @@ class LineSplit:
     preselfpay_amt_fen: int
     inscp_scp_amt_fen: int
 
+    if COMPILED:
+        def __init__(self, feedetl_sn, category, det_item_fee_sumamt_fen, fulamt_ownpay_amt_fen,  # type: ignore[no-untyped-def]
+                     overlmt_selfpay_fen, preselfpay_amt_fen, inscp_scp_amt_fen):
+            _store(self, "feedetl_sn", feedetl_sn)
+            _store(self, "category", category)
+            _store(self, "det_item_fee_sumamt_fen", det_item_fee_sumamt_fen)
+            _store(self, "fulamt_ownpay_amt_fen", fulamt_ownpay_amt_fen)
+            _store(self, "overlmt_selfpay_fen", overlmt_selfpay_fen)
+            _store(self, "preselfpay_amt_fen", preselfpay_amt_fen)
+            _store(self, "inscp_scp_amt_fen", inscp_scp_amt_fen)
+
     def negated(self) -> LineSplit:
         return LineSplit(
             self.feedetl_sn, self.category, -self.det_item_fee_sumamt_fen,
@@ -233,6 +262,25 @@ class Split:
     psn_cash_pay_fen: int
     balc_fen: int  # personal-account balance after
     line_splits: tuple[LineSplit, ...] = ()
+
+    if COMPILED:
+        def __init__(self, medfee_sumamt_fen, fulamt_ownpay_amt_fen, overlmt_selfpay_fen,  # type: ignore[no-untyped-def]
+                     preselfpay_amt_fen, inscp_scp_amt_fen, act_pay_dedc_fen, hifp_pay_fen, fund_pay_sumamt_fen,
+                     psn_part_amt_fen, hosp_part_amt_fen, acct_pay_fen, psn_cash_pay_fen, balc_fen, line_splits=()):
+            _store(self, "medfee_sumamt_fen", medfee_sumamt_fen)
+            _store(self, "fulamt_ownpay_amt_fen", fulamt_ownpay_amt_fen)
+            _store(self, "overlmt_selfpay_fen", overlmt_selfpay_fen)
+            _store(self, "preselfpay_amt_fen", preselfpay_amt_fen)
+            _store(self, "inscp_scp_amt_fen", inscp_scp_amt_fen)
+            _store(self, "act_pay_dedc_fen", act_pay_dedc_fen)
+            _store(self, "hifp_pay_fen", hifp_pay_fen)
+            _store(self, "fund_pay_sumamt_fen", fund_pay_sumamt_fen)
+            _store(self, "psn_part_amt_fen", psn_part_amt_fen)
+            _store(self, "hosp_part_amt_fen", hosp_part_amt_fen)
+            _store(self, "acct_pay_fen", acct_pay_fen)
+            _store(self, "psn_cash_pay_fen", psn_cash_pay_fen)
+            _store(self, "balc_fen", balc_fen)
+            _store(self, "line_splits", line_splits)
 
     def amounts(self) -> tuple[int, ...]:
         return _amounts_of(self)
