@@ -20,7 +20,7 @@ else:
 
 if COMPILED:
     # Stores through the slot's descriptor without a Python-level call: the
-    # __init__ of the values built per split (below) when this module is compiled.
+    # __init__ of the values built per settlement (below) when this module is compiled.
     from cython.cimports.cpython.object import PyObject_GenericSetAttr as _store
 
 
@@ -115,6 +115,13 @@ class FeeLine:
     hilist_code: str
     cnt: int
     pric_fen: int
+
+    if COMPILED:
+        def __init__(self, feedetl_sn, hilist_code, cnt, pric_fen):  # type: ignore[no-untyped-def]
+            _store(self, "feedetl_sn", feedetl_sn)
+            _store(self, "hilist_code", hilist_code)
+            _store(self, "cnt", cnt)
+            _store(self, "pric_fen", pric_fen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +340,27 @@ class Settlement:
     # the institution the fund part is payable to: fixmedins_code, or an
     # internet hospital's host when its agreement says so ("": not recorded)
     payee_code: str = ""
+
+    if COMPILED:
+        def __init__(self, setl_id, msgid, fixmedins_code, psn_no, insutype, insuplc_admdvs,  # type: ignore[no-untyped-def]
+                     mdtrtarea_admvs, clr_type, pay_loc, kind, orig_setl_id, setl_time, setlym, split,
+                     audit_flags=(), payee_code=""):
+            _store(self, "setl_id", setl_id)
+            _store(self, "msgid", msgid)
+            _store(self, "fixmedins_code", fixmedins_code)
+            _store(self, "psn_no", psn_no)
+            _store(self, "insutype", insutype)
+            _store(self, "insuplc_admdvs", insuplc_admdvs)
+            _store(self, "mdtrtarea_admvs", mdtrtarea_admvs)
+            _store(self, "clr_type", clr_type)
+            _store(self, "pay_loc", pay_loc)
+            _store(self, "kind", kind)
+            _store(self, "orig_setl_id", orig_setl_id)
+            _store(self, "setl_time", setl_time)
+            _store(self, "setlym", setlym)
+            _store(self, "split", split)
+            _store(self, "audit_flags", audit_flags)
+            _store(self, "payee_code", payee_code)
 
     def with_id(self, setl_id: str) -> Settlement:
         # positional, not dataclasses.replace: this runs once per settlement
