@@ -55,10 +55,15 @@ def connect(url: str, **kwargs: Any) -> Any:
 def configure(conn: Any) -> None:
     """Money sums come back as int: SUM over BIGINT fen is NUMERIC in
     PostgreSQL (a Decimal to psycopg), always a whole number of fen here, so
-    the SQL shared with SQLite needs no casts."""
+    the SQL shared with SQLite needs no casts. No server-side prepared
+    statements: with a batch's statements pipelined and the batch rolled
+    back (a write conflict), a server was seen left with statements psycopg
+    took for prepared and PostgreSQL did not know ("prepared statement
+    _pg3_31 does not exist"), refusing every later write."""
     from psycopg.types.numeric import IntLoader
 
     conn.adapters.register_loader("numeric", IntLoader)
+    conn.prepare_threshold = None
 
 
 def _first_line(error: Exception) -> str:

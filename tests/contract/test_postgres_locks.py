@@ -44,3 +44,15 @@ def test_a_recorded_prescription_read_by_one_batch_is_held_until_it_ends(two_ser
     second.begin()
     assert second.internet_state().rx_record("H44010100901", "RX9") == RECORD  # free once the first batch ended
     second.rollback()
+
+
+def test_no_connection_prepares_statements_on_the_server(pg_url: str) -> None:
+    # A batch rolled back after pipelined statements once left a server's
+    # connection believing statements prepared that PostgreSQL did not know.
+    from medsettle.ledger.storage import pg_connect
+
+    with pg_connect.connect(pg_url, autocommit=True) as conn:
+        for _ in range(10):  # psycopg prepares a statement on its fifth run by default
+            conn.execute("SELECT 1 + %s", (1,))
+        assert conn.prepare_threshold is None
+        assert conn.execute("SELECT COUNT(*) FROM pg_prepared_statements").fetchone()[0] == 0
