@@ -387,7 +387,7 @@ class Authorizer:
     """Decides, per request, whether the authenticated caller may act for a code.
 
     required=False only for a server built without authentication (create_server
-    without an AuthInterceptor); `medsettle serve` always requires it."""
+    without a Gate); `medsettle serve` always requires it."""
 
     def __init__(self, required: bool) -> None:
         self.required = required
