@@ -10,6 +10,7 @@ without them fails this test instead of skipping it."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -38,8 +39,19 @@ def medsettle(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "medsettle", *args], capture_output=True, text=True, timeout=60)
 
 
+@pytest.fixture
+def example_folder():
+    """The example's folder, one test run at a time: `npm ci` deletes and
+    rewrites node_modules, so two suites in one checkout at once (the
+    compiled and the interpreted pass) must not install under each other's
+    `node` run."""
+    with open(EXAMPLE / ".npm-ci.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield EXAMPLE
+
+
 @pytest.mark.timeout(300)
-def test_the_node_example_settles_retries_decodes_a_refusal_and_reverses(tmp_path):
+def test_the_node_example_settles_retries_decodes_a_refusal_and_reverses(tmp_path, example_folder):
     node, npm = shutil.which("node"), shutil.which("npm")
     assert node and npm, "node and npm are needed to run examples/node (install Node.js 18 or later)"
     installed = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=EXAMPLE, capture_output=True, text=True, timeout=240)
