@@ -8,7 +8,10 @@ postings equal to what the settlement's amounts post), and every settlement
 up to `setl_no` had its journal entry. `medsettle verify` records one on
 request, `medsettle clear` records one after each clean run.
 `verify --since-checkpoint` and clearing then check only the entries after
-the newest checkpoint, chaining on from its `entry_hash`.
+the newest checkpoint, chaining on from its `entry_hash`. A ledger with one
+hash chain per writer (PostgreSQL) keeps one list of checkpoints per chain
+(`chain`), recorded by clearing; `Starts` says where each chain's check
+begins.
 
 What that trusts, and why it is acceptable:
 - the rows up to the checkpoint are not changed afterwards. The tables are
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from medsettle.ledger.posting.journal import GENESIS_HASH
 
@@ -47,33 +50,40 @@ class Checkpoint:
     verified_us: int
     prev_hash: str
     hash: str
+    chain: int = 0  # the hash chain it covers: 0 on SQLite (one chain), a writer's chain_id on PostgreSQL
 
 
 GENESIS = Checkpoint(0, GENESIS_HASH, 0, 0, CHECKPOINT_GENESIS, CHECKPOINT_GENESIS)  # "check from the first entry"
 
 
-def checkpoint_hash(prev_hash: str, entry_no: int, entry_hash: str, setl_no: int, verified_us: int) -> str:
-    text = "|".join(("checkpoint", prev_hash, str(entry_no), entry_hash, str(setl_no), str(verified_us)))
-    return hashlib.sha256(text.encode()).hexdigest()
+def checkpoint_hash(prev_hash: str, entry_no: int, entry_hash: str, setl_no: int, verified_us: int,
+                    chain: int = 0) -> str:
+    """A checkpoint of another chain than 0 hashes its chain too: moved to another chain, it breaks."""
+    fields = ["checkpoint", prev_hash, str(entry_no), entry_hash, str(setl_no), str(verified_us)]
+    if chain:
+        fields.insert(1, f"chain {chain}")
+    return hashlib.sha256("|".join(fields).encode()).hexdigest()
 
 
 def next_checkpoint(previous: Checkpoint | None, entry_no: int, entry_hash: str, setl_no: int,
-                    verified_us: int) -> Checkpoint:
+                    verified_us: int, chain: int = 0) -> Checkpoint:
+    """The checkpoint after `previous` (the newest of the same chain, None: the chain has none)."""
     prev_hash = CHECKPOINT_GENESIS if previous is None or previous.entry_no == 0 else previous.hash
     return Checkpoint(entry_no, entry_hash, setl_no, verified_us, prev_hash,
-                      checkpoint_hash(prev_hash, entry_no, entry_hash, setl_no, verified_us))
+                      checkpoint_hash(prev_hash, entry_no, entry_hash, setl_no, verified_us, chain), chain)
 
 
 def checkpoint_problems(checkpoints: Sequence[Checkpoint], journal_hash: Callable[[int], str | None]) -> list[str]:
-    """What is wrong with the stored checkpoints (oldest first), given the
-    journal's stored hash of an entry (None: no such entry)."""
+    """What is wrong with the stored checkpoints of one chain (oldest first),
+    given the journal's stored hash of an entry of that chain (None: no such
+    entry in it)."""
     problems = []
     prev_hash, prev_no = CHECKPOINT_GENESIS, 0
     for cp in checkpoints:
-        where = f"checkpoint at entry {cp.entry_no}"
+        where = f"checkpoint at entry {cp.entry_no}" + (f" of chain {cp.chain}" if cp.chain else "")
         if cp.prev_hash != prev_hash or cp.entry_no <= prev_no:
             problems.append(f"{where} does not follow the checkpoint before it (one was removed, inserted or changed)")
-        if checkpoint_hash(cp.prev_hash, cp.entry_no, cp.entry_hash, cp.setl_no, cp.verified_us) != cp.hash:
+        if checkpoint_hash(cp.prev_hash, cp.entry_no, cp.entry_hash, cp.setl_no, cp.verified_us, cp.chain) != cp.hash:
             problems.append(f"{where}: its hash does not match its fields (the checkpoint was changed)")
         stored = journal_hash(cp.entry_no)
         if stored != cp.entry_hash:
@@ -91,3 +101,45 @@ def trusted_checkpoint(checkpoints: Sequence[Checkpoint],
     if problems or not checkpoints:
         return GENESIS, problems
     return checkpoints[-1], problems
+
+
+@dataclass(frozen=True, slots=True)
+class Starts:
+    """Where a check of the journal begins on each hash chain: after the
+    chain's newest trusted checkpoint; a chain without one, at its first
+    entry. SQLite has one chain (0); PostgreSQL one per writer."""
+
+    checkpoints: Mapping[int, Checkpoint]  # chain -> its newest trusted checkpoint
+    setl_no: int  # every settlement up to this number had its journal entry when that was checked
+
+    def after(self, chain: int) -> tuple[int, str]:
+        """(entry number, hash) the chain's check continues from ((0, genesis): its first entry)."""
+        checkpoint = self.checkpoints.get(chain)
+        return (checkpoint.entry_no, checkpoint.entry_hash) if checkpoint else (0, GENESIS_HASH)
+
+    @property
+    def entry_no(self) -> int:
+        """The one chain's checkpointed entry (SQLite): entries after it are checked."""
+        return self.after(0)[0]
+
+
+FROM_THE_START = Starts({}, 0)  # no checkpoint trusted: every entry of every chain is checked
+
+
+def trusted_starts(checkpoints: Sequence[Checkpoint],
+                   journal_hash: Callable[[int, int], str | None]) -> tuple[Starts, list[str]]:
+    """trusted_checkpoint for every chain: checkpoints sorted by (chain,
+    entry), journal_hash(chain, entry_no) the stored hash of that chain's
+    entry. With a problem in any chain's checkpoints none is trusted
+    (FROM_THE_START). Settlements are numbered across chains: the newest
+    checkpoint's settlement number holds for all."""
+    by_chain: dict[int, list[Checkpoint]] = {}
+    for checkpoint in checkpoints:
+        by_chain.setdefault(checkpoint.chain, []).append(checkpoint)
+    problems = []
+    for chain, own in by_chain.items():
+        problems += checkpoint_problems(own, lambda entry_no, chain=chain: journal_hash(chain, entry_no))  # type: ignore[misc]
+    if problems or not by_chain:
+        return FROM_THE_START, problems
+    newest = {chain: own[-1] for chain, own in by_chain.items()}
+    return Starts(newest, max(checkpoint.setl_no for checkpoint in newest.values())), problems

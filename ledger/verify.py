@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from medsettle.ledger.chain_checkpoint import GENESIS, Checkpoint, next_checkpoint, trusted_checkpoint
+from medsettle.ledger.chain_checkpoint import GENESIS, Checkpoint, Starts, next_checkpoint, trusted_checkpoint
 from medsettle.ledger.clock import SystemClock
 from medsettle.ledger.posting.invariants import Break, reciprocity_breaks, trial_balance_breaks
 from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
@@ -188,16 +188,30 @@ def verify_database(path: str | Path, hooks: Hooks = NO_PROGRESS, *, since_check
 
 
 def append_checkpoint(store: LedgerStore, entry_no: int, entry_hash: str, setl_no: int,
-                      verified_us: int) -> Checkpoint | None:
+                      verified_us: int, chain: int = 0) -> Checkpoint | None:
     """Inside the store's open write transaction: appends the checkpoint after
-    the newest one, unless one at or after entry_no was recorded meanwhile
-    (None then)."""
-    checkpoints = store.chain_checkpoints()
+    the chain's newest one, unless one at or after entry_no was recorded
+    meanwhile (None then)."""
+    checkpoints = [checkpoint for checkpoint in store.chain_checkpoints() if checkpoint.chain == chain]
     if checkpoints and checkpoints[-1].entry_no >= entry_no:
         return None
-    checkpoint = next_checkpoint(checkpoints[-1] if checkpoints else None, entry_no, entry_hash, setl_no, verified_us)
+    checkpoint = next_checkpoint(checkpoints[-1] if checkpoints else None, entry_no, entry_hash, setl_no, verified_us,
+                                 chain)
     store.record_chain_checkpoint(checkpoint)
     return checkpoint
+
+
+def append_checkpoints(store: LedgerStore, start: Starts, chain_ends: dict[int, tuple[int, str]], setl_no: int,
+                       verified_us: int) -> list[Checkpoint]:
+    """After a clean check from `start` to `chain_ends` (chain -> its last
+    entry and hash), a checkpoint at the end of each chain that grew."""
+    recorded = []
+    for chain, (entry_no, entry_hash) in sorted(chain_ends.items()):
+        if entry_no > start.after(chain)[0]:
+            checkpoint = append_checkpoint(store, entry_no, entry_hash, setl_no, verified_us, chain)
+            if checkpoint is not None:
+                recorded.append(checkpoint)
+    return recorded
 
 
 def record_verified(db: str | Path, entry_no: int, entry_hash: str, setl_no: int, verified_us: int) -> Checkpoint | None:

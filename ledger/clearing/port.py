@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 from typing import Iterable, Iterator, Protocol
 
-from medsettle.ledger.chain_checkpoint import Checkpoint
+from medsettle.ledger.chain_checkpoint import Checkpoint, Starts
 from medsettle.ledger.clearing.month_sums import MonthSums
 from medsettle.ledger.clearing.store import ClearingRun, EntryText, SettlementGroup
 from medsettle.ledger.posting.rules import Posting
@@ -25,17 +25,24 @@ Balances = dict[tuple[str, str], int]  # (book, account) -> fen
 
 class ClearingLedger(Protocol):
     read_only: bool
-    keeps_checkpoints: bool  # False: several hash chains (PostgreSQL), every entry is checked each run
+    keeps_checkpoints: bool  # a clean run records a checkpoint on each chain it checked
 
     # ---- reads, inside snapshot() ---------------------------------------
     def snapshot(self) -> contextlib.AbstractContextManager[None]:
         """Every read inside sees one consistent state of the ledger."""
     def journal_head(self) -> tuple[int, str, int]: ...
-    def chain_checkpoints(self) -> list[Checkpoint]: ...
+    def chain_checkpoints(self) -> list[Checkpoint]:
+        """Every chain's checkpoints, sorted by (chain, entry_no)."""
     def entry_hash(self, entry_no: int) -> str | None: ...
+    def chain_entry_hash(self, chain: int, entry_no: int) -> str | None:
+        """The stored hash of that chain's entry (None: the chain has no such entry)."""
     def chain_heads(self) -> dict[int, tuple[int, str]]:
         """Each writer's recorded (last entry, hash) where there are several chains; {} for one."""
     def iter_entry_postings(self, setlym: str | None = None, after_entry_no: int = 0) -> Iterator[JournalRow]: ...
+    def entries_since(self, start: Starts) -> Iterator[JournalRow]:
+        """Every entry after its chain's checkpoint, chain by chain, each in order."""
+    def count_entries_since(self, start: Starts, up_to_entry_no: int) -> int:
+        """How many entries entries_since yields (up to the snapshot's last entry)."""
     def entry_texts_since(self, after_entry_no: int) -> Iterable[EntryText] | None:
         """One row per entry with its postings as text (store.py); None: the
         backend has no such read, the entries are read with iter_entry_postings."""
@@ -44,7 +51,7 @@ class ClearingLedger(Protocol):
         """The period's balances and settlement groups (ledger/clearing/month_sums.py)."""
     def period_balances(self, period: str) -> Balances: ...
     def non_settlement_balances(self, period: str) -> Balances: ...
-    def misfiled_since(self, period: str, after_entry_no: int) -> tuple[Balances, int]: ...
+    def misfiled_since(self, period: str, start: Starts) -> tuple[Balances, int]: ...
     def settlement_groups(self, period: str, province: str) -> list[SettlementGroup]: ...
     def prepaid_balances(self, province: str) -> dict[str, int]: ...
     def period_totals(self, fixmedins_code: str, setlym: str, clr_type: int) -> tuple[int, int, int, int, int]: ...

@@ -5,9 +5,12 @@ what differs:
 - the reads run in ONE REPEATABLE READ transaction on a connection of their
   own (the pooled reader would put each statement on another connection,
   each seeing other commits: no consistent month);
-- no checkpoint: the ledger has one hash chain per writing server, which a
-  checkpoint (one chain) does not cover, so every entry is checked, chain by
-  chain, as `medsettle verify` does;
+- a checkpoint per hash chain: the ledger has one chain per writer (a
+  server's writer, a clearing run), so a clean run records where it checked
+  each chain to, and the next run checks, chain by chain, only the entries
+  after each chain's checkpoint (a chain without one from its first entry);
+  the run's posting transaction takes a ledger-wide advisory lock before it
+  appends them, so two provinces' runs never append to one chain's at once;
 - the clearing entry is appended on this process's own chain, like any
   writer's batch (PostgresLedgerStore.begin/chain_head/insert_batch);
 - one run per (province, period) across all machines: the posting
@@ -22,8 +25,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-from medsettle.ledger.chain_checkpoint import Checkpoint
+from medsettle.ledger.chain_checkpoint import Starts
 from medsettle.ledger.clearing.month_sums import SnapshotMonthSums
+from medsettle.ledger.clearing.store import misfiled_differences
 from medsettle.ledger.storage import pg_connect
 from medsettle.ledger.storage.port import StorageError
 from medsettle.ledger.storage.postgres import (
@@ -36,11 +40,22 @@ from medsettle.ledger.storage.postgres import (
 from medsettle.ledger.storage.rows import JournalRow
 
 CLEARING_LOCK_CLASS = 0x636C  # advisory lock class of a clearing run (province, period)
+CHECKPOINTS_LOCK = (CLEARING_LOCK_CLASS, 0)  # the checkpoints are appended under this lock
 ENTRIES_FETCH = 10_000  # rows per round trip of the streamed journal
+# Every chain that has an entry, one index probe per chain (journal_entries_by_chain), not a scan of the journal.
+ENTRY_CHAINS = """
+WITH RECURSIVE chains(chain_id) AS (
+    (SELECT chain_id FROM journal_entries ORDER BY chain_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.chain_id FROM journal_entries e WHERE e.chain_id > chains.chain_id ORDER BY e.chain_id LIMIT 1)
+    FROM chains WHERE chains.chain_id IS NOT NULL
+)
+SELECT chain_id FROM chains WHERE chain_id IS NOT NULL
+"""
 
 
 class PostgresClearingStore(PostgresClearingReads):  # type: ignore[misc,valid-type]
-    keeps_checkpoints = False
+    keeps_checkpoints = True
 
     def __init__(self, url: str, *, read_only: bool = False) -> None:  # noqa: D107
         super().__init__(url, read_only=read_only)
@@ -74,28 +89,65 @@ class PostgresClearingStore(PostgresClearingReads):  # type: ignore[misc,valid-t
         return super().reader()
 
     def iter_entry_postings(self, setlym: str | None = None, after_entry_no: int = 0) -> Iterator[JournalRow]:
-        """Every entry, chain by chain (no checkpoint: after_entry_no must be 0),
-        streamed through a server-side cursor of the snapshot, so other reads
-        may run on its connection meanwhile."""
+        """Every entry, chain by chain (entry numbers are no order across
+        chains: after_entry_no must be 0; entries_since reads each chain
+        after its checkpoint)."""
         if after_entry_no:
-            raise ValueError("a PostgreSQL ledger keeps no checkpoint: entries are read from the start")
+            raise ValueError("entry numbers are no order across a PostgreSQL ledger's chains: use entries_since")
         if self._snapshot is None:
             yield from super().iter_entry_postings(setlym)
             return
+        yield from self._streamed(*entries_query(setlym))
+
+    def _streamed(self, sql: str, params: tuple[Any, ...]) -> Iterator[JournalRow]:
+        """entries_query's rows as JournalRows, streamed through a server-side
+        cursor of the snapshot, so other reads may run on its connection meanwhile."""
+        assert self._snapshot is not None, "inside snapshot()"
         with pg_errors_as_storage, self._snapshot.conn.cursor(name="clearing_entries") as cursor:
             cursor.itersize = ENTRIES_FETCH
-            cursor.execute(*entries_query(setlym))
+            cursor.execute(sql, params)
             yield from journal_rows(iter(cursor))
+
+    # ---- each chain after its checkpoint ------------------------------
+    def chains(self, start: Starts) -> list[int]:
+        """Every chain: with a recorded head, a checkpoint or an entry (one
+        with entries and no head is found, and named by the head check)."""
+        found = set(self.chain_heads()) | set(start.checkpoints)
+        found.update(int(row[0]) for row in self.reader().execute(ENTRY_CHAINS))
+        return sorted(found)
+
+    def entries_since(self, start: Starts) -> Iterator[JournalRow]:
+        for chain in self.chains(start):
+            yield from self._streamed(*entries_query(None, chain=chain, after_entry_no=start.after(chain)[0]))
+
+    def count_entries_since(self, start: Starts, up_to_entry_no: int) -> int:
+        return sum(int(self.reader().execute(
+            "SELECT COUNT(*) FROM journal_entries WHERE chain_id = ? AND entry_no > ?",
+            (chain, start.after(chain)[0])).fetchone()[0]) for chain in self.chains(start))
+
+    def misfiled_since(self, period: str, start: Starts) -> tuple[dict[tuple[str, str], int], int]:
+        """ClearingStore.misfiled_since chain by chain: the postings of each
+        chain's entries after its checkpoint filed in another period than their
+        entry; postings of no entry, beyond the lowest checkpointed entry."""
+        rows = []
+        for chain in self.chains(start):
+            rows += self.reader().execute(
+                "SELECT p.book, p.account, p.setlym, e.setlym, p.amount_fen FROM journal_entries e "
+                "JOIN postings p ON p.entry_no = e.entry_no "
+                "WHERE e.chain_id = ? AND e.entry_no > ? AND e.setlym <> p.setlym",
+                (chain, start.after(chain)[0])).fetchall()
+        lowest = min((start.after(chain)[0] for chain in start.checkpoints), default=0)
+        rows += self.reader().execute(
+            "SELECT p.book, p.account, p.setlym, NULL, p.amount_fen FROM postings p WHERE p.entry_no > ? "
+            "AND NOT EXISTS (SELECT 1 FROM journal_entries e WHERE e.entry_no = p.entry_no)", (lowest,)).fetchall()
+        return misfiled_differences(period, rows)
 
     def month_sums(self, period: str, province: str) -> SnapshotMonthSums:
         """Read in the snapshot's one transaction, when asked (its connection serves one statement at a time)."""
         return SnapshotMonthSums(self, period, province)
 
     def entry_texts_since(self, after_entry_no: int) -> None:
-        return None  # several chains: the entries are read chain by chain (iter_entry_postings)
-
-    def chain_checkpoints(self) -> list[Checkpoint]:
-        return []  # one chain per writer: no checkpoint covers them (the run checks every entry)
+        return None  # several chains: the entries are read chain by chain (entries_since)
 
     # ---- the month in aggregates: ClearingStore's SQL without SQLite's plan hints ----
     NOT_SETTLEMENT_POSTINGS = "journal_entries j JOIN postings p ON p.entry_no = j.entry_no"
@@ -125,5 +177,7 @@ class PostgresClearingStore(PostgresClearingReads):  # type: ignore[misc,valid-t
         ends, then looks: a second run waits here and finds the first's run."""
         self._write.execute("SELECT pg_advisory_xact_lock(?, hashtext(? || ':' || ?))",
                             (CLEARING_LOCK_CLASS, province, period))
+        # then the checkpoints' lock: another province's run appends to the same chains' checkpoints
+        self._write.execute("SELECT pg_advisory_xact_lock(?, ?)", CHECKPOINTS_LOCK)
         return self._write.execute("SELECT 1 FROM clearing_runs WHERE province = ? AND period = ?",
                                    (province, period)).fetchone() is not None

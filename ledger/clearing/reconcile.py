@@ -30,12 +30,12 @@ from typing import Callable, Iterable, Mapping
 
 from medsettle.ledger.clearing.netting import ReciprocalBalance, in_province
 from medsettle.ledger.clearing.period import ClearingRefused
-from medsettle.ledger.chain_checkpoint import Checkpoint, trusted_checkpoint
+from medsettle.ledger.chain_checkpoint import Starts, trusted_starts
 from medsettle.ledger.clearing.port import ClearingLedger
 from medsettle.ledger.clearing.store import EntryText, InstitutionTotals, SettlementGroup
 from medsettle.ledger.money import MAX_AMOUNT_FEN
 from medsettle.ledger.posting import accounts
-from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
+from medsettle.ledger.posting.journal import entry_hash
 from medsettle.ledger.posting.invariants import PAYABLE, RECEIVABLE, Break, reciprocity_breaks, trial_balance_breaks
 from medsettle.ledger.posting.rules import Posting, settlement_postings
 from medsettle.ledger.reconcile import StmtResult, Totals, compare_totals
@@ -98,25 +98,26 @@ class DeclaredResult:
 
 
 # ---- journal entries since the checkpoint --------------------------------
-def checked_from(store: ClearingLedger, log: BreakLog) -> Checkpoint:
-    """The newest intact checkpoint (GENESIS: none, check every entry); a
-    checkpoint that does not hold is a break and none is trusted."""
-    start, problems = trusted_checkpoint(store.chain_checkpoints(), store.entry_hash)
+def checked_from(store: ClearingLedger, log: BreakLog) -> Starts:
+    """Where each chain's check begins: after its newest intact checkpoint
+    (a chain without one: from its first entry); a checkpoint that does not
+    hold is a break and none is trusted (every entry is checked)."""
+    start, problems = trusted_starts(store.chain_checkpoints(), store.chain_entry_hash)
     for problem in problems:
         log.add(Break("checkpoint", problem.split(":")[0], 0, problem))
     return start
 
 
-def verify_since(store: ClearingLedger, start: Checkpoint, up_to_entry_no: int, log: BreakLog,
+def verify_since(store: ClearingLedger, start: Starts, up_to_entry_no: int, log: BreakLog,
                  progress: Progress | None = None) -> int:
     """`medsettle verify`'s per-entry checks (hash, link to the entry before,
     per-book balance, postings against the settlement row) over every entry
-    after the checkpoint, whatever its period: the entries before it were
-    checked when it was recorded. Returns how many entries were checked."""
+    after its chain's checkpoint, whatever its period: the entries before it
+    were checked when it was recorded. Returns how many entries were checked."""
     texts = store.entry_texts_since(start.entry_no)
     if texts is None:
         return _verify_rows_since(store, start, up_to_entry_no, log, progress)
-    last_no, last_hash = start.entry_no, start.entry_hash
+    last_no, last_hash = start.after(0)
     seen = 0
     for text in texts:
         if text[0] > up_to_entry_no:
@@ -163,15 +164,16 @@ def _entry_holds(text: EntryText, expected_no: int, expected_prev: str) -> bool:
     return entry_hash(prev_hash, entry_no, setl_id, kind, setlym, created_us, expected) == stored_hash
 
 
-def _verify_rows_since(store: ClearingLedger, start: Checkpoint, up_to_entry_no: int, log: BreakLog,
+def _verify_rows_since(store: ClearingLedger, start: Starts, up_to_entry_no: int, log: BreakLog,
                        progress: Progress | None) -> int:
     """verify_since on JournalRows, chain by chain (several writers' chains on PostgreSQL)."""
-    tails = {0: (start.entry_no, start.entry_hash)}  # chain -> its last entry so far (one chain, 0, on SQLite)
+    # chain -> its last entry so far, from its checkpoint (one chain, 0, on SQLite)
+    tails = {chain: start.after(chain) for chain in start.checkpoints} or {0: start.after(0)}
     seen = 0
-    for row in store.iter_entry_postings(after_entry_no=start.entry_no):
+    for row in store.entries_since(start):
         if row.entry_no > up_to_entry_no:
             continue  # appended after this run's snapshot began
-        last_no, expected_prev = tails.get(row.chain, (0, GENESIS_HASH))
+        last_no, expected_prev = tails.get(row.chain) or start.after(row.chain)
         # a chain of several writers has gaps in its numbers: its hash links alone show a removed entry
         problems = entry_problems(row, expected_prev, last_no + 1 if row.chain == 0 else None)
         if problems:
@@ -188,7 +190,7 @@ def _verify_rows_since(store: ClearingLedger, start: Checkpoint, up_to_entry_no:
     return seen
 
 
-def missing_entry_breaks(store: ClearingLedger, start: Checkpoint, up_to_setl_no: int) -> list[Break]:
+def missing_entry_breaks(store: ClearingLedger, start: Starts, up_to_setl_no: int) -> list[Break]:
     """Settlements since the checkpoint that have no journal entry."""
     return [Break("missing_entry", setl_id, 0, f"settlement {setl_id} has no journal entry")
             for setl_id in store.settlements_without_entry(start.setl_no, up_to_setl_no, MAX_LISTED_BREAKS_PER_KIND)]
@@ -218,7 +220,7 @@ def _entry_break(row: JournalRow, problems: list[str]) -> Break:
 
 
 def misfiled_breaks(balances: Mapping[tuple[str, str], int], differences: Mapping[tuple[str, str], int],
-                    elsewhere: int, province: str, start: Checkpoint) -> list[Break]:
+                    elsewhere: int, province: str, start: Starts) -> list[Break]:
     """A posting's period is not covered by its entry's hash: postings since
     the checkpoint filed in another period than their entry (or with no
     entry) break the province's balances by posting period against those by
@@ -232,8 +234,9 @@ def misfiled_breaks(balances: Mapping[tuple[str, str], int], differences: Mappin
                             f"{key[0]} {key[1]}: the period's postings sum to {by_posting} fen, "
                             f"the period's entries to {by_posting - differences[key]} fen"))
     if elsewhere:
-        breaks.append(Break("posting_period", f"after entry {start.entry_no}", 0,
-                            f"{elsewhere} posting(s) after entry {start.entry_no} are filed in another period than "
+        since = f"after entry {start.entry_no}" if set(start.checkpoints) <= {0} else "after the chains' checkpoints"
+        breaks.append(Break("posting_period", since, 0,
+                            f"{elsewhere} posting(s) {since} are filed in another period than "
                             "their entry's, or belong to no entry (other periods)"))
     return breaks
 

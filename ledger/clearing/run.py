@@ -1,8 +1,8 @@
 """The monthly provincial clearing run: period rules, reconciliation in one
-read snapshot (the entries since the newest checkpoint one by one, the
-month in aggregates computed by the database), then netting and posting in
-one BEGIN IMMEDIATE transaction that also records the run and a new
-checkpoint (a run killed midway leaves nothing)."""
+read snapshot (the entries since each hash chain's newest checkpoint one by
+one, the month in aggregates computed by the database), then netting and
+posting in one transaction that also records the run and a new checkpoint
+on each chain checked (a run killed midway leaves nothing)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ from medsettle.ledger.clock import CHINA_TZ, Clock, period_of
 from medsettle.ledger.money import MAX_AMOUNT_FEN
 from medsettle.ledger.progress import Hooks
 from medsettle.ledger.storage.rows import to_us
-from medsettle.ledger.verify import append_checkpoint
+from medsettle.ledger.verify import append_checkpoints
 
 CLEARING_KIND = "clearing"
 PREPAY_KIND = "prepay"
@@ -78,16 +78,18 @@ def run_clearing(store: ClearingLedger, province: str, period: str, clock: Clock
     log = BreakLog()
     with store.snapshot():
         head, head_hash, head_setl_no = store.journal_head()
+        # where each chain ends in the snapshot: where a clean run records its checkpoints
+        chain_ends = store.chain_heads() or {0: (head, head_hash)}
         # the month's sums run beside the entry-by-entry check (on worker threads where the backend can)
         with contextlib.closing(store.month_sums(period, province)) as sums:
             start = checked_from(store, log)
-            hooks.start(head - start.entry_no)
+            hooks.start(store.count_entries_since(start, head))
             verified = verify_since(store, start, head, log, hooks.advance)
             log.extend(missing_entry_breaks(store, start, head_setl_no))
             all_books = sums.balances()
             groups = sums.groups()
         balances = in_province_books(all_books, province)
-        log.extend(misfiled_breaks(balances, *store.misfiled_since(period, start.entry_no), province, start))
+        log.extend(misfiled_breaks(balances, *store.misfiled_since(period, start), province, start))
         settled = subtract(all_books, store.non_settlement_balances(period))
         log.extend(settlement_posting_breaks(groups, settled, province))
         log.extend(book_breaks(balances, agency_pairs(settled), province))
@@ -121,8 +123,8 @@ def run_clearing(store: ClearingLedger, province: str, period: str, clock: Clock
         )
         store.record_run(ClearingRun(province, period, entry[0], to_us(now), statement_json, sha256_text(statement_json)))
         # what this run verified is vouched for: the next run checks the entries after it only
-        if store.keeps_checkpoints and head > start.entry_no:
-            append_checkpoint(store, head, head_hash, head_setl_no, to_us(now))
+        if store.keeps_checkpoints:
+            append_checkpoints(store, start, chain_ends, head_setl_no, to_us(now))
     return RunResult(Outcome.CLEARED, statement_json, entries_verified=verified)
 
 

@@ -14,13 +14,15 @@ import contextlib
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator, NamedTuple
 
+from medsettle.ledger.chain_checkpoint import Starts
 from medsettle.ledger.clearing.month_sums import MonthSums, ThreadedMonthSums
 from medsettle.ledger.clock import parse_period
 from medsettle.ledger.posting import accounts
 from medsettle.ledger.posting.journal import entry_hash
 from medsettle.ledger.posting.rules import Posting
+from medsettle.ledger.storage.rows import JournalRow
 from medsettle.ledger.storage.sqlite import BatchWrite, SqliteLedgerStore, to_us
 
 
@@ -69,6 +71,22 @@ class ClearingRun:
 def province_book_range(province: str) -> tuple[str, str]:
     """[low, high) of the 6-digit agency book names of a province."""
     return province, f"{int(province) + 1:02d}"
+
+
+def misfiled_differences(period: str, rows: Iterable[tuple[str, str, str, str | None, int]],
+                         ) -> tuple[dict[tuple[str, str], int], int]:
+    """misfiled_since's sums of (book, account, posting period, entry period
+    or None, amount) rows: per account of the period, what its balance by
+    posting period exceeds the one by entry period; how many rows concern
+    other periods only."""
+    differences: dict[tuple[str, str], int] = defaultdict(int)
+    elsewhere = 0
+    for book, account, posting_period, entry_period, amount in rows:
+        if period not in (posting_period, entry_period):
+            elsewhere += 1
+            continue
+        differences[(book, account)] += amount if posting_period == period else -amount
+    return dict(differences), elsewhere
 
 
 def months_between(first: str, last: str) -> Iterator[str]:
@@ -157,24 +175,27 @@ class ClearingStore(SqliteLedgerStore):
         )
         return [SettlementGroup._make(row) for row in rows]
 
-    def misfiled_since(self, period: str, after_entry_no: int) -> tuple[dict[tuple[str, str], int], int]:
-        """Postings of the entries after after_entry_no filed in another period
+    def misfiled_since(self, period: str, start: Starts) -> tuple[dict[tuple[str, str], int], int]:
+        """Postings of the entries after the checkpoint filed in another period
         than their entry, or with no entry: (per account, what the period's
         balances by posting period exceed those by entry period; how many such
         postings concern other periods only)."""
-        differences: dict[tuple[str, str], int] = defaultdict(int)
-        elsewhere = 0
-        for book, account, posting_period, entry_period, amount in self.reader().execute(
+        return misfiled_differences(period, self.reader().execute(
             "SELECT p.book, p.account, p.setlym, e.setlym, p.amount_fen FROM postings p "
             "LEFT JOIN journal_entries e ON e.entry_no = p.entry_no "
             "WHERE p.entry_no > ? AND (e.entry_no IS NULL OR e.setlym <> p.setlym)",
-            (after_entry_no,),
-        ):
-            if period not in (posting_period, entry_period):
-                elsewhere += 1
-                continue
-            differences[(book, account)] += amount if posting_period == period else -amount
-        return dict(differences), elsewhere
+            (start.entry_no,),
+        ))
+
+    # ---- the one chain since its checkpoint (Starts of chain 0) --------
+    def chain_entry_hash(self, chain: int, entry_no: int) -> str | None:
+        return self.entry_hash(entry_no)  # one chain
+
+    def entries_since(self, start: Starts) -> Iterator[JournalRow]:
+        return self.iter_entry_postings(after_entry_no=start.entry_no)
+
+    def count_entries_since(self, start: Starts, up_to_entry_no: int) -> int:
+        return up_to_entry_no - start.entry_no  # numbered without gaps
 
     def entry_texts_since(self, after_entry_no: int) -> Iterator[EntryText]:
         """Each journal entry after after_entry_no, in order, with its

@@ -29,6 +29,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from medsettle.ledger.chain_checkpoint import Checkpoint
 from medsettle.ledger.posting.journal import GENESIS_HASH
 from medsettle.ledger.reference.models import Person
 from medsettle.ledger.settlement.prescriptions import RxRecord
@@ -367,11 +368,37 @@ class PostgresLedgerStore(SqliteLedgerStore):
         rows = self.reader().execute("SELECT chain_id, last_entry_no, last_hash FROM chain_heads")
         return {chain: (last_no, last_hash) for chain, last_no, last_hash in rows}
 
+    # ---- verified checkpoints, one list per chain (ledger/chain_checkpoint.py) ----
+    def chain_checkpoints(self) -> list[Checkpoint]:
+        """Every chain's checkpoints, sorted by (chain, entry_no)."""
+        return [Checkpoint(*row) for row in self.reader().execute(
+            "SELECT entry_no, entry_hash, setl_no, verified_us, prev_hash, hash, chain_id FROM chain_checkpoints "
+            "ORDER BY chain_id, entry_no")]
 
-def entries_query(setlym: str | None) -> tuple[str, tuple[Any, ...]]:
-    """The journal (or one period of it) chain by chain, each in order, with
-    postings in insert order: (sql, params) for journal_rows."""
-    where, params = ("WHERE e.setlym = %s ", (setlym,)) if setlym is not None else ("", ())
+    def chain_entry_hash(self, chain: int, entry_no: int) -> str | None:
+        row = self.reader().execute("SELECT hash FROM journal_entries WHERE entry_no = ? AND chain_id = ?",
+                                    (entry_no, chain)).fetchone()
+        return row[0] if row else None
+
+    def record_chain_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Appends a checkpoint in the open write transaction."""
+        self._write.execute(
+            "INSERT INTO chain_checkpoints (chain_id, entry_no, entry_hash, setl_no, verified_us, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (checkpoint.chain, checkpoint.entry_no, checkpoint.entry_hash, checkpoint.setl_no, checkpoint.verified_us,
+             checkpoint.prev_hash, checkpoint.hash))
+
+
+def entries_query(setlym: str | None, *, chain: int | None = None, after_entry_no: int = 0) -> tuple[str, tuple[Any, ...]]:
+    """The journal (or one period of it; or one chain's entries after
+    after_entry_no) chain by chain, each in order, with postings in insert
+    order: (sql, params) for journal_rows."""
+    if chain is not None:  # one chain's, read off journal_entries_by_chain
+        where, params = "WHERE e.chain_id = %s AND e.entry_no > %s ", (chain, after_entry_no)
+    elif setlym is not None:
+        where, params = "WHERE e.setlym = %s ", (setlym,)
+    else:
+        where, params = "", ()
     return (
         "SELECT e.entry_no, e.setl_id, e.kind, e.setlym, e.created_us, e.prev_hash, e.hash, "
         "s.insuplc_admdvs, s.mdtrtarea_admvs, s.payee_code, s.hifp_pay_fen, s.acct_pay_fen, "

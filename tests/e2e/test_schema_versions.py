@@ -34,6 +34,7 @@ def sqlite_version(path: Path) -> int:
 
 
 SQLITE = migrations.current_version("sqlite")  # this release's SQLite schema version
+POSTGRES = migrations.current_version("postgres")  # and its PostgreSQL one
 
 
 @pytest.fixture
@@ -148,14 +149,14 @@ def pg_tables(url: str) -> set[str]:
 
 def test_upgrade_creates_the_postgres_schema(pg_url: str) -> None:
     code, out = run("db", "upgrade", "--db", pg_url)
-    assert code == 0 and "created the ledger schema at version 1 (postgres)" in out
+    assert code == 0 and f"created the ledger schema at version {POSTGRES} (postgres)" in out
     assert {"settlements", "journal_entries", "postings", "persons", "person_years", "chain_heads",
             "credentials", "clearing_runs", "host_quota_use", "rx_fills", "ecert_nonces", "visit_log",
-            "audit_flags", "schema_version"} <= pg_tables(pg_url)
+            "audit_flags", "chain_checkpoints", "schema_version"} <= pg_tables(pg_url)
     code, out = run("db", "upgrade", "--db", pg_url)
-    assert code == 0 and "already at version 1" in out
+    assert code == 0 and f"already at version {POSTGRES}" in out
     code, out = run("db", "version", "--db", pg_url)
-    assert "schema version 1 (postgres); this release needs 1" in out
+    assert f"schema version {POSTGRES} (postgres); this release needs {POSTGRES}" in out
 
 
 def _insert_settlement(conn: psycopg.Connection, setl_no: int, msgid: str, kind: int = 1, orig: str = "") -> None:
@@ -206,7 +207,7 @@ def test_two_servers_creating_the_schema_at_once_create_it_once(pg_url: str) -> 
         thread.join(60)
     assert errors == []
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(v,) for v in range(1, POSTGRES + 1)]
 
 
 def test_an_older_postgres_schema_is_refused_until_db_upgrade(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,12 +215,13 @@ def test_an_older_postgres_schema_is_refused_until_db_upgrade(pg_url: str, monke
         on_postgres.open_writable(conn, "test")
     real = migrations.steps
     monkeypatch.setattr(migrations, "steps", lambda backend: [
-        *real(backend), Step(2, "meta_note", "ALTER TABLE meta ADD COLUMN note TEXT;")])
+        *real(backend), Step(POSTGRES + 1, "meta_note", "ALTER TABLE meta ADD COLUMN note TEXT;")])
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        with pytest.raises(migrations.SchemaVersionError, match="version 1, this medsettle needs version 2"):
+        with pytest.raises(migrations.SchemaVersionError,
+                           match=f"version {POSTGRES}, this medsettle needs version {POSTGRES + 1}"):
             on_postgres.open_writable(conn, "test")
     code, out = run("db", "upgrade", "--db", pg_url)
-    assert code == 0 and "from version 1 to 2" in out
+    assert code == 0 and f"from version {POSTGRES} to {POSTGRES + 1}" in out
     with psycopg.connect(pg_url, autocommit=True) as conn:
         on_postgres.open_writable(conn, "test")
         conn.execute("INSERT INTO meta (key, value, note) VALUES ('k', 'v', 'n')")
