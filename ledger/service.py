@@ -28,6 +28,7 @@ from medsettle.ledger.settlement.validation import CODE
 from medsettle.ledger.storage.backends import open_ledger
 from medsettle.ledger.storage.port import LedgerStore
 from medsettle.ledger.storage.writer import GroupCommitWriter, ThreadChannel, WriterLimits
+from medsettle.ledger.storage.rerun_counts import RerunCounts, counted
 from medsettle.ledger.storage.writer_process import ProcessChannel, WriterProcess
 from medsettle.server import wire
 from medsettle.server.writes import WriteRequests
@@ -85,9 +86,15 @@ class SettlementService:
         self.reference = open_reference(self.store, clock)
         # writer_process: the writer's work runs in a child process (ledger/storage/writer_process.py).
         self.writer_process = WriterProcess(db_path, clock, self._ecert_key) if writer_process else None
-        self._channel: ProcessChannel | ThreadChannel = ProcessChannel(self.writer_process) if self.writer_process else \
-            ThreadChannel(WriteRequests(SettlementProcessor(self.store, self.reference, clock), clock, self._ecert_key,
-                                        self.store.rollback).run_body)
+        self._channel: ProcessChannel | ThreadChannel
+        if self.writer_process is not None:
+            self._channel = ProcessChannel(self.writer_process)
+            self.reruns = self.writer_process.reruns  # batches run again, for /metrics
+        else:
+            processor = SettlementProcessor(self.store, self.reference, clock)
+            self.reruns = RerunCounts()
+            self._channel = ThreadChannel(counted(WriteRequests(processor, clock, self._ecert_key,
+                                                                self.store.rollback).run_body, processor, self.reruns))
         self.writer = GroupCommitWriter(self._channel, limits)
         self._reads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="ledger-read")
 

@@ -215,6 +215,14 @@ class ServerCollector(Collector):
         yield _histogram("medsettle_writer_batch_seconds", "Seconds from sending a batch to the writer to having its "
                          "outcomes: its COMMIT and fsync, and the wait for the batch ahead of it (two are in flight).",
                          [], [([], writer.batch_seconds)])
+        conflicts, key_reruns = self.service.reruns.read()
+        yield CounterMetricFamily("medsettle_writer_conflict_reruns", "Batches rolled back because another writer "
+                                  "changed what they read (PostgreSQL: a unique key taken meanwhile, a deadlock, a "
+                                  "serialization failure, a lock waited on too long) and run again; the fifth of one "
+                                  "batch fails it with STORAGE_UNAVAILABLE.", value=conflicts)
+        yield CounterMetricFamily("medsettle_writer_key_reruns", "Batches run again because a settlement taken for "
+                                  "new was stored already (a replayed msgid; the sole writer's insert-first "
+                                  "idempotency, SQLite).", value=key_reruns)
         yield GaugeMetricFamily("medsettle_writer_up", "1 while writes can be taken; 0 while the writer process is "
                                 "being restarted or cannot be (health says NOT_SERVING then).",
                                 value=int(self.service.writer_unavailable() is None))

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from medsettle.ledger.clock import Clock
 from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.storage.child_process import ChildProcesses
+from medsettle.ledger.storage.rerun_counts import RerunCounts, counted
 from medsettle.ledger.storage.writer import PIPELINE_DEPTH
 from medsettle.server import wire
 
@@ -50,9 +51,11 @@ _STOP = b""  # the body of the frame that tells the child to stop
 
 
 def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: str, clock: Clock,
-                   ecert_key: bytes | None) -> None:
+                   ecert_key: bytes | None, reruns: Connection) -> None:
     """The child: opens the ledger, then answers batch after batch of write
-    requests, in the order sent, until an empty frame says stop."""
+    requests, in the order sent, until an empty frame says stop; after each,
+    publishes its rerun counts (ledger/storage/rerun_counts.py, the memory
+    whose descriptor `reruns` carries)."""
     import signal
 
     # Ctrl-C reaches the whole process group: the parent drains, then stops the child.
@@ -62,9 +65,11 @@ def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: st
     from medsettle.ledger.storage.backends import open_ledger
     from medsettle.server.writes import WriteRequests
 
+    counts = RerunCounts(os.dup(reruns.fileno()))
+    reruns.close()
     store = open_ledger(db_path)
-    requests = WriteRequests(SettlementProcessor(store, open_reference(store, clock), clock), clock, ecert_key,
-                             store.rollback)
+    processor = SettlementProcessor(store, open_reference(store, clock), clock)
+    run_body = counted(WriteRequests(processor, clock, ecert_key, store.rollback).run_body, processor, counts)
     read_fd, write_fd = commands_in.fileno(), answers_out.fileno()
     frames = wire.FrameReader()
     try:
@@ -73,7 +78,7 @@ def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: st
             for body in frames.feed(data):
                 if body == _STOP:
                     return
-                _write_all(write_fd, wire.frame(requests.run_body(body)))
+                _write_all(write_fd, wire.frame(run_body(body)))
     except BrokenPipeError:  # the parent is gone
         pass
     finally:
@@ -116,13 +121,16 @@ class WriterProcess:
         self.starting = False  # a child is being started to replace a dead one: writes wait meanwhile
         self._closed = False  # set by close(): no child is started after it
         self._no_start_after = math.inf  # monotonic time from which no child is started (the server closes)
+        self.reruns = RerunCounts()  # every child's batch reruns, for /metrics
         self._start()
 
     def _start(self) -> None:
         commands_in, commands = self._context.Pipe(duplex=False)
         answers, answers_out = self._context.Pipe(duplex=False)
+        reruns = Connection(os.dup(self.reruns.fd))  # passed on as a descriptor, as the pipes are
         child = self._context.Process(
-            target=_serve_batches, args=(commands_in, answers_out, self._db_path, self._clock, self._ecert_key),
+            target=_serve_batches,
+            args=(commands_in, answers_out, self._db_path, self._clock, self._ecert_key, reruns),
             name="medsettle: writer", daemon=True,
         )
         try:
@@ -134,6 +142,7 @@ class WriterProcess:
         finally:  # the parent keeps only its own ends: a dead child is then EOF/EPIPE, never a hang
             commands_in.close()
             answers_out.close()
+            reruns.close()
         # Only a started child replaces the last one: a start that raised (no
         # fork: EAGAIN, EMFILE) leaves one that the next restart can join.
         self._child, self.commands, self.answers = child, commands, answers
