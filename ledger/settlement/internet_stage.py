@@ -15,9 +15,9 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
-from medsettle.ledger.clock import china_time
+from medsettle.ledger.clock import CHINA_TZ, china_time
 from medsettle.ledger.errors import Reason, Refused, refused_field
-from medsettle.ledger.reference.internet import Agreement, AuditAction, AuditRule, AuditRuleConfig, RegionInternetPolicy
+from medsettle.ledger.reference.internet import Agreement, HostQuota, RegionInternetPolicy
 from medsettle.ledger.reference.models import CatalogueItem, Institution, InstitutionKind, ReferenceData
 from medsettle.ledger.settlement.agreements import agreement_in_force, check_scope, merged
 from medsettle.ledger.settlement.internet import (
@@ -42,15 +42,63 @@ from medsettle.ledger.settlement.quota import QUOTA_RULE, QuotaDecision, quota_d
 from medsettle.ledger.settlement.split import SplitTerms
 from medsettle.ledger.storage.port import InternetState, InternetWrite
 from medsettle.ledger.storage.rows import to_us
-from medsettle.ledger.supervision.rules import Check, DayActivity, Finding, checks_of, evaluate_checks
+from medsettle.ledger.supervision.rules import DayActivity, Finding, RuleSet
 
 DAY_CACHE_SIZE = 200_000  # persons' day activity kept for the current day
 PRUNE_EVERY_BATCHES = 1000  # how often used e-cert nonces a day past expiry are forgotten
 NONCE_KEPT_US = 86_400 * 1_000_000
 
 
+_FOLLOWUP = VisitType.INTERNET_FOLLOWUP
+_PHARMACY = VisitType.PHARMACY
+_NO_ACTIVITY = DayActivity(0, frozenset())  # shared: a day's items are replaced, never changed in place
+_ONE_DAY = dt.timedelta(days=1)
+
+
 def china_day(at: dt.datetime) -> dt.date:
     return china_time(at).date()
+
+
+class ChinaDay:
+    """One China day: its date, as text and year, and the instants it spans.
+    The writer asks for the day of every settlement; instants of the day it
+    knows are answered by two comparisons (the clock's same instant by one)."""
+
+    __slots__ = ("at", "date", "iso", "year", "_start", "_end")
+
+    def __init__(self, at: dt.datetime) -> None:
+        self.at = at
+        self.date = china_day(at)
+        self.iso = self.date.isoformat()
+        self.year = self.date.year
+        start = dt.datetime.combine(self.date, dt.time(), CHINA_TZ)
+        end = dt.datetime.combine(self.date + _ONE_DAY, dt.time(), CHINA_TZ)
+        # A day whose UTC offset changes (daylight saving, none in China since
+        # 1991) is not taken for an interval: only `at` itself is known.
+        if start.utcoffset() != end.utcoffset():
+            start = end = at
+        self._start = start.astimezone(dt.timezone.utc)
+        self._end = end.astimezone(dt.timezone.utc)
+
+    def holds(self, at: dt.datetime) -> bool:
+        return at is self.at or self._start <= at < self._end
+
+
+class Site:
+    """What the stage needs of one institution, looked up once: the reference
+    data is fixed for the stage's life."""
+
+    __slots__ = ("treatment", "rules", "quotas", "internet_hospital")
+
+    def __init__(self, institution: Institution, internet: Any, rules: RuleSet) -> None:
+        self.treatment: RegionInternetPolicy = internet.policy(institution.admdvs)
+        self.rules = rules
+        holder = quota_holder(institution)
+        # the host quota it counts against, by year
+        self.quotas: dict[int, HostQuota] = {
+            year: quota for (host, year), quota in internet.quotas.items() if holder and host == holder
+        }
+        self.internet_hospital = institution.kind == InstitutionKind.INTERNET_HOSPITAL
 
 
 @dataclass(slots=True)
@@ -59,15 +107,17 @@ class Plan:
 
     bill: Bill
     institution: Institution
+    site: Site
     day: str
     year: int
-    flags: list[Finding] = field(default_factory=list)
-    quota_key: tuple[str, int] | None = None
-    quota_after_fen: int = 0
-    quota_note: str = ""  # set when the settlement takes the host past its quota (warn)
+    flags: list[Finding]
+    activity: DayActivity  # the person's day before this bill
     rx_key: tuple[str, str] | None = None  # a sale of this recorded prescription
     rx_valid_days: int = 0  # the prescription issued with the visit: its validity
     payee_code: str = ""  # who the fund part is payable to, when an agreement says (else the institution)
+    quota_key: tuple[str, int] | None = None
+    quota_after_fen: int = 0
+    quota_note: str = ""  # set when the settlement takes the host past its quota (warn)
 
 
 @dataclass(slots=True)
@@ -98,8 +148,14 @@ class InternetStage:
         self._sole_writer = sole_writer
         self._reference = reference
         self._internet = reference.internet
-        self._audit_rules: dict[str, tuple[AuditRuleConfig, ...]] = {}
-        self._checks: dict[str, tuple[tuple[Check, AuditRuleConfig], ...]] = {}
+        self._rule_sets: dict[str, RuleSet] = {}  # by treatment region
+        self._sites: dict[str, Site] = {}  # by institution code
+        self._insurance: dict[str, RegionInternetPolicy] = {}  # by insurance region
+        self._internet_codes = frozenset(
+            code for code, institution in reference.institutions.items()
+            if institution.kind == InstitutionKind.INTERNET_HOSPITAL
+        )
+        self._today = ChinaDay(dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
         self._items: dict[tuple[str, int, str, str], CatalogueItem] = {}
         # committed state, cached; staged state of the open batch
         self._quota_used: dict[tuple[str, int], int] = {}
@@ -127,18 +183,23 @@ class InternetStage:
         self._staged_nonces = set()
         self._rx = StagedPrescriptions()
         self._now_us = to_us(now)
-        self._agreements = self._batch_agreements(commands)
-        day = china_day(now).isoformat()
+        psn_nos: set[str] = set()
+        codes: set[str] = set()
+        for command in commands:
+            bill = getattr(command, "bill", None)
+            if bill is not None:
+                psn_nos.add(bill.psn_no)
+                codes.add(bill.fixmedins_code)
+        self._agreements = self._batch_agreements(codes)
+        today = self._day_of(now)
         if not self._sole_writer:
             self._quota_used.clear()
             self._day = ""
-            self._claim_quotas(commands, china_day(now).year)
+            self._claim_quotas(commands, today.year)
+        day = today.iso
         if day != self._day:
             self._day, self._days = day, {}
-        missing = sorted({
-            bill.psn_no for bill in (getattr(c, "bill", None) for c in commands)
-            if bill is not None and bill.psn_no not in self._days
-        })
+        missing = sorted(psn_no for psn_no in psn_nos if psn_no not in self._days)
         if missing:
             found = self._state.day_visits(missing, day)
             for psn_no in missing:
@@ -183,60 +244,70 @@ class InternetStage:
         terms: SplitTerms, now: dt.datetime,
     ) -> tuple[list[tuple[FeeLine, CatalogueItem]], SplitTerms, Plan]:
         """Applies the regional internet policy and runs the audit rules;
-        raises Refused (RULE_REFUSED naming the rule) when one refuses."""
-        today = china_day(now)
-        plan = Plan(bill, institution, today.isoformat(), today.year)
-        treatment = self._internet.policy(institution.admdvs)
-        insurance = self._internet.policy(bill.insuplc_admdvs)
-        if bill.visit_type == VisitType.INTERNET_FOLLOWUP:
+        raises Refused (RULE_REFUSED naming the rule) when one refuses.
+        An ordinary offline bill meets a few comparisons: each rule's
+        precondition is read from tables made once per institution and region."""
+        day = self._day_of(now)
+        today = day.date
+        site = self._sites.get(institution.code) or self._site(institution)
+        treatment = site.treatment
+        insurance = self._insurance.get(bill.insuplc_admdvs) or self._insurance_policy(bill.insuplc_admdvs)
+        followup = bill.visit_type == _FOLLOWUP
+        if followup:
             check_online_identity(bill, institution.admdvs, treatment)
             check_followup(bill, treatment, today)
             check_online_scope(priced, treatment)
-        if institution.kind == InstitutionKind.INTERNET_HOSPITAL:
-            plan.payee_code = self._agreement_payee(bill, institution, priced, treatment, today)
+        payee_code = ""
+        if site.internet_hospital:
+            payee_code = self._agreement_payee(bill, institution, priced, treatment, today)
             if not insurance.online_acct_allowed:
                 terms = replace(terms, acct_allowed=False)
         # the hot path: an offline bill of a region without remote coverage keeps its lines
-        if insurance.remote is not None or bill.visit_type == VisitType.INTERNET_FOLLOWUP:
+        if insurance.remote is not None or followup:
             priced = [(line, self._effective(bill, institution, item, insurance)) for line, item in priced]
             direct = direct_lines(priced, insurance.remote, bill.insuplc_admdvs)
             if direct:
                 terms = replace(terms, direct_lines=direct)
-        if bill.visit_type == VisitType.PHARMACY:
+        rx_key = None
+        if bill.visit_type == _PHARMACY:
             check_rx_only(bill, priced)
             if bill.rx_id:
-                plan.rx_key = self._check_prescription(bill, institution, today)
+                rx_key = self._check_prescription(bill, institution, today)
+        rx_valid_days = 0
         if bill.prescription is not None:
-            plan.rx_valid_days = self._check_issue(bill, institution)
+            rx_valid_days = self._check_issue(bill, institution)
         if bill.ecert_nonce and (bill.ecert_nonce in self._staged_nonces or self._state.nonce_seen(bill.ecert_nonce)):
             raise rule_refused("ECERT_REPLAY", "ecert_token", "this e-insurance certificate was already used; show a new one")
-        findings = evaluate_checks(self._checks_at(institution.admdvs), bill, priced, self._activity(bill.psn_no),
-                                   self._prior_offline_visit(bill, treatment, today))
-        for finding in findings:
-            if finding.action == AuditAction.REFUSE:
-                raise rule_refused(finding.rule.value, finding.field, finding.detail)
-        plan.flags = findings
-        return priced, terms, plan
+        rules = site.rules
+        prior = self._prior_offline_visit(bill, treatment, today) if followup and rules.checks_followups else True
+        activity = self._activity(bill.psn_no)
+        findings = rules.evaluate(bill, priced, activity, prior)
+        if rules.refuses:
+            for finding in findings:
+                if finding.refuses:
+                    raise rule_refused(finding.code, finding.field, finding.detail)
+        return priced, terms, Plan(bill, institution, site, day.iso, day.year, findings, activity, rx_key,
+                                   rx_valid_days, payee_code)
 
     def after_split(self, plan: Plan, split: Split) -> tuple[str, ...]:
         """The quota check, once the fund part is known; the flags to return."""
-        holder = quota_holder(plan.institution)
-        quota = self._internet.quotas.get((holder, plan.year)) if holder else None
-        codes = [f.rule.value for f in plan.flags]
-        if quota is not None:
-            key = (quota.host_code, plan.year)
-            used = self._used(key)
-            decision = quota_decision(quota, used, split.hifp_pay_fen)
-            if decision == QuotaDecision.REFUSE:
-                raise rule_refused(QUOTA_RULE, "fixmedins_code",
-                                   f"the host hospital {quota.host_code}'s {plan.year} budget quota is reached; "
-                                   "the fund pays no more this year")
-            plan.quota_key = key
-            plan.quota_after_fen = used + split.hifp_pay_fen
-            if decision == QuotaDecision.WARN:
-                codes.append(QUOTA_RULE)
-                plan.quota_note = (f"host {quota.host_code} {plan.year} quota of {quota.quota_fen} fen reached "
-                                   f"({plan.quota_after_fen} fen used)")
+        quota = plan.site.quotas.get(plan.year)
+        if quota is None:
+            return tuple([f.code for f in plan.flags]) if plan.flags else ()
+        codes = [f.code for f in plan.flags]
+        key = (quota.host_code, plan.year)
+        used = self._used(key)
+        decision = quota_decision(quota, used, split.hifp_pay_fen)
+        if decision == QuotaDecision.REFUSE:
+            raise rule_refused(QUOTA_RULE, "fixmedins_code",
+                               f"the host hospital {quota.host_code}'s {plan.year} budget quota is reached; "
+                               "the fund pays no more this year")
+        plan.quota_key = key
+        plan.quota_after_fen = used + split.hifp_pay_fen
+        if decision == QuotaDecision.WARN:
+            codes.append(QUOTA_RULE)
+            plan.quota_note = (f"host {quota.host_code} {plan.year} quota of {quota.quota_fen} fen reached "
+                               f"({plan.quota_after_fen} fen used)")
         return tuple(codes)
 
     def stage(self, plan: Plan, settlement: Settlement, setl_time_us: int | None = None) -> None:
@@ -252,7 +323,7 @@ class InternetStage:
             for code, cnt in taking.items():
                 write.rx_fill_items.append((settlement.setl_id, *plan.rx_key, code, cnt, bill.pharmacist_id))
             self._rx.fill(settlement.setl_id, plan.rx_key, taking)
-        elif bill.rx_id and bill.visit_type == VisitType.PHARMACY:  # a prescription never recorded: fill once
+        elif bill.rx_id and bill.visit_type == _PHARMACY:  # a prescription never recorded: fill once
             write.rx_fills.append((settlement.setl_id, bill.prescribing_fixmedins_code, bill.rx_id, bill.fixmedins_code, us))
             self._staged_rx[(bill.prescribing_fixmedins_code, bill.rx_id)] = settlement.setl_id
         if bill.prescription is not None:
@@ -267,12 +338,12 @@ class InternetStage:
         codes = [line.hilist_code for line in bill.fee_lines]
         write.visits.append((settlement.setl_id, bill.psn_no, plan.day, bill.fixmedins_code, int(bill.visit_type),
                              bill.diag_code.upper(), bill.rx_id, ",".join(codes)))
-        before = self._activity(bill.psn_no)
+        before = plan.activity  # nothing of this person was staged since prepare
         # items sets are never changed in place: one with nothing new is shared
         items = before.items if before.items.issuperset(codes) else before.items | set(codes)
         self._staged_days[bill.psn_no] = DayActivity(before.visits + 1, items)
         for finding in plan.flags:
-            write.flags.append((settlement.setl_id, finding.rule.value, finding.field, finding.detail,
+            write.flags.append((settlement.setl_id, finding.code, finding.field, finding.detail,
                                 bill.fixmedins_code, plan.day, us))
         if plan.quota_note:
             write.flags.append((settlement.setl_id, QUOTA_RULE, "fixmedins_code", plan.quota_note,
@@ -318,20 +389,25 @@ class InternetStage:
             found = self._items[key] = effective_item(item, bill.visit_type, insurance)
         return found
 
-    def _rules_at(self, admdvs: str) -> tuple[AuditRuleConfig, ...]:
-        rules = self._audit_rules.get(admdvs)
-        if rules is None:
-            rules = self._audit_rules[admdvs] = self._internet.audit_rules(admdvs)
-        return rules
+    def _day_of(self, now: dt.datetime) -> ChinaDay:
+        day = self._today
+        if not day.holds(now):
+            day = self._today = ChinaDay(now)
+        return day
 
-    def _checks_at(self, admdvs: str) -> tuple[tuple[Check, AuditRuleConfig], ...]:
-        checks = self._checks.get(admdvs)
-        if checks is None:
-            checks = self._checks[admdvs] = checks_of(self._rules_at(admdvs))
-        return checks
+    def _site(self, institution: Institution) -> Site:
+        rules = self._rule_sets.get(institution.admdvs)
+        if rules is None:
+            rules = self._rule_sets[institution.admdvs] = RuleSet(self._internet.audit_rules(institution.admdvs))
+        site = self._sites[institution.code] = Site(institution, self._internet, rules)
+        return site
+
+    def _insurance_policy(self, admdvs: str) -> RegionInternetPolicy:
+        policy = self._insurance[admdvs] = self._internet.policy(admdvs)
+        return policy
 
     def _activity(self, psn_no: str) -> DayActivity:
-        return self._staged_days.get(psn_no) or self._days.get(psn_no) or DayActivity()
+        return self._staged_days.get(psn_no) or self._days.get(psn_no) or _NO_ACTIVITY
 
     def _used(self, key: tuple[str, int]) -> int:
         if key in self._write.quota_used:
@@ -340,15 +416,11 @@ class InternetStage:
             self._quota_used[key] = self._state.quota_used(*key)
         return self._quota_used[key]
 
-    def _batch_agreements(self, commands: Sequence[Any]) -> dict[str, list[Agreement]]:
-        """The agreements of the batch's internet hospitals, read per batch
-        (an operator may suspend one while the server runs)."""
-        institutions = self._reference.institutions
-        codes = sorted({
-            bill.fixmedins_code for bill in (getattr(c, "bill", None) for c in commands)
-            if bill is not None and bill.fixmedins_code in institutions
-            and institutions[bill.fixmedins_code].kind == InstitutionKind.INTERNET_HOSPITAL
-        })
+    def _batch_agreements(self, batch_codes: set[str]) -> dict[str, list[Agreement]]:
+        """The agreements of the batch's internet hospitals (batch_codes: its
+        bills' institutions), read per batch (an operator may suspend one
+        while the server runs)."""
+        codes = sorted(batch_codes & self._internet_codes)
         if not codes:
             return {}
         stored: dict[str, list[Agreement]] = {}
@@ -426,16 +498,11 @@ class InternetStage:
         return {orig for _, orig in self._write.rx_releases}
 
     def _prior_offline_visit(self, bill: Bill, treatment: RegionInternetPolicy, today: dt.date) -> bool:
-        if bill.visit_type != VisitType.INTERNET_FOLLOWUP or not any(
-            c.rule == AuditRule.FOLLOWUP_WITHOUT_PRIOR_VISIT for c in self._rules_at(self._institution_region(bill))
-        ):
-            return True
+        """Whether a follow-up's offline visit for its disease is on record
+        (asked only where a rule checks it)."""
         category = bill.diag_code.upper()[:3]
         since = treatment.followup_earliest(today).isoformat()
         for visit in self._write.visits:
             if visit[1] == bill.psn_no and visit[4] in (1, 2) and visit[5][:3] == category and visit[2] >= since:
                 return True
         return self._state.offline_visit_since(bill.psn_no, category, since)
-
-    def _institution_region(self, bill: Bill) -> str:
-        return self._reference.institutions[bill.fixmedins_code].admdvs

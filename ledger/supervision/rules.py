@@ -2,16 +2,23 @@
 lines, the rule configuration in force at the treatment place and what the
 person did earlier the same day (and, for follow-ups, whether an offline
 visit for the disease is on record). Each finding is a flag or a refusal,
-as configured per rule (reference section `audit_rules`)."""
+as configured per rule (reference section `audit_rules`).
+
+The writer evaluates them for every bill, and most bills break none: a
+RuleSet prepares a treatment place's rules once (the writer keeps one per
+region), so a rule that cannot apply to a bill costs a comparison, not a
+call."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import AbstractSet, Sequence
 
 from medsettle.ledger.reference.internet import AuditAction, AuditRule, AuditRuleConfig
 from medsettle.ledger.reference.models import CatalogueItem
 from medsettle.ledger.settlement.model import Bill, FeeLine, VisitType
+
+_FOLLOWUP = VisitType.INTERNET_FOLLOWUP
 
 
 @dataclass(slots=True)
@@ -19,7 +26,7 @@ class DayActivity:
     """A person's settled visits on one China day, as the rules need them."""
 
     visits: int = 0
-    items: set[str] = field(default_factory=set)  # hilist_codes billed that day
+    items: AbstractSet[str] = field(default_factory=set)  # hilist_codes billed that day, never changed in place
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +35,96 @@ class Finding:
     action: AuditAction
     field: str  # the request field at fault
     detail: str  # plain words, no personal data
+    code: str  # rule.value: the name stored and answered, read once per rule rather than per flag
+    refuses: bool  # action is REFUSE
+
+
+KNOWN_FINDINGS = 4096  # findings a rule keeps for reuse (a finding is immutable)
+
+
+class _Rule:
+    """One configured rule with what its findings share."""
+
+    __slots__ = ("config", "code", "refuses", "known")
+
+    def __init__(self, config: AuditRuleConfig) -> None:
+        self.config = config
+        self.code = config.rule.value
+        self.refuses = config.action == AuditAction.REFUSE
+        # The findings of a rule that fires on many bills (a duplicate item,
+        # the day's visits) repeat: each is built once, by what it says.
+        self.known: dict[object, Finding] = {}
+
+    def found(self, field_path: str, detail: str) -> Finding:
+        return Finding(self.config.rule, self.config.action, field_path, detail, self.code, self.refuses)
+
+    def keep(self, key: object, finding: Finding) -> Finding:
+        if len(self.known) >= KNOWN_FINDINGS:
+            self.known.clear()
+        self.known[key] = finding
+        return finding
+
+
+class RuleSet:
+    """The rules in force at one treatment place, at most one per rule,
+    evaluated in AuditRule order. What decides whether a rule can apply is
+    taken from its configuration once: the lowest quantity limit, whether
+    any item has indicated diagnoses."""
+
+    __slots__ = ("_dup", "_dup_kinds", "_qty", "_qty_floor", "_diag", "_followup", "_visits", "_max_visits",
+                 "refuses", "checks_followups")
+
+    def __init__(self, configs: Sequence[AuditRuleConfig]) -> None:
+        rules: dict[AuditRule, _Rule] = {}
+        for config in configs:
+            if config.rule in rules:
+                raise ValueError(f"{config.rule.value} configured twice")
+            rules[config.rule] = _Rule(config)
+        self._dup = rules.get(AuditRule.DUP_ITEM_SAME_DAY)
+        self._dup_kinds = self._dup.config.item_kinds if self._dup else frozenset()
+        self._qty = rules.get(AuditRule.QTY_ABOVE_LIMIT)
+        self._qty_floor = min((self._qty.config.max_cnt, *self._qty.config.max_cnt_by_item.values())) if self._qty else 0
+        diag = rules.get(AuditRule.DRUG_DIAG_MISMATCH)
+        self._diag = diag if diag is not None and diag.config.diag_prefixes_by_item else None
+        self._followup = rules.get(AuditRule.FOLLOWUP_WITHOUT_PRIOR_VISIT)
+        self._visits = rules.get(AuditRule.VISITS_PER_DAY)
+        self._max_visits = self._visits.config.max_visits if self._visits else 0
+        self.refuses = any(rule.refuses for rule in rules.values())  # some finding may refuse the bill
+        # whether a follow-up needs to know of a prior offline visit (a query)
+        self.checks_followups = self._followup is not None
+
+    def evaluate(self, bill: Bill, priced: Sequence[tuple[FeeLine, CatalogueItem]], day: DayActivity,
+                 prior_offline_visit: bool) -> list[Finding]:
+        """Every finding, in rule order."""
+        findings: list[Finding] = []
+        if self._dup is not None:
+            found = _duplicate_item(self._dup, self._dup_kinds, priced, day.items)
+            if found is not None:
+                findings.append(found)
+        if self._qty is not None:
+            floor = self._qty_floor
+            for line, _ in priced:
+                if line.cnt > floor:  # some line may be above its limit
+                    found = _quantity(self._qty, priced)
+                    if found is not None:
+                        findings.append(found)
+                    break
+        if self._diag is not None and bill.diag_code:
+            found = _drug_diagnosis(self._diag, bill.diag_code.upper(), priced)
+            if found is not None:
+                findings.append(found)
+        if self._followup is not None and not prior_offline_visit and bill.visit_type == _FOLLOWUP:
+            findings.append(self._followup.found(
+                "prior_offline_diag_date",
+                "no offline visit for this disease category is on record within the follow-up window"))
+        if self._visits is not None and day.visits >= self._max_visits:
+            findings.append(self._visits.known.get(day.visits) or self._too_many_visits(day.visits))
+        return findings
+
+    def _too_many_visits(self, visits: int) -> Finding:
+        assert self._visits is not None
+        return self._visits.keep(visits, self._visits.found(
+            "psn_no", f"visit {visits + 1} of the person today; at most {self._max_visits} allowed"))
 
 
 def evaluate(
@@ -38,93 +135,36 @@ def evaluate(
     prior_offline_visit: bool,
 ) -> list[Finding]:
     """Every finding of the rules in force, in rule order."""
-    return evaluate_checks(checks_of(configs), bill, priced, day, prior_offline_visit)
+    return RuleSet(configs).evaluate(bill, priced, day, prior_offline_visit)
 
 
-Check = Callable[[AuditRuleConfig, Bill, Sequence[tuple[FeeLine, CatalogueItem]], DayActivity, bool], "Finding | None"]
-
-
-def checks_of(configs: Sequence[AuditRuleConfig]) -> tuple[tuple[Check, AuditRuleConfig], ...]:
-    """The rules in force with their check functions, looked up once (the
-    writer keeps them per region) rather than once per bill and rule."""
-    return tuple((_CHECKS[config.rule], config) for config in configs)
-
-
-def evaluate_checks(
-    checks: Sequence[tuple[Check, AuditRuleConfig]],
-    bill: Bill,
-    priced: Sequence[tuple[FeeLine, CatalogueItem]],
-    day: DayActivity,
-    prior_offline_visit: bool,
-) -> list[Finding]:
-    """evaluate, of the rules checks_of gave."""
-    findings: list[Finding] = []
-    for check, config in checks:
-        finding = check(config, bill, priced, day, prior_offline_visit)
-        if finding is not None:
-            findings.append(finding)
-    return findings
-
-
-def _duplicate_item(config: AuditRuleConfig, bill: Bill, priced: Sequence[tuple[FeeLine, CatalogueItem]],
-                    day: DayActivity, prior: bool) -> Finding | None:
-    seen = day.items
+def _duplicate_item(rule: _Rule, kinds: frozenset[str], priced: Sequence[tuple[FeeLine, CatalogueItem]],
+                    seen: AbstractSet[str]) -> Finding | None:
     in_bill: set[str] = set()
-    for i, (line, item) in enumerate(priced):
-        if item.item_kind in config.item_kinds:
+    for i, (_, item) in enumerate(priced):
+        if item.item_kind in kinds:
             if item.code in seen or item.code in in_bill:
-                return Finding(config.rule, config.action, f"fee_lines[{i}].hilist_code",
-                               f"{item.code} billed more than once for the person on the same day")
+                return rule.known.get((i, item.code)) or rule.keep((i, item.code), rule.found(
+                    f"fee_lines[{i}].hilist_code", f"{item.code} billed more than once for the person on the same day"))
             in_bill.add(item.code)
     return None
 
 
-def _quantity(config: AuditRuleConfig, bill: Bill, priced: Sequence[tuple[FeeLine, CatalogueItem]],
-              day: DayActivity, prior: bool) -> Finding | None:
+def _quantity(rule: _Rule, priced: Sequence[tuple[FeeLine, CatalogueItem]]) -> Finding | None:
+    config = rule.config
     for i, (line, item) in enumerate(priced):
         limit = config.max_cnt_by_item.get(item.code, config.max_cnt)
         if line.cnt > limit:
-            return Finding(config.rule, config.action, f"fee_lines[{i}].cnt",
-                           f"quantity {line.cnt} of {item.code} above the limit {limit}")
+            return rule.found(f"fee_lines[{i}].cnt", f"quantity {line.cnt} of {item.code} above the limit {limit}")
     return None
 
 
-def _drug_diagnosis(config: AuditRuleConfig, bill: Bill, priced: Sequence[tuple[FeeLine, CatalogueItem]],
-                    day: DayActivity, prior: bool) -> Finding | None:
+def _drug_diagnosis(rule: _Rule, diag: str, priced: Sequence[tuple[FeeLine, CatalogueItem]]) -> Finding | None:
     # Only a bill that states its diagnosis is checked: diag_code is optional
     # outside internet follow-ups, and a missing one is not a mismatch.
-    diag = bill.diag_code.upper()
-    if not diag:
-        return None
-    for i, (line, item) in enumerate(priced):
-        prefixes = config.diag_prefixes_by_item.get(item.code)
+    for i, (_, item) in enumerate(priced):
+        prefixes = rule.config.diag_prefixes_by_item.get(item.code)
         if prefixes and not diag.startswith(prefixes):
-            return Finding(config.rule, config.action, f"fee_lines[{i}].hilist_code",
-                           f"{item.code} is indicated for {', '.join(prefixes)}; diagnosis {diag} is not among them")
+            return rule.found(f"fee_lines[{i}].hilist_code",
+                              f"{item.code} is indicated for {', '.join(prefixes)}; diagnosis {diag} is not among them")
     return None
-
-
-def _followup_prior_visit(config: AuditRuleConfig, bill: Bill, priced: Sequence[tuple[FeeLine, CatalogueItem]],
-                          day: DayActivity, prior: bool) -> Finding | None:
-    if bill.visit_type == VisitType.INTERNET_FOLLOWUP and not prior:
-        return Finding(config.rule, config.action, "prior_offline_diag_date",
-                       "no offline visit for this disease category is on record within the follow-up window")
-    return None
-
-
-def _visits_per_day(config: AuditRuleConfig, bill: Bill, priced: Sequence[tuple[FeeLine, CatalogueItem]],
-                    day: DayActivity, prior: bool) -> Finding | None:
-    if day.visits + 1 > config.max_visits:
-        return Finding(config.rule, config.action, "psn_no",
-                       f"visit {day.visits + 1} of the person today; at most {config.max_visits} allowed")
-    return None
-
-
-_CHECKS = {
-    AuditRule.DUP_ITEM_SAME_DAY: _duplicate_item,
-    AuditRule.QTY_ABOVE_LIMIT: _quantity,
-    AuditRule.DRUG_DIAG_MISMATCH: _drug_diagnosis,
-    AuditRule.FOLLOWUP_WITHOUT_PRIOR_VISIT: _followup_prior_visit,
-    AuditRule.VISITS_PER_DAY: _visits_per_day,
-}
-assert set(_CHECKS) == set(AuditRule)
