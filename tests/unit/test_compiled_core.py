@@ -70,5 +70,12 @@ def test_compiled_and_interpreted_settle_alike(tmp_path: Path) -> None:
     kinds = {pickle.loads(a)[0] if isinstance(pickle.loads(a), tuple) else "settled" for a in default_answers}
     assert kinds == {"refused", "settled"}
     assert sum("INSERT INTO \"journal_entries\"" in line for line in default_ledger) > 300
+    # ... and the Internet+ stage's rules and rows (compiled_core_run.py's internet mix)
+    refused_rules = {answer[4].get("rule") for answer in map(pickle.loads, default_answers) if isinstance(answer, tuple)}
+    assert refused_rules >= {"QUOTA_REACHED", "ECERT_REPLAY", "AGREEMENT_SUSPENDED", "FOLLOWUP_WINDOW", "ONLINE_SCOPE",
+                             "RX_VOID", "RX_EXPIRED", "RX_QUANTITY_EXCEEDED", "RX_OTHER_PERSON"}, refused_rules
+    for table in ("audit_flags", "visit_log", "prescriptions", "rx_fill_items", "rx_fills", "ecert_nonces",
+                  "host_quota_use"):
+        assert any(line.startswith(f'INSERT INTO "{table}"') for line in default_ledger), table
     assert default_answers == pure_answers
     assert default_ledger == pure_ledger
