@@ -247,7 +247,9 @@ class InternetStage:
         raises Refused (RULE_REFUSED naming the rule) when one refuses.
         An ordinary offline bill meets a few comparisons: each rule's
         precondition is read from tables made once per institution and region."""
-        day = self._day_of(now)
+        day = self._today
+        if now is not day.at:  # the clock's same instant: the same day
+            day = self._day_of(now)
         today = day.date
         site = self._sites.get(institution.code) or self._site(institution)
         treatment = site.treatment
@@ -280,7 +282,7 @@ class InternetStage:
             raise rule_refused("ECERT_REPLAY", "ecert_token", "this e-insurance certificate was already used; show a new one")
         rules = site.rules
         prior = self._prior_offline_visit(bill, treatment, today) if followup and rules.checks_followups else True
-        activity = self._activity(bill.psn_no)
+        activity = self._staged_days.get(bill.psn_no) or self._days.get(bill.psn_no) or _NO_ACTIVITY
         findings = rules.evaluate(bill, priced, activity, prior)
         if rules.refuses:
             for finding in findings:
@@ -405,9 +407,6 @@ class InternetStage:
     def _insurance_policy(self, admdvs: str) -> RegionInternetPolicy:
         policy = self._insurance[admdvs] = self._internet.policy(admdvs)
         return policy
-
-    def _activity(self, psn_no: str) -> DayActivity:
-        return self._staged_days.get(psn_no) or self._days.get(psn_no) or _NO_ACTIVITY
 
     def _used(self, key: tuple[str, int]) -> int:
         if key in self._write.quota_used:

@@ -16,7 +16,7 @@ from typing import AbstractSet, Sequence
 
 from medsettle.ledger.reference.internet import AuditAction, AuditRule, AuditRuleConfig
 from medsettle.ledger.reference.models import CatalogueItem
-from medsettle.ledger.settlement.model import Bill, FeeLine, VisitType
+from medsettle.ledger.settlement.model import Bill, FeeLine, VisitType, quick_value
 
 _FOLLOWUP = VisitType.INTERNET_FOLLOWUP
 
@@ -29,6 +29,7 @@ class DayActivity:
     items: AbstractSet[str] = field(default_factory=set)  # hilist_codes billed that day, never changed in place
 
 
+@quick_value  # built for most flagged bills
 @dataclass(frozen=True, slots=True)
 class Finding:
     rule: AuditRule
