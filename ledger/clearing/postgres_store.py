@@ -31,6 +31,7 @@ from medsettle.ledger.clearing.store import misfiled_differences
 from medsettle.ledger.storage import pg_connect
 from medsettle.ledger.storage.port import StorageError
 from medsettle.ledger.storage.postgres import (
+    NUMBERS_LOCK,
     PostgresClearingReads,
     QmarkConnection,
     entries_query,
@@ -71,7 +72,11 @@ class PostgresClearingStore(PostgresClearingReads):  # type: ignore[misc,valid-t
             raise StorageError(str(error)) from None
         try:
             with pg_errors_as_storage:
+                # no batch is between taking its numbers and its end as the snapshot begins
+                conn.execute("SELECT pg_advisory_lock(%s, %s)", NUMBERS_LOCK)
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                conn.execute("SELECT 1")  # the snapshot is taken here
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", NUMBERS_LOCK)
             self._snapshot = QmarkConnection(conn)
             yield
         finally:

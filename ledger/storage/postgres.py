@@ -51,6 +51,11 @@ PROBE_WAIT_S = 1.0  # health's probe of the database
 # this is a conflict (the batch is run again), never a hang.
 LOCK_TIMEOUT_MS = 10_000
 QUOTA_LOCK_CLASS = 0x7175  # advisory lock class of a host quota (host, year)
+# Held shared by a batch from taking its numbers to its end; a clearing run
+# holds it exclusively while its snapshot begins, so no batch that took its
+# numbers before the snapshot commits after it (a checkpoint vouches for
+# every settlement up to the snapshot's last number).
+NUMBERS_LOCK = (0x6E75, 0)
 CONFLICTS = (pg_errors.UniqueViolation, pg_errors.SerializationFailure, pg_errors.DeadlockDetected,
              pg_errors.LockNotAvailable)
 
@@ -312,8 +317,10 @@ class PostgresLedgerStore(SqliteLedgerStore):
                 "(SELECT COUNT(*) FROM journal_entries), ?", (GENESIS_HASH,)).fetchone()
             return int(row[0]), int(row[1]), str(row[2])
         row = self._write.execute(
+            # the numbers are taken once the lock is held: the join's row needs the CTE's
+            "WITH numbering AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(?, ?)) "
             "SELECT nextval('settlement_numbers'), nextval('entry_numbers'), last_hash "
-            "FROM chain_heads WHERE chain_id = ?", (self._chain_id,)).fetchone()
+            "FROM chain_heads, numbering WHERE chain_id = ?", (*NUMBERS_LOCK, self._chain_id)).fetchone()
         setl_block, entry_block, last_hash = row
         self._blocks = (setl_block * NUMBER_BLOCK, entry_block * NUMBER_BLOCK)
         return setl_block * NUMBER_BLOCK, entry_block * NUMBER_BLOCK, last_hash
