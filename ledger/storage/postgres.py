@@ -291,6 +291,13 @@ class PostgresLedgerStore(SqliteLedgerStore):
         self._in_batch = False
 
     def rollback(self) -> None:
+        """Ends the batch's transaction with psycopg's own rollback(), not a
+        ROLLBACK statement: it also forgets the statements psycopg prepared.
+        A statement whose preparation was queued in a pipeline behind one
+        that failed (a write conflict) was never prepared by PostgreSQL, yet
+        psycopg counts it as prepared; after a plain ROLLBACK it went on
+        using it, and every later batch failed ("prepared statement _pg3_N
+        does not exist")."""
         self._in_batch = False
         writer = self._writer
         if writer is None or writer.conn.closed:
@@ -301,7 +308,7 @@ class PostgresLedgerStore(SqliteLedgerStore):
             return
         if writer.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             try:
-                writer.conn.execute("ROLLBACK")
+                writer.conn.rollback()
             except psycopg.Error:
                 writer.conn.close()
                 self._writer = None

@@ -5,15 +5,23 @@ locked for the rest of the batch: a second server's batch waits for it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
-from conftest import LEDGER_URLS
+from conftest import LEDGER_URLS, SETTLE_AT, make_bill
+from medsettle.ledger.clock import FixedClock
+from medsettle.ledger.errors import Reason, Refused
+from medsettle.ledger.service import open_reference
+from medsettle.ledger.settlement.model import Settlement
 from medsettle.ledger.settlement.prescriptions import RxRecord
+from medsettle.ledger.settlement.process import SettleCommand, SettlementProcessor
 from medsettle.ledger.storage.backends import open_ledger
-from medsettle.ledger.storage.port import InternetWrite, LedgerStore, WriteConflict
+from medsettle.ledger.storage.port import BatchWrite, InternetWrite, LedgerStore, WriteConflict
+from medsettle.ledger.storage.postgres import PostgresLedgerStore
 
+RESIDENT = "44010000000000000002"  # another person of the sample reference data (resident insurance)
+NO_QUOTA = "H44010100002"  # a hospital without a budget quota: two batches there take no common lock
 RECORD = RxRecord("H44010100901", "RX9", "S000000000001", "44010000000000000001", "DR1", "2026-10-15",
                   "2026-10-17", (("XA0102", 4),))
 
@@ -46,13 +54,53 @@ def test_a_recorded_prescription_read_by_one_batch_is_held_until_it_ends(two_ser
     second.rollback()
 
 
-def test_no_connection_prepares_statements_on_the_server(pg_url: str) -> None:
-    # A batch rolled back after pipelined statements once left a server's
-    # connection believing statements prepared that PostgreSQL did not know.
-    from medsettle.ledger.storage import pg_connect
+class _RacedStore(PostgresLedgerStore):
+    """A server whose next batch, just before its rows go into the pipeline,
+    is beaten to one of its keys by another server's commit (`race`)."""
 
-    with pg_connect.connect(pg_url, autocommit=True) as conn:
-        for _ in range(10):  # psycopg prepares a statement on its fifth run by default
-            conn.execute("SELECT 1 + %s", (1,))
-        assert conn.prepare_threshold is None
-        assert conn.execute("SELECT COUNT(*) FROM pg_prepared_statements").fetchone()[0] == 0
+    race: Callable[[], object] | None = None
+
+    def insert_batch(self, batch: BatchWrite) -> None:
+        race, self.race = self.race, None
+        if race is not None:
+            race()
+        super().insert_batch(batch)
+
+
+def test_batches_rolled_back_in_their_pipeline_leave_no_statement_taken_for_prepared(pg_url: str) -> None:
+    """psycopg prepares a statement on its fifth run; one whose preparation
+    was queued in a pipeline behind a statement that failed (a key another
+    server took) is skipped by PostgreSQL. A ROLLBACK sent as a statement
+    left psycopg believing it prepared, and every later batch of that
+    server failed ("prepared statement _pg3_N does not exist"); the store's
+    rollback is psycopg's own, which forgets what was prepared."""
+    from medsettle.server.convert import bill_from_pb
+
+    clock = FixedClock(SETTLE_AT)
+    store, other = _RacedStore(pg_url), PostgresLedgerStore(pg_url)
+    processor = SettlementProcessor(store, open_reference(store, clock), clock)
+    other_processor = SettlementProcessor(other, open_reference(other, clock), clock)
+
+    def settle(msgid: str, race: bool) -> object:
+        if race:  # the other server settles another person's bill under the same key first
+            store.race = lambda: other_processor.run_batch([SettleCommand(bill_from_pb(make_bill(
+                msgid=msgid, code=NO_QUOTA, psn_no=RESIDENT, insutype=390)), True)])
+        (outcome,) = processor.run_batch([SettleCommand(bill_from_pb(make_bill(msgid=msgid, code=NO_QUOTA)), True)])
+        return outcome
+
+    try:
+        # conflicts in the pipeline while statements are being counted towards psycopg's threshold: with
+        # ROLLBACK sent as a statement, the 18th batch on was refused STORAGE_UNAVAILABLE for good
+        races = [True, False, False, False, True, True, True, True, True] + [False] * 5 + [True] * 3 + [False] * 3
+        outcomes = [settle(f"RACE-{n}", race) for n, race in enumerate(races)]
+        for n, (race, outcome) in enumerate(zip(races, outcomes)):
+            if race:  # the rerun finds the other server's settlement of another bill under the key
+                assert isinstance(outcome, Refused) and outcome.reason is Reason.IDEMPOTENCY_CONFLICT, (n, outcome)
+            else:
+                assert isinstance(outcome, Settlement), (n, outcome)
+        assert processor.conflicts == races.count(True)
+        prepared = store.writer_connection().execute("SELECT COUNT(*) FROM pg_prepared_statements").fetchone()[0]
+        assert prepared > 0  # statements are prepared (a batch's rows are parsed once per connection)
+    finally:
+        store.close()
+        other.close()
