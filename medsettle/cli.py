@@ -24,6 +24,8 @@ class _Commands(click.Group):
     a read-only command finds missing or without a ledger in it."""
 
     def invoke(self, ctx: click.Context) -> object:
+        import psycopg
+
         from medsettle.ledger.storage.backends import BackendUnavailable
         from medsettle.ledger.storage.migrations import SchemaVersionError
         from medsettle.ledger.storage.migrations.on_postgres import EmptyDatabase
@@ -38,6 +40,9 @@ class _Commands(click.Group):
             raise click.ClickException(str(error)) from None
         except sqlite3.DatabaseError as error:
             raise click.ClickException(f"--db: SQLite: {error}") from None
+        except psycopg.Error as error:  # e.g. a schema step PostgreSQL refused (rolled back whole)
+            message = " ".join(str(error).split())  # PostgreSQL's text spans lines
+            raise click.ClickException(f"--db: PostgreSQL: {type(error).__name__}: {message}") from None
 
 
 @click.group(cls=_Commands)
