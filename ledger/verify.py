@@ -6,6 +6,7 @@ there on, the journal is no longer what the service wrote."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from medsettle.ledger.posting.invariants import Break, reciprocity_breaks, trial
 from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
 from medsettle.ledger.posting.rules import Posting, settlement_postings
 from medsettle.ledger.progress import NO_PROGRESS, Hooks, counted
-from medsettle.ledger.storage.backends import open_ledger
+from medsettle.ledger.storage.backends import is_postgres, open_ledger
 from medsettle.ledger.storage.port import LedgerStore
 from medsettle.ledger.storage.rows import JournalRow, to_us
 
@@ -157,25 +158,26 @@ def verify_database(path: str | Path, hooks: Hooks = NO_PROGRESS, *, since_check
     intact checkpoint (ledger/chain_checkpoint.py); record_checkpoint: when
     it all verifies, record a checkpoint at the last entry checked. hooks
     hear of the entries to check and of those checked."""
-    store = open_ledger(path, read_only=True)  # NotALedgerError if it holds no ledger
+    store, one_state = _reads_of(path)
     try:
-        if (since_checkpoint or record_checkpoint) and store.chain_heads():
-            raise CheckpointsUnavailable("checkpoints cover a ledger with one hash chain (SQLite); this ledger has "
-                                         "one chain per writer: run the full verify")
-        start, checkpoint_problems = GENESIS, []
-        if since_checkpoint:
-            start, checkpoint_problems = trusted_checkpoint(store.chain_checkpoints(), store.entry_hash)
-        # read before the walk: each of these settlements' entries is committed, so the walk sees it
-        head_setl_no = store.journal_head()[2] if since_checkpoint or record_checkpoint else 0
-        hooks.start(store.chain_head()[1] - start.entry_no)  # the last entry number: how many entries to check
-        rows = store.iter_entry_postings(after_entry_no=start.entry_no) if start.entry_no else store.iter_entry_postings()
-        report, balances, settled = verify_journal(counted(rows, hooks), start)
-        report.checkpoint_problems = checkpoint_problems
-        report.bad_entries += chain_head_problems(store.chain_heads(), report.chain_tails)
-        # the orphan search reads every posting: the whole walk's check only
-        report.orphan_postings = store.orphan_postings() if start.entry_no == 0 else 0
-        if since_checkpoint or record_checkpoint:
-            report.missing_entries = store.settlements_without_entry(start.setl_no, head_setl_no, MAX_LISTED_MISSING)
+        with one_state:  # on PostgreSQL: one snapshot (_reads_of)
+            if (since_checkpoint or record_checkpoint) and store.chain_heads():
+                raise CheckpointsUnavailable("checkpoints cover a ledger with one hash chain (SQLite); this ledger has "
+                                             "one chain per writer: run the full verify")
+            start, checkpoint_problems = GENESIS, []
+            if since_checkpoint:
+                start, checkpoint_problems = trusted_checkpoint(store.chain_checkpoints(), store.entry_hash)
+            # read before the walk: each of these settlements' entries is committed, so the walk sees it
+            head_setl_no = store.journal_head()[2] if since_checkpoint or record_checkpoint else 0
+            hooks.start(store.chain_head()[1] - start.entry_no)  # the last entry number: how many entries to check
+            rows = store.iter_entry_postings(after_entry_no=start.entry_no) if start.entry_no else store.iter_entry_postings()
+            report, balances, settled = verify_journal(counted(rows, hooks), start)
+            report.checkpoint_problems = checkpoint_problems
+            report.bad_entries += chain_head_problems(store.chain_heads(), report.chain_tails)
+            # the orphan search reads every posting: the whole walk's check only
+            report.orphan_postings = store.orphan_postings() if start.entry_no == 0 else 0
+            if since_checkpoint or record_checkpoint:
+                report.missing_entries = store.settlements_without_entry(start.setl_no, head_setl_no, MAX_LISTED_MISSING)
     finally:
         store.close()
     # Pairs are compared on settlement postings: one province's clearing
@@ -185,6 +187,19 @@ def verify_database(path: str | Path, hooks: Hooks = NO_PROGRESS, *, since_check
     if record_checkpoint and report.ok and last_no > start.entry_no:
         report.recorded = record_verified(path, last_no, last_hash, head_setl_no, to_us(SystemClock().now()))
     return report
+
+
+def _reads_of(path: str | Path) -> tuple[LedgerStore, contextlib.AbstractContextManager[None]]:
+    """A read-only store of the ledger, and what makes its reads one state of
+    it. On PostgreSQL servers append to their chains during a walk: the
+    chains walked and their writers' recorded heads are read in one snapshot,
+    else a clean ledger looks cut (a head read later is past its chain's end)."""
+    if is_postgres(path):
+        from medsettle.ledger.clearing.postgres_store import PostgresClearingStore
+
+        store = PostgresClearingStore(str(path), read_only=True)
+        return store, store.snapshot()
+    return open_ledger(path, read_only=True), contextlib.nullcontext()  # NotALedgerError if it holds no ledger
 
 
 def append_checkpoint(store: LedgerStore, entry_no: int, entry_hash: str, setl_no: int,
