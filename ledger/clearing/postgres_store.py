@@ -25,6 +25,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
+from psycopg import errors as pg_errors
+
 from medsettle.ledger.chain_checkpoint import Starts
 from medsettle.ledger.clearing.month_sums import SnapshotMonthSums
 from medsettle.ledger.clearing.store import misfiled_differences
@@ -42,6 +44,7 @@ from medsettle.ledger.storage.rows import JournalRow
 
 CLEARING_LOCK_CLASS = 0x636C  # advisory lock class of a clearing run (province, period)
 CHECKPOINTS_LOCK = (CLEARING_LOCK_CLASS, 0)  # the checkpoints are appended under this lock
+SNAPSHOT_WAIT_MS = 5_000  # the longest a snapshot waits for the batches in flight (new ones wait behind it)
 ENTRIES_FETCH = 10_000  # rows per round trip of the streamed journal
 # Every chain that has an entry, one index probe per chain (journal_entries_by_chain), not a scan of the journal.
 ENTRY_CHAINS = """
@@ -53,6 +56,19 @@ WITH RECURSIVE chains(chain_id) AS (
 )
 SELECT chain_id FROM chains WHERE chain_id IS NOT NULL
 """
+
+
+def _wait_for_batches_in_flight(conn: Any) -> None:
+    """Takes NUMBERS_LOCK: the batches in flight end first. The wait is
+    bounded, as every writer's next batch waits behind it: a batch left open
+    (a server stopped mid-batch) refuses the run instead of stopping them all."""
+    conn.execute(f"SET lock_timeout = {int(SNAPSHOT_WAIT_MS)}")
+    try:
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", NUMBERS_LOCK)
+    except pg_errors.LockNotAvailable:
+        raise StorageError(f"a server's batch has been open for over {SNAPSHOT_WAIT_MS / 1000:g} s (a server "
+                           "stopped mid-batch?): nothing was read; run again") from None
+    conn.execute("RESET lock_timeout")
 
 
 class PostgresClearingStore(PostgresClearingReads):  # type: ignore[misc,valid-type]
@@ -73,7 +89,7 @@ class PostgresClearingStore(PostgresClearingReads):  # type: ignore[misc,valid-t
         try:
             with pg_errors_as_storage:
                 # no batch is between taking its numbers and its end as the snapshot begins
-                conn.execute("SELECT pg_advisory_lock(%s, %s)", NUMBERS_LOCK)
+                _wait_for_batches_in_flight(conn)
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 conn.execute("SELECT 1")  # the snapshot is taken here
                 conn.execute("SELECT pg_advisory_unlock(%s, %s)", NUMBERS_LOCK)

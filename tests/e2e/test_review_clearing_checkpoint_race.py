@@ -18,12 +18,15 @@ from typing import Callable
 
 import pytest
 
+from medsettle.ledger.clearing import postgres_store
 from medsettle.ledger.clearing.run import Outcome, RunResult
 from medsettle.ledger.clock import CHINA_TZ, FixedClock
 from medsettle.ledger.service import open_reference
 from medsettle.ledger.settlement.model import Bill, FeeLine, Settlement, VisitType
 from medsettle.ledger.settlement.process import SettleCommand, SettlementProcessor
+from medsettle.ledger.storage.port import StorageError
 from medsettle.ledger.storage.postgres import PostgresLedgerStore
+from medsettle.ledger.verify import verify_database
 
 from tests.e2e.test_clearing_cli import NOV_CLEARING_CLOCK, OCT_CLEARING_CLOCK
 from tests.e2e.test_clearing_postgres import month_of_traffic
@@ -145,3 +148,28 @@ def test_a_settlement_committed_after_a_clearing_snapshot_is_still_checked_for_i
     assert november.outcome is Outcome.BREAKS, "a settlement without a journal entry went unseen"
     missing = [b for b in november.breaks["breaks"] if b["kind"] == "missing_entry"]
     assert [b["where"] for b in missing] == [settled.setl_id], november.breaks
+
+
+def test_a_batch_left_open_refuses_the_snapshot_after_a_bounded_wait_and_writers_go_on(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server stopped mid-batch holds its numbers' lock: a clearing run or
+    verify waiting for it would make every writer's next batch wait behind
+    it for as long. The wait is bounded; the run is refused (nothing read);
+    the other servers settle on."""
+    month_of_traffic(pg_url, tmp_path)
+    monkeypatch.setattr(postgres_store, "SNAPSHOT_WAIT_MS", 300)
+    stopped, other = Writer(pg_url), Writer(pg_url)
+    try:
+        stopped.store.begin()
+        stopped.store.chain_head()  # its numbers taken, then nothing more: the server stopped here
+        with pytest.raises(StorageError, match="open for over 0.3 s"):
+            verify_database(pg_url)
+        with pytest.raises(StorageError, match="run again"):
+            clear(pg_url, "44", "2026-10", OCT_CLEARING_CLOCK)
+        assert other.settle(hebei_bill("AFTER-WAIT", "13010000000000000001", "H13010100001", "130100")).setl_id
+        stopped.store.rollback()
+        assert clear(pg_url, "44", "2026-10", OCT_CLEARING_CLOCK).outcome is Outcome.CLEARED
+    finally:
+        stopped.close()
+        other.close()
+    assert verify_database(pg_url).ok
