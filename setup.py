@@ -15,7 +15,7 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
 # Where each top-level import package's sources live (pyproject.toml, package-dir).
-PACKAGE_DIRS = {"medsettle.ledger": "ledger", "medsettle": "medsettle"}
+PACKAGE_DIRS = {"medsettle.ledger": "ledger", "medsettle.server": "server", "medsettle": "medsettle"}
 COMPILER_DIRECTIVES = {
     "language_level": 3,
     # Annotations stay documentation: an `int` parameter still takes an IntEnum,

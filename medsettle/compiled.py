@@ -30,10 +30,14 @@ COMPILED_MODULES = (
     "medsettle.ledger.settlement.split",
     "medsettle.ledger.settlement.process",
     "medsettle.ledger.settlement.model",
+    "medsettle.ledger.settlement.validation",
     "medsettle.ledger.posting.rules",
     "medsettle.ledger.posting.journal",
     "medsettle.ledger.storage.rows",
     "medsettle.ledger.money",
+    "medsettle.server.convert",
+    "medsettle.server.writes",
+    "medsettle.server.wire",
 )
 PURE_ENV = "MEDSETTLE_PURE"
 # A compiled module this much older than its source is taken for stale (an

@@ -122,7 +122,9 @@ def checked_bill(bill: Bill, ecert_key: bytes | None, clock: Clock) -> Bill:
                     violations.append(FieldViolation("psn_no", "does not match the e-insurance certificate"))
                 bill = replace(bill, psn_no=claims.psn_no, ecert_nonce=claims.nonce,
                                ecert_expires_us=claims.expires_s * 1_000_000)
-    _refuse_invalid(violations + bill_violations(bill, person_from_token=bool(token)))
+    shape = bill_violations(bill, person_from_token=bool(token))
+    if violations or shape:
+        raise invalid(violations + shape)
     return bill
 
 

@@ -165,6 +165,30 @@ class Bill:
     prescription: Prescription | None = None  # issued at this visit
     pharmacist_id: str = ""  # a pharmacy sale: who checked the prescription
 
+    if COMPILED:
+        def __init__(self, msgid, fixmedins_code, psn_no, insutype, insuplc_admdvs, visit_type,  # type: ignore[no-untyped-def]
+                     fee_lines, acct_used_flag=False, diag_code="", prior_offline_diag_date="", rx_id="",
+                     prescribing_fixmedins_code="", delivery_fee_fen=0, ecert_token="", ecert_nonce="",
+                     ecert_expires_us=0, prescription=None, pharmacist_id=""):
+            _store(self, "msgid", msgid)
+            _store(self, "fixmedins_code", fixmedins_code)
+            _store(self, "psn_no", psn_no)
+            _store(self, "insutype", insutype)
+            _store(self, "insuplc_admdvs", insuplc_admdvs)
+            _store(self, "visit_type", visit_type)
+            _store(self, "fee_lines", fee_lines)
+            _store(self, "acct_used_flag", acct_used_flag)
+            _store(self, "diag_code", diag_code)
+            _store(self, "prior_offline_diag_date", prior_offline_diag_date)
+            _store(self, "rx_id", rx_id)
+            _store(self, "prescribing_fixmedins_code", prescribing_fixmedins_code)
+            _store(self, "delivery_fee_fen", delivery_fee_fen)
+            _store(self, "ecert_token", ecert_token)
+            _store(self, "ecert_nonce", ecert_nonce)
+            _store(self, "ecert_expires_us", ecert_expires_us)
+            _store(self, "prescription", prescription)
+            _store(self, "pharmacist_id", pharmacist_id)
+
     def fingerprint(self) -> str:
         """A canonical text of the payload, compared on idempotent retries:
         the fields in a fixed order, separated by \\x1e, each fee line's

@@ -54,6 +54,57 @@ def check_msgid_and_code(out: list[FieldViolation], msgid: str, fixmedins_code: 
 
 def bill_violations(bill: Bill, person_from_token: bool = False) -> list[FieldViolation]:
     """All shape violations of a bill; empty when it is well-formed."""
+    if _plainly_valid(bill, person_from_token):
+        return []
+    return _violations(bill, person_from_token)
+
+
+_msgid_ok, _code_ok, _hilist_code_ok = MSGID.match, CODE.match, HILIST_CODE.match
+_diag_code_ok, _rx_id_ok, _staff_id_ok = DIAG_CODE.match, RX_ID.match, STAFF_ID.match
+# Visits the quick check takes; an internet follow-up (its own required fields) goes the long way.
+_QUICK_VISITS = (VisitType.OUTPATIENT, VisitType.INPATIENT, VisitType.PHARMACY)
+
+
+def _plainly_valid(bill: Bill, person_from_token: bool) -> bool:
+    """True only for a bill _violations finds nothing wrong with, checked
+    without building a field path or a message (once per request). It may
+    say False of a good bill (an e-prescription issued, a prior diagnosis
+    date, a follow-up): the long way then checks it. An ASCII letters-and-
+    digits text (str.isascii is O(1), then isalnum is exactly [A-Za-z0-9])
+    matches each identifier pattern at its length without the regular
+    expression, which costs about twice as much; any other text is matched."""
+    msgid, code, psn_no, admdvs = bill.msgid, bill.fixmedins_code, bill.psn_no, bill.insuplc_admdvs
+    rx_id, prescriber, diag_code = bill.rx_id, bill.prescribing_fixmedins_code, bill.diag_code
+    if not ((len(msgid) <= 30 and msgid.isascii() and msgid.isalnum() or _msgid_ok(msgid))
+            and (len(code) <= 30 and code.isascii() and code.isalnum() or _code_ok(code))
+            and (person_from_token or (len(psn_no) <= 30 and psn_no.isascii() and psn_no.isalnum()))
+            and bill.insutype in INSUTYPES
+            and len(admdvs) == 6 and admdvs.isascii() and admdvs.isdigit()
+            and bill.visit_type in _QUICK_VISITS
+            and 0 <= bill.delivery_fee_fen <= MAX_DELIVERY_FEE_FEN
+            and (not diag_code or _diag_code_ok(diag_code))
+            and not bill.prior_offline_diag_date
+            and (not rx_id or _rx_id_ok(rx_id))
+            and (not prescriber or (rx_id and _code_ok(prescriber)))
+            and (prescriber or not rx_id or bill.visit_type != VisitType.PHARMACY)
+            and bill.prescription is None
+            and (not bill.pharmacist_id or _staff_id_ok(bill.pharmacist_id))):
+        return False
+    lines = bill.fee_lines
+    if not 1 <= len(lines) <= MAX_FEE_LINES:
+        return False
+    total_fen = bill.delivery_fee_fen
+    for line in lines:
+        cnt, pric_fen, sn, item = line.cnt, line.pric_fen, line.feedetl_sn, line.hilist_code
+        if not (1 <= cnt <= MAX_CNT and 1 <= pric_fen <= MAX_PRIC_FEN
+                and (len(sn) <= 30 and sn.isascii() and sn.isalnum() or _msgid_ok(sn))
+                and (len(item) <= 50 and item.isascii() and item.isalnum() or _hilist_code_ok(item))):
+            return False
+        total_fen += cnt * pric_fen
+    return total_fen <= MAX_BILL_FEN and (len(lines) == 1 or len({line.feedetl_sn for line in lines}) == len(lines))
+
+
+def _violations(bill: Bill, person_from_token: bool) -> list[FieldViolation]:
     out: list[FieldViolation] = []
     check_msgid_and_code(out, bill.msgid, bill.fixmedins_code)
     if not person_from_token:

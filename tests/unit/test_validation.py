@@ -9,13 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medsettle.ledger.settlement.model import Bill, FeeLine, VisitType
+from medsettle.ledger.settlement.model import Bill, FeeLine, Prescription, VisitType
 from medsettle.ledger.settlement.validation import (
     MAX_BILL_FEN,
     MAX_CNT,
     MAX_DELIVERY_FEE_FEN,
     MAX_FEE_LINES,
     MAX_PRIC_FEN,
+    _plainly_valid,
+    _violations,
     bill_violations,
     reversal_violations,
 )
@@ -281,6 +283,70 @@ def test_any_well_formed_bill_passes_and_one_bad_line_is_pinpointed(bill: Bill, 
     assert f"fee_lines[{index}].{field}" in found
     # the only other complaint possible is the bill total, when the bad value is huge
     assert set(found) <= {f"fee_lines[{index}].{field}", "fee_lines"}
+
+
+# ---- the quick check -----------------------------------------------------
+
+# Values at and beyond every bound and pattern: letters and digits (the
+# quick check's own test), the other characters a pattern allows, and what
+# none allows (full-width digits, a trailing newline, a space, non-ASCII).
+near_texts = st.one_of(
+    st.text(alphabet=ALNUM, max_size=52),
+    st.text(alphabet=ALNUM + "._- \n", max_size=52),
+    st.sampled_from(["", "\uff11\uff12\uff13\uff14\uff15\uff16", "440100\n", "E11.9", "2026-09-01", "RX-1", "é", "A" * 30,
+                     "A" * 31, "A" * 50, "A" * 51, "_A", "-", ".", "a.b"]),
+)
+near_ints = st.one_of(st.integers(-2, 3), st.sampled_from([MAX_CNT, MAX_CNT + 1, MAX_PRIC_FEN, MAX_PRIC_FEN + 1,
+                                                           MAX_DELIVERY_FEE_FEN, MAX_DELIVERY_FEE_FEN + 1, 310, 390, 999]))
+
+
+@st.composite
+def near_bills(draw: st.DrawFn) -> Bill:
+    """Mostly well-formed bills with any field possibly off by a little."""
+    good = draw(valid_bills())
+    changes = {}
+    for name in ("msgid", "fixmedins_code", "psn_no", "insuplc_admdvs", "diag_code", "prior_offline_diag_date",
+                 "rx_id", "prescribing_fixmedins_code", "pharmacist_id"):
+        if draw(st.integers(0, 4)) == 0:
+            changes[name] = draw(near_texts)
+    for name in ("insutype", "delivery_fee_fen"):
+        if draw(st.integers(0, 4)) == 0:
+            changes[name] = draw(near_ints)
+    if draw(st.integers(0, 6)) == 0:
+        changes["visit_type"] = draw(st.one_of(st.sampled_from(VisitType), st.integers(0, 6)))
+    if draw(st.integers(0, 6)) == 0:
+        changes["prescription"] = Prescription(draw(near_texts), draw(near_texts), ((draw(near_texts), draw(near_ints)),))
+    fee_lines = list(good.fee_lines)
+    if draw(st.booleans()):
+        i = draw(st.integers(0, len(fee_lines) - 1))
+        fee_lines[i] = FeeLine(draw(st.one_of(st.just(fee_lines[i].feedetl_sn), near_texts,
+                                              st.just(fee_lines[0].feedetl_sn))),
+                               draw(st.one_of(st.just(fee_lines[i].hilist_code), near_texts)),
+                               draw(st.one_of(st.just(fee_lines[i].cnt), near_ints)),
+                               draw(st.one_of(st.just(fee_lines[i].pric_fen), near_ints)))
+    if draw(st.integers(0, 10)) == 0:
+        fee_lines = draw(st.sampled_from([[], fee_lines * 2, [FeeLine("1", "XA0101", MAX_CNT, MAX_PRIC_FEN)]]))
+    return replace(good, fee_lines=tuple(fee_lines), **changes)
+
+
+@settings(max_examples=600, deadline=None)
+@given(near_bills(), st.booleans())
+def test_the_quick_check_passes_only_bills_the_full_check_finds_nothing_wrong_with(bill: Bill, from_token: bool) -> None:
+    """bill_violations answers [] from its quick check without the full one:
+    that must never let through a bill the full check would refuse."""
+    full = _violations(bill, from_token)
+    if _plainly_valid(bill, from_token):
+        assert full == []
+    assert bill_violations(bill, person_from_token=from_token) == full
+
+
+def test_the_quick_check_takes_the_common_bills() -> None:
+    """The loaded path: an outpatient, inpatient or pharmacy bill without the rare parts is checked the quick way."""
+    common = replace(VALID, prior_offline_diag_date="", rx_id="", prescribing_fixmedins_code="")
+    assert _plainly_valid(common, False)
+    assert _plainly_valid(replace(common, visit_type=VisitType.PHARMACY, rx_id="RX-1", prescribing_fixmedins_code="H1"), False)
+    assert _plainly_valid(replace(common, psn_no=""), True)
+    assert not _plainly_valid(replace(common, psn_no=""), False)
 
 
 # ---- reversal ------------------------------------------------------------
