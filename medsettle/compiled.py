@@ -32,6 +32,7 @@ COMPILED_MODULES = (
     "medsettle.ledger.settlement.model",
     "medsettle.ledger.settlement.validation",
     "medsettle.ledger.posting.rules",
+    "medsettle.ledger.posting.accounts",
     "medsettle.ledger.posting.journal",
     "medsettle.ledger.storage.rows",
     "medsettle.ledger.money",

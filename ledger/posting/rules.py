@@ -15,7 +15,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
-from medsettle.ledger.posting import accounts
+from medsettle.ledger.posting.accounts import (
+    FUND_PERSONAL_ACCOUNTS,
+    FUND_POOL,
+    payable_agency,
+    payable_institution,
+    receivable_agency,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,21 +55,21 @@ def posting_lines(
     owed_fen = hifp_pay_fen + acct_pay_fen
     if owed_fen == 0 and hifp_pay_fen == 0:
         return []
-    payee = accounts.payable_institution(payee_code)
+    payee = payable_institution(payee_code)
     if insuplc_admdvs == mdtrtarea_admvs:
         book = insuplc_admdvs
         lines = (
-            (book, accounts.FUND_POOL, hifp_pay_fen),
-            (book, accounts.FUND_PERSONAL_ACCOUNTS, acct_pay_fen),
+            (book, FUND_POOL, hifp_pay_fen),
+            (book, FUND_PERSONAL_ACCOUNTS, acct_pay_fen),
             (book, payee, -owed_fen),
         )
     else:
         lines = (
-            (mdtrtarea_admvs, accounts.receivable_agency(insuplc_admdvs), owed_fen),
+            (mdtrtarea_admvs, receivable_agency(insuplc_admdvs), owed_fen),
             (mdtrtarea_admvs, payee, -owed_fen),
-            (insuplc_admdvs, accounts.FUND_POOL, hifp_pay_fen),
-            (insuplc_admdvs, accounts.FUND_PERSONAL_ACCOUNTS, acct_pay_fen),
-            (insuplc_admdvs, accounts.payable_agency(mdtrtarea_admvs), -owed_fen),
+            (insuplc_admdvs, FUND_POOL, hifp_pay_fen),
+            (insuplc_admdvs, FUND_PERSONAL_ACCOUNTS, acct_pay_fen),
+            (insuplc_admdvs, payable_agency(mdtrtarea_admvs), -owed_fen),
         )
     # only the non-zero postings are kept
     kept = [line for line in lines if line[2] != 0]

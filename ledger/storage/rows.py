@@ -64,7 +64,9 @@ def line_splits_json(line_splits: tuple[LineSplit, ...]) -> str:
         ])
     except TypeError:  # orjson.JSONEncodeError: a lone surrogate, an amount beyond 64 bits
         return _line_splits_json_by_hand(line_splits)
-    if encoded.isascii() and b"\x7f" not in encoded:
+    # find, not `in`: bytes.__contains__ first tries its argument as an int
+    # and clears the TypeError, a fifth of this function's instructions
+    if encoded.isascii() and encoded.find(b"\x7f") < 0:
         return encoded.decode()
     return _line_splits_json_by_hand(line_splits)
 
