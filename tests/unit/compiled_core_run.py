@@ -22,6 +22,7 @@ import json
 import pickle
 import random
 import sys
+from typing import Any
 
 from medsettle import compiled
 from medsettle.ledger.clock import CHINA_TZ, FixedClock
@@ -167,13 +168,17 @@ def change_agreement(store, reference, batch: int, clock) -> None:
         store.internet_state().save_agreement(dataclasses.replace(agreement, status=status), batch)
 
 
+def fresh_ledger(db_path: str, doc: dict, clock: FixedClock) -> tuple[SqliteLedgerStore, Any, Any]:
+    """A new SQLite ledger holding the reference document: (store, its reference, the persons)."""
+    store = SqliteLedgerStore(db_path)
+    _, persons = parse_document(doc)
+    store.save_reference(json.dumps(doc, ensure_ascii=False), persons, clock.now())
+    return store, open_reference(store, clock), persons
+
+
 def main(db_path: str, outcomes_path: str) -> None:
     clock = FixedClock(dt.datetime(2026, 12, 31, 23, 57, tzinfo=CHINA_TZ))  # the year turns during the run
-    store = SqliteLedgerStore(db_path)
-    doc = internet_document()
-    reference, persons = parse_document(doc)
-    store.save_reference(json.dumps(doc, ensure_ascii=False), persons, clock.now())
-    reference = open_reference(store, clock)
+    store, reference, persons = fresh_ledger(db_path, internet_document(), clock)
     processor = SettlementProcessor(store, reference, clock)
     rng = random.Random(SEED)
     settled: list = []

@@ -36,14 +36,15 @@ def test_each_mode_runs_the_path_it_says() -> None:
         assert all(active.values()), f"not compiled (rebuild: pip install -e .): {active}"
 
 
-def run(tmp_path: Path, pure: bool) -> tuple[dict[str, bool], list[bytes], list[str]]:
-    """(active modules, pickled outcomes, the ledger's SQL dump) of one run in a process of its own."""
+def run(tmp_path: Path, pure: bool, script: Path = RUN) -> tuple[dict[str, bool], list[bytes], list[str]]:
+    """(active modules, pickled outcomes, the ledger's SQL dump) of one run
+    of `script` (LEDGER.db OUTCOMES.bin) in a process of its own."""
     name = "pure" if pure else "default"
     db, outcomes = tmp_path / f"{name}.db", tmp_path / f"{name}.bin"
     env = {k: v for k, v in os.environ.items() if k != compiled.PURE_ENV}
     if pure:
         env[compiled.PURE_ENV] = "1"
-    subprocess.run([sys.executable, str(RUN), str(db), str(outcomes)], env=env, check=True, timeout=240)
+    subprocess.run([sys.executable, str(script), str(db), str(outcomes)], env=env, check=True, timeout=240)
     answers = []
     with outcomes.open("rb") as file:
         active = pickle.load(file)
