@@ -7,6 +7,7 @@ import datetime as dt
 from medsettle.ledger.reconcile import Totals
 from medsettle.ledger.reference.models import Category
 from medsettle.ledger.settlement.model import (
+    AMOUNT_FIELDS,
     Bill,
     ClrType,
     FeeLine,
@@ -77,58 +78,58 @@ def prescription_from_pb(rx: pb.Prescription) -> Prescription:
     return Prescription(rx.rx_id, rx.prescriber_id, tuple((item.hilist_code, item.cnt) for item in rx.items), rx.valid_days)
 
 
+# SettleResult's amount fields, in Split.amounts() order, then the balance.
+_RESULT_AMOUNTS = (*AMOUNT_FIELDS, "balc_fen")
+
+
 def result_pb(s: Settlement) -> pb.SettleResult:
     """Once per answered settlement, so built the cheap way (upb): the enums
     passed as the IntEnums they are (ints), setl_time as a dict of seconds
     and nanos (Timestamp.FromDatetime is pure Python and costs five times as
     much, a Timestamp message is built and then copied), each line split
-    added in place rather than built and copied, audit flags only when any.
-    The message is equal to one built field by field."""
+    added in place rather than built and copied, an amount of 0 not passed
+    (proto3: a scalar at its default is not set, and each field set costs
+    upb a lookup by name), audit flags only when any. The message is equal
+    to one built field by field."""
     split = s.split
     since_epoch = s.setl_time - _EPOCH
-    result = pb.SettleResult(
-        setl_id=s.setl_id,
-        msgid=s.msgid,
-        fixmedins_code=s.fixmedins_code,
-        psn_no=s.psn_no,
-        insutype=s.insutype,  # type: ignore[arg-type]
-        insuplc_admdvs=s.insuplc_admdvs,
-        mdtrtarea_admvs=s.mdtrtarea_admvs,
-        clr_type=s.clr_type,  # type: ignore[arg-type]
-        pay_loc=s.pay_loc,  # type: ignore[arg-type]
-        kind=s.kind,  # type: ignore[arg-type]
-        orig_setl_id=s.orig_setl_id,
-        setl_time={"seconds": since_epoch.days * 86_400 + since_epoch.seconds, "nanos": since_epoch.microseconds * 1_000},
-        setlym=s.setlym,
-        medfee_sumamt_fen=split.medfee_sumamt_fen,
-        fulamt_ownpay_amt_fen=split.fulamt_ownpay_amt_fen,
-        overlmt_selfpay_fen=split.overlmt_selfpay_fen,
-        preselfpay_amt_fen=split.preselfpay_amt_fen,
-        inscp_scp_amt_fen=split.inscp_scp_amt_fen,
-        act_pay_dedc_fen=split.act_pay_dedc_fen,
-        hifp_pay_fen=split.hifp_pay_fen,
-        fund_pay_sumamt_fen=split.fund_pay_sumamt_fen,
-        psn_part_amt_fen=split.psn_part_amt_fen,
-        hosp_part_amt_fen=split.hosp_part_amt_fen,
-        acct_pay_fen=split.acct_pay_fen,
-        psn_cash_pay_fen=split.psn_cash_pay_fen,
-        balc_fen=split.balc_fen,
-    )
+    fields = {
+        "setl_id": s.setl_id,
+        "msgid": s.msgid,
+        "fixmedins_code": s.fixmedins_code,
+        "psn_no": s.psn_no,
+        "insutype": s.insutype,
+        "insuplc_admdvs": s.insuplc_admdvs,
+        "mdtrtarea_admvs": s.mdtrtarea_admvs,
+        "clr_type": s.clr_type,
+        "pay_loc": s.pay_loc,
+        "kind": s.kind,
+        "orig_setl_id": s.orig_setl_id,
+        "setl_time": {"seconds": since_epoch.days * 86_400 + since_epoch.seconds,
+                      "nanos": since_epoch.microseconds * 1_000},
+        "setlym": s.setlym,
+    }
+    for name, amount in zip(_RESULT_AMOUNTS, (*split.amounts(), split.balc_fen)):
+        if amount:
+            fields[name] = amount
+    if s.payee_code:
+        fields["payee_code"] = s.payee_code
+    result = pb.SettleResult(**fields)
     add_line = result.line_splits.add
     for ls in split.line_splits:
-        add_line(
-            feedetl_sn=ls.feedetl_sn,
-            chrgitm_lv=ls.category,  # type: ignore[arg-type]
-            det_item_fee_sumamt_fen=ls.det_item_fee_sumamt_fen,
-            fulamt_ownpay_amt_fen=ls.fulamt_ownpay_amt_fen,
-            overlmt_selfpay_fen=ls.overlmt_selfpay_fen,
-            preselfpay_amt_fen=ls.preselfpay_amt_fen,
-            inscp_scp_amt_fen=ls.inscp_scp_amt_fen,
-        )
+        line = {"feedetl_sn": ls.feedetl_sn, "chrgitm_lv": ls.category,
+                "det_item_fee_sumamt_fen": ls.det_item_fee_sumamt_fen}
+        if ls.fulamt_ownpay_amt_fen:
+            line["fulamt_ownpay_amt_fen"] = ls.fulamt_ownpay_amt_fen
+        if ls.overlmt_selfpay_fen:
+            line["overlmt_selfpay_fen"] = ls.overlmt_selfpay_fen
+        if ls.preselfpay_amt_fen:
+            line["preselfpay_amt_fen"] = ls.preselfpay_amt_fen
+        if ls.inscp_scp_amt_fen:
+            line["inscp_scp_amt_fen"] = ls.inscp_scp_amt_fen
+        add_line(**line)
     if s.audit_flags:
         result.audit_flags.extend(s.audit_flags)
-    if s.payee_code:
-        result.payee_code = s.payee_code
     return result
 
 
