@@ -61,30 +61,44 @@ LOOKUP_CHUNK = 500  # keys per batched lookup, well under SQLite's bound-paramet
 
 # Rows per INSERT statement: many rows in one statement cost about a quarter
 # fewer instructions each than executemany's step per row, but each statement
-# run costs about two rows' worth: fewer than MIN_ROWS_PER_INSERT rows go
-# through one executemany. The bound keeps a statement within 999 parameters,
-# the least any SQLite allows.
+# run costs several rows' worth, most felt in the small batches of unary load:
+# MIN_ROWS_PER_INSERT to EXACT_ROWS_UP_TO rows go in one statement of exactly
+# that many rows, more in statements of power-of-two sizes, fewer than
+# MIN_ROWS_PER_INSERT through one executemany (cheaper for one to three rows:
+# a one-row statement needs no statement journal). Each table takes at most
+# about twenty slots of the statement cache (STATEMENT_CACHE). The bound keeps
+# a statement within 999 parameters, the least any SQLite allows.
 MAX_ROWS_PER_INSERT = 64
 MIN_ROWS_PER_INSERT = 4
+EXACT_ROWS_UP_TO = 16
 MAX_PARAMETERS = 999
+# Prepared statements kept per connection (sqlite3's default is 128): every
+# size of insert_rows of every table the writer fills, its other statements
+# and the reads, with room to spare; a statement pushed out is parsed again.
+STATEMENT_CACHE = 512
 
 
 def insert_rows(conn: sqlite3.Connection | sqlite3.Cursor, insert_into: str, width: int, rows: list[tuple[Any, ...]]) -> None:
     """INSERT INTO `insert_into` (its column list) VALUES each row (of
     `width` values) in few statements: full statements of the largest
-    power-of-two size, one of each smaller size down to MIN_ROWS_PER_INSERT
-    the rest needs (so each table takes few slots of the statement cache),
-    then one executemany of the last rows."""
+    power-of-two size, one of each smaller power of two the rest needs while
+    more than EXACT_ROWS_UP_TO rows are left, then one statement of exactly
+    the rows left, or one executemany if fewer than MIN_ROWS_PER_INSERT."""
     size = MAX_ROWS_PER_INSERT
     while size * width > MAX_PARAMETERS:
         size //= 2
     start, count = 0, len(rows)
     while count - start >= MIN_ROWS_PER_INSERT:
-        while count - start < size:
-            size //= 2
-        conn.execute(_values_sql(insert_into, width, size),
-                     tuple(itertools.chain.from_iterable(rows[start:start + size])))
-        start += size
+        left = count - start
+        if left <= EXACT_ROWS_UP_TO and left <= size:
+            take = left
+        else:
+            while size > left:
+                size //= 2
+            take = size
+        conn.execute(_values_sql(insert_into, width, take),
+                     tuple(itertools.chain.from_iterable(rows[start:start + take])))
+        start += take
     if start < count:
         conn.executemany(_values_sql(insert_into, width, 1), rows[start:])
 
@@ -128,7 +142,8 @@ storage_errors = _StorageErrors()
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                           cached_statements=STATEMENT_CACHE)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     # FULL: a commit is on disk (WAL fsynced) before it returns.

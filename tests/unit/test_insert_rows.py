@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medsettle.ledger.storage.sqlite import MAX_PARAMETERS, insert_rows
+from medsettle.ledger.storage.sqlite import (
+    EXACT_ROWS_UP_TO,
+    MAX_PARAMETERS,
+    MIN_ROWS_PER_INSERT,
+    STATEMENT_CACHE,
+    insert_rows,
+)
 
 
 def table_of(width: int) -> tuple[sqlite3.Connection, str]:
@@ -26,14 +32,17 @@ class CountingConnection:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn, self.statements, self.most_parameters = conn, 0, 0
+        self.texts: set[str] = set()
 
     def execute(self, sql: str, params: tuple) -> None:
         self.statements += 1
+        self.texts.add(sql)
         self.most_parameters = max(self.most_parameters, len(params))
         self.conn.execute(sql, params)
 
     def executemany(self, sql: str, rows: list) -> None:
         self.statements += 1
+        self.texts.add(sql)
         self.conn.executemany(sql, rows)
 
 
@@ -48,8 +57,24 @@ def test_every_row_lands_once_in_order(count: int, width: int) -> None:
     assert [row[1:] for row in stored] == rows
     assert counting.most_parameters <= MAX_PARAMETERS
     full = next(size for size in (64, 32, 16, 8, 4, 2, 1) if size * width <= MAX_PARAMETERS)
-    # full statements, at most one of each smaller size, one executemany of the last rows
+    # full statements, at most one of each smaller power of two, then one
+    # statement (or executemany) of the last rows
     assert counting.statements <= count // full + full.bit_length()
+
+
+@pytest.mark.parametrize("width", [5, 7, 30])
+def test_every_batch_size_of_a_table_takes_few_statement_texts(width: int) -> None:
+    """The prepared statements a table needs, whatever its batches' sizes, fit
+    the cache with room for the other tables' (a pushed-out one is parsed again)."""
+    conn, insert_into = table_of(width)
+    counting = CountingConnection(conn)
+    conn.execute("BEGIN")
+    for count in range(0, 520):
+        insert_rows(counting, insert_into, width, [tuple([f"k{count}-{n}"] + [n] * (width - 1)) for n in range(count)])
+    conn.execute("ROLLBACK")
+    exact_sizes = EXACT_ROWS_UP_TO - MIN_ROWS_PER_INSERT + 1
+    assert len(counting.texts) <= exact_sizes + 1 + 7  # the one-row executemany, the powers of two up to 64
+    assert 8 * len(counting.texts) <= STATEMENT_CACHE
 
 
 def test_a_refused_row_fails_the_statement_and_the_transaction_rolls_back_whole() -> None:
