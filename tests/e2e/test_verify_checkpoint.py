@@ -102,3 +102,15 @@ def test_a_settlement_without_its_entry_since_the_checkpoint_is_named(settled, c
     tamper(db_path, f"DELETE FROM journal_entries WHERE entry_no = {entry_no}")
     code, report = verify_with(db_path, "--since-checkpoint")
     assert code == 1 and report["missing_entries"] == [setl_id]
+
+
+def test_full_verify_names_a_settlement_whose_entry_and_postings_are_gone(settled, db_path):
+    """The last entry removed whole leaves a shorter chain that hashes and
+    balances: only the settlement row without its entry shows the loss."""
+    with sqlite3.connect(db_path) as conn:
+        setl_id, entry_no = conn.execute(
+            "SELECT setl_id, entry_no FROM journal_entries ORDER BY entry_no DESC LIMIT 1").fetchone()
+    tamper(db_path, "DROP TRIGGER IF EXISTS postings_append_only_d", f"DELETE FROM postings WHERE entry_no = {entry_no}")
+    tamper(db_path, f"DELETE FROM journal_entries WHERE entry_no = {entry_no}")
+    code, report = verify_with(db_path)
+    assert code == 1 and report["missing_entries"] == [setl_id], report
