@@ -10,8 +10,8 @@ request, `medsettle clear` records one after each clean run.
 `verify --since-checkpoint` and clearing then check only the entries after
 the newest checkpoint, chaining on from its `entry_hash`. A ledger with one
 hash chain per writer (PostgreSQL) keeps one list of checkpoints per chain
-(`chain`), recorded by clearing; `Starts` says where each chain's check
-begins.
+(`chain`), recorded by both the same way; `Starts` says where each chain's
+check begins (`trusted_starts`), for both and on both backends.
 
 What that trusts, and why it is acceptable:
 - the rows up to the checkpoint are not changed afterwards. The tables are
@@ -53,9 +53,6 @@ class Checkpoint:
     chain: int = 0  # the hash chain it covers: 0 on SQLite (one chain), a writer's chain_id on PostgreSQL
 
 
-GENESIS = Checkpoint(0, GENESIS_HASH, 0, 0, CHECKPOINT_GENESIS, CHECKPOINT_GENESIS)  # "check from the first entry"
-
-
 def checkpoint_hash(prev_hash: str, entry_no: int, entry_hash: str, setl_no: int, verified_us: int,
                     chain: int = 0) -> str:
     """A checkpoint of another chain than 0 hashes its chain too: moved to another chain, it breaks."""
@@ -93,16 +90,6 @@ def checkpoint_problems(checkpoints: Sequence[Checkpoint], journal_hash: Callabl
     return problems
 
 
-def trusted_checkpoint(checkpoints: Sequence[Checkpoint],
-                       journal_hash: Callable[[int], str | None]) -> tuple[Checkpoint, list[str]]:
-    """The checkpoint to check on from, and the problems found in them: with
-    any problem, none is trusted (GENESIS: the whole journal is checked)."""
-    problems = checkpoint_problems(checkpoints, journal_hash)
-    if problems or not checkpoints:
-        return GENESIS, problems
-    return checkpoints[-1], problems
-
-
 @dataclass(frozen=True, slots=True)
 class Starts:
     """Where a check of the journal begins on each hash chain: after the
@@ -128,11 +115,13 @@ FROM_THE_START = Starts({}, 0)  # no checkpoint trusted: every entry of every ch
 
 def trusted_starts(checkpoints: Sequence[Checkpoint],
                    journal_hash: Callable[[int, int], str | None]) -> tuple[Starts, list[str]]:
-    """trusted_checkpoint for every chain: checkpoints sorted by (chain,
-    entry), journal_hash(chain, entry_no) the stored hash of that chain's
-    entry. With a problem in any chain's checkpoints none is trusted
-    (FROM_THE_START). Settlements are numbered across chains: the newest
-    checkpoint's settlement number holds for all."""
+    """Where the check of each chain begins, and the problems found in the
+    checkpoints: checkpoints sorted by (chain, entry), journal_hash(chain,
+    entry_no) the stored hash of that chain's entry. With a problem in any
+    chain's checkpoints none is trusted (FROM_THE_START: every entry is
+    checked). Settlements are numbered across chains: the newest
+    checkpoint's settlement number holds for all. `medsettle verify` and
+    clearing both begin here, on one chain (SQLite) or several."""
     by_chain: dict[int, list[Checkpoint]] = {}
     for checkpoint in checkpoints:
         by_chain.setdefault(checkpoint.chain, []).append(checkpoint)

@@ -6,28 +6,25 @@ there on, the journal is no longer what the service wrote."""
 
 from __future__ import annotations
 
-import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from medsettle.ledger.chain_checkpoint import GENESIS, Checkpoint, Starts, next_checkpoint, trusted_checkpoint
+from medsettle.ledger.chain_checkpoint import FROM_THE_START, Checkpoint, Starts, next_checkpoint, trusted_starts
 from medsettle.ledger.clock import SystemClock
 from medsettle.ledger.posting.invariants import Break, reciprocity_breaks, trial_balance_breaks
 from medsettle.ledger.posting.journal import GENESIS_HASH, entry_hash
 from medsettle.ledger.posting.rules import Posting, settlement_postings
 from medsettle.ledger.progress import NO_PROGRESS, Hooks, counted
-from medsettle.ledger.storage.backends import is_postgres, open_ledger
-from medsettle.ledger.storage.port import LedgerStore
+from medsettle.ledger.storage.backends import is_postgres
 from medsettle.ledger.storage.rows import JournalRow, to_us
+
+if TYPE_CHECKING:
+    from medsettle.ledger.clearing.port import ClearingLedger
 
 SETTLEMENT_KINDS = ("settle", "reverse")
 MAX_LISTED_MISSING = 200  # settlements without an entry listed (since a checkpoint)
-
-
-class CheckpointsUnavailable(Exception):
-    """Checkpoints were asked for on a ledger with several chains (PostgreSQL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +44,11 @@ class VerifyReport:
     head_hash: str = GENESIS_HASH
     # chain -> (last entry number, last hash) as walked (one chain, 0, on SQLite)
     chain_tails: dict[int, tuple[int, str]] = field(default_factory=dict)
-    since_entry_no: int = 0  # the entries after this one were checked (0: all)
+    # chain -> the checkpointed entry after which its entries were checked (empty: every entry was)
+    since: dict[int, int] = field(default_factory=dict)
     checkpoint_problems: list[str] = field(default_factory=list)
     missing_entries: list[str] = field(default_factory=list)  # settlements without an entry (after the start)
-    recorded: Checkpoint | None = None  # the checkpoint this run recorded
+    recorded: list[Checkpoint] = field(default_factory=list)  # the checkpoints this run recorded
 
     @property
     def ok(self) -> bool:
@@ -60,6 +58,11 @@ class VerifyReport:
     @property
     def first_bad(self) -> BadEntry | None:
         return self.bad_entries[0] if self.bad_entries else None
+
+    @property
+    def since_entry_no(self) -> int:
+        """The newest checkpointed entry the check continued from (0: every entry was checked)."""
+        return max(self.since.values(), default=0)
 
 
 def entry_problems(row: JournalRow, expected_prev: str, expected_no: int | None) -> list[str]:
@@ -109,15 +112,16 @@ def settlement_well_typed(settlement: tuple[object, ...]) -> bool:
     return well_typed(settlement[:3], settlement[3:])
 
 
-def verify_journal(rows: Iterable[JournalRow], start: Checkpoint = GENESIS,
+def verify_journal(rows: Iterable[JournalRow], start: Starts = FROM_THE_START,
                    ) -> tuple[VerifyReport, dict[tuple[str, str], int], dict[tuple[str, str], int]]:
     """(report, balances of all postings, balances of settlement postings), in
-    one pass over the entries after `start` (GENESIS: all of them; a
-    checkpoint continues the one chain of a single-writer ledger)."""
-    report = VerifyReport(since_entry_no=start.entry_no)
-    if start.entry_no:
-        report.chain_tails[0] = (start.entry_no, start.entry_hash)
-        report.head_hash = start.entry_hash
+    one pass over the entries after `start` (FROM_THE_START: all of them;
+    else each chain continues from its checkpoint)."""
+    report = VerifyReport(since={chain: cp.entry_no for chain, cp in start.checkpoints.items()})
+    for chain, checkpoint in start.checkpoints.items():
+        report.chain_tails[chain] = (checkpoint.entry_no, checkpoint.entry_hash)
+    if start.checkpoints:
+        report.head_hash = max(start.checkpoints.values(), key=lambda checkpoint: checkpoint.entry_no).entry_hash
     balances: dict[tuple[str, str], int] = defaultdict(int)
     settled: dict[tuple[str, str], int] = defaultdict(int)
     for row in rows:
@@ -154,28 +158,24 @@ def chain_head_problems(heads: dict[int, tuple[int, str]], tails: dict[int, tupl
 
 def verify_database(path: str | Path, hooks: Hooks = NO_PROGRESS, *, since_checkpoint: bool = False,
                     record_checkpoint: bool = False) -> VerifyReport:
-    """The whole journal, or (since_checkpoint) the entries after the newest
-    intact checkpoint (ledger/chain_checkpoint.py); record_checkpoint: when
-    it all verifies, record a checkpoint at the last entry checked. hooks
-    hear of the entries to check and of those checked."""
-    store, one_state = _reads_of(path)
+    """The whole journal, or (since_checkpoint) each hash chain's entries
+    after its newest checkpoint, the checkpoints being intact
+    (ledger/chain_checkpoint.py); record_checkpoint: when it all verifies,
+    record a checkpoint at the last entry checked of each chain that grew.
+    hooks hear of the entries to check and of those checked."""
+    store = _reads_of(path)
     try:
-        with one_state:  # on PostgreSQL: one snapshot (_reads_of)
-            if (since_checkpoint or record_checkpoint) and store.chain_heads():
-                raise CheckpointsUnavailable("checkpoints cover a ledger with one hash chain (SQLite); this ledger has "
-                                             "one chain per writer: run the full verify")
-            start, checkpoint_problems = GENESIS, []
+        with store.snapshot():  # every read below sees one state of the ledger (servers may be writing)
+            start, checkpoint_problems = FROM_THE_START, []
             if since_checkpoint:
-                start, checkpoint_problems = trusted_checkpoint(store.chain_checkpoints(), store.entry_hash)
-            # read before the walk: each of these settlements' entries is committed, so the walk sees it
-            head_setl_no = store.journal_head()[2]
-            hooks.start(store.chain_head()[1] - start.entry_no)  # the last entry number: how many entries to check
-            rows = store.iter_entry_postings(after_entry_no=start.entry_no) if start.entry_no else store.iter_entry_postings()
-            report, balances, settled = verify_journal(counted(rows, hooks), start)
+                start, checkpoint_problems = trusted_starts(store.chain_checkpoints(), store.chain_entry_hash)
+            head_entry_no, _, head_setl_no = store.journal_head()
+            hooks.start(store.count_entries_since(start, head_entry_no))
+            report, balances, settled = verify_journal(counted(store.entries_since(start), hooks), start)
             report.checkpoint_problems = checkpoint_problems
             report.bad_entries += chain_head_problems(store.chain_heads(), report.chain_tails)
             # the orphan search reads every posting: the whole walk's check only
-            report.orphan_postings = store.orphan_postings() if start.entry_no == 0 else 0
+            report.orphan_postings = 0 if start.checkpoints else store.orphan_postings()
             # a settlement whose entry is gone whole leaves a chain that still hashes and balances
             report.missing_entries = store.settlements_without_entry(start.setl_no, head_setl_no, MAX_LISTED_MISSING)
     finally:
@@ -183,23 +183,28 @@ def verify_database(path: str | Path, hooks: Hooks = NO_PROGRESS, *, since_check
     # Pairs are compared on settlement postings: one province's clearing
     # zeroes its side of a cross-province pair before the other's does.
     report.balance_breaks = trial_balance_breaks(balances) + reciprocity_breaks(settled)
-    last_no, last_hash = report.chain_tails.get(0, (0, GENESIS_HASH))
-    if record_checkpoint and report.ok and last_no > start.entry_no:
-        report.recorded = record_verified(path, last_no, last_hash, head_setl_no, to_us(SystemClock().now()))
+    if record_checkpoint and report.ok:
+        report.recorded = record_verified(path, start, report.chain_tails, head_setl_no, to_us(SystemClock().now()))
     return report
 
 
-def _reads_of(path: str | Path) -> tuple[LedgerStore, contextlib.AbstractContextManager[None]]:
-    """A read-only store of the ledger, and what makes its reads one state of
-    it. On PostgreSQL servers append to their chains during a walk: the
-    chains walked and their writers' recorded heads are read in one snapshot,
-    else a clean ledger looks cut (a head read later is past its chain's end)."""
+def _reads_of(path: str | Path) -> ClearingLedger:
+    """A read-only store of the ledger whose snapshot() makes its reads one
+    state of it: on PostgreSQL servers append to their chains during a walk,
+    and the chains walked and their writers' recorded heads must be read in
+    one snapshot, else a clean ledger looks cut (a head read later is past
+    its chain's end). NotALedgerError if it holds no ledger."""
+    return _clearing_store(path, read_only=True)
+
+
+def _clearing_store(path: str | Path, *, read_only: bool = False) -> ClearingLedger:
     if is_postgres(path):
         from medsettle.ledger.clearing.postgres_store import PostgresClearingStore
 
-        store = PostgresClearingStore(str(path), read_only=True)
-        return store, store.snapshot()
-    return open_ledger(path, read_only=True), contextlib.nullcontext()  # NotALedgerError if it holds no ledger
+        return PostgresClearingStore(str(path), read_only=read_only)  # type: ignore[no-any-return]
+    from medsettle.ledger.clearing.store import ClearingStore
+
+    return ClearingStore(path, read_only=read_only)
 
 
 def append_checkpoint(store: LedgerStore, entry_no: int, entry_hash: str, setl_no: int,
@@ -229,17 +234,14 @@ def append_checkpoints(store: LedgerStore, start: Starts, chain_ends: dict[int, 
     return recorded
 
 
-def record_verified(db: str | Path, entry_no: int, entry_hash: str, setl_no: int, verified_us: int) -> Checkpoint | None:
-    """append_checkpoint in a transaction of its own."""
-    store = open_ledger(db)
+def record_verified(db: str | Path, start: Starts, chain_ends: dict[int, tuple[int, str]], setl_no: int,
+                    verified_us: int) -> list[Checkpoint]:
+    """append_checkpoints in a transaction of its own (checkpointing(): on
+    PostgreSQL one that opens no hash chain and appends under the lock
+    clearing appends under)."""
+    store = _clearing_store(db)
     try:
-        store.begin()
-        try:
-            checkpoint = append_checkpoint(store, entry_no, entry_hash, setl_no, verified_us)
-        except BaseException:
-            store.rollback()
-            raise
-        store.commit()
-        return checkpoint
+        with store.checkpointing():
+            return append_checkpoints(store, start, chain_ends, setl_no, verified_us)
     finally:
         store.close()

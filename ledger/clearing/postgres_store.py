@@ -199,6 +199,24 @@ class PostgresClearingStore(PostgresClearingReads):  # type: ignore[misc,valid-t
         self._write.execute("SELECT pg_advisory_xact_lock(?, hashtext(? || ':' || ?))",
                             (CLEARING_LOCK_CLASS, province, period))
         # then the checkpoints' lock: another province's run appends to the same chains' checkpoints
-        self._write.execute("SELECT pg_advisory_xact_lock(?, ?)", CHECKPOINTS_LOCK)
+        self._lock_checkpoints()
         return self._write.execute("SELECT 1 FROM clearing_runs WHERE province = ? AND period = ?",
                                    (province, period)).fetchone() is not None
+
+    def _lock_checkpoints(self) -> None:
+        self._write.execute("SELECT pg_advisory_xact_lock(?, ?)", CHECKPOINTS_LOCK)
+
+    @contextlib.contextmanager
+    def checkpointing(self) -> Iterator[None]:
+        """`medsettle verify --checkpoint`'s transaction: it appends no entry,
+        so it opens no hash chain of its own (posting() would), and it holds
+        the lock clearing's runs append their checkpoints under."""
+        self._write.execute("BEGIN")
+        self._in_batch = True  # reads (the chains' checkpoints) run in it, under the lock
+        try:
+            self._lock_checkpoints()
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()

@@ -280,6 +280,8 @@ class ClearingStore(SqliteLedgerStore):
             raise
         self.commit()
 
+    checkpointing = posting  # `medsettle verify --checkpoint`'s: BEGIN IMMEDIATE, one appender at a time
+
     def period_mark(self, period: str) -> int:
         """Where the snapshot's journal ends (entries are numbered in commit order)."""
         return self.journal_head()[0]
