@@ -1,6 +1,6 @@
 """The "Internet+" sections of a reference document: regional internet
 policy, host-hospital budget quotas, internet-hospital agreements,
-fund-supervision rule configuration.
+fund-supervision rule configuration (layered the same way).
 
 All optional (a document without them gets the defaults below), checked
 whole, a bad value refused with its path. Policy is data: a region's
@@ -190,8 +190,11 @@ class InternetReference:
     # the agreements of the reference document (operators add and suspend more: storage/agreements.py)
     agreements: tuple[Agreement, ...] = ()
     quotas: dict[tuple[str, int], HostQuota] = field(default_factory=dict)
-    # rules for every treatment place, and per-region overrides (same rule replaced)
+    # audit rules in layers, as the internet policy: every treatment place,
+    # then a province's (by 2-digit code), then a region's; a layer's rule
+    # replaces the same rule of the layers below
     audit_default: dict[AuditRule, AuditRuleConfig] = field(default_factory=dict)
+    audit_by_province: dict[str, dict[AuditRule, AuditRuleConfig]] = field(default_factory=dict)
     audit_by_region: dict[str, dict[AuditRule, AuditRuleConfig]] = field(default_factory=dict)
 
     def policy(self, admdvs: str) -> RegionInternetPolicy:
@@ -199,8 +202,10 @@ class InternetReference:
         return self.policies.get(admdvs) or self.provinces.get(admdvs[:2]) or self.default_policy
 
     def audit_rules(self, admdvs: str) -> tuple[AuditRuleConfig, ...]:
-        """The rules in force at a treatment place, in AuditRule order."""
+        """The rules in force at a treatment place, in AuditRule order: the
+        region's, else its province's, else every region's."""
         merged = dict(self.audit_default)
+        merged.update(self.audit_by_province.get(admdvs[:2], {}))
         merged.update(self.audit_by_region.get(admdvs, {}))
         return tuple(merged[rule] for rule in AuditRule if rule in merged)
 
@@ -322,11 +327,17 @@ def _enum_bool(record: dict[str, Any], key: str, where: str, default: bool) -> b
     return value
 
 
-def _audit_rule(record: Any, where: str, items: set[str]) -> tuple[str, AuditRuleConfig]:
+def _audit_rule(record: Any, where: str, items: set[str]) -> tuple[str, str, AuditRuleConfig]:
+    """(admdvs, province, the rule): at most one of the two is set."""
     record = _obj(record, where)
     rule = _enum(record, "rule", where, AuditRule)
     action = _enum(record, "action", where, AuditAction)
     admdvs = _str(record, "admdvs", where, "")
+    province = _str(record, "province", where, "")
+    if admdvs and province:
+        raise _fail(where, "a rule is for one region (admdvs) or one province (province), not both")
+    if province and not PROVINCE.match(province):
+        raise _fail(f"{where}.province", f"must be a 2-digit province code, got {province!r}")
     by_item: dict[str, int] = {}
     for code, limit in _obj(record.get("max_cnt_by_item", {}), f"{where}.max_cnt_by_item").items():
         if code not in items:
@@ -346,7 +357,7 @@ def _audit_rule(record: Any, where: str, items: set[str]) -> tuple[str, AuditRul
         item_kinds=frozenset(_strings(record, "item_kinds", where)) or frozenset({"service"}),
         max_visits=_int(record, "max_visits", where, 1, 1000, 1000),
     )
-    return admdvs, config
+    return admdvs, province, config
 
 
 VISIT_TYPE_NAMES = frozenset({"outpatient", "inpatient", "pharmacy", "internet_followup"})
@@ -449,11 +460,18 @@ def parse_internet_sections(
         out.quotas[(host, quota.year)] = quota
     for i, record in enumerate(_list(doc.get("audit_rules", []), "audit_rules")):
         where = f"audit_rules[{i}]"
-        admdvs, config = _audit_rule(record, where, items)
+        admdvs, province, config = _audit_rule(record, where, items)
         if admdvs and admdvs not in regions:
             raise _fail(f"{where}.admdvs", f"unknown region {admdvs!r}")
-        target = out.audit_by_region.setdefault(admdvs, {}) if admdvs else out.audit_default
+        if province and not any(region.startswith(province) for region in regions):
+            raise _fail(f"{where}.province", f"no region of the document is in province {province}")
+        if admdvs:
+            target, scope = out.audit_by_region.setdefault(admdvs, {}), f"region {admdvs}"
+        elif province:
+            target, scope = out.audit_by_province.setdefault(province, {}), f"province {province}"
+        else:
+            target, scope = out.audit_default, "every region"
         if config.rule in target:
-            raise _fail(f"{where}.rule", f"{config.rule.value} configured twice for {admdvs or 'every region'}")
+            raise _fail(f"{where}.rule", f"{config.rule.value} configured twice for {scope}")
         target[config.rule] = config
     return out

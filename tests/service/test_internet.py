@@ -378,6 +378,27 @@ def test_too_many_visits_per_day_flags_or_refuses_as_configured(serve_with, clie
     assert stored(server, "SELECT COUNT(*) FROM settlements") == [(2,)]
 
 
+def test_a_provinces_audit_rule_holds_in_its_regions_and_a_region_replaces_it(serve_with):
+    """Guangdong (44) refuses a person's second visit of the day; Shenzhen
+    (440300) only flags it; Hebei keeps the rule for every region (5, flag)."""
+    def province_rules(doc):
+        doc["audit_rules"] += [
+            {"rule": "VISITS_PER_DAY", "action": "refuse", "province": "44", "max_visits": 1},
+            {"rule": "VISITS_PER_DAY", "action": "flag", "admdvs": "440300", "max_visits": 1}]
+
+    server, client = serve_with(province_rules)
+    assert list(client.settle(make_bill(lines=[("XA0101", 1, 100)])).audit_flags) == []
+    refused = refusal(lambda: client.settle(make_bill(code="H44010100002", lines=[("XA0101", 1, 100)])))
+    assert (refused.reason, refused.metadata["rule"], refused.field_violations[0][0]) == (
+        "RULE_REFUSED", "VISITS_PER_DAY", "psn_no")
+    in_shenzhen = client.settle(make_bill(code="H44030100001", lines=[("XA0101", 1, 100)]))
+    assert list(in_shenzhen.audit_flags) == ["VISITS_PER_DAY"]
+    hebei = [client.settle(make_bill(code="H13010100001", psn_no="13010000000000000001", insuplc="130100",
+                                     lines=[("XA0101", 1, 100)])) for _ in range(2)]
+    assert [list(r.audit_flags) for r in hebei] == [[], []]
+    assert stored(server, "SELECT COUNT(*) FROM settlements") == [(4,)]
+
+
 def test_the_next_day_starts_a_new_count(client, clock):
     for _ in range(5):
         client.settle(make_bill(lines=[("XA0101", 1, 100)]))

@@ -256,3 +256,51 @@ def test_a_token_with_text_outside_ascii_in_any_part_is_refused_as_an_ecert_erro
     parts[part] = odd
     with pytest.raises(ecert.EcertError, match="ASCII"):
         ecert.verify(KEY, ".".join(parts), NOW)
+
+
+_LAYERS = ("everywhere", "province 44", "region 440300")
+
+
+@settings(max_examples=60)
+@given(st.dictionaries(st.tuples(st.sampled_from(list(AuditRule)), st.sampled_from(_LAYERS)),
+                       st.sampled_from(["flag", "refuse"]), max_size=15))
+def test_an_audit_rule_is_the_regions_else_its_provinces_else_every_regions(layered):
+    """Audit rules are layered as the internet policy: Shenzhen (440300) has
+    its own, Guangzhou (440100) its province's, Shijiazhuang (130100) only
+    the rules for every region."""
+    def rules(doc):  # type: ignore[no-untyped-def]
+        doc["audit_rules"] = []
+        for (rule, layer), action in layered.items():
+            record = {"rule": rule.value, "action": action}
+            if layer == "province 44":
+                record["province"] = "44"
+            elif layer == "region 440300":
+                record["admdvs"] = "440300"
+            doc["audit_rules"].append(record)
+
+    internet = _sections(rules)
+    for admdvs, layers in (("440300", _LAYERS[::-1]), ("440100", _LAYERS[1::-1]), ("130100", _LAYERS[:1])):
+        expected = {}
+        for rule in AuditRule:
+            action = next((layered[(rule, layer)] for layer in layers if (rule, layer) in layered), None)
+            if action is not None:
+                expected[rule] = AuditAction(action)
+        in_force = internet.audit_rules(admdvs)
+        assert {config.rule: config.action for config in in_force} == expected
+        assert [config.rule for config in in_force] == [rule for rule in AuditRule if rule in expected]
+
+
+@pytest.mark.parametrize(("record", "path"), [
+    ({"province": "4"}, r"audit_rules\[8\]\.province: must be a 2-digit"),
+    ({"province": "99"}, r"audit_rules\[8\]\.province: no region of the document is in province 99"),
+    ({"province": "44", "admdvs": "440100"}, r"audit_rules\[8\]: a rule is for one region .* not both"),
+])
+def test_a_bad_province_audit_rule_names_its_path(record, path):
+    with pytest.raises(ReferenceSectionError, match=path):
+        _sections(lambda d: d["audit_rules"].append({"rule": "VISITS_PER_DAY", "action": "flag", **record}))
+
+
+def test_a_province_configures_a_rule_once():
+    twice = {"rule": "VISITS_PER_DAY", "action": "flag", "province": "44"}
+    with pytest.raises(ReferenceSectionError, match=r"audit_rules\[9\]\.rule: VISITS_PER_DAY configured twice for province 44"):
+        _sections(lambda d: d["audit_rules"].extend([dict(twice), dict(twice)]))
