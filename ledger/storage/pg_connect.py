@@ -61,8 +61,8 @@ def configure(conn: Any) -> None:
     every statement of every batch (measured on one server: 1.4 to 1.9
     times the database CPU per settlement under unary load, 2.3 to 2.4
     times with SettleBatchStream). A transaction that failed must end with
-    conn.rollback(), which forgets what psycopg prepared
-    (PostgresLedgerStore.rollback says why)."""
+    postgres.end_keeping_prepared or conn.rollback(), never a ROLLBACK
+    statement alone (end_keeping_prepared says why)."""
     from psycopg.types.numeric import IntLoader
 
     conn.adapters.register_loader("numeric", IntLoader)

@@ -73,7 +73,7 @@ def test_batches_rolled_back_in_their_pipeline_leave_no_statement_taken_for_prep
     server took) is skipped by PostgreSQL. A ROLLBACK sent as a statement
     left psycopg believing it prepared, and every later batch of that
     server failed ("prepared statement _pg3_N does not exist"); the store's
-    rollback is psycopg's own, which forgets what was prepared."""
+    rollback makes psycopg forget every name PostgreSQL does not hold."""
     from medsettle.server.convert import bill_from_pb
 
     clock = FixedClock(SETTLE_AT)
@@ -101,6 +101,45 @@ def test_batches_rolled_back_in_their_pipeline_leave_no_statement_taken_for_prep
         assert processor.conflicts == races.count(True)
         prepared = store.writer_connection().execute("SELECT COUNT(*) FROM pg_prepared_statements").fetchone()[0]
         assert prepared > 0  # statements are prepared (a batch's rows are parsed once per connection)
+    finally:
+        store.close()
+        other.close()
+
+
+def _prepared_on_server(store: PostgresLedgerStore) -> dict[str, str]:
+    return dict(store.writer_connection().execute("SELECT name, statement FROM pg_prepared_statements").fetchall())
+
+
+def test_a_write_conflict_keeps_the_batches_statements_prepared(pg_url: str) -> None:
+    """A batch beaten to its key rolls back and runs again; what it had
+    prepared stays prepared (PostgreSQL keeps prepared statements across a
+    rollback). psycopg's rollback() deallocated them all, and the next
+    batches parsed and planned each statement again, about 60 times per
+    conflict, before it prepared them anew."""
+    from medsettle.server.convert import bill_from_pb
+
+    clock = FixedClock(SETTLE_AT)
+    store, other = _RacedStore(pg_url), PostgresLedgerStore(pg_url)
+    processor = SettlementProcessor(store, open_reference(store, clock), clock)
+    other_processor = SettlementProcessor(other, open_reference(other, clock), clock)
+    settle = lambda msgid: processor.run_batch(  # noqa: E731
+        [SettleCommand(bill_from_pb(make_bill(msgid=msgid, code=NO_QUOTA)), True)])
+    try:
+        for n in range(8):  # each statement's fifth run and on: prepared
+            assert isinstance(settle(f"WARM-{n}")[0], Settlement)
+        before = _prepared_on_server(store)
+        assert len(before) >= 10
+        store.race = lambda: other_processor.run_batch([SettleCommand(bill_from_pb(make_bill(
+            msgid="BEATEN", code=NO_QUOTA, psn_no=RESIDENT, insutype=390)), True)])
+        (outcome,) = settle("BEATEN")
+        assert isinstance(outcome, Refused) and outcome.reason is Reason.IDEMPOTENCY_CONFLICT
+        assert processor.conflicts == 1
+        after = _prepared_on_server(store)
+        assert before.items() <= after.items(), sorted(set(before) - set(after))
+        names = store.writer_connection().conn._prepared._names  # what psycopg will run as prepared
+        assert {name.decode() for name in names.values()} <= set(after)
+        assert isinstance(settle("AFTER")[0], Settlement)
+        assert before.items() <= _prepared_on_server(store).items()
     finally:
         store.close()
         other.close()
