@@ -337,9 +337,13 @@ class InternetStage:
             # forgotten a day after expiry (PRUNE_EVERY_BATCHES); the token itself is never stored
             write.nonces.append((bill.ecert_nonce, us, bill.ecert_expires_us))
             self._staged_nonces.add(bill.ecert_nonce)
-        codes = [line.hilist_code for line in bill.fee_lines]
+        codes = []
+        facts = []  # each line's quantity and unit price, for the supervision export (visit_log.line_facts)
+        for line in bill.fee_lines:
+            codes.append(line.hilist_code)
+            facts.append(f"{line.cnt}:{line.pric_fen}")
         write.visits.append((settlement.setl_id, bill.psn_no, plan.day, bill.fixmedins_code, int(bill.visit_type),
-                             bill.diag_code.upper(), bill.rx_id, ",".join(codes)))
+                             bill.diag_code.upper(), bill.rx_id, ",".join(codes), ",".join(facts), bill.pharmacist_id))
         before = plan.activity  # nothing of this person was staged since prepare
         # items sets are never changed in place: one with nothing new is shared
         items = before.items if before.items.issuperset(codes) else before.items | set(codes)

@@ -165,7 +165,7 @@ class SqliteInternetState:
                 self._insert("INSERT INTO ecert_nonces (nonce, used_us, expires_us)", 3, batch.nonces)
             if batch.visits:
                 self._insert("INSERT INTO visit_log (setl_id, psn_no, visit_day, fixmedins_code, visit_type, diag_code, "
-                             "rx_id, item_codes)", 8, batch.visits)
+                             "rx_id, item_codes, line_facts, pharmacist_id)", 10, batch.visits)
             if batch.flags:
                 self._insert("INSERT INTO audit_flags (setl_id, rule, field, detail, fixmedins_code, flag_day, flagged_us)",
                              7, batch.flags)

@@ -73,6 +73,7 @@ class InternetWrite:
     rx_fills: list[tuple[str, str, str, str, int]] = field(default_factory=list)  # setl_id, prescriber, rx, pharmacy, us
     rx_releases: list[tuple[str, str]] = field(default_factory=list)  # (reversal setl_id, filled setl_id)
     nonces: list[tuple[str, int, int]] = field(default_factory=list)
+    # setl_id, psn_no, day, institution, visit_type, diag_code, rx_id, item codes, line facts, pharmacist_id
     visits: list[tuple[Any, ...]] = field(default_factory=list)
     flags: list[tuple[Any, ...]] = field(default_factory=list)
     rx_issued: list[RxRecord] = field(default_factory=list)  # e-prescriptions issued with a visit

@@ -6,9 +6,11 @@ Jilin require), into DIR/D/:
 
 - `settlements.jsonl`: every settlement and reversal recorded that day, one
   JSON object a line, in setl_id order, with the visit facts the audit saw,
-  its fee lines with their amounts, the institution's details (from the
-  reference data in force), the e-prescription it issued (prescriber and
-  contents) and the one it filled (what it took, the pharmacist);
+  its fee lines with their quantity, unit price and amounts, the
+  institution's details (from the reference data in force), the
+  e-prescription it issued (prescriber and contents) and the one it filled
+  (what it took, the pharmacist; also for a prescription never recorded
+  here);
 - `flags.jsonl`: every audit flag raised that day, in the order raised;
 - `manifest.json`: format, date, each file's record count and SHA-256, and
   when the day's export is due for each region with records that has a
@@ -34,12 +36,13 @@ from medsettle.ledger.clock import CHINA_TZ
 from medsettle.ledger.progress import NO_PROGRESS, Hooks, counted
 from medsettle.ledger.reference.loader import parse_document
 from medsettle.ledger.reference.models import ReferenceData
-from medsettle.ledger.settlement.model import AMOUNT_FIELDS
+from medsettle.ledger.settlement.model import AMOUNT_FIELDS, SettlementKind
 from medsettle.ledger.storage.backends import connect_read_only
 from medsettle.ledger.storage.sqlite import FLAG_COLUMNS, flags_of_day, to_us  # noqa: F401
 from medsettle.ledger.supervision.deadlines import Deadline, deadlines
 
-FORMAT = "medsettle-supervision-daily/2"
+FORMAT = "medsettle-supervision-daily/3"
+REVERSAL = int(SettlementKind.REVERSAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +78,37 @@ def _institution(reference: ReferenceData | None, code: str) -> dict[str, Any] |
             "admdvs": found.admdvs, "host_code": found.host_code}
 
 
+def line_facts(text: str) -> list[tuple[int, int]]:
+    """visit_log.line_facts ("cnt:pric_fen" per fee line, joined by ","; "" for
+    a visit settled before they were recorded) as (cnt, pric_fen) per line."""
+    if not text:
+        return []
+    return [(int(cnt), int(price)) for cnt, _, price in (fact.partition(":") for fact in text.split(","))]
+
+
 def _fills_of_day(conn: sqlite3.Connection, start_us: int, end_us: int) -> dict[str, dict[str, Any]]:
-    """setl_id -> the recorded prescription a sale of the day filled and what it took."""
+    """setl_id -> the prescription a sale of the day filled and what it took:
+    a recorded one's contents; for one never recorded here (filled once),
+    what the sale's lines took."""
     fills: dict[str, dict[str, Any]] = {}
+    for setl_id, prescriber, rx_id, pharmacist, codes, facts in conn.execute(
+        "SELECT f.setl_id, f.prescribing_code, f.rx_id, v.pharmacist_id, v.item_codes, v.line_facts "
+        "FROM rx_fills f JOIN settlements s ON s.setl_id = f.setl_id LEFT JOIN visit_log v ON v.setl_id = f.setl_id "
+        "WHERE s.setl_time_us >= ? AND s.setl_time_us < ?", (start_us, end_us)):
+        taken: dict[str, int] = {}
+        for code, (cnt, _) in zip((codes or "").split(","), line_facts(facts or "")):
+            taken[code] = taken.get(code, 0) + cnt
+        fills[setl_id] = {
+            "recorded": False, "prescribing_code": prescriber, "rx_id": rx_id, "pharmacist_id": pharmacist,
+            "prescriber_id": None, "prescribed": None,
+            "taken": [{"hilist_code": c, "cnt": n} for c, n in sorted(taken.items())] if taken else None}
     for setl_id, prescriber, rx_id, code, cnt, pharmacist, prescriber_id, items in conn.execute(
         "SELECT f.setl_id, f.prescribing_code, f.rx_id, f.hilist_code, f.cnt, f.pharmacist_id, p.prescriber_id, p.items "
         "FROM rx_fill_items f JOIN settlements s ON s.setl_id = f.setl_id "
         "JOIN prescriptions p ON p.prescribing_code = f.prescribing_code AND p.rx_id = f.rx_id "
         "WHERE s.setl_time_us >= ? AND s.setl_time_us < ? ORDER BY f.setl_id, f.hilist_code", (start_us, end_us)):
         fill = fills.setdefault(setl_id, {
-            "prescribing_code": prescriber, "rx_id": rx_id, "pharmacist_id": pharmacist, "prescriber_id": prescriber_id,
+            "recorded": True, "prescribing_code": prescriber, "rx_id": rx_id, "pharmacist_id": pharmacist, "prescriber_id": prescriber_id,
             "prescribed": [{"hilist_code": c, "cnt": n} for c, n in json.loads(items)], "taken": []})
         fill["taken"].append({"hilist_code": code, "cnt": cnt})
     return fills
@@ -96,7 +120,7 @@ def _settlement_records(conn: sqlite3.Connection, day: dt.date,
     fills = _fills_of_day(conn, start_us, end_us)
     cursor = conn.execute(
         f"SELECT {', '.join('s.' + c for c in SETTLEMENT_COLUMNS)}, s.line_splits, "
-        "v.visit_type, v.diag_code, v.rx_id, v.item_codes, o.item_codes, "
+        "v.visit_type, v.diag_code, v.rx_id, v.item_codes, o.item_codes, v.pharmacist_id, v.line_facts, o.line_facts, "
         "p.rx_id, p.prescriber_id, p.issued_day, p.valid_to, p.items, p.voided_setl_id "
         "FROM settlements s LEFT JOIN visit_log v ON v.setl_id = s.setl_id "
         "LEFT JOIN visit_log o ON o.setl_id = s.orig_setl_id "
@@ -108,14 +132,23 @@ def _settlement_records(conn: sqlite3.Connection, day: dt.date,
     for row in cursor:
         record = dict(zip(SETTLEMENT_COLUMNS, row[:width]))
         record["audit_flags"] = [f for f in record["audit_flags"].split(",") if f]
-        (line_splits, visit_type, diag, rx_id, items, original_items,
+        (line_splits, visit_type, diag, rx_id, items, original_items, pharmacist, facts, original_facts,
          issued_rx, prescriber_id, issued_day, valid_to, rx_items, voided_by) = row[width:]
         record["visit"] = None if visit_type is None else {
             "visit_type": visit_type, "diag_code": diag, "rx_id": rx_id, "items": items.split(",") if items else [],
+            "pharmacist_id": pharmacist,
         }
-        codes = (items or original_items or "").split(",")  # a reversal's lines are its original's
+        # a reversal's lines are its original's, its quantities negated as its
+        # amounts are: det_item_fee_sumamt_fen = cnt * pric_fen on every line
+        codes = (items or original_items or "").split(",")
+        quantities = line_facts(facts or original_facts or "")
+        if record["kind"] == REVERSAL:
+            quantities = [(-cnt, price) for cnt, price in quantities]
         record["fee_lines"] = [
-            {"hilist_code": codes[i] if i < len(codes) else "", **dict(zip(LINE_FIELDS, line))}
+            {"hilist_code": codes[i] if i < len(codes) else "",
+             "cnt": quantities[i][0] if i < len(quantities) else None,
+             "pric_fen": quantities[i][1] if i < len(quantities) else None,
+             **dict(zip(LINE_FIELDS, line))}
             for i, line in enumerate(json.loads(line_splits))
         ]
         record["institution"] = _institution(reference, record["fixmedins_code"])

@@ -160,7 +160,8 @@ def test_internet_state_is_written_in_the_batch_and_read_back(ledger_store: Ledg
         quota_used={("H44010100001", 2026): 1200},
         rx_fills=[("S000000000001", "H44010100001", "RX1", "P44010100001", 1)],
         nonces=[("nonce-1", 1, 10)],
-        visits=[("S000000000001", GZ_EMPLOYEE, "2026-10-15", "H44010100001", 1, "J06.9", "", "S0001,XB0201")],
+        visits=[("S000000000001", GZ_EMPLOYEE, "2026-10-15", "H44010100001", 1, "J06.9", "", "S0001,XB0201",
+                 "1:2500,2:1750", "")],
         flags=[("S000000000001", "RULE", "field", "detail", "H44010100001", "2026-10-15", 1)],
     ))
     ledger_store.commit()
@@ -172,6 +173,8 @@ def test_internet_state_is_written_in_the_batch_and_read_back(ledger_store: Ledg
     assert state.nonce_seen("nonce-1") and not state.nonce_seen("nonce-2")
     assert state.day_visits([GZ_EMPLOYEE, "nobody"], "2026-10-15") == {GZ_EMPLOYEE: (1, {"S0001", "XB0201"})}
     assert state.offline_visit_since(GZ_EMPLOYEE, "J06", "2026-10-01")
+    assert ledger_store.writer_connection().execute(
+        "SELECT line_facts, pharmacist_id FROM visit_log").fetchall() == [("1:2500,2:1750", "")]
     assert not state.offline_visit_since(GZ_EMPLOYEE, "J06", "2026-10-16")
     state.write(InternetWrite(rx_releases=[("S000000000002", "S000000000001")]))
     assert state.rx_filled_by("H44010100001", "RX1") is None  # the reversal freed it

@@ -5,12 +5,21 @@ institution's details) and reports a day exported after a region's deadline
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import json
 
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from medsettle.cli import main
-from tests.service.test_internet import GZ_INTERNET, followup, issuing, pharmacy_sale
+from medsettle.ledger.supervision.export import export_day
+from medsettle.v1 import settlement_pb2 as pb
+from tests.conftest import make_bill
+from tests.service.test_internet import (  # noqa: F401  serve_with: a fixture
+    GZ_INTERNET, followup, issuing, pharmacy_sale, serve_with,
+)
 
 FJ_INTERNET = "H35010100901"
 
@@ -39,11 +48,12 @@ def test_the_export_carries_fee_lines_prescriptions_staff_and_institutions(clien
         "rx_id": "RX-SUP-1", "prescriber_id": "DR0001", "issued_day": "2026-10-15", "valid_to": "2026-10-17",
         "items": [{"hilist_code": "XA0102", "cnt": 2}, {"hilist_code": "XB0201", "cnt": 1}], "voided_by": None}
     filled = records[sold.setl_id]["prescription_filled"]
-    assert (filled["pharmacist_id"], filled["prescriber_id"], filled["rx_id"]) == ("PH0042", "DR0001", "RX-SUP-1")
+    assert (filled["pharmacist_id"], filled["prescriber_id"], filled["rx_id"], filled["recorded"]) == (
+        "PH0042", "DR0001", "RX-SUP-1", True)
     assert filled["taken"] == [{"hilist_code": "XA0102", "cnt": 2}, {"hilist_code": "XB0201", "cnt": 1}]
     assert records[sold.setl_id]["institution"]["kind"] == "pharmacy"
     manifest = json.loads((tmp_path / "2026-10-15" / "manifest.json").read_text())
-    assert manifest["format"] == "medsettle-supervision-daily/2" and manifest["deadlines"] == {}
+    assert manifest["format"] == "medsettle-supervision-daily/3" and manifest["deadlines"] == {}
 
 
 def test_a_fujian_day_exported_after_six_the_next_morning_is_reported_late(client, server, tmp_path):
@@ -62,3 +72,60 @@ def test_a_fujian_day_exported_after_six_the_next_morning_is_reported_late(clien
     # the files do not depend on when they were written
     assert (tmp_path / "a" / "2026-10-15" / "manifest.json").read_bytes() == (
         tmp_path / "b" / "2026-10-15" / "manifest.json").read_bytes()
+
+
+def _records(out) -> dict:  # type: ignore[no-untyped-def]
+    return {r["setl_id"]: r for r in map(json.loads, (out / "2026-10-15" / "settlements.jsonl").read_text().splitlines())}
+
+
+def test_fee_lines_carry_quantity_and_unit_price_and_a_reversal_negates_the_quantity(client, server, tmp_path):
+    visit = client.settle(followup(lines=[("S0011", 1, 2500), ("XA0102", 3, 1450)]))
+    otc = make_bill(code="P44030100001", visit=pb.VISIT_TYPE_PHARMACY, lines=[("XC0401", 2, 1200)])
+    otc.pharmacist_id = "PH0051"
+    sold = client.settle(otc)
+    reversal = client.reverse("REV-OTC-1", "P44030100001", sold.setl_id)
+    export_day(server.db_path, dt.date(2026, 10, 15), tmp_path)
+    records = _records(tmp_path)
+    assert [(line["hilist_code"], line["cnt"], line["pric_fen"], line["det_item_fee_sumamt_fen"])
+            for line in records[visit.setl_id]["fee_lines"]] == [("S0011", 1, 2500, 2500), ("XA0102", 3, 1450, 4350)]
+    # a pharmacy sale without a prescription: its pharmacist is kept too
+    assert records[sold.setl_id]["visit"]["pharmacist_id"] == "PH0051"
+    assert records[sold.setl_id]["prescription_filled"] is None
+    assert records[visit.setl_id]["visit"]["pharmacist_id"] == ""
+    assert [(line["hilist_code"], line["cnt"], line["pric_fen"], line["det_item_fee_sumamt_fen"])
+            for line in records[reversal.setl_id]["fee_lines"]] == [("XC0401", -2, 1200, -2400)]
+
+
+def test_a_prescription_never_recorded_here_is_exported_with_its_pharmacist(serve_with, tmp_path):
+    def unrecorded_allowed(doc):
+        doc["internet_defaults"]["rx_record_required"] = False
+
+    server, client = serve_with(unrecorded_allowed)
+    sale = pharmacy_sale("RX-PAPER-7", prescriber="H44010100001")
+    sale.pharmacist_id = "PH0063"
+    sold = client.settle(sale)
+    export_day(server.db_path, dt.date(2026, 10, 15), tmp_path)
+    record = _records(tmp_path)[sold.setl_id]
+    assert record["visit"]["pharmacist_id"] == "PH0063"
+    assert record["prescription_filled"] == {
+        "recorded": False, "prescribing_code": "H44010100001", "rx_id": "RX-PAPER-7", "pharmacist_id": "PH0063",
+        "prescriber_id": None, "prescribed": None,
+        "taken": [{"hilist_code": "XA0102", "cnt": 2}, {"hilist_code": "XB0201", "cnt": 1}]}
+
+
+_bill_no = itertools.count()
+_lines = st.lists(st.tuples(st.sampled_from(["S0001", "XA0101", "XA0102", "XB0201", "XC0401"]),
+                            st.integers(1, 50), st.integers(1, 90_000)), min_size=1, max_size=6)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_lines)
+def test_every_exported_line_is_what_was_billed(client, server, tmp_path, lines):
+    """Whatever the bill, each exported line has the billed code, quantity and
+    unit price, and its amount is their product."""
+    settled = client.settle(make_bill(lines=lines, msgid=f"EXP{next(_bill_no):09d}"))
+    out = tmp_path / f"out{settled.setl_id}"
+    export_day(server.db_path, dt.date(2026, 10, 15), out)
+    exported = _records(out)[settled.setl_id]["fee_lines"]
+    assert [(line["hilist_code"], line["cnt"], line["pric_fen"]) for line in exported] == lines
+    assert all(line["det_item_fee_sumamt_fen"] == line["cnt"] * line["pric_fen"] for line in exported)
