@@ -356,6 +356,26 @@ class InternetStage:
                                 bill.fixmedins_code, plan.day, us))
 
     # ---- reverse -------------------------------------------------------
+    def check_reversal(self, original: Settlement) -> None:
+        """Refuses (RULE_REFUSED, rule RX_DISPENSED) to reverse a visit whose
+        e-prescription a pharmacy has filled, wholly or in part, while a fill
+        stands: the drugs are out, paid against this visit, and a reversal
+        would leave that sale with no visit behind it (and let the visit be
+        settled again with a new prescription for the same drugs). The
+        pharmacy reverses its sale when the drugs come back; then the visit
+        can be reversed and its prescription is voided. Called before the
+        reversal is staged, so a refusal writes nothing."""
+        if original.clr_type == ClrType.PHARMACY:
+            return
+        key = self._issued_by(original.setl_id)
+        if key is None:
+            return
+        self._rx_record(key)  # several servers: locks the prescription's row, as a sale does, until the batch ends
+        if any(cnt > 0 for cnt in self._rx_filled(key).values()):
+            raise rule_refused("RX_DISPENSED", "setl_id",
+                               f"e-prescription {key[1]} issued with this visit was dispensed at a pharmacy; the "
+                               "pharmacy reverses its sale (the drugs returned) before the visit can be reversed")
+
     def reverse(self, original: Settlement, reversal: Settlement) -> None:
         """A reversal gives back the quota the original used and frees its
         e-prescription (the sale was cancelled: the prescription may be filled
@@ -381,8 +401,7 @@ class InternetStage:
                 for key, code, cnt in taken:
                     self._rx.add(key, code, -cnt)
         else:
-            issued = next((k for k, r in self._rx.issued.items() if r.setl_id == original.setl_id), None) \
-                or self._state.rx_issued_by(original.setl_id)
+            issued = self._issued_by(original.setl_id)  # check_reversal saw no live fill of it
             if issued is not None:
                 self._write.rx_voids.append((reversal.setl_id, original.setl_id))
                 self._rx.voided.add(issued)
@@ -479,6 +498,11 @@ class InternetStage:
         if record is not None and key in self._rx.voided:
             record = replace(record, voided=True)
         return record
+
+    def _issued_by(self, setl_id: str) -> tuple[str, str] | None:
+        """(prescriber, rx_id) of the e-prescription a visit issued, in this batch or before."""
+        return next((k for k, r in self._rx.issued.items() if r.setl_id == setl_id), None) \
+            or self._state.rx_issued_by(setl_id)
 
     def _rx_filled(self, key: tuple[str, str]) -> dict[str, int]:
         filled = {} if key in self._rx.issued else self._state.rx_filled(*key)

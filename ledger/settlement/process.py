@@ -382,6 +382,7 @@ class SettlementProcessor:
         if earlier is not None:
             return earlier
         original = self._original(command, batch)
+        self._internet.check_reversal(original)  # before anything is staged: a refusal writes nothing
         person = self._person(original.psn_no, batch)
         year = year_of(original.setl_time)
         dedc_used, fund_paid = person.years.get(year, (0, 0))

@@ -129,3 +129,21 @@ def test_audit_flags_by_institution_and_a_malformed_date_refused(client, server)
     for malformed in ("20261015", "2026-10-1", "2026-13-01"):
         refused = CliRunner().invoke(main, ["audit-flags", "--date", malformed, "--db", db])
         assert refused.exit_code == 2 and "must be YYYY-MM-DD" in refused.output, malformed
+
+
+def test_medsettle_reverse_of_a_dispensed_visit_says_the_pharmacy_reverses_its_sale_first(client, server):
+    visit = client.settle(issuing("RX-CLI-REV", items=[("XA0102", 2), ("XB0201", 1)]))
+    sold = client.settle(pharmacy_sale("RX-CLI-REV"))
+
+    def reverse(code: str, setl_id: str):  # type: ignore[no-untyped-def]
+        return CliRunner().invoke(main, ["reverse", "--target", server.target, "--token", server.tokens[code],
+                                         "--code", code, "--setl-id", setl_id])
+
+    refused = reverse(GZ_INTERNET, visit.setl_id)
+    assert refused.exit_code == 1
+    assert "RX_DISPENSED" in refused.output and "the pharmacy reverses its sale" in refused.output
+    assert "  setl_id: " in refused.output
+    assert reverse("P44030100001", sold.setl_id).exit_code == 0
+    done = reverse(GZ_INTERNET, visit.setl_id)
+    assert done.exit_code == 0, done.output
+    assert visit.setl_id in done.output

@@ -112,6 +112,29 @@ def test_a_reversed_visit_voids_its_prescription(client):
         "RULE_REFUSED", "RX_VOID", "rx_id")
 
 
+def test_a_visit_whose_prescription_was_dispensed_is_reversed_only_after_the_sales(client, server):
+    """The drugs a pharmacy dispensed were paid against the visit: the visit
+    is not reversed under a standing sale (nothing is written), the pharmacy
+    reverses its sales when the drugs come back, then the visit's reversal
+    voids the prescription, rest included."""
+    visit = client.settle(issuing("RX-P", items=[("XA0102", 4)]))
+    first = client.settle(sale("RX-P", [("XA0102", 1)]))
+    second = client.settle(sale("RX-P", [("XA0102", 2)]))
+    before = stored(server, "SELECT COUNT(*) FROM settlements")
+    for _ in range(2):  # partly dispensed, then after one sale is reversed: still dispensed
+        refused = refusal(lambda: client.reverse(f"REV-P-{_}", GZ_INTERNET, visit.setl_id))
+        assert rule_of(refused) == ("RULE_REFUSED", "RX_DISPENSED", "setl_id")
+        assert "RX-P" in refused.message
+        if _ == 0:
+            client.reverse("REV-P-S1", PHARMACY, first.setl_id)
+    assert stored(server, "SELECT COUNT(*) FROM settlements") == [(before[0][0] + 1,)]  # the sale's reversal only
+    assert stored(server, "SELECT voided_setl_id FROM prescriptions WHERE rx_id = 'RX-P'") == [(None,)]
+    client.reverse("REV-P-S2", PHARMACY, second.setl_id)
+    reversed_visit = client.reverse("REV-P-V", GZ_INTERNET, visit.setl_id)
+    assert stored(server, "SELECT voided_setl_id FROM prescriptions WHERE rx_id = 'RX-P'") == [(reversed_visit.setl_id,)]
+    assert rule_of(refusal(lambda: client.settle(sale("RX-P", [("XA0102", 1)])))) == ("RULE_REFUSED", "RX_VOID", "rx_id")
+
+
 def test_prescription_only_drugs_need_a_prescription_at_a_pharmacy(client):
     without = make_bill(code=PHARMACY, visit=pb.VISIT_TYPE_PHARMACY, lines=[("XB0202", 1, 900), ("XA0101", 1, 2000)])
     assert rule_of(refusal(lambda: client.settle(without))) == ("RULE_REFUSED", "RX_REQUIRED", "fee_lines[1].hilist_code")

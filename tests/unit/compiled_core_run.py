@@ -34,7 +34,7 @@ from medsettle.ledger.settlement.model import Bill, FeeLine, Prescription, Visit
 from medsettle.ledger.settlement.process import ReverseCommand, SettleCommand, SettlementProcessor
 from medsettle.ledger.storage.sqlite import SqliteLedgerStore
 
-SEED = 20261206
+SEED = 20261207
 BATCHES = 40
 
 

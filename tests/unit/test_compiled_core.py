@@ -74,7 +74,8 @@ def test_compiled_and_interpreted_settle_alike(tmp_path: Path) -> None:
     # ... and the Internet+ stage's rules and rows (compiled_core_run.py's internet mix)
     refused_rules = {answer[4].get("rule") for answer in map(pickle.loads, default_answers) if isinstance(answer, tuple)}
     assert refused_rules >= {"QUOTA_REACHED", "ECERT_REPLAY", "AGREEMENT_SUSPENDED", "FOLLOWUP_WINDOW", "ONLINE_SCOPE",
-                             "RX_VOID", "RX_EXPIRED", "RX_QUANTITY_EXCEEDED", "RX_OTHER_PERSON"}, refused_rules
+                             "RX_VOID", "RX_EXPIRED", "RX_QUANTITY_EXCEEDED", "RX_OTHER_PERSON",
+                             "RX_DISPENSED"}, refused_rules
     for table in ("audit_flags", "visit_log", "prescriptions", "rx_fill_items", "rx_fills", "ecert_nonces",
                   "host_quota_use"):
         assert any(line.startswith(f'INSERT INTO "{table}"') for line in default_ledger), table
