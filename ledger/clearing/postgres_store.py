@@ -211,7 +211,7 @@ class PostgresClearingStore(PostgresClearingReads):  # type: ignore[misc,valid-t
         """`medsettle verify --checkpoint`'s transaction: it appends no entry,
         so it opens no hash chain of its own (posting() would), and it holds
         the lock clearing's runs append their checkpoints under."""
-        self._write.execute("BEGIN")
+        self._write.begin()
         self._in_batch = True  # reads (the chains' checkpoints) run in it, under the lock
         try:
             self._lock_checkpoints()

@@ -118,6 +118,70 @@ class QmarkConnection:
         self.conn.close()
 
 
+class WriterConnection(QmarkConnection):
+    """The writer's connection. A batch's BEGIN and its writes, statements
+    whose results nothing reads (inserts, updates, a lock taken before a
+    read), wait and go in one pipeline with the next statement whose rows
+    are read, or with the COMMIT: one round trip where each took one. The
+    database runs them in the order they were made, so what a read sees is
+    what it saw when each went alone; an error of a write that waited is
+    raised by the statement it went with (the batch is rolled back and, on
+    a conflict, run again, as before)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        super().__init__(conn)
+        self._waiting: list[tuple[str, Any, bool]] = []  # (psycopg's SQL, parameters or rows, rows?)
+        self._deferring = False  # inside a batch: begin() to commit() or discard()
+
+    def begin(self) -> None:
+        self._waiting, self._deferring = [("BEGIN", (), False)], True
+
+    def defer(self, sql: str, params: Any = ()) -> None:
+        """A statement whose result nothing reads, sent with the next one that is read."""
+        self._waiting.append((qmarks(sql), tuple(params), False))
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        if not self._deferring:
+            super().executemany(sql, rows)
+            return
+        rows = list(rows)
+        if rows:
+            self._waiting.append((qmarks(sql), rows, True))
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        if not self._waiting:
+            return super().execute(sql, params)
+        with pg_errors_as_storage:
+            return self._with_waiting(qmarks(sql), tuple(params))
+
+    def commit(self) -> None:
+        """The waiting statements and COMMIT, in one round trip."""
+        began_only = self._waiting == [("BEGIN", (), False)]
+        self._deferring = False
+        if began_only:  # nothing was sent: no transaction to end
+            self._waiting = []
+            return
+        with pg_errors_as_storage:
+            self._with_waiting("COMMIT", ())
+
+    def discard(self) -> None:
+        """Forgets what waits (the batch is rolled back)."""
+        self._waiting, self._deferring = [], False
+
+    def _with_waiting(self, sql: str, params: tuple[Any, ...]) -> Any:
+        waiting, self._waiting = self._waiting, []
+        conn = self.conn
+        with conn.pipeline():
+            with conn.cursor() as cursor:
+                for statement, values, many in waiting:
+                    if many:
+                        cursor.executemany(statement, values)
+                    else:
+                        cursor.execute(statement, values)
+            last = conn.execute(sql, params)
+        return last
+
+
 class _Rows:
     """A read's rows, fetched whole, with the cursor calls the shared SQL makes."""
 
@@ -157,20 +221,21 @@ class PostgresInternetState(SqliteInternetState):
     locked when it is read."""
 
     def quota_used(self, host_code: str, year: int) -> int:
-        self._conn.execute("SELECT pg_advisory_xact_lock(?, hashtext(? || ':' || ?))",
-                           (QUOTA_LOCK_CLASS, host_code, str(year)))
+        # the lock goes with the read (WriterConnection): one round trip
+        self._conn.defer("SELECT pg_advisory_xact_lock(?, hashtext(? || ':' || ?))",
+                         (QUOTA_LOCK_CLASS, host_code, str(year)))
         return super().quota_used(host_code, year)
 
     def _insert(self, insert_into: str, width: int, rows: list[Any]) -> None:
-        """One statement per row in psycopg's pipeline (executemany): one round trip."""
+        """One statement per row, sent with the COMMIT (WriterConnection)."""
         self._conn.executemany(f"{insert_into} VALUES ({marks(width)})", rows)
 
     def rx_record(self, prescribing_code: str, rx_id: str) -> RxRecord | None:
         """A recorded prescription, its row locked until the batch ends: two
         servers' pharmacy sales of one prescription are checked against what
         it has left one after the other, never both against the same rest."""
-        self._conn.execute("SELECT 1 FROM prescriptions WHERE prescribing_code = ? AND rx_id = ? FOR UPDATE",
-                           (prescribing_code, rx_id))
+        self._conn.defer("SELECT 1 FROM prescriptions WHERE prescribing_code = ? AND rx_id = ? FOR UPDATE",
+                         (prescribing_code, rx_id))
         return super().rx_record(prescribing_code, rx_id)
 
 
@@ -190,7 +255,7 @@ class PostgresLedgerStore(SqliteLedgerStore):
         self._blocks = (0, 0)  # the batch's settlement and entry number blocks (chain_head)
         with pg_connect.connect(url, autocommit=True) as conn:
             _check_schema(conn, url, read_only)
-        self._writer: QmarkConnection | None = None
+        self._writer: WriterConnection | None = None
         options = pg_connect.connect_options(url)
         conninfo = options.pop("conninfo")
         self._pool = ConnectionPool(conninfo, min_size=1, max_size=READ_POOL_SIZE, open=True,
@@ -199,7 +264,7 @@ class PostgresLedgerStore(SqliteLedgerStore):
 
     # ---- connections -------------------------------------------------
     @property
-    def _write(self) -> QmarkConnection:  # type: ignore[override]
+    def _write(self) -> WriterConnection:  # type: ignore[override]
         """The writer's connection. Between batches one that is missing or
         broken (the database was restarted) is made anew, so the server
         resumes without a restart; inside a batch a lost connection is a
@@ -218,7 +283,7 @@ class PostgresLedgerStore(SqliteLedgerStore):
             raise StorageError(str(error)) from None
         with pg_errors_as_storage:
             conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
-        self._writer = QmarkConnection(conn)
+        self._writer = WriterConnection(conn)
         return self._writer
 
     def unreachable(self) -> str | None:
@@ -238,7 +303,7 @@ class PostgresLedgerStore(SqliteLedgerStore):
             self._writer.conn.close()
             self._writer = None
 
-    def writer_connection(self) -> QmarkConnection:  # type: ignore[override]
+    def writer_connection(self) -> WriterConnection:  # type: ignore[override]
         return self._write
 
     def internet_state(self) -> PostgresInternetState:  # type: ignore[override]
@@ -267,7 +332,7 @@ class PostgresLedgerStore(SqliteLedgerStore):
     def begin(self) -> None:
         if self._chain_id is None:
             self._chain_id = self._open_chain()
-        self._write.execute("BEGIN")
+        self._write.begin()  # BEGIN goes with the batch's first statement
         self._in_batch = True
 
     def _open_chain(self) -> int:
@@ -284,7 +349,7 @@ class PostgresLedgerStore(SqliteLedgerStore):
         commit leaves its outcome unknown: StorageError, the caller retries
         with the same msgid and the retry finds what was stored, if anything."""
         try:
-            self._write.execute("COMMIT")
+            self._write.commit()  # with the batch's writes: one round trip
         except StorageError:
             self.rollback()
             raise
@@ -298,6 +363,7 @@ class PostgresLedgerStore(SqliteLedgerStore):
         writer = self._writer
         if writer is None or writer.conn.closed:
             return
+        writer.discard()
         if writer.conn.broken:
             writer.conn.close()
             self._writer = None
@@ -335,37 +401,35 @@ class PostgresLedgerStore(SqliteLedgerStore):
     PERSONS_READ_SUFFIX = " ORDER BY psn_no FOR UPDATE"
 
     def insert_batch(self, batch: BatchWrite) -> None:
-        """The batch's rows in one pipeline (one round trip while the locks are held)."""
+        """The batch's rows, sent with its COMMIT (WriterConnection)."""
         assert self._chain_id is not None
         setl_base, entry_base = self._blocks
         if batch.entries:
             last = batch.entries[-1]
             assert entry_base < batch.entries[0][0] and last[0] <= entry_base + NUMBER_BLOCK, "entry numbers outside the block"
-        conn = self._write.conn
-        with pg_errors_as_storage, conn.pipeline(), conn.cursor() as cursor:
-            if batch.settlements:
-                cursor.executemany(qmarks(_INSERT_SETTLEMENT_NUMBERED), [
-                    (_setl_no(row[0]), *row) for row in batch.settlements])
-            if batch.entries:
-                cursor.executemany(
-                    "INSERT INTO journal_entries (entry_no, chain_id, setl_id, kind, setlym, created_us, prev_hash, hash) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    [(no, self._chain_id, *rest) for no, *rest in batch.entries])
-                cursor.executemany(
-                    "INSERT INTO postings (entry_no, setlym, book, account, amount_fen) VALUES (%s, %s, %s, %s, %s)",
-                    batch.postings)
-                cursor.execute(
-                    "UPDATE chain_heads SET last_entry_no = %s, last_hash = %s, entries = entries + %s WHERE chain_id = %s",
-                    (batch.entries[-1][0], batch.entries[-1][-1], len(batch.entries), self._chain_id))
-            if batch.persons:
-                cursor.executemany("UPDATE persons SET acct_balc_fen = %s WHERE psn_no = %s",
-                                   [(s.acct_balc_fen, s.psn_no) for s in batch.persons.values()])
-            if batch.touched_years:
-                cursor.executemany(
-                    "INSERT INTO person_years (psn_no, year, dedc_used_fen, fund_paid_fen) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT (psn_no, year) DO UPDATE SET dedc_used_fen = excluded.dedc_used_fen, "
-                    "fund_paid_fen = excluded.fund_paid_fen",
-                    [(psn, year, *batch.persons[psn].years[year]) for psn, year in sorted(batch.touched_years)])
+        writer = self._write
+        if batch.settlements:
+            writer.executemany(_INSERT_SETTLEMENT_NUMBERED, [(_setl_no(row[0]), *row) for row in batch.settlements])
+        if batch.entries:
+            writer.executemany(
+                "INSERT INTO journal_entries (entry_no, chain_id, setl_id, kind, setlym, created_us, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(no, self._chain_id, *rest) for no, *rest in batch.entries])
+            writer.executemany(
+                "INSERT INTO postings (entry_no, setlym, book, account, amount_fen) VALUES (?, ?, ?, ?, ?)",
+                batch.postings)
+            writer.defer(
+                "UPDATE chain_heads SET last_entry_no = ?, last_hash = ?, entries = entries + ? WHERE chain_id = ?",
+                (batch.entries[-1][0], batch.entries[-1][-1], len(batch.entries), self._chain_id))
+        if batch.persons:
+            writer.executemany("UPDATE persons SET acct_balc_fen = ? WHERE psn_no = ?",
+                               [(s.acct_balc_fen, s.psn_no) for s in batch.persons.values()])
+        if batch.touched_years:
+            writer.executemany(
+                "INSERT INTO person_years (psn_no, year, dedc_used_fen, fund_paid_fen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (psn_no, year) DO UPDATE SET dedc_used_fen = excluded.dedc_used_fen, "
+                "fund_paid_fen = excluded.fund_paid_fen",
+                [(psn, year, *batch.persons[psn].years[year]) for psn, year in sorted(batch.touched_years)])
 
     # ---- reads (any thread): SqliteLedgerStore's SQL, except these ----
     def iter_entry_postings(self, setlym: str | None = None) -> Iterator[JournalRow]:
@@ -471,6 +535,9 @@ class _WriterOf:
 
     def executemany(self, sql: str, rows: Any) -> None:
         self._store._write.executemany(sql, rows)
+
+    def defer(self, sql: str, params: Any = ()) -> None:
+        self._store._write.defer(sql, params)
 
 
 def _setl_no(setl_id: str) -> int:
