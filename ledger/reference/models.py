@@ -53,10 +53,12 @@ class Institution:
     level: int  # 1..3 for hospitals; 0 for pharmacies
     admdvs: str  # treatment place (mdtrtarea_admvs)
     host_code: str | None = None  # an internet hospital's host physical hospital
+    # admdvs[:2], kept as a field: read several times per settlement, where a
+    # property is a Python-level call (not compared, not a constructor argument)
+    province: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def province(self) -> str:
-        return self.admdvs[:2]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "province", self.admdvs[:2])
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,6 +220,12 @@ class Accumulators:
     fund_paid_fen: int = 0  # pooled fund paid this year (against the annual cap)
     acct_balc_fen: int = 0  # personal-account balance
 
+    if COMPILED:  # two per settlement: not the generated __init__'s interpreted frame
+        def __init__(self, dedc_used_fen=0, fund_paid_fen=0, acct_balc_fen=0):  # type: ignore[no-untyped-def]
+            _store(self, "dedc_used_fen", dedc_used_fen)
+            _store(self, "fund_paid_fen", fund_paid_fen)
+            _store(self, "acct_balc_fen", acct_balc_fen)
+
     def copy(self) -> Accumulators:
         return Accumulators(self.dedc_used_fen, self.fund_paid_fen, self.acct_balc_fen)
 

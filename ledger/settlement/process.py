@@ -5,11 +5,12 @@ the storage port (ledger/storage/port.py), whichever backend implements it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from medsettle.ledger.clock import Clock, period_of, year_of
+from medsettle.ledger.clock import Clock, period_bounds, period_of, year_of
 from medsettle.ledger.errors import FieldViolation, Reason, Refused, refused_field
 from medsettle.ledger.posting.journal import entry_hash_of_lines
 from medsettle.ledger.posting.rules import posting_lines
@@ -25,6 +26,7 @@ from medsettle.ledger.settlement.model import (
     Accumulators,
     Bill,
     FeeLine,
+    PayLoc,
     Settlement,
     SettlementKind,
     VisitType,
@@ -56,6 +58,10 @@ RATIO_TABLE_OF_VISIT = {
     VisitType.PHARMACY: VisitKind.PHARMACY,
 }
 PERSON_CACHE_SIZE = 200_000
+# Read once: looking a member up on its enum class costs a dictionary lookup more.
+_SETTLE = SettlementKind.SETTLE
+_REVERSAL = SettlementKind.REVERSAL
+_FIXED_OFFSET = dt.timezone  # the type of UTC and of every fixed offset
 
 
 @quick_value
@@ -74,6 +80,35 @@ class ReverseCommand:
 
     def fingerprint(self) -> str:
         return f"REVERSE\x1e{self.msgid}\x1e{self.fixmedins_code}\x1e{self.setl_id}"
+
+
+class _Site:
+    """An institution as the processor settles its bills: the visits it may
+    settle and its treatment province's catalogue, looked up once."""
+
+    __slots__ = ("institution", "visits", "_overrides", "_catalogue", "_pay_locs")
+
+    def __init__(self, institution: Institution, visits: tuple[VisitType, ...],
+                 overrides: dict[str, CatalogueItem] | None, catalogue: dict[str, CatalogueItem]) -> None:
+        self.institution = institution
+        self.visits = visits
+        self._overrides = overrides  # None: the province has no entries of its own
+        self._catalogue = catalogue
+        self._pay_locs: dict[str, PayLoc] = {}  # insurance place -> pay_loc_of it and the treatment place
+
+    def item(self, code: str) -> CatalogueItem | None:
+        """ReferenceData.item(institution.province, code)."""
+        if self._overrides is not None:
+            item = self._overrides.get(code)
+            if item is not None:
+                return item
+        return self._catalogue.get(code)
+
+    def pay_loc_of(self, insuplc_admdvs: str) -> PayLoc:
+        pay_loc = self._pay_locs.get(insuplc_admdvs)
+        if pay_loc is None:
+            pay_loc = self._pay_locs[insuplc_admdvs] = pay_loc_of(insuplc_admdvs, self.institution.admdvs)
+        return pay_loc
 
 
 @dataclass(slots=True)
@@ -119,6 +154,9 @@ class SettlementProcessor:
         self._persons: dict[str, PersonState] = {}
         self._internet = InternetStage(store.internet_state(), reference, sole_writer=store.sole_writer)
         self._split_terms: dict[tuple[str, int, VisitType, Any], SplitTerms] = {}
+        self._sites: dict[str, _Site] = {}
+        # The clearing month of the last settlement: start, end (in tz), period, year, tz.
+        self._month: tuple[dt.datetime, dt.datetime, str, int, dt.tzinfo] | None = None
         self.conflicts = 0  # batches run again because another writer changed what they read
         self.key_reruns = 0  # batches run again because a settlement's key taken for new was stored
 
@@ -249,37 +287,31 @@ class SettlementProcessor:
             earlier = self._earlier(bill.fixmedins_code, bill.msgid, fingerprint, batch)
             if earlier is not None:
                 return earlier
-        institution = self._institution(bill.fixmedins_code)
+        site = self._site(bill.fixmedins_code)
+        institution = site.institution
         person = self._person(bill.psn_no, batch)
         self._check_person(bill, person)
-        self._check_visit(bill, institution)
-        priced = self._priced_lines(bill, institution)
+        if bill.visit_type not in site.visits:
+            self._refuse_visit(bill, institution)
+        priced = self._priced_lines(bill, site)
         terms = self._terms(bill, institution)
         now = self._clock.now()
         priced, terms, plan = self._internet.prepare(bill, institution, priced, terms, now)
-        year = year_of(now)
+        setlym, year = self._month_of(now)
         dedc_used, fund_paid = person.years.get(year, (0, 0))
         before = Accumulators(dedc_used, fund_paid, person.acct_balc_fen)
         split = split_bill(priced, terms, before, bill.acct_used_flag, bill.delivery_fee_fen)
         audit_flags = self._internet.after_split(plan, split)
+        # Positional, in the fields' order (keywords cost a match per field):
         settlement = Settlement(
-            # the id is taken only by a settlement that is stored, as late as no refusal can follow
-            setl_id=self._next_setl_id(batch) if command.persist else "",
-            msgid=bill.msgid,
-            fixmedins_code=bill.fixmedins_code,
-            psn_no=bill.psn_no,
-            insutype=bill.insutype,
-            insuplc_admdvs=bill.insuplc_admdvs,
-            mdtrtarea_admvs=institution.admdvs,
-            clr_type=CLR_TYPE_OF_VISIT[bill.visit_type],
-            pay_loc=pay_loc_of(bill.insuplc_admdvs, institution.admdvs),
-            kind=SettlementKind.SETTLE,
-            orig_setl_id="",
-            setl_time=now,
-            setlym=period_of(now),
-            split=split,
-            audit_flags=audit_flags,
-            payee_code=plan.payee_code or bill.fixmedins_code,  # an agreement may make the host the payee
+            # setl_id: taken only by a settlement that is stored, as late as no refusal can follow
+            self._next_setl_id(batch) if command.persist else "",
+            bill.msgid, bill.fixmedins_code, bill.psn_no, bill.insutype, bill.insuplc_admdvs,
+            institution.admdvs,  # mdtrtarea_admvs
+            CLR_TYPE_OF_VISIT[bill.visit_type], site.pay_loc_of(bill.insuplc_admdvs),
+            _SETTLE, "",  # kind, orig_setl_id
+            now, setlym, split, audit_flags,
+            plan.payee_code or bill.fixmedins_code,  # payee_code: an agreement may make the host the payee
         )
         if not command.persist:
             return settlement
@@ -307,11 +339,37 @@ class SettlementProcessor:
             )
         return settlement
 
-    def _institution(self, code: str) -> Institution:
-        institution = self._reference.institutions.get(code)
-        if institution is None:
-            raise refused_field(Reason.UNKNOWN_INSTITUTION, "fixmedins_code", "unknown designated institution")
-        return institution
+    def _site(self, code: str) -> _Site:
+        """The institution as settling needs it, prepared at its first bill
+        (the reference data is fixed for the processor's life; an unknown
+        code is refused and nothing is kept)."""
+        site = self._sites.get(code)
+        if site is None:
+            institution = self._reference.institutions.get(code)
+            if institution is None:
+                raise refused_field(Reason.UNKNOWN_INSTITUTION, "fixmedins_code", "unknown designated institution")
+            site = self._sites[code] = _Site(
+                institution, VISITS_OF_KIND[institution.kind],
+                self._reference.province_catalogue.get(institution.province), self._reference.catalogue,
+            )
+        return site
+
+    def _month_of(self, now: dt.datetime) -> tuple[str, int]:
+        """(period, year) of now in China time, as period_of and year_of say.
+        For a time with a fixed UTC offset (the system clock's: UTC) the
+        month's bounds in that offset are kept, so that the settlements of
+        one month compare two times instead of converting each to China
+        time; such times compare as the instants they are. Any other zone
+        (a DST zone orders by wall time) converts each time."""
+        tz = now.tzinfo
+        if type(tz) is not _FIXED_OFFSET:
+            return period_of(now), year_of(now)
+        month = self._month
+        if month is None or month[4] is not tz or not month[0] <= now < month[1]:
+            setlym = period_of(now)
+            start, end = period_bounds(setlym)
+            month = self._month = (start.astimezone(tz), end.astimezone(tz), setlym, year_of(now), tz)
+        return month[2], month[3]
 
     def _person(self, psn_no: str, batch: _Batch) -> PersonState:
         person = batch.write.persons.get(psn_no) or self._persons.get(psn_no)
@@ -332,19 +390,19 @@ class SettlementProcessor:
             raise Refused(Reason.PERSON_MISMATCH, "the bill does not match the insured person", violations)
 
     @staticmethod
-    def _check_visit(bill: Bill, institution: Institution) -> None:
-        if bill.visit_type not in VISITS_OF_KIND[institution.kind]:
-            raise refused_field(
-                Reason.VISIT_NOT_ALLOWED, "visit_type",
-                f"a {institution.kind.value} cannot settle a {bill.visit_type.name.lower()} visit",
-            )
+    def _refuse_visit(bill: Bill, institution: Institution) -> None:
+        raise refused_field(
+            Reason.VISIT_NOT_ALLOWED, "visit_type",
+            f"a {institution.kind.value} cannot settle a {bill.visit_type.name.lower()} visit",
+        )
 
-    def _priced_lines(self, bill: Bill, institution: Institution) -> list[tuple[FeeLine, CatalogueItem]]:
+    @staticmethod
+    def _priced_lines(bill: Bill, site: _Site) -> list[tuple[FeeLine, CatalogueItem]]:
         """Each line with the treatment province's catalogue entry."""
         priced = []
         violations = []
         for i, line in enumerate(bill.fee_lines):
-            item = self._reference.item(institution.province, line.hilist_code)
+            item = site.item(line.hilist_code)
             if item is None:
                 violations.append(FieldViolation(f"fee_lines[{i}].hilist_code", "not in the treatment place's catalogue"))
             else:
@@ -401,7 +459,7 @@ class SettlementProcessor:
             mdtrtarea_admvs=original.mdtrtarea_admvs,
             clr_type=original.clr_type,
             pay_loc=original.pay_loc,
-            kind=SettlementKind.REVERSAL,
+            kind=_REVERSAL,
             orig_setl_id=original.setl_id,
             setl_time=now,
             # a reversal belongs to the period in which it happens
@@ -468,7 +526,7 @@ class SettlementProcessor:
         entry_no = batch.entry_no = batch.entry_no + 1
         setlym = settlement.setlym
         created_us = to_us(settlement.setl_time)  # once: the entry, the row and the stage's rows
-        kind = "settle" if settlement.kind == SettlementKind.SETTLE else "reverse"
+        kind = "settle" if settlement.kind == _SETTLE else "reverse"
         entry = entry_hash_of_lines(batch.last_hash, entry_no, settlement.setl_id, kind, setlym, created_us, lines)
         write = batch.write
         write.settlements.append(settlement_row(settlement, fingerprint, payee_code, created_us))
