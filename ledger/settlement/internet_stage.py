@@ -203,8 +203,9 @@ class InternetStage:
         if missing:
             found = self._state.day_visits(missing, day)
             for psn_no in missing:
-                visits, items = found.get(psn_no, (0, set()))
-                self._days[psn_no] = DayActivity(visits, items)
+                activity = found.get(psn_no)
+                # most persons did nothing yet today: they share the one empty activity
+                self._days[psn_no] = _NO_ACTIVITY if activity is None else DayActivity(*activity)
         while len(self._days) > DAY_CACHE_SIZE:
             del self._days[next(iter(self._days))]
 

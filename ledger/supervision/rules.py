@@ -141,13 +141,23 @@ def evaluate(
 
 def _duplicate_item(rule: _Rule, kinds: frozenset[str], priced: Sequence[tuple[FeeLine, CatalogueItem]],
                     seen: AbstractSet[str]) -> Finding | None:
-    in_bill: set[str] = set()
-    for i, (_, item) in enumerate(priced):
+    # the bill's earlier codes of these kinds: the first alone (most bills have one at most), a set after it
+    first: str | None = None
+    more: set[str] | None = None
+    i = 0
+    for _, item in priced:
         if item.item_kind in kinds:
-            if item.code in seen or item.code in in_bill:
-                return rule.known.get((i, item.code)) or rule.keep((i, item.code), rule.found(
-                    f"fee_lines[{i}].hilist_code", f"{item.code} billed more than once for the person on the same day"))
-            in_bill.add(item.code)
+            code = item.code
+            if code in seen or code == first or (more is not None and code in more):
+                return rule.known.get((i, code)) or rule.keep((i, code), rule.found(
+                    f"fee_lines[{i}].hilist_code", f"{code} billed more than once for the person on the same day"))
+            if first is None:
+                first = code
+            elif more is None:
+                more = {code}
+            else:
+                more.add(code)
+        i += 1
     return None
 
 

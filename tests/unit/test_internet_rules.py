@@ -304,3 +304,24 @@ def test_a_province_configures_a_rule_once():
     twice = {"rule": "VISITS_PER_DAY", "action": "flag", "province": "44"}
     with pytest.raises(ReferenceSectionError, match=r"audit_rules\[9\]\.rule: VISITS_PER_DAY configured twice for province 44"):
         _sections(lambda d: d["audit_rules"].extend([dict(twice), dict(twice)]))
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.sampled_from(["A1", "A2", "A3", "B1"]), st.sampled_from(["service", "drug"])),
+                min_size=0, max_size=6),
+       st.frozensets(st.sampled_from(["A1", "A2", "A3", "B1"])))
+def test_a_duplicate_item_is_the_first_line_of_a_kind_billed_before_that_day_or_in_the_bill(lines, seen):
+    priced = [(FeeLine(str(i), code, 1, 100), CatalogueItem(code, code, Category.A, item_kind=kind))
+              for i, (code, kind) in enumerate(lines)]
+    bill = Bill("M1", "H1", "P1", 310, "440100", VisitType.OUTPATIENT, tuple(line for line, _ in priced))
+    config = AuditRuleConfig(AuditRule.DUP_ITEM_SAME_DAY, AuditAction.FLAG, item_kinds=frozenset({"service"}))
+    found = evaluate((config,), bill, priced, DayActivity(0, seen), True)
+    earlier: set[str] = set(seen)
+    expected = None
+    for i, (code, kind) in enumerate(lines):
+        if kind == "service":
+            if code in earlier:
+                expected = f"fee_lines[{i}].hilist_code"
+                break
+            earlier.add(code)
+    assert [f.field for f in found] == ([expected] if expected else [])
