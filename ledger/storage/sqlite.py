@@ -49,14 +49,20 @@ _INTO_SETTLEMENTS = f"INSERT INTO settlements ({', '.join(SETTLEMENT_COLUMNS)})"
 _INTO_ENTRIES = "INSERT INTO journal_entries (entry_no, setl_id, kind, setlym, created_us, prev_hash, hash)"
 _INTO_POSTINGS = "INSERT INTO postings (entry_no, setlym, book, account, amount_fen)"
 _UPDATE_BALANCE = "UPDATE persons SET acct_balc_fen = ? WHERE psn_no = ?"
-_UPSERT_YEAR = (
-    "INSERT INTO person_years (psn_no, year, dedc_used_fen, fund_paid_fen) VALUES (?, ?, ?, ?) "
+_INTO_YEARS = "INSERT INTO person_years (psn_no, year, dedc_used_fen, fund_paid_fen)"
+_YEARS_CONFLICT = (
     "ON CONFLICT (psn_no, year) DO UPDATE SET dedc_used_fen = excluded.dedc_used_fen, "
     "fund_paid_fen = excluded.fund_paid_fen"
 )
 # SQLite's message when the UNIQUE (fixmedins_code, msgid) index refuses a settlement
 _KEY_TAKEN = "settlements.fixmedins_code, settlements.msgid"
-LOOKUP_CHUNK = 500  # keys per batched lookup, well under SQLite's bound-parameter limit
+# Keys per batched lookup: two IN lists of a chunk (find_by_keys) stay
+# within MAX_PARAMETERS.
+LOOKUP_CHUNK = 256
+# An IN list of more keys than this is padded to a power of two (chunks): a
+# statement of another length is parsed and planned again (about 0.9M
+# instructions for 300 keys), a repeated key costs one more bound value.
+EXACT_KEYS_UP_TO = 16
 
 
 # Rows per INSERT statement: many rows in one statement cost about a quarter
@@ -78,12 +84,14 @@ MAX_PARAMETERS = 999
 STATEMENT_CACHE = 512
 
 
-def insert_rows(conn: sqlite3.Connection | sqlite3.Cursor, insert_into: str, width: int, rows: list[tuple[Any, ...]]) -> None:
+def insert_rows(conn: sqlite3.Connection | sqlite3.Cursor, insert_into: str, width: int, rows: list[tuple[Any, ...]],
+                on_conflict: str = "") -> None:
     """INSERT INTO `insert_into` (its column list) VALUES each row (of
     `width` values) in few statements: full statements of the largest
     power-of-two size, one of each smaller power of two the rest needs while
     more than EXACT_ROWS_UP_TO rows are left, then one statement of exactly
-    the rows left, or one executemany if fewer than MIN_ROWS_PER_INSERT."""
+    the rows left, or one executemany if fewer than MIN_ROWS_PER_INSERT.
+    on_conflict: an upsert clause every statement ends with."""
     size = MAX_ROWS_PER_INSERT
     while size * width > MAX_PARAMETERS:
         size //= 2
@@ -96,21 +104,24 @@ def insert_rows(conn: sqlite3.Connection | sqlite3.Cursor, insert_into: str, wid
             while size > left:
                 size //= 2
             take = size
-        conn.execute(_values_sql(insert_into, width, take),
+        conn.execute(_values_sql(insert_into, width, take, on_conflict),
                      tuple(itertools.chain.from_iterable(rows[start:start + take])))
         start += take
     if start < count:
-        conn.executemany(_values_sql(insert_into, width, 1), rows[start:])
+        conn.executemany(_values_sql(insert_into, width, 1, on_conflict), rows[start:])
 
 
-_VALUES_SQL: dict[tuple[str, int, int], str] = {}
+_VALUES_SQL: dict[tuple[str, int, int, str], str] = {}
 
 
-def _values_sql(insert_into: str, width: int, rows: int) -> str:
-    sql = _VALUES_SQL.get((insert_into, width, rows))
+def _values_sql(insert_into: str, width: int, rows: int, on_conflict: str) -> str:
+    sql = _VALUES_SQL.get((insert_into, width, rows, on_conflict))
     if sql is None:
         row = f"({marks(width)})"
-        sql = _VALUES_SQL[(insert_into, width, rows)] = f"{insert_into} VALUES {', '.join([row] * rows)}"
+        sql = f"{insert_into} VALUES {', '.join([row] * rows)}"
+        if on_conflict:
+            sql += f" {on_conflict}"
+        _VALUES_SQL[(insert_into, width, rows, on_conflict)] = sql
     return sql
 
 
@@ -120,8 +131,22 @@ def marks(n: int) -> str:
 
 
 def chunks(items: list[Any], size: int = LOOKUP_CHUNK) -> Iterator[list[Any]]:
+    """The items in lists of at most `size`, for IN (...) lists: each list
+    longer than EXACT_KEYS_UP_TO is padded to a power of two (at most
+    `size`) by repeating its last item, which an IN list ignores, so the
+    statements of all lengths fit in the statement cache."""
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield padded(items[start:start + size], size)
+
+
+def padded(keys: list[Any], most: int = LOOKUP_CHUNK) -> list[Any]:
+    """keys, their last one repeated up to the next power of two (not past
+    `most`) if there are more than EXACT_KEYS_UP_TO."""
+    count = len(keys)
+    if count <= EXACT_KEYS_UP_TO:
+        return keys
+    length = min(1 << (count - 1).bit_length(), max(most, count))
+    return keys + [keys[-1]] * (length - count)
 
 
 class _StorageErrors:
@@ -322,8 +347,8 @@ class SqliteLedgerStore:
         writer checks a whole batch's idempotency keys at once)."""
         found: dict[tuple[str, str], tuple[Settlement, str]] = {}
         for chunk in chunks(sorted(keys)):
-            codes = sorted({code for code, _ in chunk})
-            msgids = sorted({msgid for _, msgid in chunk})
+            codes = padded(sorted({code for code, _ in chunk}))
+            msgids = padded(sorted({msgid for _, msgid in chunk}))
             # Both columns IN (...): the UNIQUE (fixmedins_code, msgid) index is used for every pair.
             with storage_errors:
                 rows = self._write.execute(
@@ -414,10 +439,9 @@ class SqliteLedgerStore:
             if batch.persons:
                 cursor.executemany(_UPDATE_BALANCE, [(s.acct_balc_fen, s.psn_no) for s in batch.persons.values()])
             if batch.touched_years:
-                cursor.executemany(
-                    _UPSERT_YEAR,
-                    [(psn, year, *batch.persons[psn].years[year]) for psn, year in sorted(batch.touched_years)],
-                )
+                insert_rows(cursor, _INTO_YEARS, 4,
+                            [(psn, year, *batch.persons[psn].years[year]) for psn, year in sorted(batch.touched_years)],
+                            _YEARS_CONFLICT)
         if head is not None:
             # settlements take the next setl_no (INTEGER PRIMARY KEY) in insert order
             setl_no, entry_no, last_hash = head

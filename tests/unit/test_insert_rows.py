@@ -12,10 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medsettle.ledger.storage.sqlite import (
+    EXACT_KEYS_UP_TO,
     EXACT_ROWS_UP_TO,
+    LOOKUP_CHUNK,
     MAX_PARAMETERS,
     MIN_ROWS_PER_INSERT,
     STATEMENT_CACHE,
+    chunks,
     insert_rows,
 )
 
@@ -85,3 +88,35 @@ def test_a_refused_row_fails_the_statement_and_the_transaction_rolls_back_whole(
         insert_rows(conn, insert_into, 2, [(f"k{n}", n) for n in range(100)])
     conn.execute("ROLLBACK")
     assert conn.execute("SELECT c0 FROM t").fetchall() == [("k7",)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 300), st.integers(1, 40))
+def test_an_upsert_clause_updates_the_rows_already_there(count: int, width: int) -> None:
+    """With on_conflict every row lands once: new keys are inserted, stored
+    keys take the row's values, in statements of every size insert_rows uses."""
+    conn, insert_into = table_of(width)
+    conn.executemany(f"{insert_into} VALUES ({', '.join('?' * width)})",
+                     [tuple([f"k{n}"] + [-1] * (width - 1)) for n in range(0, count, 3)])
+    rows = [tuple([f"k{n}"] + [n * width + i for i in range(1, width)]) for n in range(count)]
+    update = ", ".join(f"c{i} = excluded.c{i}" for i in range(1, width)) or "c0 = excluded.c0"
+    insert_rows(conn, insert_into, width, rows, f"ON CONFLICT (c0) DO UPDATE SET {update}")
+    stored = conn.execute(f"SELECT {', '.join(f'c{i}' for i in range(width))} FROM t ORDER BY c0").fetchall()
+    assert stored == sorted(rows)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 10_000), unique=True, max_size=1_200))
+def test_lookup_chunks_hold_every_key_once_in_few_lengths(keys: list[int]) -> None:
+    """chunks: every key in order, a chunk within LOOKUP_CHUNK, its padding
+    only repeats of its last key, and its length exact up to EXACT_KEYS_UP_TO
+    or a power of two (so IN lists of every batch take few statement texts)."""
+    seen: list[int] = []
+    for chunk in chunks(keys):
+        assert 1 <= len(chunk) <= LOOKUP_CHUNK
+        assert len(chunk) <= EXACT_KEYS_UP_TO or len(chunk) & (len(chunk) - 1) == 0
+        distinct = list(dict.fromkeys(chunk))
+        assert chunk[len(distinct):] == [distinct[-1]] * (len(chunk) - len(distinct))
+        seen.extend(distinct)
+    assert seen == keys
+    assert 2 * LOOKUP_CHUNK <= MAX_PARAMETERS  # find_by_keys: two IN lists of a chunk
