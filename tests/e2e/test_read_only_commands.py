@@ -113,6 +113,8 @@ def test_clear_dry_run_opens_the_ledger_read_only(server, client, db_path, tmp_p
     conn = sqlite3.connect(db_path)
     conn.execute("DROP INDEX settlements_by_period")
     conn.execute("DROP TABLE schema_version")
+    for column in ("line_facts", "pharmacist_id"):  # what schema step 3 adds: not in a ledger of that age
+        conn.execute(f"ALTER TABLE visit_log DROP COLUMN {column}")
     conn.commit()
     conn.close()
 
