@@ -20,7 +20,7 @@ from medsettle.ledger.settlement.model import Bill, Settlement
 from medsettle.ledger.settlement.process import ReverseCommand, SettleCommand
 from medsettle.ledger.settlement.validation import bill_violations, reversal_violations
 from medsettle.ledger.storage.writer import BatchProcessor, batch_failure
-from medsettle.server import convert, wire
+from medsettle.server import convert, result_bytes, wire
 from medsettle.server.status import undecodable
 from medsettle.v1 import settlement_pb2 as pb
 
@@ -97,7 +97,7 @@ class WriteRequests:
 
 def _answer(outcome: Any) -> bytes:
     if isinstance(outcome, Settlement):
-        return wire.settled(convert.result_pb(outcome).SerializeToString())
+        return wire.settled(result_bytes.settle_result(outcome))
     if isinstance(outcome, Refused):
         return wire.refused(outcome)
     return wire.refused(batch_failure(outcome if isinstance(outcome, Exception) else TypeError(type(outcome).__name__)))
