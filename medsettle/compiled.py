@@ -37,6 +37,7 @@ COMPILED_MODULES = (
     "medsettle.ledger.storage.rows",
     "medsettle.ledger.money",
     "medsettle.server.convert",
+    "medsettle.server.request_bytes",
     "medsettle.server.result_bytes",
     "medsettle.server.writes",
     "medsettle.server.wire",

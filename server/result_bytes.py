@@ -20,24 +20,8 @@ import datetime as dt
 
 try:
     import cython
-except ImportError:  # interpreted without Cython installed (it only builds the compiled core)
-    def _unchanged(function):  # type: ignore[no-untyped-def]
-        return function
-
-    class cython:  # type: ignore[no-redef]
-        """What this module reads of Cython's pure-Python mode: no-op decorators."""
-
-        compiled = False
-        cfunc = inline = final = cclass = staticmethod(_unchanged)
-        int = longlong = ulonglong = Py_ssize_t = None  # C types, read by declare() only
-
-        @staticmethod
-        def declare(_type, value):  # type: ignore[no-untyped-def]
-            return value
-
-        @staticmethod
-        def exceptval(*_args, **_kwargs):  # type: ignore[no-untyped-def]
-            return _unchanged
+except ImportError:  # interpreted without Cython installed
+    from medsettle.server import cython_fallback as cython  # type: ignore[no-redef]
 
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_FromStringAndSize

@@ -20,7 +20,7 @@ from medsettle.ledger.settlement.model import Bill, Settlement
 from medsettle.ledger.settlement.process import ReverseCommand, SettleCommand
 from medsettle.ledger.settlement.validation import bill_violations, reversal_violations
 from medsettle.ledger.storage.writer import BatchProcessor, batch_failure
-from medsettle.server import convert, result_bytes, wire
+from medsettle.server import convert, request_bytes, result_bytes, wire
 from medsettle.server.status import undecodable
 from medsettle.v1 import settlement_pb2 as pb
 
@@ -81,7 +81,7 @@ class WriteRequests:
             raise undecodable(error) from None
 
     def _settle(self, data: bytes) -> SettleCommand:
-        bill = convert.bill_from_pb(pb.SettleRequest.FromString(data))
+        bill = request_bytes.bill_of(data)
         return SettleCommand(checked_bill(bill, self._ecert_key, self._clock), persist=True)
 
     def _pre_settle(self, data: bytes) -> SettleCommand:
