@@ -11,7 +11,7 @@ field adds a line; prescription fields merge (the last scalar wins, items
 add); a known field number with another wire type is an unknown field;
 unknown fields are skipped (a group to its matching end, nested at most
 100 deep with the messages around it); a tag of at most 5 bytes, below
-2**32, field number not 0; a length of at most 5 bytes within its message;
+2**32, field number not 0 (but inside a group); a length of at most 5 bytes within its message;
 a varint of at most 10 bytes (bits past 64 dropped); an int32 or enum the
 low 32 bits, a bool any non-zero; every string valid UTF-8.
 
@@ -353,7 +353,7 @@ class _Reader:
         if self.depth > _MAX_DEPTH:
             raise _corrupt()
         while True:
-            tag = self.tag()
+            tag = self.uint32()  # field number 0 too: upb skips a group's fields without looking at it
             if tag & 7 == _END_GROUP:
                 if tag >> 3 != field:
                     raise _corrupt()

@@ -56,7 +56,7 @@ def varint(value: int, extra: int = 0) -> bytes:
         out.append(byte | 0x80)
 
 
-FIELD_NUMBERS = st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 99, 2047, 536_870_911])
+FIELD_NUMBERS = st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 99, 2047, 536_870_911])
 VARINT_VALUES = st.one_of(
     st.sampled_from([0, 1, 2, 127, 128, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**63 - 1, 2**63, 2**64 - 1]),
     st.integers(0, 2**64 - 1), st.integers(2**64, 2**70))
@@ -111,6 +111,9 @@ def test_arbitrary_bytes_read_alike(data: bytes) -> None:
 @example(b"\x88\x80\x80\x80\x10\x01")  # a tag past 2**32
 @example(b"\x0a\x80\x80\x80\x80\x00")  # a 5-byte length
 @example(b"\x3b\x3c")  # fee_lines as a group: an unknown field
+@example(b"\x0b\x05\xf0\x90\x80\x80\x0c")  # field number 0 inside a group: skipped with it
+@example(b"\x0b\x03\x00\x00\x04\x0c")  # ... a group of field number 0 inside one too
+@example(b"\x3a\x02\x00\x00")  # ... but not inside a fee line
 @example(b"\x3a\x01\x0c")  # an end of group inside a fee line
 @example(b"\x7a\x03\x0a\x01a\x7a\x03\x12\x01b")  # prescriptions merge
 @example(b"\x7a\x00")  # an empty prescription is a prescription
