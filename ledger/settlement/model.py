@@ -212,6 +212,27 @@ class Bill:
         return text
 
 
+@quick_value
+@dataclass(frozen=True, slots=True)
+class PersonState:
+    """A person as the split needs them; replaced, never mutated (built once
+    per settlement). The storage port's (ledger/storage/port.py)."""
+
+    psn_no: str
+    insutype: int
+    insuplc_admdvs: str
+    acct_balc_fen: int
+    years: dict[int, tuple[int, int]]  # year -> (dedc_used, fund_paid)
+
+    if COMPILED:
+        def __init__(self, psn_no, insutype, insuplc_admdvs, acct_balc_fen, years):  # type: ignore[no-untyped-def]
+            _store(self, "psn_no", psn_no)
+            _store(self, "insutype", insutype)
+            _store(self, "insuplc_admdvs", insuplc_admdvs)
+            _store(self, "acct_balc_fen", acct_balc_fen)
+            _store(self, "years", years)
+
+
 @dataclass(slots=True)
 class Accumulators:
     """A person's state the split depends on: year-to-date use and the account."""

@@ -6,7 +6,7 @@ the storage port (ledger/storage/port.py), whichever backend implements it."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+from hashlib import sha256
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -96,13 +96,10 @@ class _Site:
         self._catalogue = catalogue
         self._pay_locs: dict[str, PayLoc] = {}  # insurance place -> pay_loc_of it and the treatment place
 
-    def item(self, code: str) -> CatalogueItem | None:
-        """ReferenceData.item(institution.province, code)."""
-        if self._overrides is not None:
-            item = self._overrides.get(code)
-            if item is not None:
-                return item
-        return self._catalogue.get(code)
+    def catalogues(self) -> tuple[dict[str, CatalogueItem] | None, dict[str, CatalogueItem]]:
+        """Where ReferenceData.item looks for the institution's province, in
+        its order: the province's own entries (None: none), the national ones."""
+        return self._overrides, self._catalogue
 
     def pay_loc_of(self, insuplc_admdvs: str) -> PayLoc:
         pay_loc = self._pay_locs.get(insuplc_admdvs)
@@ -141,7 +138,7 @@ def _outcome_unknown(error: Exception) -> Refused:
 
 
 def digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    return sha256(text.encode()).hexdigest()
 
 
 class SettlementProcessor:
@@ -398,11 +395,14 @@ class SettlementProcessor:
 
     @staticmethod
     def _priced_lines(bill: Bill, site: _Site) -> list[tuple[FeeLine, CatalogueItem]]:
-        """Each line with the treatment province's catalogue entry."""
+        """Each line with the treatment province's catalogue entry (ReferenceData.item)."""
         priced = []
         violations = []
+        overrides, catalogue = site.catalogues()
         for i, line in enumerate(bill.fee_lines):
-            item = site.item(line.hilist_code)
+            item = None if overrides is None else overrides.get(line.hilist_code)
+            if item is None:
+                item = catalogue.get(line.hilist_code)
             if item is None:
                 violations.append(FieldViolation(f"fee_lines[{i}].hilist_code", "not in the treatment place's catalogue"))
             else:
@@ -515,7 +515,7 @@ class SettlementProcessor:
     @staticmethod
     def _next_setl_id(batch: _Batch) -> str:
         batch.setl_no += 1
-        return f"S{batch.setl_no:012d}"
+        return "S" + str(batch.setl_no).zfill(12)  # f"S{setl_no:012d}" (positive), without the format spec's parse
 
     def _post(self, batch: _Batch, settlement: Settlement, fingerprint: str, payee_code: str) -> tuple[Settlement, int]:
         """settlement: with the id _next_setl_id gave it. Returns it and its setl_time in epoch microseconds."""

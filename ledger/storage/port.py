@@ -17,7 +17,8 @@ from typing import Any, Iterator, Protocol
 from medsettle.ledger.reference.internet import Agreement
 from medsettle.ledger.chain_checkpoint import Checkpoint
 from medsettle.ledger.reference.models import Person
-from medsettle.ledger.settlement.model import Settlement, quick_value
+# PersonState lives with the values the compiled core builds per settlement; named here as the port's.
+from medsettle.ledger.settlement.model import PersonState, Settlement
 from medsettle.ledger.settlement.prescriptions import RxRecord
 from medsettle.ledger.storage.rows import JournalRow
 
@@ -40,18 +41,6 @@ class WriteConflict(StorageError):
 
 class NotALedgerError(Exception):
     """A ledger opened read only is missing or holds no medsettle ledger."""
-
-
-@quick_value
-@dataclass(frozen=True, slots=True)
-class PersonState:
-    """A person as the split needs them; replaced, never mutated (built once per settlement)."""
-
-    psn_no: str
-    insutype: int
-    insuplc_admdvs: str
-    acct_balc_fen: int
-    years: dict[int, tuple[int, int]]  # year -> (dedc_used, fund_paid)
 
 
 @dataclass(slots=True)

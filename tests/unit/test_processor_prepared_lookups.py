@@ -1,7 +1,8 @@
 """What the settlement processor prepares once instead of per settlement
 gives the answers of the lookups it replaces: the clearing month of a time
-(kept per month for fixed-offset clocks), an institution's catalogue
-(ReferenceData.item of its province) and the stored Institution.province."""
+(kept per month for fixed-offset clocks), the catalogue entry of each
+fee line (ReferenceData.item of the institution's province) and the
+stored Institution.province."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medsettle.ledger.clock import CHINA_TZ, FixedClock, period_of, year_of
+from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.reference.loader import parse_document, sample_document
 from medsettle.ledger.reference.models import Institution, InstitutionKind
 from medsettle.ledger.settlement.model import Bill, FeeLine, VisitType
@@ -84,7 +86,17 @@ def test_an_institutions_catalogue_is_its_provinces_then_the_national_one(proces
     for institution in reference.institutions.values():
         site = processor._site(institution.code)
         for code in codes:
-            assert site.item(code) is reference.item(institution.province, code), (institution.code, code)
+            bill = Bill(msgid="P", fixmedins_code=institution.code, psn_no="P1", insutype=310, insuplc_admdvs="440100",
+                        visit_type=VisitType.OUTPATIENT, fee_lines=(FeeLine("1", code, 1, 100),))
+            expected = reference.item(institution.province, code)
+            if expected is None:
+                with pytest.raises(Refused) as refused:
+                    processor._priced_lines(bill, site)
+                assert refused.value.reason == Reason.UNKNOWN_ITEM
+                assert [v.field for v in refused.value.violations] == ["fee_lines[0].hilist_code"]
+            else:
+                ((line, item),) = processor._priced_lines(bill, site)
+                assert line is bill.fee_lines[0] and item is expected, (institution.code, code)
 
 
 def test_institution_province_is_stored_yet_the_value_is_as_before() -> None:
