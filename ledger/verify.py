@@ -174,8 +174,10 @@ def verify_database(path: str | Path, hooks: Hooks = NO_PROGRESS, *, since_check
             report, balances, settled = verify_journal(counted(store.entries_since(start), hooks), start)
             report.checkpoint_problems = checkpoint_problems
             report.bad_entries += chain_head_problems(store.chain_heads(), report.chain_tails)
-            # the orphan search reads every posting: the whole walk's check only
-            report.orphan_postings = 0 if start.checkpoints else store.orphan_postings()
+            # postings of no entry: every one on the whole walk; after the lowest
+            # checkpointed entry from checkpoints (clearing looks there too)
+            report.orphan_postings = store.orphan_postings(
+                min(c.entry_no for c in start.checkpoints.values()) if start.checkpoints else None)
             # a settlement whose entry is gone whole leaves a chain that still hashes and balances
             report.missing_entries = store.settlements_without_entry(start.setl_no, head_setl_no, MAX_LISTED_MISSING)
     finally:

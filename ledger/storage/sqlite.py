@@ -576,8 +576,15 @@ class SqliteLedgerStore:
                 (checkpoint.entry_no, checkpoint.entry_hash, checkpoint.setl_no, checkpoint.verified_us,
                  checkpoint.prev_hash, checkpoint.hash))
 
-    def orphan_postings(self) -> int:
-        """Postings whose journal entry does not exist."""
+    def orphan_postings(self, after_entry_no: int | None = None) -> int:
+        """Postings whose journal entry does not exist (only those numbered
+        after after_entry_no, if given)."""
+        if after_entry_no is None:
+            return self.reader().execute(
+                "SELECT COUNT(*) FROM postings WHERE entry_no NOT IN (SELECT entry_no FROM journal_entries)"
+            ).fetchone()[0]
         return self.reader().execute(
-            "SELECT COUNT(*) FROM postings WHERE entry_no NOT IN (SELECT entry_no FROM journal_entries)"
+            "SELECT COUNT(*) FROM postings WHERE entry_no > ? "
+            "AND entry_no NOT IN (SELECT entry_no FROM journal_entries WHERE entry_no > ?)",
+            (after_entry_no, after_entry_no),
         ).fetchone()[0]
