@@ -48,7 +48,9 @@ _SELECT_SETTLEMENT = f"SELECT {', '.join(SETTLEMENT_COLUMNS)} FROM settlements"
 _INTO_SETTLEMENTS = f"INSERT INTO settlements ({', '.join(SETTLEMENT_COLUMNS)})"
 _INTO_ENTRIES = "INSERT INTO journal_entries (entry_no, setl_id, kind, setlym, created_us, prev_hash, hash)"
 _INTO_POSTINGS = "INSERT INTO postings (entry_no, setlym, book, account, amount_fen)"
-_UPDATE_BALANCE = "UPDATE persons SET acct_balc_fen = ? WHERE psn_no = ?"
+# A balance the batch left as it was (a person without a personal account
+# keeps 0) matches no row: no record is built and no page compared.
+_UPDATE_BALANCE = "UPDATE persons SET acct_balc_fen = ?1 WHERE psn_no = ?2 AND acct_balc_fen <> ?1"
 _INTO_YEARS = "INSERT INTO person_years (psn_no, year, dedc_used_fen, fund_paid_fen)"
 _YEARS_CONFLICT = (
     "ON CONFLICT (psn_no, year) DO UPDATE SET dedc_used_fen = excluded.dedc_used_fen, "
