@@ -581,12 +581,11 @@ class SqliteLedgerStore:
     def orphan_postings(self, after_entry_no: int | None = None) -> int:
         """Postings whose journal entry does not exist (only those numbered
         after after_entry_no, if given)."""
+        # NOT EXISTS looks each entry up by its key on both backends; PostgreSQL
+        # hashes a NOT IN subquery only within work_mem and rescans it past that.
+        orphan = "NOT EXISTS (SELECT 1 FROM journal_entries j WHERE j.entry_no = p.entry_no)"
         if after_entry_no is None:
-            return self.reader().execute(
-                "SELECT COUNT(*) FROM postings WHERE entry_no NOT IN (SELECT entry_no FROM journal_entries)"
-            ).fetchone()[0]
+            return self.reader().execute(f"SELECT COUNT(*) FROM postings p WHERE {orphan}").fetchone()[0]
         return self.reader().execute(
-            "SELECT COUNT(*) FROM postings WHERE entry_no > ? "
-            "AND entry_no NOT IN (SELECT entry_no FROM journal_entries WHERE entry_no > ?)",
-            (after_entry_no, after_entry_no),
+            f"SELECT COUNT(*) FROM postings p WHERE p.entry_no > ? AND {orphan}", (after_entry_no,)
         ).fetchone()[0]
