@@ -38,20 +38,20 @@ from medsettle.ledger.settlement.prescriptions import (
     record_of,
     valid_days_of,
 )
-from medsettle.ledger.settlement.quota import QUOTA_RULE, QuotaDecision, quota_decision, quota_holder
+from medsettle.ledger.settlement.quota import QUOTA_RULE, REFUSE, WARN, quota_decision, quota_holder
 from medsettle.ledger.settlement.split import SplitTerms
 from medsettle.ledger.storage.port import InternetState, InternetWrite
 from medsettle.ledger.storage.rows import to_us
+from medsettle.ledger.supervision.day_visits import NO_ACTIVITY, DayVisits
 from medsettle.ledger.supervision.rules import DayActivity, Finding, RuleSet
 
-DAY_CACHE_SIZE = 200_000  # persons' day activity kept for the current day
+KNOWN_LINE_FACTS = 4096  # a fee line's "cnt:pric_fen" texts kept for reuse
 PRUNE_EVERY_BATCHES = 1000  # how often used e-cert nonces a day past expiry are forgotten
 NONCE_KEPT_US = 86_400 * 1_000_000
 
 
 _FOLLOWUP = VisitType.INTERNET_FOLLOWUP
 _PHARMACY = VisitType.PHARMACY
-_NO_ACTIVITY = DayActivity(0, frozenset())  # shared: a day's items are replaced, never changed in place
 _ONE_DAY = dt.timedelta(days=1)
 
 
@@ -141,9 +141,11 @@ class StagedPrescriptions:
 
 
 class InternetStage:
-    def __init__(self, state: InternetState, reference: ReferenceData, *, sole_writer: bool = True) -> None:
+    def __init__(self, state: InternetState, reference: ReferenceData, *, sole_writer: bool = True,
+                 days: DayVisits | None = None) -> None:
         """sole_writer: no other process writes this state, so committed
-        values may be cached across batches (else they are read per batch)."""
+        values may be cached across batches (else they are read per batch).
+        days: the persons' days kept, within its bounds (default: DayVisits())."""
         self._state = state
         self._sole_writer = sole_writer
         self._reference = reference
@@ -157,11 +159,12 @@ class InternetStage:
         )
         self._today = ChinaDay(dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc))
         self._items: dict[tuple[str, int, str, str], CatalogueItem] = {}
+        self._line_facts: dict[tuple[int, int], str] = {}
         # committed state, cached; staged state of the open batch
         self._quota_used: dict[tuple[str, int], int] = {}
-        self._day = ""
-        self._days: dict[str, DayActivity] = {}
+        self._days = DayVisits() if days is None else days
         self._write = InternetWrite()
+        # the batch's persons' days: as kept or read at its start, then after each of its visits
         self._staged_days: dict[str, DayActivity] = {}
         self._staged_rx: dict[tuple[str, str], str | None] = {}  # None: released in this batch
         self._staged_nonces: set[str] = set()
@@ -176,7 +179,7 @@ class InternetStage:
 
     # ---- batch -------------------------------------------------------
     def begin(self, commands: Sequence[Any], now: dt.datetime) -> None:
-        """Starts a batch: reads the day activity of its uncached persons in one query."""
+        """Starts a batch: the day of its persons, those not kept read in one query."""
         self._write = InternetWrite()
         self._staged_days = {}
         self._staged_rx = {}
@@ -192,22 +195,29 @@ class InternetStage:
                 codes.add(bill.fixmedins_code)
         self._agreements = self._batch_agreements(codes)
         today = self._day_of(now)
+        days = self._days
         if not self._sole_writer:
             self._quota_used.clear()
-            self._day = ""
+            days.start("")
             self._claim_quotas(commands, today.year)
-        day = today.iso
-        if day != self._day:
-            self._day, self._days = day, {}
-        missing = sorted(psn_no for psn_no in psn_nos if psn_no not in self._days)
+        days.start(today.iso)
+        staged = self._staged_days
+        missing = []
+        for psn_no in psn_nos:
+            activity = days.get(psn_no)
+            if activity is None:
+                missing.append(psn_no)
+            else:
+                staged[psn_no] = activity
         if missing:
-            found = self._state.day_visits(missing, day)
-            for psn_no in missing:
-                activity = found.get(psn_no)
-                # most persons did nothing yet today: they share the one empty activity
-                self._days[psn_no] = _NO_ACTIVITY if activity is None else DayActivity(*activity)
-        while len(self._days) > DAY_CACHE_SIZE:
-            del self._days[next(iter(self._days))]
+            self._read_days(sorted(missing))
+
+    def _read_days(self, psn_nos: list[str]) -> None:
+        """The day of persons not kept, from the visit log (most did nothing yet today)."""
+        found = self._state.day_visits(psn_nos, self._days.day)
+        for psn_no in psn_nos:
+            activity = found.get(psn_no)
+            self._staged_days[psn_no] = NO_ACTIVITY if activity is None else self._days.record(*activity)
 
     def _claim_quotas(self, commands: Sequence[Any], year: int) -> None:
         """Where several servers write one ledger, reading a host quota locks
@@ -233,7 +243,7 @@ class InternetStage:
 
     def committed(self) -> None:
         self._quota_used.update(self._write.quota_used)
-        self._days.update(self._staged_days)
+        self._days.keep(self._staged_days)
         self._write = InternetWrite()
 
     def rolled_back(self) -> None:
@@ -283,7 +293,10 @@ class InternetStage:
             raise rule_refused("ECERT_REPLAY", "ecert_token", "this e-insurance certificate was already used; show a new one")
         rules = site.rules
         prior = self._prior_offline_visit(bill, treatment, today) if followup and rules.checks_followups else True
-        activity = self._staged_days.get(bill.psn_no) or self._days.get(bill.psn_no) or _NO_ACTIVITY
+        activity = self._staged_days.get(bill.psn_no)
+        if activity is None:  # not one of the batch's persons begin saw
+            self._read_days([bill.psn_no])
+            activity = self._staged_days[bill.psn_no]
         findings = rules.evaluate(bill, priced, activity, prior)
         if rules.refuses:
             for finding in findings:
@@ -294,20 +307,20 @@ class InternetStage:
 
     def after_split(self, plan: Plan, split: Split) -> tuple[str, ...]:
         """The quota check, once the fund part is known; the flags to return."""
-        quota = plan.site.quotas.get(plan.year)
+        quota = plan.site.quotas.get(plan.year) if plan.site.quotas else None
         if quota is None:
             return tuple([f.code for f in plan.flags]) if plan.flags else ()
         codes = [f.code for f in plan.flags]
         key = (quota.host_code, plan.year)
         used = self._used(key)
         decision = quota_decision(quota, used, split.hifp_pay_fen)
-        if decision == QuotaDecision.REFUSE:
+        if decision is REFUSE:
             raise rule_refused(QUOTA_RULE, "fixmedins_code",
                                f"the host hospital {quota.host_code}'s {plan.year} budget quota is reached; "
                                "the fund pays no more this year")
         plan.quota_key = key
         plan.quota_after_fen = used + split.hifp_pay_fen
-        if decision == QuotaDecision.WARN:
+        if decision is WARN:
             codes.append(QUOTA_RULE)
             plan.quota_note = (f"host {quota.host_code} {plan.year} quota of {quota.quota_fen} fen reached "
                                f"({plan.quota_after_fen} fen used)")
@@ -340,15 +353,20 @@ class InternetStage:
             self._staged_nonces.add(bill.ecert_nonce)
         codes = []
         facts = []  # each line's quantity and unit price, for the supervision export (visit_log.line_facts)
+        known_facts = self._line_facts
         for line in bill.fee_lines:
             codes.append(line.hilist_code)
-            facts.append(f"{line.cnt}:{line.pric_fen}")
-        write.visits.append((settlement.setl_id, bill.psn_no, plan.day, bill.fixmedins_code, int(bill.visit_type),
-                             bill.diag_code.upper(), bill.rx_id, ",".join(codes), ",".join(facts), bill.pharmacist_id))
-        before = plan.activity  # nothing of this person was staged since prepare
-        # items sets are never changed in place: one with nothing new is shared
-        items = before.items if before.items.issuperset(codes) else before.items | set(codes)
-        self._staged_days[bill.psn_no] = DayActivity(before.visits + 1, items)
+            key = (line.cnt, line.pric_fen)
+            fact = known_facts.get(key)
+            if fact is None:
+                fact = self._line_fact(key)
+            facts.append(fact)
+        item_codes = ",".join(codes)
+        # +visit_type: an IntEnum's plain int (int() is a call)
+        write.visits.append((settlement.setl_id, bill.psn_no, plan.day, bill.fixmedins_code, +bill.visit_type,
+                             bill.diag_code.upper(), bill.rx_id, item_codes, ",".join(facts), bill.pharmacist_id))
+        # nothing of this person was staged since prepare
+        self._staged_days[bill.psn_no] = self._days.after_visit(plan.activity, item_codes, codes)
         for finding in plan.flags:
             write.flags.append((settlement.setl_id, finding.code, finding.field, finding.detail,
                                 bill.fixmedins_code, plan.day, us))
@@ -408,6 +426,13 @@ class InternetStage:
                 self._rx.voided.add(issued)
 
     # ---- helpers ---------------------------------------------------------
+    def _line_fact(self, key: tuple[int, int]) -> str:
+        """"cnt:pric_fen" of a fee line, kept for reuse (most bills repeat a few)."""
+        if len(self._line_facts) >= KNOWN_LINE_FACTS:
+            self._line_facts.clear()
+        fact = self._line_facts[key] = f"{key[0]}:{key[1]}"
+        return fact
+
     def _effective(self, bill: Bill, institution: Institution, item: CatalogueItem, insurance: Any) -> CatalogueItem:
         key = (bill.insuplc_admdvs, int(bill.visit_type), institution.province, item.code)
         found = self._items.get(key)

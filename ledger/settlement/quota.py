@@ -32,8 +32,13 @@ def quota_holder(institution: Institution) -> str | None:
     return None
 
 
+# an enum member read from its class is a descriptor call: read once
+WITHIN, WARN, REFUSE = QuotaDecision.WITHIN, QuotaDecision.WARN, QuotaDecision.REFUSE
+_ON_REACH_REFUSE = OnQuotaReached.REFUSE
+
+
 def quota_decision(quota: HostQuota, used_fen: int, hifp_pay_fen: int) -> QuotaDecision:
     """used_fen: the year's use before this settlement."""
     if hifp_pay_fen <= 0 or used_fen + hifp_pay_fen <= quota.quota_fen:
-        return QuotaDecision.WITHIN
-    return QuotaDecision.REFUSE if quota.on_reach == OnQuotaReached.REFUSE else QuotaDecision.WARN
+        return WITHIN
+    return REFUSE if quota.on_reach is _ON_REACH_REFUSE else WARN

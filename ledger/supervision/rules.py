@@ -21,9 +21,11 @@ from medsettle.ledger.settlement.model import Bill, FeeLine, VisitType, quick_va
 _FOLLOWUP = VisitType.INTERNET_FOLLOWUP
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class DayActivity:
-    """A person's settled visits on one China day, as the rules need them."""
+    """A person's settled visits on one China day, as the rules need them.
+    Shared between persons and never changed (supervision/day_visits.py):
+    equal and hashed as itself."""
 
     visits: int = 0
     items: AbstractSet[str] = field(default_factory=set)  # hilist_codes billed that day, never changed in place
