@@ -293,8 +293,11 @@ class InternetStage:
             raise rule_refused("ECERT_REPLAY", "ecert_token", "this e-insurance certificate was already used; show a new one")
         rules = site.rules
         prior = self._prior_offline_visit(bill, treatment, today) if followup and rules.checks_followups else True
+        if day.iso != self._days.day:  # the batch began before midnight: this bill's day began since
+            self._days.start(day.iso)
+            self._staged_days = {}  # the persons' days are read again, of this bill's day
         activity = self._staged_days.get(bill.psn_no)
-        if activity is None:  # not one of the batch's persons begin saw
+        if activity is None:  # not one of the batch's persons begin saw, or of a day begun since
             self._read_days([bill.psn_no])
             activity = self._staged_days[bill.psn_no]
         findings = rules.evaluate(bill, priced, activity, prior)
