@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from codecs import ascii_decode as _ascii_decode
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
@@ -62,13 +63,14 @@ def line_splits_json(line_splits: tuple[LineSplit, ...]) -> str:
              ls.overlmt_selfpay_fen, ls.preselfpay_amt_fen, ls.inscp_scp_amt_fen)
             for ls in line_splits
         ])
-    except TypeError:  # orjson.JSONEncodeError: a lone surrogate, an amount beyond 64 bits
+        # one call that both checks for ASCII and decodes (not the bytes'
+        # isascii() and decode() methods, each looked up by name)
+        text = _ascii_decode(encoded)[0]
+    except (TypeError, UnicodeDecodeError):  # orjson.JSONEncodeError: a lone surrogate, an amount beyond 64 bits
         return _line_splits_json_by_hand(line_splits)
-    # find, not `in`: bytes.__contains__ first tries its argument as an int
-    # and clears the TypeError, a fifth of this function's instructions
-    if encoded.isascii() and encoded.find(b"\x7f") < 0:
-        return encoded.decode()
-    return _line_splits_json_by_hand(line_splits)
+    if "\x7f" in text:
+        return _line_splits_json_by_hand(line_splits)
+    return text
 
 
 def _line_splits_json_by_hand(line_splits: tuple[LineSplit, ...]) -> str:
