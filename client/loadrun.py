@@ -66,6 +66,7 @@ class LoadPlan:
     with_echo: bool = True
     writer_batch: int = 512
     writer_process: bool = True  # own server: `serve --writer-process` (else --writer-thread)
+    writer_overlap_min: int | None = None  # own server: `serve --writer-overlap-min` (None: serve's default)
     rss_interval_s: float = 1.0
 
 
@@ -123,7 +124,7 @@ def _provision(db: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def own_servers(persons: int, writer_batch: int, workdir: Path | None = None, writer_process: bool = True,
-                db: str | None = None, count: int = 1) -> Iterator[tuple[list[ServerProcess], dict[str, str]]]:
+                db: str | None = None, count: int = 1, writer_overlap_min: int | None = None) -> Iterator[tuple[list[ServerProcess], dict[str, str]]]:
     """`count` fresh server processes on 127.0.0.1 sharing one ledger (db: a
     fresh SQLite file in a temporary folder by default, or a postgresql://
     URL), with the load's reference data and one credential per hospital
@@ -143,12 +144,14 @@ def own_servers(persons: int, writer_batch: int, workdir: Path | None = None, wr
         tokens = _provision(db)
         servers = []
         for number in range(1, count + 1):
-            servers.append(stack.enter_context(_server_process(root / f"server{number}", db, writer_batch, writer_process)))
+            servers.append(stack.enter_context(_server_process(root / f"server{number}", db, writer_batch, writer_process,
+                                                                   writer_overlap_min)))
         yield servers, tokens
 
 
 @contextlib.contextmanager
-def _server_process(home: Path, db: str, writer_batch: int, writer_process: bool) -> Iterator[ServerProcess]:
+def _server_process(home: Path, db: str, writer_batch: int, writer_process: bool,
+                    writer_overlap_min: int | None = None) -> Iterator[ServerProcess]:
     """One `medsettle serve --with-echo` on a free port, its log in home."""
     home.mkdir(parents=True, exist_ok=True)
     port_file, log_path = home / "port", home / "server.log"
@@ -157,7 +160,8 @@ def _server_process(home: Path, db: str, writer_batch: int, writer_process: bool
             _medsettle("serve", "--db", db, "--listen", "127.0.0.1:0", "--port-file", str(port_file),
                        "--with-echo", "--log-format", "json",  # default level (info): nothing is logged per settled call
                        "--metrics-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
-                       "--writer-batch", str(writer_batch), "--writer-process" if writer_process else "--writer-thread"),
+                       "--writer-batch", str(writer_batch), "--writer-process" if writer_process else "--writer-thread",
+                       *(("--writer-overlap-min", str(writer_overlap_min)) if writer_overlap_min else ())),
             stdout=log, stderr=subprocess.STDOUT,
         )
         try:
@@ -267,18 +271,26 @@ async def _scrape_or_none(metrics_url: str | None) -> Samples | None:
 
 def _writer_batches(before: Samples, after: Samples) -> dict[str, float]:
     """The group commits of a phase (its warm-up included): how many, how
-    many writes each held, how long each took from send to outcomes."""
+    many writes each held, how long each took from send to outcomes, and
+    (writer-process mode) the writer process's CPU per batch and per write."""
     def spent(name: str) -> float:
         return value(after, name) - value(before, name)
 
     # The histograms count the batches sent to the writer (not those whose callers had all given up).
     batches, commands = spent("medsettle_writer_batch_commands_count"), spent("medsettle_writer_batch_commands_sum")
-    return {
+    figures = {
         "batches": int(batches),
         "commands": int(commands),
         "commands_per_batch": round(commands / batches, 2) if batches else 0.0,
         "batch_ms_mean": round(1000 * spent("medsettle_writer_batch_seconds_sum") / batches, 3) if batches else 0.0,
     }
+    writer_cpu = ("medsettle_writer_process_cpu_seconds_total", ())
+    if batches and commands and writer_cpu in after and writer_cpu in before:  # a restarted writer's CPU starts anew
+        cpu_s = after[writer_cpu] - before[writer_cpu]
+        if cpu_s >= 0:
+            figures["writer_cpu_ms_per_batch"] = round(1000 * cpu_s / batches, 3)
+            figures["writer_cpu_us_per_write"] = round(1e6 * cpu_s / commands, 1)
+    return figures
 
 
 def _cpu_per_call(server_before: float | None, server_pids: Sequence[int], client_before: float | None,
@@ -304,7 +316,7 @@ def run(plan: LoadPlan, mix: BillMix, targets: Sequence[str] = (), token: str | 
         return asyncio.run(run_load(Servers(tuple(targets), Credentials(tokens, token), metrics_urls=tuple(metrics_urls),
                                             http_bases=tuple(f"http://{t}" for t in http_targets)), plan, mix, progress))
     with own_servers(mix.persons, plan.writer_batch, writer_process=plan.writer_process, db=db,
-                     count=servers) as (processes, own_tokens), _probe(db) as database:
+                     count=servers, writer_overlap_min=plan.writer_overlap_min) as (processes, own_tokens), _probe(db) as database:
         fleet = Servers(tuple(p.target for p in processes), Credentials(own_tokens),
                         tuple(p.process.pid for p in processes), tuple(p.metrics_url for p in processes), database,
                         tuple(p.http_base for p in processes))

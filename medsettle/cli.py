@@ -14,6 +14,8 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
+from medsettle.ledger.storage.writer import OVERLAP_MIN
+
 DEFAULT_DB = "var/medsettle.db"
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -76,6 +78,10 @@ def main() -> None:
               help="Writes waiting for the writer; beyond it callers get RESOURCE_EXHAUSTED (OVERLOADED).")
 @click.option("--writer-batch", type=click.IntRange(1, 10_000), default=512, show_default=True,
               help="Writes per group commit (at most --writer-queue).")
+@click.option("--writer-overlap-min", type=click.IntRange(1, 10_000), default=OVERLAP_MIN, show_default=True,
+              help="While a batch is in the writer process, send the next one only once this many writes wait "
+                   "(1: at once; at least --writer-batch: only full batches overlap); else they join the "
+                   "batch sent when its answers come.")
 @click.option("--metrics-listen", default=None, metavar="HOST:PORT", callback=lambda ctx, param, value: _host_port(value),
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port, logged); default: off.")
 @click.option("--http-listen", default=None, metavar="HOST:PORT", callback=lambda ctx, param, value: _host_port(value),
@@ -88,7 +94,8 @@ def main() -> None:
 def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: str, port_file: str | None,
           with_echo: bool, demo: bool, exit_after_demo: bool, tls_cert: str | None, tls_key: str | None,
           tls_client_ca: str | None, max_concurrent_rpcs: int, max_message_bytes: int, writer_queue: int,
-          writer_batch: int, writer_process: bool, metrics_listen: str | None, http_listen: str | None) -> None:
+          writer_batch: int, writer_overlap_min: int, writer_process: bool, metrics_listen: str | None,
+          http_listen: str | None) -> None:
     """Run the gRPC settlement server until SIGTERM/SIGINT (drains in-flight calls).
 
     Every SettlementService call must carry a credential (see `medsettle credentials`):
@@ -110,7 +117,8 @@ def serve(db: str, listen: str, clock: str, log_level: str | None, log_format: s
     tls = TlsFiles.read(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key and tls_client_ca else None
     configure_logging(log_level or ("warning" if demo else "info"), log_format)
     make_room_for(db)
-    service = SettlementService(db, parse_clock(clock), WriterLimits(max_batch=writer_batch, max_queue=writer_queue),
+    service = SettlementService(db, parse_clock(clock), WriterLimits(max_batch=writer_batch, max_queue=writer_queue,
+                                                                  overlap_min=writer_overlap_min),
                                 writer_process=writer_process)
     limits = ServerLimits(max_message_bytes=max_message_bytes, max_concurrent_rpcs=max_concurrent_rpcs)
 

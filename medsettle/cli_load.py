@@ -57,6 +57,8 @@ import click
               help="Share of calls that re-send the previous request with the same msgid (a retry).")
 @click.option("--writer-batch", type=click.IntRange(1, 10_000), default=512, show_default=True,
               help="Own server: settlements per group commit.")
+@click.option("--writer-overlap-min", type=click.IntRange(1, 10_000), default=None,
+              help="Own server: its `serve --writer-overlap-min` (default: serve's).")
 @click.option("--writer-process/--writer-thread", default=True, show_default=True,
               help="Own server: run it with `serve --writer-process` or `--writer-thread`.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here ('-': stdout).")
@@ -64,7 +66,7 @@ def load(targets: tuple[str, ...], db: str | None, servers: int, token: str | No
          metrics_urls: tuple[str, ...], http_targets: tuple[str, ...], modes: str, concurrency: int,
          stream_concurrency: int, streams: int, batch: int, duration: float | None, count: int | None, warmup: float,
          no_echo: bool, persons: int, cross_region: float, lines: int, reversals: float, duplicates: float,
-         writer_batch: int, writer_process: bool, json_path: str | None) -> None:
+         writer_batch: int, writer_overlap_min: int | None, writer_process: bool, json_path: str | None) -> None:
     """Load-test Settle, SettleStream, SettleBatchStream and the JSON gateway, with the no-op echo baseline in the same run.
 
     Reports calls/s, latency p50/p90/p99/max (HdrHistogram), errors by status
@@ -93,7 +95,7 @@ def load(targets: tuple[str, ...], db: str | None, servers: int, token: str | No
             modes=tuple(parse_modes(modes)), concurrency=concurrency, stream_concurrency=stream_concurrency,
             streams=min(streams, stream_concurrency), duration_s=None if count is not None else (duration or 10.0),
             count=count, warmup_s=warmup, with_echo=not no_echo, writer_batch=writer_batch, batch=batch,
-            writer_process=writer_process,
+            writer_process=writer_process, writer_overlap_min=writer_overlap_min,
         )
         mix = BillMix(persons=persons, cross_region_share=cross_region, lines_per_bill=lines,
                       reversal_share=reversals, duplicate_share=duplicates)

@@ -12,6 +12,10 @@ writer_process.py), or the writer thread (ThreadChannel, `--writer-thread`).
 Batches to a writer process are pipelined: while batch N runs, batch N+1
 may be sent, at most PIPELINE_DEPTH at once; they complete in the order sent, so N+1 sees N's
 commit (idempotency, accumulators, the hash chain) as if it ran after it.
+With no batch in the writer, what waits goes at once; with one there, the
+next is sent only once WriterLimits.overlap_min writes wait, else they wait
+for its answers and go as one larger batch (each batch pays the writer's
+fixed cost: commit, fsync, the pipe round trip).
 A caller that gave up (deadline, cancel) before its batch was sent is not
 settled."""
 
@@ -29,6 +33,7 @@ from medsettle.ledger.stats import FixedHistogram
 from medsettle.server import wire
 
 PIPELINE_DEPTH = 2  # batches sent and not yet answered
+OVERLAP_MIN = 32  # WriterLimits.overlap_min's default (docs/operations.md: the writer)
 # Buckets of the writer's metrics: commands per batch, and seconds from
 # sending a batch to having its answers (its commit and fsync included).
 BATCH_COMMANDS_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
@@ -72,6 +77,9 @@ class WriterLimits:
     # max_queue_bytes waiting callers get OVERLOADED.
     max_batch_bytes: int = 64 << 20
     max_queue_bytes: int = 256 << 20
+    # While a batch is in the writer, the next one is sent only once this
+    # many writes wait (capped at max_batch); 1 sends it at once.
+    overlap_min: int = OVERLAP_MIN
 
 
 def batch_failure(error: BaseException) -> Refused:
@@ -84,11 +92,12 @@ _Waiting = tuple[wire.Write, "asyncio.Future[bytes]"]
 
 class GroupCommitWriter:
     def __init__(self, channel: Channel, limits: WriterLimits = WriterLimits()) -> None:
-        assert 1 <= limits.max_batch <= limits.max_queue and channel.depth >= 1
+        assert 1 <= limits.max_batch <= limits.max_queue and channel.depth >= 1 and limits.overlap_min >= 1
         assert 1 <= limits.max_batch_bytes <= wire.MAX_FRAME_BYTES // 2 and limits.max_queue_bytes >= 1
         self._channel = channel
         self._limits = limits
         self._depth = channel.depth
+        self._overlap_min = min(limits.overlap_min, limits.max_batch)
         self._waiting: deque[_Waiting] = deque()
         self._waiting_bytes = 0  # request bytes of the writes waiting
         self._sent: deque[tuple[list[asyncio.Future[bytes]], float]] = deque()  # in the order sent
@@ -135,6 +144,8 @@ class GroupCommitWriter:
         self._flush_due = False
         limit = self._limits.max_batch
         while self._waiting and len(self._sent) < self._depth and self._channel.up():
+            if self._sent and len(self._waiting) < self._overlap_min:
+                break  # they go with the writes still to come, once the batch in the writer is answered
             writes, futures = [], []
             room_bytes = self._limits.max_batch_bytes
             while self._waiting and len(writes) < limit and (not writes or len(self._waiting[0][0][1]) <= room_bytes):

@@ -19,7 +19,7 @@ from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.posting.invariants import reciprocity_breaks, trial_balance_breaks
 from medsettle.ledger.service import open_reference
 from medsettle.ledger.storage.sqlite import SqliteLedgerStore
-from medsettle.ledger.storage.writer import GroupCommitWriter
+from medsettle.ledger.storage.writer import GroupCommitWriter, WriterLimits
 from medsettle.ledger.storage.writer_process import ProcessChannel, WriterProcess
 from medsettle.server import wire
 from medsettle.v1 import settlement_pb2 as pb
@@ -107,7 +107,8 @@ def _through_the_loop(process: WriterProcess, scenario):  # type: ignore[no-unty
     """Runs scenario(writer) on an event loop, the writer's batches going to
     `process` as in the server (GroupCommitWriter over a ProcessChannel)."""
     async def run():  # type: ignore[no-untyped-def]
-        writer = GroupCommitWriter(ProcessChannel(process))
+        # overlap_min 1: a second batch goes at once, so tests can hold two in the writer
+        writer = GroupCommitWriter(ProcessChannel(process), WriterLimits(overlap_min=1))
         writer.start()
         try:
             return await scenario(writer)

@@ -1,5 +1,6 @@
 """The group-commit writer on the event loop: what waits in one loop
-iteration goes out as one batch; batch N+1 is sent while batch N runs,
+iteration goes out as one batch; batch N+1 is sent while batch N runs
+(overlap_min 1 here: test_group_commit_overlap.py holds it back),
 never more than PIPELINE_DEPTH at once; every caller gets its own answer,
 in order; a full queue refuses with OVERLOADED; the drain answers every
 queued write. A fake channel stands for the writer process so the test
@@ -51,7 +52,7 @@ class HeldChannel:
 
 def _started(max_batch: int = 8, max_queue: int = 8) -> tuple[HeldChannel, GroupCommitWriter]:
     channel = HeldChannel()
-    writer = GroupCommitWriter(channel, WriterLimits(max_batch=max_batch, max_queue=max_queue))
+    writer = GroupCommitWriter(channel, WriterLimits(max_batch=max_batch, max_queue=max_queue, overlap_min=1))
     writer.start()
     return channel, writer
 
@@ -157,7 +158,7 @@ def test_a_batch_stops_at_its_request_bytes_and_a_queue_full_of_bytes_refuses() 
     async def scenario() -> None:
         channel = HeldChannel()
         writer = GroupCommitWriter(channel, WriterLimits(max_batch=8, max_queue=8, max_batch_bytes=10,
-                                                         max_queue_bytes=30))
+                                                         max_queue_bytes=30, overlap_min=1))
         writer.start()
         futures = [writer.submit((wire.SETTLE, data)) for data in (b"a" * 6, b"b" * 4, b"c" * 6, b"d" * 12)]
         with pytest.raises(Refused) as full:  # 31 bytes would wait: beyond 30

@@ -9,7 +9,7 @@ import asyncio
 import os
 
 from medsettle.ledger.errors import Reason, Refused
-from medsettle.ledger.storage.writer import GroupCommitWriter
+from medsettle.ledger.storage.writer import GroupCommitWriter, WriterLimits
 from medsettle.ledger.storage.writer_process import ProcessChannel
 from medsettle.server import wire
 
@@ -56,7 +56,7 @@ def test_answers_in_one_read_after_the_child_died_raise_nothing_and_answer_each_
     async def scenario() -> list[bytes]:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(lambda loop, context: raised.append(context.get("exception")))
-        writer = GroupCommitWriter(ProcessChannel(child))  # type: ignore[arg-type]
+        writer = GroupCommitWriter(ProcessChannel(child), WriterLimits(overlap_min=1))  # type: ignore[arg-type]
         writer.start()
         first = writer.submit((wire.SETTLE, b"a"))
         await asyncio.sleep(0)
