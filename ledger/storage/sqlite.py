@@ -12,6 +12,7 @@ import datetime as dt
 import itertools
 import sqlite3
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Iterator
 from typing import TYPE_CHECKING
@@ -178,6 +179,111 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+# The WAL's checkpoints run on their own connection in a thread of the
+# writer's process (WalCheckpointer), not inside one of the writer's
+# commits: SQLite's autocheckpoint would copy up to a thousand pages into
+# the database file and sync it within the commit of whichever batch filled
+# the WAL, which then answers late. Python's sqlite3 lets go of the GIL
+# while SQLite works, so the writer runs on meanwhile.
+# How often the checkpointer looks for new commits: the WAL holds about this
+# long's writes (under unary load a little more than the thousand pages of
+# SQLite's autocheckpoint).
+CHECKPOINT_INTERVAL_S = 0.1
+# A PASSIVE checkpoint waits for nobody, and the WAL is written again from
+# its start only by a transaction that begins when every frame is copied,
+# which a writer that never pauses rarely meets. So once a PASSIVE
+# checkpoint has copied a WAL of more than WAL_BOUND_FRAMES (16 MiB in 4 KiB
+# pages), the writer's next commit is followed by a RESTART checkpoint on
+# the writer's own connection: it copies what came since (a commit or two),
+# waits up to RESTART_WAIT_MS for readers of older frames, and the next
+# commit writes the WAL from its start, cut back to the bound
+# (journal_size_limit). A RESTART from the checkpointer's connection would
+# wait for the write lock, which a busy writer takes again before SQLite's
+# busy handler looks. A reader that holds an old snapshot (a long verify)
+# stops the PASSIVE checkpoints short, and the WAL grows until it ends, as
+# with SQLite's autocheckpoint.
+WAL_BOUND_FRAMES = 4_096
+RESTART_WAIT_MS = 100
+
+
+class WalCheckpointer:
+    """A daemon thread that checkpoints a SQLite file's WAL (see above)
+    while the file's writer connection has its autocheckpoint turned off.
+    The thread holds no reference to the store: a store that is dropped
+    without close() stops it too (weakref.finalize)."""
+
+    def __init__(self, path: str, interval_s: float = CHECKPOINT_INTERVAL_S,
+                 bound_frames: int = WAL_BOUND_FRAMES) -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self.bound_frames = bound_frames
+        self.commits = 0  # counted by the writer; read here without a lock (an int's store is atomic)
+        self.checkpoints = 0  # PASSIVE checkpoints run to their end
+        # set here when the WAL is past its bound and all copied; the writer
+        # then runs a RESTART checkpoint after its commit (restart_wal)
+        self.restart_wanted = False
+        self.restarts = 0  # RESTART checkpoints that had the WAL written again from its start
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpointer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ends the thread after the checkpoint it may be running."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            # connect(): the same synchronous=FULL, so a checkpoint syncs the
+            # WAL before it copies and the database file after.
+            conn = connect(self.path)
+        except sqlite3.Error as error:
+            self.last_error = str(error)
+            return
+        seen = 0
+        try:
+            while not self._stop.wait(self.interval_s):
+                commits = self.commits
+                # none while the writer's RESTART is due: it would wait for this one's lock
+                if commits != seen and not self.restart_wanted:
+                    seen = commits
+                    self.checkpoint(conn)
+        finally:
+            conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """One PASSIVE checkpoint. An error (the disk full, say) is kept in
+        last_error and tried again after the next commits: a checkpoint
+        loses nothing committed, the WAL only stays longer."""
+        try:
+            _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as error:
+            self.last_error = str(error)
+            return
+        self.checkpoints += 1
+        self.last_error = None
+        if frames > self.bound_frames and copied == frames:
+            self.restart_wanted = True
+
+    def restart_wal(self, writer: sqlite3.Connection) -> None:
+        """The RESTART checkpoint on the writer's connection, after a commit
+        (never inside one: the commit is durable and answered as it was)."""
+        self.restart_wanted = False
+        try:
+            writer.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+            try:
+                busy, _, _ = writer.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            finally:
+                writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as error:
+            self.last_error = str(error)
+            return
+        if not busy:
+            self.restarts += 1
+
+
 def connect_read_only(path: str | Path) -> sqlite3.Connection:
     """A connection that cannot change the file (SQLite's mode=ro): no
     journal_mode or synchronous set, no schema created. A WAL database stays
@@ -245,6 +351,7 @@ class SqliteLedgerStore:
         self.read_only = read_only
         self._connect = connect_read_only if read_only else connect
         self._write = self._connect(self.path)
+        self._checkpointer: WalCheckpointer | None = None
         if not read_only:
             init_schema(self._write, self.path)
         # The writer's statements of every batch run on one cursor: each
@@ -272,7 +379,11 @@ class SqliteLedgerStore:
         return conn
 
     def close(self) -> None:
-        """Closes the writer's connection and every thread's read connection."""
+        """Closes the writer's connection and every thread's read connection
+        (the last connection to close checkpoints what the WAL still holds)."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for conn in readers:
@@ -404,8 +515,25 @@ class SqliteLedgerStore:
 
     def begin(self) -> None:
         """Takes the write lock: no other process appends until commit or rollback."""
+        if self._checkpointer is None:
+            self._start_checkpointer()
         with storage_errors:
             self._writes.execute("BEGIN IMMEDIATE")
+
+    def _start_checkpointer(self) -> None:
+        """At the first batch: the WAL is checkpointed by a WalCheckpointer
+        from now on, no longer inside the writer's commits."""
+        with storage_errors:
+            self._write.execute("PRAGMA wal_autocheckpoint = 0")
+            page_bytes = self._write.execute("PRAGMA page_size").fetchone()[0]
+            self._write.execute(f"PRAGMA journal_size_limit = {WAL_BOUND_FRAMES * (page_bytes + 24)}")
+        checkpointer = self._checkpointer = WalCheckpointer(self.path, CHECKPOINT_INTERVAL_S, WAL_BOUND_FRAMES)
+        weakref.finalize(self, checkpointer.stop)
+
+    @property
+    def wal_checkpointer(self) -> WalCheckpointer | None:
+        """The thread that checkpoints the WAL, once the first batch has begun."""
+        return self._checkpointer
 
     def commit(self) -> None:
         """On return the transaction is durable (WAL, synchronous=FULL)."""
@@ -414,6 +542,11 @@ class SqliteLedgerStore:
         except sqlite3.Error as error:
             self.rollback()
             raise StorageError(str(error)) from error
+        checkpointer = self._checkpointer
+        if checkpointer is not None:  # None only if the transaction was begun on the connection itself
+            checkpointer.commits += 1
+            if checkpointer.restart_wanted:
+                checkpointer.restart_wal(self._write)
 
     def rollback(self) -> None:
         self._head = None  # it may count rows that are gone now
