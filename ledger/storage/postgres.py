@@ -395,10 +395,27 @@ class PostgresLedgerStore(SqliteLedgerStore):
         self._blocks = (setl_block * NUMBER_BLOCK, entry_block * NUMBER_BLOCK)
         return setl_block * NUMBER_BLOCK, entry_block * NUMBER_BLOCK, last_hash
 
-    # load_persons locks the persons' rows (sorted, so two batches never wait
-    # on each other in a cycle) until the batch ends: a person's row is the
-    # lock of all of that person's state, their year rows included.
-    PERSONS_READ_SUFFIX = " ORDER BY psn_no FOR UPDATE"
+    def load_persons(self, psn_nos: set[str]) -> dict[str, PersonState]:
+        """Locks the persons' rows (sorted, so two batches never wait on each
+        other in a cycle) until the batch ends: a person's row is the lock of
+        all of that person's state. Their year rows are read by a second
+        statement, after the lock: one statement joining them would keep the
+        year rows of its snapshot, from before the batch it waited for
+        committed (READ COMMITTED re-reads only the locked rows)."""
+        found: dict[str, PersonState] = {}
+        for chunk in chunks(sorted(psn_nos)):
+            where = f"WHERE psn_no IN ({marks(len(chunk))})"
+            person_rows = self._write.execute(
+                f"SELECT psn_no, insutype, insuplc_admdvs, acct_balc_fen FROM persons {where} "
+                "ORDER BY psn_no FOR UPDATE", chunk).fetchall()
+            year_rows = self._write.execute(
+                f"SELECT psn_no, year, dedc_used_fen, fund_paid_fen FROM person_years {where}", chunk).fetchall()
+            years: dict[str, dict[int, tuple[int, int]]] = {}
+            for psn_no, year, dedc, fund in year_rows:
+                years.setdefault(psn_no, {})[year] = (dedc, fund)
+            for psn_no, insutype, insuplc, balance in person_rows:
+                found[psn_no] = PersonState(psn_no, insutype, insuplc, balance, years.get(psn_no, {}))
+        return found
 
     def insert_batch(self, batch: BatchWrite) -> None:
         """The batch's rows, sent with its COMMIT (WriterConnection)."""

@@ -489,28 +489,24 @@ class SqliteLedgerStore:
     def load_person(self, psn_no: str) -> PersonState | None:
         return self.load_persons({psn_no}).get(psn_no)
 
-    # How load_persons reads the persons' rows: a backend shared by several
-    # writers locks them here, in sorted order (PostgresLedgerStore).
-    PERSONS_READ_SUFFIX = ""
-
     def load_persons(self, psn_nos: set[str]) -> dict[str, PersonState]:
         """The stored state of each person that exists, one query per chunk:
-        the persons' rows first (the lock, where the backend takes one), then
-        their year rows."""
+        each person's row joined with their year rows (one row per year, or
+        one with no year), the IN list bound once. (PostgresLedgerStore
+        locks the persons' rows first and reads their years after.)"""
         found: dict[str, PersonState] = {}
         for chunk in chunks(sorted(psn_nos)):
-            where = f"WHERE psn_no IN ({marks(len(chunk))})"
             with storage_errors:
-                person_rows = self._write.execute(
-                    f"SELECT psn_no, insutype, insuplc_admdvs, acct_balc_fen FROM persons {where}"
-                    f"{self.PERSONS_READ_SUFFIX}", chunk).fetchall()
-                year_rows = self._write.execute(
-                    f"SELECT psn_no, year, dedc_used_fen, fund_paid_fen FROM person_years {where}", chunk).fetchall()
-            years: dict[str, dict[int, tuple[int, int]]] = {}
-            for psn_no, year, dedc, fund in year_rows:
-                years.setdefault(psn_no, {})[year] = (dedc, fund)
-            for psn_no, insutype, insuplc, balance in person_rows:
-                found[psn_no] = PersonState(psn_no, insutype, insuplc, balance, years.get(psn_no, {}))
+                rows = self._write.execute(
+                    "SELECT p.psn_no, p.insutype, p.insuplc_admdvs, p.acct_balc_fen, y.year, y.dedc_used_fen, "
+                    "y.fund_paid_fen FROM persons p LEFT JOIN person_years y ON y.psn_no = p.psn_no "
+                    f"WHERE p.psn_no IN ({marks(len(chunk))})", chunk).fetchall()
+            for psn_no, insutype, insuplc, balance, year, dedc, fund in rows:
+                person = found.get(psn_no)
+                if person is None:
+                    person = found[psn_no] = PersonState(psn_no, insutype, insuplc, balance, {})
+                if year is not None:
+                    person.years[year] = (dedc, fund)
         return found
 
     def begin(self) -> None:

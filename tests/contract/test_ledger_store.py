@@ -17,7 +17,7 @@ from medsettle.ledger.posting.journal import GENESIS_HASH
 from medsettle.ledger.reference.internet import Agreement, AgreementStatus, Payee
 from medsettle.ledger.reference.loader import parse_document, sample_document
 from medsettle.ledger.service import open_reference
-from medsettle.ledger.settlement.model import Bill, FeeLine, Settlement, SettlementKind, VisitType
+from medsettle.ledger.settlement.model import Bill, FeeLine, PersonState, Settlement, SettlementKind, VisitType
 from medsettle.ledger.settlement.prescriptions import RxRecord
 from medsettle.ledger.settlement.process import ReverseCommand, SettleCommand, SettlementProcessor
 from medsettle.ledger.storage.backends import open_ledger
@@ -66,6 +66,31 @@ def test_reference_persons_load_with_their_balance(ledger_store: LedgerStore) ->
     ledger_store.rollback()
     assert {p.psn_no: p.acct_balc_fen for p in persons} == {k: v.acct_balc_fen for k, v in loaded.items()}
     assert all(state.years == {} for state in loaded.values())
+
+
+def test_persons_load_with_every_year_row_of_theirs(ledger_store: LedgerStore) -> None:
+    _, persons = parse_document(sample_document())
+    ledger_store.save_reference('{"format": "x"}', persons, SETTLE_AT)
+    first, second, third = persons[:3]
+    write = BatchWrite()
+    write.persons = {
+        first.psn_no: PersonState(first.psn_no, first.insutype, first.insuplc_admdvs, 700,
+                                  {2025: (100, 2_000), 2026: (300, 4_000)}),
+        second.psn_no: PersonState(second.psn_no, second.insutype, second.insuplc_admdvs, 0, {2026: (5, 6)}),
+    }
+    write.touched_years = {(first.psn_no, 2025), (first.psn_no, 2026), (second.psn_no, 2026)}
+    ledger_store.begin()
+    ledger_store.insert_batch(write)
+    ledger_store.commit()
+    ledger_store.begin()
+    loaded = ledger_store.load_persons({first.psn_no, second.psn_no, third.psn_no, "no-such-person"})
+    ledger_store.rollback()
+    assert loaded == {
+        first.psn_no: PersonState(first.psn_no, first.insutype, first.insuplc_admdvs, 700,
+                                  {2025: (100, 2_000), 2026: (300, 4_000)}),
+        second.psn_no: PersonState(second.psn_no, second.insutype, second.insuplc_admdvs, 0, {2026: (5, 6)}),
+        third.psn_no: PersonState(third.psn_no, third.insutype, third.insuplc_admdvs, third.acct_balc_fen, {}),
+    }
 
 
 def test_a_committed_batch_reads_back_the_same_through_every_read(ledger_store: LedgerStore,

@@ -4,16 +4,20 @@ locked for the rest of the batch: a second server's batch waits for it
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
+import psycopg
 import pytest
 
 from conftest import LEDGER_URLS, SETTLE_AT, make_bill
 from medsettle.ledger.clock import FixedClock
 from medsettle.ledger.errors import Reason, Refused
+from medsettle.ledger.reference.loader import parse_document, sample_document
 from medsettle.ledger.service import open_reference
-from medsettle.ledger.settlement.model import Settlement
+from medsettle.ledger.settlement.model import PersonState, Settlement
 from medsettle.ledger.settlement.prescriptions import RxRecord
 from medsettle.ledger.settlement.process import SettleCommand, SettlementProcessor
 from medsettle.ledger.storage.backends import open_ledger
@@ -52,6 +56,40 @@ def test_a_recorded_prescription_read_by_one_batch_is_held_until_it_ends(two_ser
     second.begin()
     assert second.internet_state().rx_record("H44010100901", "RX9") == RECORD  # free once the first batch ended
     second.rollback()
+
+
+def _wait_for_a_lock_wait(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        deadline = time.monotonic() + 20
+        while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                           "AND datname = current_database()").fetchone()[0] == 0:
+            assert time.monotonic() < deadline, "the second batch never waited for the person's lock"
+            time.sleep(0.01)
+
+
+def test_a_person_read_after_waiting_for_another_batch_has_that_batchs_year_rows(pg_url: str) -> None:
+    """The second server's batch waits for the person's row, then reads the
+    year rows the first batch committed meanwhile, not those of before."""
+    first, second = open_ledger(pg_url), open_ledger(pg_url)
+    try:
+        _, persons = parse_document(sample_document())
+        first.save_reference('{"format": "x"}', persons, SETTLE_AT)
+        person = next(p for p in persons if p.psn_no == RESIDENT)
+        first.begin()
+        assert first.load_persons({RESIDENT})[RESIDENT].years == {}
+        after = PersonState(RESIDENT, person.insutype, person.insuplc_admdvs, person.acct_balc_fen, {2026: (300, 4_000)})
+        first.insert_batch(BatchWrite(persons={RESIDENT: after}, touched_years={(RESIDENT, 2026)}))
+        with ThreadPoolExecutor(1) as pool:
+            second.begin()
+            waiting = pool.submit(second.load_persons, {RESIDENT})
+            _wait_for_a_lock_wait(pg_url)
+            first.commit()
+            loaded = waiting.result(timeout=30)
+        second.rollback()
+        assert loaded == {RESIDENT: after}
+    finally:
+        first.close()
+        second.close()
 
 
 class _RacedStore(PostgresLedgerStore):
