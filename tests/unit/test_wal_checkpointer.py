@@ -41,7 +41,7 @@ def _wal_bytes(path: Path) -> int:
 
 FRAME_BYTES = 4_096 + 24  # a page and its frame header
 BOUND_FRAMES = 128
-STREAM_COMMITS = 800  # about 3,700 frames
+STREAM_COMMITS = 1_600  # about 7,400 frames
 
 
 @pytest.fixture()
@@ -69,10 +69,10 @@ def test_the_writer_no_longer_checkpoints_and_the_wal_stays_bounded(tmp_path, fa
         assert checkpointer.last_error is None
         assert checkpointer.restarts > 0  # the WAL went past its bound and was written again from its start
         # Without the checkpointer the WAL would hold every commit's pages
-        # (about 3,700 frames); with it, it is written again from its start
+        # (about 7,400 frames); with it, it is written again from its start
         # once past the bound, give or take the commits of a checkpoint's
-        # time on a busy machine.
-        assert largest < 8 * BOUND_FRAMES * FRAME_BYTES < STREAM_COMMITS * ROW_BYTES
+        # time, which a loaded machine's slow syncs stretch.
+        assert largest < 12 * BOUND_FRAMES * FRAME_BYTES < STREAM_COMMITS * ROW_BYTES
         assert _rows(store.writer_connection()) == 1 + STREAM_COMMITS
     finally:
         store.close()
