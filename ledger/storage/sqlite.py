@@ -235,23 +235,32 @@ class WalCheckpointer:
             self._thread.join()
 
     def _run(self) -> None:
-        try:
-            # connect(): the same synchronous=FULL, so a checkpoint syncs the
-            # WAL before it copies and the database file after.
-            conn = connect(self.path)
-        except sqlite3.Error as error:
-            self.last_error = str(error)
-            return
+        conn: sqlite3.Connection | None = None
         seen = 0
         try:
             while not self._stop.wait(self.interval_s):
+                if conn is None:  # at first, or again after a failed try: the WAL has no other checkpoints
+                    conn = self._connect()
+                    if conn is None:
+                        continue
                 commits = self.commits
                 # none while the writer's RESTART is due: it would wait for this one's lock
                 if commits != seen and not self.restart_wanted:
                     seen = commits
                     self.checkpoint(conn)
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
+
+    def _connect(self) -> sqlite3.Connection | None:
+        """The checkpoints' own connection; None (the error in last_error) if it cannot be opened now."""
+        try:
+            # connect(): the same synchronous=FULL, so a checkpoint syncs the
+            # WAL before it copies and the database file after.
+            return connect(self.path)
+        except sqlite3.Error as error:
+            self.last_error = str(error)
+            return None
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
         """One PASSIVE checkpoint. An error (the disk full, say) is kept in
