@@ -237,6 +237,7 @@ class WalCheckpointer:
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         seen = 0
+        short = False  # the last checkpoint stopped short of the WAL's end (a reader held it back)
         try:
             while not self._stop.wait(self.interval_s):
                 if conn is None:  # at first, or again after a failed try: the WAL has no other checkpoints
@@ -244,10 +245,12 @@ class WalCheckpointer:
                     if conn is None:
                         continue
                 commits = self.commits
-                # none while the writer's RESTART is due: it would wait for this one's lock
-                if commits != seen and not self.restart_wanted:
+                # none while the writer's RESTART is due: it would wait for this one's lock;
+                # one stopped short is tried again without new commits, so the WAL is
+                # copied once its reader is gone, not at the next commit
+                if (commits != seen or short) and not self.restart_wanted:
                     seen = commits
-                    self.checkpoint(conn)
+                    short = not self.checkpoint(conn)
         finally:
             if conn is not None:
                 conn.close()
@@ -262,19 +265,21 @@ class WalCheckpointer:
             self.last_error = str(error)
             return None
 
-    def checkpoint(self, conn: sqlite3.Connection) -> None:
-        """One PASSIVE checkpoint. An error (the disk full, say) is kept in
-        last_error and tried again after the next commits: a checkpoint
-        loses nothing committed, the WAL only stays longer."""
+    def checkpoint(self, conn: sqlite3.Connection) -> bool:
+        """One PASSIVE checkpoint; whether it copied the whole WAL. An error
+        (the disk full, say) is kept in last_error and tried again after the
+        next commits: a checkpoint loses nothing committed, the WAL only
+        stays longer."""
         try:
             _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as error:
             self.last_error = str(error)
-            return
+            return True
         self.checkpoints += 1
         self.last_error = None
         if frames > self.bound_frames and copied == frames:
             self.restart_wanted = True
+        return copied == frames
 
     def restart_wal(self, writer: sqlite3.Connection) -> None:
         """The RESTART checkpoint on the writer's connection, after a commit
