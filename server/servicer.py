@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError
 
 from medsettle.ledger.errors import Reason, Refused, refused_field
 from medsettle.ledger.service import SettlementService
+from medsettle.ledger.storage.phase_trace import tracer
 from medsettle.server import convert, wire
 from medsettle.server.auth import NOT_YOUR_INSTITUTION, Authorizer
 from medsettle.server.logs import get_logger, mask
@@ -62,6 +63,9 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         self._service = service
         self._stats = stats
         self._auth = authorizer
+        # Off by default (ledger/storage/phase_trace.py): per write call, when
+        # the handler began, had its answer back from the writer, and returned.
+        self._trace = tracer("calls", ("entered", "resumed", "returned"))
 
     async def _authorize(self, context: grpc.aio.ServicerContext, method: str, fixmedins_code: str, write: bool) -> None:
         """Aborts with PERMISSION_DENIED unless the caller may act for fixmedins_code (server/auth.py)."""
@@ -79,6 +83,9 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
     async def _write(self, context: grpc.aio.ServicerContext, method: str, kind: int, request: bytes,
                      fixmedins_code_of: Any) -> bytes:
         """The answer's bytes of one write RPC, or an abort with its refusal's status."""
+        trace = self._trace
+        if trace is not None:
+            entered = trace.clock()
         try:
             code = fixmedins_code_of(request)
         except DecodeError as error:  # refused as the interceptor refuses undecodable requests of other RPCs
@@ -90,6 +97,8 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         except Refused as refusal:
             await self._refuse(context, method, refusal, code)
             raise
+        if trace is not None:
+            resumed = trace.clock()
         self._stats.outcome(method, OK)
         if kind == wire.REVERSE:
             reversal = pb.SettleResult.FromString(result)
@@ -97,6 +106,10 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
                      fixmedins_code=reversal.fixmedins_code)
         elif kind == wire.SETTLE and log.is_enabled_for(logging.DEBUG):
             self._log_settled(method, pb.SettleResult.FromString(result))
+        if trace is not None:
+            answer = wire.response_bytes(result)
+            trace.add(entered, resumed, trace.clock())
+            return answer
         return wire.response_bytes(result)
 
     @staticmethod

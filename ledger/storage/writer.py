@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from medsettle.ledger.errors import Reason, Refused
+from medsettle.ledger.storage.phase_trace import tracer
 from medsettle.ledger.stats import FixedHistogram
 from medsettle.server import wire
 
@@ -108,6 +109,12 @@ class GroupCommitWriter:
         self.commands_done = 0
         self.batch_commands = FixedHistogram(BATCH_COMMANDS_BOUNDS)
         self.batch_seconds = FixedHistogram(BATCH_SECONDS_BOUNDS)
+        # Off by default (ledger/storage/phase_trace.py): per batch, when its
+        # writes were queued, when it was sent (with how many batches then in
+        # the writer) and answered.
+        self._trace = tracer("batches", ("n", "in_flight", "first_submit", "last_submit", "mean_submit",
+                                         "sent", "answered"))
+        self._traced_sends: deque[tuple[Any, ...]] = deque()
 
     def start(self) -> None:
         """Starts on the running event loop; every later call is made on it."""
@@ -134,6 +141,8 @@ class GroupCommitWriter:
         self._waiting.append((write, future))
         self._waiting_bytes += len(write[1])
         self._idle.clear()
+        if self._trace is not None:
+            self._trace.marks[id(future)] = self._trace.clock()
         if not self._flush_due:
             self._flush_due = True
             self._loop.call_soon(self._flush)
@@ -167,6 +176,8 @@ class GroupCommitWriter:
         a send that raises fails it alone, or the next batch's answers would
         go to its callers."""
         entry = (futures, time.perf_counter())
+        if self._trace is not None:
+            self._trace_send(futures, entry[1])
         self._sent.append(entry)
         try:
             self._channel.send(wire.batch_body(writes))
@@ -177,6 +188,13 @@ class GroupCommitWriter:
             self.commands_done += len(futures)
             _resolve(futures, [wire.refused(batch_failure(error))] * len(futures))
 
+    def _trace_send(self, futures: list[asyncio.Future[bytes]], sent_at: float) -> None:
+        assert self._trace is not None
+        marks = self._trace.marks
+        submits = [marks.pop(id(f), sent_at) for f in futures]
+        self._traced_sends.append((len(futures), len(self._sent), min(submits), max(submits),
+                                   sum(submits) / len(submits), sent_at))
+
     def in_flight(self) -> int:
         """Batches sent and not yet answered."""
         return len(self._sent)
@@ -184,6 +202,8 @@ class GroupCommitWriter:
     def answered(self, answers: list[bytes] | BaseException) -> None:
         """The channel: the oldest batch sent has these answers (or failed whole with this error)."""
         futures, sent_at = self._sent.popleft()
+        if self._trace is not None and self._traced_sends:
+            self._trace.add(*self._traced_sends.popleft(), self._trace.clock())
         if not isinstance(answers, BaseException) and len(answers) != len(futures):
             answers = RuntimeError(f"{len(answers)} answers for {len(futures)} writes")
         if isinstance(answers, BaseException):
@@ -197,6 +217,7 @@ class GroupCommitWriter:
 
     def lost(self, answer: bytes) -> None:
         """The channel: every batch sent and not answered is lost; each of its callers gets `answer`."""
+        self._traced_sends.clear()
         while self._sent:
             futures, _ = self._sent.popleft()
             self.batches_committed += 1

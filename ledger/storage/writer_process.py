@@ -24,11 +24,12 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medsettle.ledger.clock import Clock
 from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.storage.child_process import ChildProcesses
+from medsettle.ledger.storage.phase_trace import PhaseTrace, tracer
 from medsettle.ledger.storage.rerun_counts import RerunCounts, counted
 from medsettle.ledger.storage.writer import PIPELINE_DEPTH
 from medsettle.server import wire
@@ -72,17 +73,48 @@ def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: st
     run_body = counted(WriteRequests(processor, clock, ecert_key, store.rollback).run_body, processor, counts)
     read_fd, write_fd = commands_in.fileno(), answers_out.fileno()
     frames = wire.FrameReader()
+    trace = tracer("writer", ("read", "started", "commit_start", "committed", "written", "bytes_in"))
+    if trace is not None:
+        run_body = _traced_run(run_body, store, trace)
     try:
         _write_all(write_fd, wire.frame(_READY))
         while data := os.read(read_fd, READ_BYTES):
+            if trace is not None:
+                trace.marks[0] = trace.clock()
             for body in frames.feed(data):
                 if body == _STOP:
                     return
                 _write_all(write_fd, wire.frame(run_body(body)))
+                if trace is not None:
+                    trace.add(trace.marks[0], *trace.marks.pop(1), trace.clock(), len(body))
     except BrokenPipeError:  # the parent is gone
         pass
     finally:
+        if trace is not None:
+            trace.add(-1.0, time.thread_time(), time.process_time(), 0.0, 0.0, 0)  # CPU: this thread, all
         store.close()
+
+
+def _traced_run(run_body: Any, store: Any, trace: PhaseTrace) -> Any:
+    """run_body and the store's commit with their times kept in trace.marks[1]
+    (ledger/storage/phase_trace.py): started, commit begun, committed."""
+    commit = store.commit
+    times: list[float] = []
+
+    def timed_commit() -> None:
+        times.append(trace.clock())
+        commit()
+        times.append(trace.clock())
+
+    def timed_run(body: bytes) -> bytes:
+        times.clear()
+        started = trace.clock()
+        answers = run_body(body)
+        trace.marks[1] = (started, *(times[-2:] if len(times) >= 2 else (0.0, 0.0)))  # type: ignore[assignment]
+        return answers
+
+    store.commit = timed_commit
+    return timed_run
 
 
 def _write_all(fd: int, data: bytes) -> None:
