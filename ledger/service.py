@@ -29,6 +29,7 @@ from medsettle.ledger.storage.backends import open_ledger
 from medsettle.ledger.storage.port import LedgerStore
 from medsettle.ledger.storage.writer import GroupCommitWriter, ThreadChannel, WriterLimits
 from medsettle.ledger.storage.rerun_counts import RerunCounts, counted
+from medsettle.ledger.storage.wal_figures import WalFigures, publish_checkpoints, withdraw
 from medsettle.ledger.storage.writer_process import ProcessChannel, WriterProcess
 from medsettle.server import wire
 from medsettle.server.writes import WriteRequests
@@ -82,10 +83,20 @@ class SettlementService:
         # The e-insurance certificate signing key: given, or from the environment (ledger/ecert.py).
         self._ecert_key = ecert_key if ecert_key is not None else ecert.key_from_env()
         self.db = str(db_path)  # as given: a file path, or a URL with its credentials (never shown)
+        # The SQLite WAL checkpointer's figures, for /metrics and health
+        # (ledger/storage/wal_figures.py): the writer's checkpointer publishes
+        # them, in this process with the writer thread (named before the
+        # ledger opens), else in the writer process (below).
+        self.wal_figures: WalFigures
+        if not writer_process:
+            self.wal_figures = WalFigures()
+            publish_checkpoints(self.db, self.wal_figures)
         self.store = open_ledger(db_path)
         self.reference = open_reference(self.store, clock)
         # writer_process: the writer's work runs in a child process (ledger/storage/writer_process.py).
         self.writer_process = WriterProcess(db_path, clock, self._ecert_key) if writer_process else None
+        if self.writer_process is not None:
+            self.wal_figures = self.writer_process.wal_figures
         self._channel: ProcessChannel | ThreadChannel
         if self.writer_process is not None:
             self._channel = ProcessChannel(self.writer_process)
@@ -120,6 +131,7 @@ class SettlementService:
             self._channel.stop()
         self._reads.shutdown(wait=True)
         self.store.close()
+        withdraw(self.db, self.wal_figures)
 
     async def _read(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._reads, fn, *args)

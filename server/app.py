@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from medsettle.ledger.service import SettlementService
 from medsettle.server.auth import Authorizer, CredentialCache, Gate, tolerant
 from medsettle.server.gateway.http import GATEWAY_METHODS, GatewayLimits, RunningGateway, start_gateway
+from medsettle.server.health import WalWatch
 from medsettle.server.logs import get_logger
 from medsettle.server.metrics import CallStats, MetricsEndpoint, measured, method_names, start_metrics
 from medsettle.server.servicer import RAW_BYTES_METHODS, SettlementServicer
@@ -166,11 +167,14 @@ async def _watch_writer(service: SettlementService, health_servicer: health.aio.
     """NOT_SERVING while the writer process cannot be restarted (writes would
     only be refused; meanwhile it tries to start it again), is being
     restarted (writes wait), or the database cannot be reached (PostgreSQL);
-    then SERVING again."""
+    then SERVING again. Logs what the SQLite WAL checkpointer's figures say
+    (server/health.py; it never changes health)."""
     serving = True
     loop = asyncio.get_running_loop()
+    wal = WalWatch(service.wal_figures)
     while True:
         await asyncio.sleep(WRITER_WATCH_S)
+        wal.look()
         if service.writer_down() is not None:
             try:
                 await service.retry_writer()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -27,6 +28,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from medsettle.ledger.stats import FixedHistogram
+from medsettle.ledger.storage.backends import is_postgres
+from medsettle.server.health import WAL_HELD_BACK, wal_held_back
 from medsettle.server.status import aborted_code
 
 # Seconds from a call's first handler line to its answer (a stream: its whole life).
@@ -197,6 +200,8 @@ class ServerCollector(Collector):
                           "stream items), by result: OK or the reason code of the refusal.",
                           ["method", "result"], self.stats.outcomes)
         yield from self._writer()
+        if not is_postgres(self.service.db):
+            yield from self._wal()
 
     def _info(self) -> GaugeMetricFamily:
         info = GaugeMetricFamily("medsettle_build_info", "The running medsettle version.", labels=["version"])
@@ -232,6 +237,44 @@ class ServerCollector(Collector):
                                       value=process.restarts)
             yield CounterMetricFamily("medsettle_writer_restart_failures",
                                       "Tries to replace a dead writer process that failed.", value=process.restart_failures)
+
+
+    def _wal(self) -> Iterator[Metric]:
+        """The SQLite WAL checkpointer's figures (ledger/storage/wal_figures.py); zeros before the first write."""
+        state = self.service.wal_figures.read()
+        now_s = time.time()
+        yield CounterMetricFamily("medsettle_wal_checkpoints", "PASSIVE checkpoints of the SQLite WAL run (whether "
+                                  "they copied every frame or a reader stopped them short).", value=state.checkpoints)
+        yield CounterMetricFamily("medsettle_wal_checkpoint_failures", "WAL checkpoint rounds that failed (no "
+                                  "connection, an error; retried with a growing wait up to 2 s), and RESTART "
+                                  "checkpoints that did.", value=state.failures)
+        yield CounterMetricFamily("medsettle_wal_restarts", "RESTART checkpoints that had the WAL written again "
+                                  "from its start.", value=state.restarts)
+        yield GaugeMetricFamily("medsettle_wal_checkpoint_failing", "1 while the checkpoint rounds fail (since the "
+                                "last one that succeeded).", value=int(bool(state.failing_since_s)))
+        yield GaugeMetricFamily("medsettle_wal_frames", "Frames (pages) in the WAL at the last checkpoint.",
+                                value=state.wal_frames)
+        yield GaugeMetricFamily("medsettle_wal_uncopied_frames", "Frames of the WAL that the last checkpoint could "
+                                "not copy into the database file (a reader holds them back).",
+                                value=state.uncopied_frames)
+        yield GaugeMetricFamily("medsettle_wal_bound_frames", "The WAL's bound: past it, once all copied, the WAL "
+                                "is written again from its start.", value=state.bound_frames)
+        yield GaugeMetricFamily("medsettle_wal_bytes", "Size of the WAL file (-wal) now.", value=_file_bytes(
+            f"{self.service.db}-wal"))
+        lag_s = max(0.0, now_s - state.copied_at_s) if state.started else 0.0
+        yield GaugeMetricFamily("medsettle_wal_checkpoint_lag_seconds", "Seconds since the WAL was last seen wholly "
+                                "copied into the database file (at most about 0.1 s when healthy).", value=lag_s)
+        degraded = GaugeMetricFamily("medsettle_degraded", "1 while the server is degraded for the reason given "
+                                     "(it still settles; see the log line with the same reason).", labels=["reason"])
+        degraded.add_metric([WAL_HELD_BACK], int(wal_held_back(state, now_s) is not None))
+        yield degraded
+
+
+def _file_bytes(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:  # no WAL file (no connection open, or the last one closed)
+        return 0
 
 
 @dataclass

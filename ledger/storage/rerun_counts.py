@@ -23,11 +23,7 @@ class RerunCounts:
     """The counters' memory; `fd` passes it to a child (RerunCounts(fd) there)."""
 
     def __init__(self, fd: int | None = None) -> None:
-        if fd is None:
-            fd = _anonymous_file()
-            os.ftruncate(fd, _COUNTS.size)
-        self.fd = fd
-        self._memory = mmap.mmap(fd, _COUNTS.size)
+        self.fd, self._memory = shared_memory("medsettle-writer-reruns", _COUNTS.size, fd)
         self._base = self.read()  # what writers before this one counted
 
     def publish(self, conflicts: int, key_reruns: int) -> None:
@@ -55,9 +51,18 @@ def counted(run_body: Callable[[bytes], bytes], processor: Any, counts: RerunCou
     return run
 
 
-def _anonymous_file() -> int:
+def shared_memory(name: str, size: int, fd: int | None = None) -> tuple[int, mmap.mmap]:
+    """size bytes of memory that a child shares by inheriting the descriptor:
+    a new memory named name, or the one fd (inherited) stands for."""
+    if fd is None:
+        fd = _anonymous_file(name)
+        os.ftruncate(fd, size)
+    return fd, mmap.mmap(fd, size)
+
+
+def _anonymous_file(name: str) -> int:
     if hasattr(os, "memfd_create"):
-        return os.memfd_create("medsettle-writer-reruns")
-    handle, path = tempfile.mkstemp(prefix="medsettle-writer-reruns-")
+        return os.memfd_create(name)
+    handle, path = tempfile.mkstemp(prefix=f"{name}-")
     os.unlink(path)
     return handle

@@ -12,6 +12,7 @@ import datetime as dt
 import itertools
 import sqlite3
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +24,8 @@ from medsettle.ledger.posting.journal import GENESIS_HASH
 from medsettle.ledger.storage.migrations import on_sqlite
 from medsettle.ledger.reference.models import Person
 from medsettle.ledger.settlement.model import Settlement, SettlementKind
+from medsettle.ledger.storage import wal_figures
+from medsettle.ledger.storage.wal_figures import WalState
 from medsettle.ledger.storage.port import (  # noqa: F401  (re-exported: older imports keep working)
     BatchWrite,
     NotALedgerError,
@@ -210,7 +213,19 @@ class WalCheckpointer:
     """A daemon thread that checkpoints a SQLite file's WAL (see above)
     while the file's writer connection has its autocheckpoint turned off.
     The thread holds no reference to the store: a store that is dropped
-    without close() stops it too (weakref.finalize)."""
+    without close() stops it too (weakref.finalize).
+
+    A round that fails, whatever it raises (no connection, the disk full, a
+    defect), is counted, its cause kept in last_error, its connection
+    closed, and the next round tries again after a wait that doubles up to
+    MAX_BACKOFF_S: the thread never ends before stop(), since without it
+    the WAL would grow without bound. After each round it publishes its
+    figures (ledger/storage/wal_figures.py) if the writer named where."""
+
+    MAX_BACKOFF_S = 2.0  # the longest wait between failed rounds
+    # The WAL is held back (a reader keeps frames from being copied) when it
+    # holds more than this many times its bound with frames not copied.
+    HELD_BACK_FACTOR = 4
 
     def __init__(self, path: str, interval_s: float = CHECKPOINT_INTERVAL_S,
                  bound_frames: int = WAL_BOUND_FRAMES) -> None:
@@ -219,11 +234,24 @@ class WalCheckpointer:
         self.bound_frames = bound_frames
         self.commits = 0  # counted by the writer; read here without a lock (an int's store is atomic)
         self.checkpoints = 0  # PASSIVE checkpoints run to their end
+        self.failures = 0  # rounds that failed
         # set here when the WAL is past its bound and all copied; the writer
         # then runs a RESTART checkpoint after its commit (restart_wal)
         self.restart_wanted = False
         self.restarts = 0  # RESTART checkpoints that had the WAL written again from its start
-        self.last_error: str | None = None
+        self.restart_failures = 0  # RESTART checkpoints that failed (counted on the writer's thread)
+        self.last_error: str | None = None  # the failure of the last round (or RESTART); None once one succeeds
+        self.last_failure = ""  # the cause of the latest failure, kept after recovery (for the logs)
+        self.wal_frames = 0  # frames in the WAL at the last checkpoint
+        self.uncopied_frames = 0  # of those, not copied into the database file
+        self.copied_at_s = time.time()  # when the WAL was last seen wholly copied
+        self.failing_since_s = 0.0  # when the failed rounds in a row began; 0: the last round did not fail
+        self.held_back_since_s = 0.0  # since when the WAL is held back (HELD_BACK_FACTOR); 0: it is not
+        self._conn: sqlite3.Connection | None = None
+        self._seen = 0  # the commits the last checkpoint saw
+        self._short = False  # the last checkpoint stopped short of the WAL's end (a reader held it back) or failed
+        self._figures = wal_figures.take(path)
+        self._base = self._figures.read() if self._figures is not None else WalState()  # a dead writer's counts
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-checkpointer", daemon=True)
         self._thread.start()
@@ -235,51 +263,75 @@ class WalCheckpointer:
             self._thread.join()
 
     def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
-        seen = 0
-        short = False  # the last checkpoint stopped short of the WAL's end (a reader held it back)
+        delay_s = self.interval_s
         try:
-            while not self._stop.wait(self.interval_s):
-                if conn is None:  # at first, or again after a failed try: the WAL has no other checkpoints
-                    conn = self._connect()
-                    if conn is None:
-                        continue
-                commits = self.commits
-                # none while the writer's RESTART is due: it would wait for this one's lock;
-                # one stopped short is tried again without new commits, so the WAL is
-                # copied once its reader is gone, not at the next commit
-                if (commits != seen or short) and not self.restart_wanted:
-                    seen = commits
-                    short = not self.checkpoint(conn)
+            self._publish()
+            while not self._stop.wait(delay_s):
+                try:
+                    self._round()
+                except Exception as error:  # any kind: see the class's doc
+                    self._failed(error)
+                    delay_s = min(2 * delay_s, max(self.interval_s, self.MAX_BACKOFF_S))
+                else:
+                    self.failing_since_s, self.last_error = 0.0, None
+                    delay_s = self.interval_s
+                self._publish()
         finally:
-            if conn is not None:
-                conn.close()
+            self._disconnect()
+            if self._figures is not None:
+                wal_figures.give_back(self.path, self._figures)
 
-    def _connect(self) -> sqlite3.Connection | None:
-        """The checkpoints' own connection; None (the error in last_error) if it cannot be opened now."""
-        try:
+    def _round(self) -> None:
+        if self._conn is None:  # at first, or again after a failed round
             # connect(): the same synchronous=FULL, so a checkpoint syncs the
             # WAL before it copies and the database file after.
-            return connect(self.path)
-        except sqlite3.Error as error:
-            self.last_error = str(error)
-            return None
+            self._conn = connect(self.path)
+        commits = self.commits
+        if commits == self._seen and not self._short:  # nothing committed since a checkpoint copied all
+            self.copied_at_s = time.time()
+            return
+        # none while the writer's RESTART is due: it would wait for this one's lock;
+        # one stopped short (or failed) is tried again without new commits, so the
+        # WAL is copied once its reader is gone, not at the next commit
+        if not self.restart_wanted:
+            self._seen, self._short = commits, True
+            self._short = not self.checkpoint(self._conn)
+
+    def _failed(self, error: Exception) -> None:
+        self.failures += 1
+        self.last_error = self.last_failure = (
+            str(error) if isinstance(error, sqlite3.Error) else f"{type(error).__name__}: {error}")
+        if not self.failing_since_s:
+            self.failing_since_s = time.time()
+        self._short = True  # tried again at the next round, new commits or not
+        self._disconnect()  # its state after an unexpected error is unknown: the next round opens another
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001  a broken connection's close: nothing left to do with it
+                pass
 
     def checkpoint(self, conn: sqlite3.Connection) -> bool:
         """One PASSIVE checkpoint; whether it copied the whole WAL. An error
-        (the disk full, say) is kept in last_error and tried again after the
-        next commits: a checkpoint loses nothing committed, the WAL only
-        stays longer."""
-        try:
-            _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error as error:
-            self.last_error = str(error)
-            return True
+        (the disk full, say) is raised: the round fails and is tried again
+        (a checkpoint loses nothing committed, the WAL only stays longer)."""
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.checkpoints += 1
-        self.last_error = None
-        if frames > self.bound_frames and copied == frames:
+        if busy:  # the writer's RESTART checkpoint ran meanwhile: tried again next round
+            return False
+        now = time.time()
+        complete = copied == frames
+        self.wal_frames, self.uncopied_frames = frames, frames - copied
+        if complete:
+            self.copied_at_s = now
+        held_back = not complete and frames > self.HELD_BACK_FACTOR * self.bound_frames
+        self.held_back_since_s = (self.held_back_since_s or now) if held_back else 0.0
+        if frames > self.bound_frames and complete:
             self.restart_wanted = True
-        return copied == frames
+        return complete
 
     def restart_wal(self, writer: sqlite3.Connection) -> None:
         """The RESTART checkpoint on the writer's connection, after a commit
@@ -292,10 +344,26 @@ class WalCheckpointer:
             finally:
                 writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         except sqlite3.Error as error:
-            self.last_error = str(error)
+            self.restart_failures += 1
+            self.last_error = self.last_failure = f"RESTART checkpoint: {error}"
             return
         if not busy:
             self.restarts += 1
+
+    def state(self) -> WalState:
+        """The figures as of now, added to a dead writer's (what _publish writes)."""
+        base = self._base
+        return WalState(
+            checkpoints=base.checkpoints + self.checkpoints,
+            failures=base.failures + self.failures + self.restart_failures,
+            restarts=base.restarts + self.restarts,
+            wal_frames=self.wal_frames, uncopied_frames=self.uncopied_frames, bound_frames=self.bound_frames,
+            started=True, copied_at_s=self.copied_at_s, failing_since_s=self.failing_since_s,
+            held_back_since_s=self.held_back_since_s, last_failure=self.last_failure)
+
+    def _publish(self) -> None:
+        if self._figures is not None:
+            self._figures.publish(self.state())
 
 
 def connect_read_only(path: str | Path) -> sqlite3.Connection:

@@ -31,6 +31,7 @@ from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.storage.child_process import ChildProcesses
 from medsettle.ledger.storage.phase_trace import PhaseTrace, tracer
 from medsettle.ledger.storage.rerun_counts import RerunCounts, counted
+from medsettle.ledger.storage.wal_figures import WalFigures, publish_checkpoints
 from medsettle.ledger.storage.writer import PIPELINE_DEPTH
 from medsettle.server import wire
 
@@ -52,11 +53,12 @@ _STOP = b""  # the body of the frame that tells the child to stop
 
 
 def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: str, clock: Clock,
-                   ecert_key: bytes | None, reruns: Connection) -> None:
+                   ecert_key: bytes | None, reruns: Connection, wal: Connection) -> None:
     """The child: opens the ledger, then answers batch after batch of write
     requests, in the order sent, until an empty frame says stop; after each,
     publishes its rerun counts (ledger/storage/rerun_counts.py, the memory
-    whose descriptor `reruns` carries)."""
+    whose descriptor `reruns` carries). Its SQLite WAL checkpointer publishes
+    to the memory whose descriptor `wal` carries (ledger/storage/wal_figures.py)."""
     import signal
 
     # Ctrl-C reaches the whole process group: the parent drains, then stops the child.
@@ -68,6 +70,8 @@ def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: st
 
     counts = RerunCounts(os.dup(reruns.fileno()))
     reruns.close()
+    publish_checkpoints(db_path, WalFigures(os.dup(wal.fileno())))
+    wal.close()
     store = open_ledger(db_path)
     processor = SettlementProcessor(store, open_reference(store, clock), clock)
     run_body = counted(WriteRequests(processor, clock, ecert_key, store.rollback).run_body, processor, counts)
@@ -154,15 +158,17 @@ class WriterProcess:
         self._closed = False  # set by close(): no child is started after it
         self._no_start_after = math.inf  # monotonic time from which no child is started (the server closes)
         self.reruns = RerunCounts()  # every child's batch reruns, for /metrics
+        self.wal_figures = WalFigures()  # every child's WAL checkpointer, for /metrics and health
         self._start()
 
     def _start(self) -> None:
         commands_in, commands = self._context.Pipe(duplex=False)
         answers, answers_out = self._context.Pipe(duplex=False)
         reruns = Connection(os.dup(self.reruns.fd))  # passed on as a descriptor, as the pipes are
+        wal = Connection(os.dup(self.wal_figures.fd))
         child = self._context.Process(
             target=_serve_batches,
-            args=(commands_in, answers_out, self._db_path, self._clock, self._ecert_key, reruns),
+            args=(commands_in, answers_out, self._db_path, self._clock, self._ecert_key, reruns, wal),
             name="medsettle: writer", daemon=True,
         )
         try:
@@ -175,6 +181,7 @@ class WriterProcess:
             commands_in.close()
             answers_out.close()
             reruns.close()
+            wal.close()
         # Only a started child replaces the last one: a start that raised (no
         # fork: EAGAIN, EMFILE) leaves one that the next restart can join.
         self._child, self.commands, self.answers = child, commands, answers
