@@ -233,7 +233,7 @@ class WalCheckpointer:
         self.interval_s = interval_s
         self.bound_frames = bound_frames
         self.commits = 0  # counted by the writer; read here without a lock (an int's store is atomic)
-        self.checkpoints = 0  # PASSIVE checkpoints run to their end
+        self.checkpoints = 0  # PASSIVE checkpoints run to their end (copying all or stopped short)
         self.failures = 0  # rounds that failed
         # set here when the WAL is past its bound and all copied; the writer
         # then runs a RESTART checkpoint after its commit (restart_wal)
@@ -319,9 +319,9 @@ class WalCheckpointer:
         (the disk full, say) is raised: the round fails and is tried again
         (a checkpoint loses nothing committed, the WAL only stays longer)."""
         busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.checkpoints += 1
-        if busy:  # the writer's RESTART checkpoint ran meanwhile: tried again next round
+        if busy:  # the writer's RESTART checkpoint ran meanwhile (frames -1): tried again next round
             return False
+        self.checkpoints += 1
         now = time.time()
         complete = copied == frames
         self.wal_frames, self.uncopied_frames = frames, frames - copied

@@ -219,3 +219,23 @@ def test_figures_read_back_as_published_and_a_long_failure_is_cut_at_a_character
         shared.close()
     finally:
         figures.close()
+
+
+class BusyConnection:
+    """A connection whose PASSIVE checkpoint meets another checkpoint (the writer's RESTART)."""
+
+    def execute(self, sql: str) -> Any:
+        return SimpleNamespace(fetchone=lambda: (1, -1, -1))
+
+
+def test_a_checkpoint_that_met_the_writers_restart_is_tried_again_and_not_taken_for_one_that_copied_all(
+        tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    _wal_file(path)
+    checkpointer = WalCheckpointer(str(path), interval_s=60.0, bound_frames=BOUND_FRAMES)
+    try:
+        checkpointer.wal_frames, checkpointer.copied_at_s = 700, 1.0
+        assert checkpointer.checkpoint(BusyConnection()) is False  # type: ignore[arg-type]
+        assert (checkpointer.checkpoints, checkpointer.wal_frames, checkpointer.copied_at_s) == (0, 700, 1.0)
+    finally:
+        checkpointer.stop()
