@@ -28,6 +28,9 @@ def test_a_checkpointer_that_could_not_connect_at_first_still_keeps_the_wal_boun
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL_S", 0.01)
     monkeypatch.setattr(sqlite_store, "WAL_BOUND_FRAMES", BOUND_FRAMES)
+    # no backoff here (test_wal_checkpointer_errors.py has it): the rows committed
+    # while the refused rounds wait would otherwise count against the bound
+    monkeypatch.setattr(sqlite_store.WalCheckpointer, "MAX_BACKOFF_S", 0.01)
     real_connect = sqlite_store.connect
     refusals = [3]
 
