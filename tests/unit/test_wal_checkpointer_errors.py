@@ -174,7 +174,7 @@ def test_the_checkpointer_publishes_its_figures_where_the_writer_named_and_a_nex
             _wait_for(lambda: figures.read().checkpoints >= 1, "a published checkpoint")
             reader.execute("BEGIN")
             reader.execute("SELECT COUNT(*) FROM meta").fetchone()
-            _commit_rows(store, 1, 150)  # behind the reader: far beyond 4 times the bound
+            _commit_rows(store, 1, 400)  # behind the reader: far beyond 4 times the bound (512 frames)
             _wait_for(lambda: figures.read().held_back_since_s > 0, "the WAL held back")
             held = figures.read()
             assert held.started and held.bound_frames == BOUND_FRAMES and held.failures == 0
