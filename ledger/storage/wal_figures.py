@@ -93,7 +93,14 @@ def _key(path: str) -> str:
 
 
 def publish_checkpoints(path: str, figures: WalFigures) -> None:
-    """The checkpointer of the ledger at path, in this process, publishes to figures from now on."""
+    """The checkpointer of the ledger at path, in this process, publishes to
+    figures from now on. What a dead writer published there (a writer
+    process replaced) keeps only its counts until this one's checkpointer
+    starts (at its first batch): its last state is no longer the present
+    one, and its lag would grow on an idle server."""
+    last = figures.read()
+    figures.publish(WalState(checkpoints=last.checkpoints, failures=last.failures, restarts=last.restarts,
+                             bound_frames=last.bound_frames, last_failure=last.last_failure))
     with _lock:
         _published[_key(path)] = figures
 
