@@ -60,7 +60,7 @@ class WalFigures:
         """Writes state (one writer: the checkpointer's thread); a reader
         meanwhile sees an odd sequence and reads again."""
         sequence = self._sequence = self._sequence + 1 | 1
-        failure = state.last_failure.encode("utf-8")[:ERROR_BYTES].decode("utf-8", "ignore").encode("utf-8")
+        failure = state.last_failure.encode("utf-8", "replace")[:ERROR_BYTES].decode("utf-8", "ignore").encode("utf-8")
         self._memory[:8] = struct.pack("<q", sequence)
         _RECORD.pack_into(self._memory, 0, sequence, state.checkpoints, state.failures, state.restarts,
                           state.wal_frames, state.uncopied_frames, state.bound_frames, int(state.started),
