@@ -53,7 +53,8 @@ _INTO_SETTLEMENTS = f"INSERT INTO settlements ({', '.join(SETTLEMENT_COLUMNS)})"
 _INTO_ENTRIES = "INSERT INTO journal_entries (entry_no, setl_id, kind, setlym, created_us, prev_hash, hash)"
 _INTO_POSTINGS = "INSERT INTO postings (entry_no, setlym, book, account, amount_fen)"
 # A balance the batch left as it was (a person without a personal account
-# keeps 0) matches no row: no record is built and no page compared.
+# keeps 0) matches no row: no record is built and no page compared. Most
+# such statements are not run at all (SqliteLedgerStore._changed_balances).
 _UPDATE_BALANCE = "UPDATE persons SET acct_balc_fen = ?1 WHERE psn_no = ?2 AND acct_balc_fen <> ?1"
 _INTO_YEARS = "INSERT INTO person_years (psn_no, year, dedc_used_fen, fund_paid_fen)"
 _YEARS_CONFLICT = (
@@ -88,6 +89,13 @@ MAX_PARAMETERS = 999
 # size of insert_rows of every table the writer fills, its other statements
 # and the reads, with room to spare; a statement pushed out is parsed again.
 STATEMENT_CACHE = 512
+# Persons whose stored balance the writer's connection knows (it loaded or
+# wrote it since another connection last committed): a batch's person whose
+# balance is still that one gets no UPDATE, which costs about 14k
+# instructions even when it changes nothing (most settlements pay nothing
+# from the personal account). Oldest first out past the bound (about 100
+# bytes each); a person not known is updated as before.
+KNOWN_BALANCES = 200_000
 
 
 def insert_rows(conn: sqlite3.Connection | sqlite3.Cursor, insert_into: str, width: int, rows: list[tuple[Any, ...]],
@@ -448,6 +456,9 @@ class SqliteLedgerStore:
         # is read again; a rollback forgets it.
         self._head: tuple[int, int, str] | None = None
         self._head_version = -1
+        # psn_no -> balance as stored (KNOWN_BALANCES); emptied when another
+        # connection commits (data_version) and on rollback
+        self._balances: dict[str, int] = {}
 
     # ---- connections -------------------------------------------------
     def reader(self) -> sqlite3.Connection:
@@ -521,6 +532,8 @@ class SqliteLedgerStore:
             version = self._writes.execute("PRAGMA data_version").fetchone()[0]
             if self._head is not None and version == self._head_version:
                 return self._head
+            if version != self._head_version:  # another connection committed: what it wrote is not known
+                self._balances.clear()
             setl_no = conn.execute("SELECT COALESCE(MAX(setl_no), 0) FROM settlements").fetchone()[0]
             row = conn.execute(
                 "SELECT entry_no, hash FROM journal_entries ORDER BY entry_no DESC LIMIT 1"
@@ -577,6 +590,7 @@ class SqliteLedgerStore:
         one with no year), the IN list bound once. (PostgresLedgerStore
         locks the persons' rows first and reads their years after.)"""
         found: dict[str, PersonState] = {}
+        balances = self._balances
         for chunk in chunks(sorted(psn_nos)):
             with storage_errors:
                 rows = self._write.execute(
@@ -587,6 +601,7 @@ class SqliteLedgerStore:
                 person = found.get(psn_no)
                 if person is None:
                     person = found[psn_no] = PersonState(psn_no, insutype, insuplc, balance, {})
+                    balances[psn_no] = balance
                 if year is not None:
                     person.years[year] = (dedc, fund)
         return found
@@ -628,6 +643,7 @@ class SqliteLedgerStore:
 
     def rollback(self) -> None:
         self._head = None  # it may count rows that are gone now
+        self._balances.clear()  # it may hold balances that are gone now
         if self._write.in_transaction:
             try:
                 self._write.execute("ROLLBACK")
@@ -650,7 +666,9 @@ class SqliteLedgerStore:
             insert_rows(cursor, _INTO_ENTRIES, 7, batch.entries)
             insert_rows(cursor, _INTO_POSTINGS, 5, batch.postings)
             if batch.persons:
-                cursor.executemany(_UPDATE_BALANCE, [(s.acct_balc_fen, s.psn_no) for s in batch.persons.values()])
+                changed = self._changed_balances(batch.persons)
+                if changed:
+                    cursor.executemany(_UPDATE_BALANCE, changed)
             if batch.touched_years:
                 insert_rows(cursor, _INTO_YEARS, 4,
                             [(psn, year, *batch.persons[psn].years[year]) for psn, year in sorted(batch.touched_years)],
@@ -661,6 +679,21 @@ class SqliteLedgerStore:
             if batch.entries:
                 entry_no, last_hash = batch.entries[-1][0], batch.entries[-1][6]
             self._head = (setl_no + len(batch.settlements), entry_no, last_hash)
+
+    def _changed_balances(self, persons: dict[str, PersonState]) -> list[tuple[int, str]]:
+        """(balance, psn_no) of each person whose balance is not known to be
+        the stored one; they are known from here on (a failed write rolls
+        back, which forgets them all)."""
+        known = self._balances
+        changed = []
+        for psn_no, person in persons.items():
+            balance = person.acct_balc_fen
+            if known.get(psn_no) != balance:
+                changed.append((balance, psn_no))
+                known[psn_no] = balance
+        while len(known) > KNOWN_BALANCES:
+            del known[next(iter(known))]
+        return changed
 
     # ---- reads (any thread) ------------------------------------------
     def get_settlement(self, fixmedins_code: str, setl_id: str = "", msgid: str = "") -> Settlement | None:
