@@ -12,7 +12,7 @@ from typing import Any
 from medsettle.ledger.reference.internet import Agreement, AgreementStatus, Payee
 from medsettle.ledger.settlement.prescriptions import RxRecord
 from medsettle.ledger.storage.port import InternetWrite
-from medsettle.ledger.storage.sqlite import chunks, insert_rows, marks, storage_errors
+from medsettle.ledger.storage.sqlite import INSERT_ALL_OR_NOTHING, chunks, insert_rows, marks, storage_errors
 
 
 
@@ -157,27 +157,27 @@ class SqliteInternetState:
                     [(host, year, used) for (host, year), used in batch.quota_used.items()],
                 )
             if batch.rx_fills:
-                self._insert("INSERT INTO rx_fills (setl_id, prescribing_code, rx_id, pharmacy_code, filled_us)", 5,
+                self._insert("rx_fills (setl_id, prescribing_code, rx_id, pharmacy_code, filled_us)", 5,
                              batch.rx_fills)
             if batch.rx_releases:
                 conn.executemany("UPDATE rx_fills SET reversal_setl_id = ? WHERE setl_id = ?", batch.rx_releases)
             if batch.nonces:
-                self._insert("INSERT INTO ecert_nonces (nonce, used_us, expires_us)", 3, batch.nonces)
+                self._insert("ecert_nonces (nonce, used_us, expires_us)", 3, batch.nonces)
             if batch.visits:
-                self._insert("INSERT INTO visit_log (setl_id, psn_no, visit_day, fixmedins_code, visit_type, diag_code, "
+                self._insert("visit_log (setl_id, psn_no, visit_day, fixmedins_code, visit_type, diag_code, "
                              "rx_id, item_codes, line_facts, pharmacist_id)", 10, batch.visits)
             if batch.flags:
-                self._insert("INSERT INTO audit_flags (setl_id, rule, field, detail, fixmedins_code, flag_day, flagged_us)",
+                self._insert("audit_flags (setl_id, rule, field, detail, fixmedins_code, flag_day, flagged_us)",
                              7, batch.flags)
             if batch.rx_issued:
                 self._insert(
-                    "INSERT INTO prescriptions (prescribing_code, rx_id, setl_id, psn_no, prescriber_id, issued_day, "
+                    "prescriptions (prescribing_code, rx_id, setl_id, psn_no, prescriber_id, issued_day, "
                     "valid_to, items)", 8,
                     [(r.prescribing_code, r.rx_id, r.setl_id, r.psn_no, r.prescriber_id, r.issued_day, r.valid_to,
                       json.dumps([list(item) for item in r.items])) for r in batch.rx_issued],
                 )
             if batch.rx_fill_items:
-                self._insert("INSERT INTO rx_fill_items (setl_id, prescribing_code, rx_id, hilist_code, cnt, pharmacist_id)",
+                self._insert("rx_fill_items (setl_id, prescribing_code, rx_id, hilist_code, cnt, pharmacist_id)",
                              6, batch.rx_fill_items)
             if batch.rx_item_releases:
                 conn.executemany("UPDATE rx_fill_items SET reversal_setl_id = ? WHERE setl_id = ?",
@@ -185,9 +185,11 @@ class SqliteInternetState:
             if batch.rx_voids:
                 conn.executemany("UPDATE prescriptions SET voided_setl_id = ? WHERE setl_id = ?", batch.rx_voids)
 
-    def _insert(self, insert_into: str, width: int, rows: list[Any]) -> None:
-        """INSERT INTO ... (columns) of the rows: many rows per statement (sqlite.insert_rows)."""
-        insert_rows(self._conn, insert_into, width, rows)
+    def _insert(self, into: str, width: int, rows: list[Any]) -> None:
+        """The rows INSERTed into `into` ("table (columns)"): many rows per
+        statement (sqlite.insert_rows); a refused row rolls the batch back
+        (sqlite.INSERT_ALL_OR_NOTHING)."""
+        insert_rows(self._conn, f"{INSERT_ALL_OR_NOTHING} {into}", width, rows)
 
 
 InternetStateStore = SqliteInternetState  # the name before the storage port

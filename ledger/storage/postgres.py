@@ -226,9 +226,9 @@ class PostgresInternetState(SqliteInternetState):
                          (QUOTA_LOCK_CLASS, host_code, str(year)))
         return super().quota_used(host_code, year)
 
-    def _insert(self, insert_into: str, width: int, rows: list[Any]) -> None:
+    def _insert(self, into: str, width: int, rows: list[Any]) -> None:
         """One statement per row, sent with the COMMIT (WriterConnection)."""
-        self._conn.executemany(f"{insert_into} VALUES ({marks(width)})", rows)
+        self._conn.executemany(f"INSERT INTO {into} VALUES ({marks(width)})", rows)
 
     def rx_record(self, prescribing_code: str, rx_id: str) -> RxRecord | None:
         """A recorded prescription, its row locked until the batch ends: two

@@ -48,10 +48,17 @@ if TYPE_CHECKING:
 
 BUSY_TIMEOUT_MS = 5_000
 _SELECT_SETTLEMENT = f"SELECT {', '.join(SETTLEMENT_COLUMNS)} FROM settlements"
-# the inserts of insert_batch, for insert_rows
-_INTO_SETTLEMENTS = f"INSERT INTO settlements ({', '.join(SETTLEMENT_COLUMNS)})"
-_INTO_ENTRIES = "INSERT INTO journal_entries (entry_no, setl_id, kind, setlym, created_us, prev_hash, hash)"
-_INTO_POSTINGS = "INSERT INTO postings (entry_no, setlym, book, account, amount_fen)"
+# The inserts of insert_batch, for insert_rows. OR ROLLBACK: a row the
+# table refuses (a stored idempotency key) rolls the whole transaction back,
+# as the processor does after any failed write, so SQLite keeps no
+# statement journal to undo one statement: a statement of many rows
+# otherwise copies every page it changes there first, and past 64 KiB (a
+# batch's settlements over a few thousand idempotency keys) into a
+# temporary file, written and unlinked each batch.
+INSERT_ALL_OR_NOTHING = "INSERT OR ROLLBACK INTO"
+_INTO_SETTLEMENTS = f"{INSERT_ALL_OR_NOTHING} settlements ({', '.join(SETTLEMENT_COLUMNS)})"
+_INTO_ENTRIES = f"{INSERT_ALL_OR_NOTHING} journal_entries (entry_no, setl_id, kind, setlym, created_us, prev_hash, hash)"
+_INTO_POSTINGS = f"{INSERT_ALL_OR_NOTHING} postings (entry_no, setlym, book, account, amount_fen)"
 # A balance the batch left as it was (a person without a personal account
 # keeps 0) matches no row: no record is built and no page compared. Most
 # such statements are not run at all (SqliteLedgerStore._changed_balances).

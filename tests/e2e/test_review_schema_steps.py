@@ -91,7 +91,7 @@ def version(db: str) -> int:
         return conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
 
 
-_INSERT = re.compile(r"^INSERT INTO (\w+) \(([^)]*)\)$")
+_INSERT = re.compile(r"^(\w+) \(([^)]*)\)$")  # what _insert is given: "table (columns)"
 
 
 def _writes_only_columns_it_finds(older_release: pytest.MonkeyPatch) -> None:
@@ -99,12 +99,12 @@ def _writes_only_columns_it_finds(older_release: pytest.MonkeyPatch) -> None:
     (visit_log's line_facts and pharmacist_id, step 3): what the release at
     the older version wrote, so this release's server can write that ledger."""
     for state in (SqliteInternetState, PostgresInternetState):
-        def older_insert(self, insert_into: str, width: int, rows: list, real=state._insert) -> None:  # type: ignore[no-untyped-def]
-            table, columns = _INSERT.match(insert_into).groups()  # type: ignore[union-attr]
+        def older_insert(self, into: str, width: int, rows: list, real=state._insert) -> None:  # type: ignore[no-untyped-def]
+            table, columns = _INSERT.match(into).groups()  # type: ignore[union-attr]
             names = [c.strip() for c in columns.split(",")]
             found = {d[0] for d in self._conn.execute(f"SELECT * FROM {table} LIMIT 0").description}
             kept = [i for i, name in enumerate(names) if name in found]
-            real(self, f"INSERT INTO {table} ({', '.join(names[i] for i in kept)})", len(kept),
+            real(self, f"{table} ({', '.join(names[i] for i in kept)})", len(kept),
                  [tuple(row[i] for i in kept) for row in rows])
         older_release.setattr(state, "_insert", older_insert)
 
