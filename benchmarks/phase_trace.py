@@ -6,9 +6,9 @@ MEDSETTLE_PHASE_TRACE set (ledger/storage/phase_trace.py):
 
 Prints, per call (each batch's figures weighted by its writes): the
 handler's time, the wait in the queue for the running batch, the pipe to
-the writer process, the settling, the commit (its fsync included), the
-answers' way back and the handler's rest; the batch sizes; the writer
-process's CPU by thread."""
+the writer process, the settling, the commit, the WAL's fsync and the
+answers' way back, and the handler's rest; the batch sizes; the fsyncs;
+the writer process's CPU."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def read_rows(directory: Path, part: str) -> list[dict[str, float]]:
         columns: list[str] = []
         for line in path.read_text().splitlines():
             cells = line.split("\t")
-            if cells[0] == "entered" or not cells[0][:1].isdigit() and cells[0][:1] != "-":
+            if not cells[0][:1].isdigit() and cells[0][:1] != "-":  # a header
                 columns = cells
                 continue
             rows.append(dict(zip(columns, map(float, cells))))
@@ -74,9 +74,9 @@ def main(directory: Path) -> None:
             ("sent -> read by the writer (after the one before)", lambda b, w: w["read"] - b["sent"]),
             ("read -> begun (waited for the previous batch)", lambda b, w: w["started"] - w["read"]),
             ("begun -> commit (parse, settle, insert)", lambda b, w: w["commit_start"] - w["started"]),
-            ("commit (fsync included)", lambda b, w: w["committed"] - w["commit_start"]),
-            ("committed -> answers written", lambda b, w: w["written"] - w["committed"]),
-            ("answers written -> read by the loop", lambda b, w: b["answered"] - w["written"]),
+            ("commit (SQLite's part; the fsync follows)", lambda b, w: w["committed"] - w["commit_start"]),
+            ("committed -> said settled", lambda b, w: w["written"] - w["committed"]),
+            ("said settled -> answers read (the fsync)", lambda b, w: b["answered"] - w["written"]),
         ]
         for name, phase in phases:
             print(line(name, [(phase(b, w), b["n"]) for b, w in zip(batches, writer)]))
@@ -86,8 +86,14 @@ def main(directory: Path) -> None:
               f" commits took {sum(w['committed'] - w['commit_start'] for w in writer) / span:.0%} of it")
     elif writer:
         print(f"(the writer ran {len(writer)} batches against {len(batches)} sent: not joined)")
+    syncs = read_rows(directory, "syncs")
+    if syncs:
+        took = [(s["synced"] - s["began"], 1) for s in syncs]
+        print(f"{len(syncs)} fsyncs of the WAL, {sum(s['batches'] for s in syncs) / len(syncs):.2f} batches each:")
+        print(line("fsync", took))
     for row in cpu:
-        print(f"writer process CPU: main thread {row['started']:.2f} s, all threads {row['commit_start']:.2f} s")
+        print(f"writer process CPU: main thread {row['started']:.2f} s, all threads {row['commit_start']:.2f} s"
+              f" ({row['committed']:.2f} s in user space, {row['written']:.2f} s in the kernel)")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ under the child's GIL, not the one the gRPC event loop needs. No thread
 of the gRPC process is on this path: the loop's reader callback resolves
 the callers' futures itself.
 
-Durability is the child's commit: the child answers a batch only after its
-COMMIT returned. If the child dies mid-batch, the callers of every batch
+Durability is the child's: it answers a batch only after its COMMIT
+returned and, on SQLite, an fsync of the WAL begun after it
+(ledger/storage/wal_sync.py). If the child dies mid-batch, the callers of every batch
 sent to it and not answered are told to retry with the same msgid (each
 batch may or may not have been committed; idempotency makes the retry
 safe) and a new child is started on the same database, off the event loop
@@ -30,6 +31,7 @@ from medsettle.ledger.clock import Clock
 from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.storage.child_process import ChildProcesses
 from medsettle.ledger.storage.phase_trace import PhaseTrace, tracer
+from medsettle.ledger.storage.wal_sync import AnswersAfterSync, WalFile, pipelined_wal
 from medsettle.ledger.storage.rerun_counts import RerunCounts, counted
 from medsettle.ledger.storage.wal_figures import WalFigures, publish_checkpoints
 from medsettle.ledger.storage.writer import PIPELINE_DEPTH
@@ -50,6 +52,9 @@ LOST = "the writer process stopped during this write; retry with the same msgid"
 _CLOSING = "the server is closing; retry with the same msgid"
 _READY = b"ready"
 _STOP = b""  # the body of the frame that tells the child to stop
+# From the child, an empty frame: the oldest batch not yet said so is
+# committed, its answers follow after the WAL's fsync (ledger/storage/wal_sync.py).
+SETTLED_FRAME = wire.frame(b"")
 
 
 def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: str, clock: Clock,
@@ -80,23 +85,58 @@ def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: st
     trace = tracer("writer", ("read", "started", "commit_start", "committed", "written", "bytes_in"))
     if trace is not None:
         run_body = _traced_run(run_body, store, trace)
+    answers = _AnswersOut(write_fd, pipelined_wal(store))
     try:
-        _write_all(write_fd, wire.frame(_READY))
+        answers.write(wire.frame(_READY))
         while data := os.read(read_fd, READ_BYTES):
             if trace is not None:
                 trace.marks[0] = trace.clock()
             for body in frames.feed(data):
                 if body == _STOP:
                     return
-                _write_all(write_fd, wire.frame(run_body(body)))
+                answers.batch(wire.frame(run_body(body)))
                 if trace is not None:
                     trace.add(trace.marks[0], *trace.marks.pop(1), trace.clock(), len(body))
     except BrokenPipeError:  # the parent is gone
         pass
     finally:
+        answers.close()  # every batch's answers written (after its sync) before the ledger closes
         if trace is not None:
-            trace.add(-1.0, time.thread_time(), time.process_time(), 0.0, 0.0, 0)  # CPU: this thread, all
+            times = os.times()  # CPU: this thread, all threads, all in user space, all in the kernel
+            trace.add(-1.0, time.thread_time(), time.process_time(), times.user, times.system, 0)
         store.close()
+
+
+class _AnswersOut:
+    """The child's end of the answers pipe. Without a WAL to sync (PostgreSQL),
+    each batch's answers go out once it ran (its commit is durable). With one
+    (SQLite, ledger/storage/wal_sync.py), an empty frame says at once that
+    the batch is settled, so the gRPC process sends the next one, and its
+    answers follow once the WAL's fsync covers its commit."""
+
+    def __init__(self, fd: int, wal: WalFile | None) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()  # whole frames: the syncer's thread writes too
+        self._wal = wal
+        self._after_sync = AnswersAfterSync(wal.sync, self.write) if wal is not None else None
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            _write_all(self._fd, data)
+
+    def batch(self, answers: bytes) -> None:
+        """A batch's answers frame, after its commit returned."""
+        if self._after_sync is None:
+            self.write(answers)
+            return
+        self.write(SETTLED_FRAME)  # before the answers are handed over: the parent sees it first
+        self._after_sync.settled(answers)
+
+    def close(self) -> None:
+        if self._after_sync is not None:
+            self._after_sync.close()
+        if self._wal is not None:
+            self._wal.close()
 
 
 def _traced_run(run_body: Any, store: Any, trace: PhaseTrace) -> Any:
@@ -397,6 +437,10 @@ class ProcessChannel:
             for body in self._frames.feed(data):
                 if self._attached != generation:  # lost with its child while this read was answered
                     return
+                if not body:
+                    if not self._writer.settled():
+                        raise wire.FrameError("a batch settled that was not sent")
+                    continue
                 if not self._writer.in_flight():
                     raise wire.FrameError("answers for no batch in flight")
                 self._writer.answered(wire.answers_of(body))

@@ -70,4 +70,4 @@ def test_each_batch_is_traced_by_both_processes_and_joined(tmp_path, monkeypatch
     report.main(trace_dir)
     printed = capsys.readouterr().out
     assert "3 batches sent, 3 run by the writer process" in printed
-    assert "commit (fsync included)" in printed
+    assert "commit (SQLite's part; the fsync follows)" in printed and "fsyncs of the WAL" in printed

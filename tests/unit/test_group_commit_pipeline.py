@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from medsettle.ledger.errors import Reason, Refused
-from medsettle.ledger.storage.writer import PIPELINE_DEPTH, GroupCommitWriter, WriterLimits
+from medsettle.ledger.storage.writer import PIPELINE_DEPTH, UNSETTLED_DEPTH, GroupCommitWriter, WriterLimits
 from medsettle.server import wire
 
 
@@ -79,7 +79,7 @@ def test_what_waits_in_one_loop_iteration_is_one_batch_and_the_depth_is_bounded(
         assert channel.sent == [[b"a", b"b"], [b"c"]]
         later = _submit(writer, "de")
         await asyncio.sleep(0.05)
-        assert len(channel.sent) == PIPELINE_DEPTH == 2 and writer.queue_length() == 2  # held: the pipeline is full
+        assert len(channel.sent) == UNSETTLED_DEPTH == 2 and writer.queue_length() == 2  # held: two batches unsettled
         channel.answer_oldest()
         assert await _answers(first[:2]) == [b"done a", b"done b"]
         assert channel.sent[2] == [b"d", b"e"]  # the answer made room: what waited went out at once
@@ -89,6 +89,36 @@ def test_what_waits_in_one_loop_iteration_is_one_batch_and_the_depth_is_bounded(
         assert await _answers(first[2:] + later) == [b"done c", b"done d", b"done e"]
         assert (writer.batches_committed, writer.commands_done) == (3, 5)
         assert writer.batch_commands.count == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_settled_batch_makes_room_for_the_next_until_the_depth_is_reached() -> None:
+    """A writer process says when a batch is committed and answers it after
+    its fsync: the next batch goes at its word; PIPELINE_DEPTH still bounds
+    the batches sent and not answered, and the answers come in order."""
+    async def scenario() -> None:
+        channel, writer = _started(max_batch=1)
+        futures = _submit(writer, "abcdef")
+        await asyncio.sleep(0)
+        assert channel.sent == [[b"a"], [b"b"]]  # two unsettled
+        assert writer.settled()
+        await asyncio.sleep(0)
+        assert channel.sent[2:] == [[b"c"]]
+        assert writer.settled() and writer.settled()
+        await asyncio.sleep(0)
+        assert len(channel.sent) == PIPELINE_DEPTH == 4 and writer.queue_length() == 2  # four not answered
+        assert writer.settled() and not writer.settled()  # a fifth "settled" names no batch
+        channel.answer_oldest()
+        assert await _answers(futures[:1]) == [b"done a"]
+        assert channel.sent[4:] == [[b"e"]]
+        for _ in range(4):
+            channel.answer_oldest()
+        await asyncio.sleep(0)
+        assert len(channel.sent) == 6 and writer.in_flight() == 1  # f: sent, not settled, not answered
+        channel.answer_oldest()  # answers without a word before (the writer thread's way)
+        assert await _answers(futures) == [b"done " + name.encode() for name in "abcdef"]
+        assert not writer.settled()  # nothing in flight
 
     asyncio.run(scenario())
 

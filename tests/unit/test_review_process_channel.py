@@ -1,7 +1,8 @@
 """The writer process's channel (ledger/storage/writer_process.py) driven
 by the loop over real pipes, with the child played by the test: answers of
 two batches that arrive in one read, the first of which lets the loop send
-the next batch into a pipe whose reader is gone."""
+the next batch into a pipe whose reader is gone; a child that says a batch
+is settled before its answers (the next goes then), or says so of none."""
 
 from __future__ import annotations
 
@@ -84,3 +85,53 @@ def test_answers_in_one_read_after_the_child_died_raise_nothing_and_answer_each_
                 wire.result_of(answer)
             assert lost.value.reason == Reason.STORAGE_UNAVAILABLE
     assert raised == []
+
+
+def _read_batches(fd: int) -> list[list[bytes]]:
+    """The batches the loop sent to the played child so far (their request bytes)."""
+    os.set_blocking(fd, False)
+    try:
+        data = os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return []
+    return [[request for _, request in wire.writes_of(body)] for body in wire.FrameReader().feed(data)]
+
+
+def test_a_settled_batch_lets_the_next_go_before_its_answers_and_a_stray_settled_kills_the_child() -> None:
+    child = PlayedChild()
+    killed: list[bool] = []
+    child.kill = lambda: killed.append(True)  # type: ignore[method-assign]
+    settled = wire.frame(b"")
+
+    async def scenario() -> tuple[list[list[bytes]], list[list[bytes]], list[bytes], bytes]:
+        writer = GroupCommitWriter(ProcessChannel(child))  # type: ignore[arg-type]
+        writer.start()
+        first = [writer.submit((wire.SETTLE, b"a"))]
+        await asyncio.sleep(0.05)
+        more = [writer.submit((wire.SETTLE, name)) for name in (b"b", b"c", b"d", b"e")]
+        await asyncio.sleep(0.05)
+        before = _read_batches(child.commands_in)  # a alone: the rest wait while a is being settled
+        os.write(child.answers_out, settled)  # a committed, its fsync to come: four waiting go now
+        await asyncio.sleep(0.05)
+        after = _read_batches(child.commands_in)
+        os.write(child.answers_out, wire.frame(wire.answers_body([wire.settled(b"A")])) + settled
+                 + wire.frame(wire.answers_body([wire.settled(n.upper()) for n in (b"b", b"c", b"d", b"e")])))
+        answers = list(await asyncio.wait_for(asyncio.gather(*first, *more), 5.0))
+        stray = writer.submit((wire.SETTLE, b"f"))
+        await asyncio.sleep(0.05)
+        os.write(child.answers_out, settled + settled)  # f's, then one for no batch: the protocol is broken
+        lost = await asyncio.wait_for(stray, 5.0)
+        await writer.drain()
+        writer.close()
+        return before, after, answers, lost
+
+    try:
+        before, after, answers, lost = asyncio.run(scenario())
+    finally:
+        child.close()
+        os.close(child.commands_in)
+    assert before == [[b"a"]] and after == [[b"b", b"c", b"d", b"e"]]
+    assert answers == [wire.settled(n) for n in (b"A", b"B", b"C", b"D", b"E")]
+    with pytest.raises(Refused) as refused:
+        wire.result_of(lost)
+    assert refused.value.reason == Reason.STORAGE_UNAVAILABLE and killed == [True]
