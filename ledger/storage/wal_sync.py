@@ -98,7 +98,7 @@ class AnswersAfterSync:
     ledger from what is on disk."""
 
     def __init__(self, sync: Callable[[], None], write: Callable[[bytes], None],
-                 failed: Callable[[OSError], None] | None = None) -> None:
+                 failed: Callable[[Exception], None] | None = None) -> None:
         self._sync = sync
         self._write = write
         self._failed = failed or _stop_process
@@ -135,7 +135,7 @@ class AnswersAfterSync:
             began = trace.clock() if trace is not None else 0.0
             try:
                 self._sync()
-            except OSError as error:
+            except Exception as error:  # any kind: a syncer that ended would leave every later answer unwritten
                 self._failed(error)  # ends the process; the answers are never written
                 return
             if trace is not None:
@@ -147,7 +147,7 @@ class AnswersAfterSync:
                 return
 
 
-def _stop_process(error: OSError) -> None:
+def _stop_process(error: Exception) -> None:
     """After a failed fsync the kernel may have dropped the pages it could not
     write: nothing it covered can be told durable, and no later sync would say."""
     print(f"medsettle writer: fsync of the WAL failed ({error}); stopping", file=sys.stderr, flush=True)
