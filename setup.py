@@ -41,6 +41,23 @@ def _source_of(module: str) -> str:
     raise ValueError(module)
 
 
+def _cimport_root() -> str:
+    """A folder where Cython finds each compiled module's .pxd under its
+    package name (medsettle/ledger/settlement/model.pxd for
+    `cython.cimports.medsettle.ledger.settlement.model`): the sources live
+    in folders named otherwise (PACKAGE_DIRS), so it links to them."""
+    root = HERE / "build" / "cimports"
+    package = root / "medsettle"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.pxd").touch()
+    for name, folder in PACKAGE_DIRS.items():
+        if name.startswith("medsettle."):
+            link = package / name.rpartition(".")[2]
+            if not link.is_symlink():
+                link.symlink_to(HERE / folder, target_is_directory=True)
+    return str(root)
+
+
 def _extensions() -> list:
     try:
         from Cython.Build import cythonize
@@ -50,7 +67,7 @@ def _extensions() -> list:
         return []
     modules = [Extension(name, [_source_of(name)]) for name in _compiled_modules()]
     try:
-        return cythonize(modules, compiler_directives=COMPILER_DIRECTIVES, quiet=True)
+        return cythonize(modules, compiler_directives=COMPILER_DIRECTIVES, include_path=[_cimport_root()], quiet=True)
     except Exception as error:  # noqa: BLE001 - any failure: interpreted, never no install
         print(f"medsettle: Cython failed ({error}), installing the interpreted core only", file=sys.stderr)
         return []

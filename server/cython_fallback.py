@@ -1,5 +1,6 @@
 """What the compiled-core modules written in Cython's pure-Python mode
-(result_bytes.py, request_bytes.py) read of the `cython` module, for an
+(result_bytes.py, request_bytes.py, the settlement's values and their
+callers) read of the `cython` module, for an
 interpreted run where Cython is not installed (it only builds the compiled
 core): the decorators change nothing, the C types mean nothing, a
 declared or cast value is the value itself. Compiled, Cython reads these
@@ -7,6 +8,7 @@ names itself and this module is never imported."""
 
 from __future__ import annotations
 
+import dataclasses  # noqa: F401 - cython.dataclasses: the standard library's, as Cython's Shadow gives it
 from typing import Any, Callable
 
 compiled = False
@@ -22,6 +24,14 @@ cfunc = inline = final = cclass = _unchanged
 
 
 def exceptval(*_args: Any, **_kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return _unchanged
+
+
+def locals(**_types: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:  # noqa: A001
+    return _unchanged
+
+
+def nonecheck(_on: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return _unchanged
 
 

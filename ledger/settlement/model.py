@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import operator
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, FrozenInstanceError, dataclass, fields
 from types import FunctionType
 from typing import Any, TypeVar
 
@@ -14,14 +14,7 @@ from medsettle.ledger.reference.models import Category
 try:
     import cython
 except ImportError:  # Cython only builds the compiled core: interpreted runs need none
-    COMPILED = False
-else:
-    COMPILED = cython.compiled
-
-if COMPILED:
-    # Stores through the slot's descriptor without a Python-level call: the
-    # __init__ of the values built per settlement (below) when this module is compiled.
-    from cython.cimports.cpython.object import PyObject_GenericSetAttr as _store
+    from medsettle.server import cython_fallback as cython  # type: ignore[no-redef]
 
 
 _Frozen = TypeVar("_Frozen")
@@ -35,8 +28,7 @@ def quick_value(cls: type[_Frozen]) -> type[_Frozen]:
     Python-level state functions: ~5x slower; the writer process sends every
     command and outcome through pickle). Same parameters, defaults and
     result. For the values built once or more per settlement. An __init__
-    the class body defines (compiled, storing through PyObject_GenericSetAttr:
-    faster still) is kept, with the generated one's annotations."""
+    or __reduce__ the class body defines is kept."""
     params, body, env = [], [], {}  # type: ignore[var-annotated]
     names = []
     annotations: dict[str, Any] = {f.name: f.type for f in fields(cls)}  # type: ignore[arg-type]
@@ -58,6 +50,8 @@ def quick_value(cls: type[_Frozen]) -> type[_Frozen]:
         init.__qualname__ = f"{cls.__qualname__}.__init__"
         cls.__init__ = init  # type: ignore[misc]
     cls.__init__.__annotations__ = annotations  # type: ignore[misc]
+    if "__reduce__" in cls.__dict__:
+        return cls
     field_values = operator.attrgetter(*names) if len(names) > 1 else (lambda self: (getattr(self, names[0]),))
 
     def __reduce__(self: Any) -> tuple[type, tuple[Any, ...]]:
@@ -66,6 +60,21 @@ def quick_value(cls: type[_Frozen]) -> type[_Frozen]:
     __reduce__.__qualname__ = f"{cls.__qualname__}.__reduce__"
     cls.__reduce__ = __reduce__  # type: ignore[assignment,method-assign]
     return cls
+
+
+def _slotted(cls: type[_Frozen]) -> type[_Frozen]:
+    """The dataclass with a slot per field and no __dict__, as
+    dataclass(slots=True) makes it (cython.dataclasses.dataclass takes no
+    slots: interpreted, it is the standard library's dataclass)."""
+    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    body = {k: v for k, v in cls.__dict__.items() if k not in names and k not in ("__dict__", "__weakref__")}
+    body["__slots__"] = names
+    return type(cls)(cls.__name__, cls.__bases__, body)  # type: ignore[return-value]
+
+
+def _refuse_change(change: str, name: str) -> None:
+    """A compiled value's __setattr__ and __delattr__: what a frozen dataclass raises."""
+    raise FrozenInstanceError(f"cannot {change} field {name!r}")
 
 
 class VisitType(enum.IntEnum):
@@ -108,20 +117,23 @@ def pay_loc_of(insuplc_admdvs: str, mdtrtarea_admvs: str) -> PayLoc:
     return PayLoc.CROSS_PROVINCE
 
 
-@quick_value
-@dataclass(frozen=True, slots=True)
+@cython.dataclasses.dataclass(frozen=True)
+@cython.cclass
 class FeeLine:
     feedetl_sn: str
     hilist_code: str
     cnt: int
     pric_fen: int
 
-    if COMPILED:
-        def __init__(self, feedetl_sn, hilist_code, cnt, pric_fen):  # type: ignore[no-untyped-def]
-            _store(self, "feedetl_sn", feedetl_sn)
-            _store(self, "hilist_code", hilist_code)
-            _store(self, "cnt", cnt)
-            _store(self, "pric_fen", pric_fen)
+    if cython.compiled:  # interpreted, dataclass(frozen=True) makes these
+        def __setattr__(self, name: str, value: Any) -> None:
+            _refuse_change("assign to", name)
+
+        def __delattr__(self, name: str) -> None:
+            _refuse_change("delete", name)
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return FeeLine, (self.feedetl_sn, self.hilist_code, self.cnt, self.pric_fen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +151,8 @@ class Prescription:
         return f"rx\x1f{self.rx_id}\x1f{self.prescriber_id}\x1f{self.valid_days}\x1f{items}"
 
 
-@quick_value
-@dataclass(frozen=True, slots=True)
+@cython.dataclasses.dataclass(frozen=True)
+@cython.cclass
 class Bill:
     """A validated request to split (and maybe settle) one bill."""
 
@@ -159,35 +171,26 @@ class Bill:
     delivery_fee_fen: int = 0
     # The e-insurance certificate as sent: verified and dropped by the service
     # (never logged, never stored), which fills psn_no and the nonce from it.
-    ecert_token: str = field(default="", repr=False)
+    ecert_token: str = cython.dataclasses.field(default="", repr=False)
     ecert_nonce: str = ""
     ecert_expires_us: int = 0
     prescription: Prescription | None = None  # issued at this visit
     pharmacist_id: str = ""  # a pharmacy sale: who checked the prescription
 
-    if COMPILED:
-        def __init__(self, msgid, fixmedins_code, psn_no, insutype, insuplc_admdvs, visit_type,  # type: ignore[no-untyped-def]
-                     fee_lines, acct_used_flag=False, diag_code="", prior_offline_diag_date="", rx_id="",
-                     prescribing_fixmedins_code="", delivery_fee_fen=0, ecert_token="", ecert_nonce="",
-                     ecert_expires_us=0, prescription=None, pharmacist_id=""):
-            _store(self, "msgid", msgid)
-            _store(self, "fixmedins_code", fixmedins_code)
-            _store(self, "psn_no", psn_no)
-            _store(self, "insutype", insutype)
-            _store(self, "insuplc_admdvs", insuplc_admdvs)
-            _store(self, "visit_type", visit_type)
-            _store(self, "fee_lines", fee_lines)
-            _store(self, "acct_used_flag", acct_used_flag)
-            _store(self, "diag_code", diag_code)
-            _store(self, "prior_offline_diag_date", prior_offline_diag_date)
-            _store(self, "rx_id", rx_id)
-            _store(self, "prescribing_fixmedins_code", prescribing_fixmedins_code)
-            _store(self, "delivery_fee_fen", delivery_fee_fen)
-            _store(self, "ecert_token", ecert_token)
-            _store(self, "ecert_nonce", ecert_nonce)
-            _store(self, "ecert_expires_us", ecert_expires_us)
-            _store(self, "prescription", prescription)
-            _store(self, "pharmacist_id", pharmacist_id)
+    if cython.compiled:  # interpreted, dataclass(frozen=True) makes these
+        def __setattr__(self, name: str, value: Any) -> None:
+            _refuse_change("assign to", name)
+
+        def __delattr__(self, name: str) -> None:
+            _refuse_change("delete", name)
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return Bill, (
+            self.msgid, self.fixmedins_code, self.psn_no, self.insutype, self.insuplc_admdvs, self.visit_type,
+            self.fee_lines, self.acct_used_flag, self.diag_code, self.prior_offline_diag_date, self.rx_id,
+            self.prescribing_fixmedins_code, self.delivery_fee_fen, self.ecert_token, self.ecert_nonce,
+            self.ecert_expires_us, self.prescription, self.pharmacist_id,
+        )
 
     def fingerprint(self) -> str:
         """A canonical text of the payload, compared on idempotent retries:
@@ -212,8 +215,8 @@ class Bill:
         return text
 
 
-@quick_value
-@dataclass(frozen=True, slots=True)
+@cython.dataclasses.dataclass(frozen=True)
+@cython.cclass
 class PersonState:
     """A person as the split needs them; replaced, never mutated (built once
     per settlement). The storage port's (ledger/storage/port.py)."""
@@ -224,16 +227,19 @@ class PersonState:
     acct_balc_fen: int
     years: dict[int, tuple[int, int]]  # year -> (dedc_used, fund_paid)
 
-    if COMPILED:
-        def __init__(self, psn_no, insutype, insuplc_admdvs, acct_balc_fen, years):  # type: ignore[no-untyped-def]
-            _store(self, "psn_no", psn_no)
-            _store(self, "insutype", insutype)
-            _store(self, "insuplc_admdvs", insuplc_admdvs)
-            _store(self, "acct_balc_fen", acct_balc_fen)
-            _store(self, "years", years)
+    if cython.compiled:  # interpreted, dataclass(frozen=True) makes these
+        def __setattr__(self, name: str, value: Any) -> None:
+            _refuse_change("assign to", name)
+
+        def __delattr__(self, name: str) -> None:
+            _refuse_change("delete", name)
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return PersonState, (self.psn_no, self.insutype, self.insuplc_admdvs, self.acct_balc_fen, self.years)
 
 
-@dataclass(slots=True)
+@cython.dataclasses.dataclass
+@cython.cclass
 class Accumulators:
     """A person's state the split depends on: year-to-date use and the account."""
 
@@ -241,18 +247,12 @@ class Accumulators:
     fund_paid_fen: int = 0  # pooled fund paid this year (against the annual cap)
     acct_balc_fen: int = 0  # personal-account balance
 
-    if COMPILED:  # two per settlement: not the generated __init__'s interpreted frame
-        def __init__(self, dedc_used_fen=0, fund_paid_fen=0, acct_balc_fen=0):  # type: ignore[no-untyped-def]
-            _store(self, "dedc_used_fen", dedc_used_fen)
-            _store(self, "fund_paid_fen", fund_paid_fen)
-            _store(self, "acct_balc_fen", acct_balc_fen)
-
     def copy(self) -> Accumulators:
         return Accumulators(self.dedc_used_fen, self.fund_paid_fen, self.acct_balc_fen)
 
 
-@quick_value
-@dataclass(frozen=True, slots=True)
+@cython.dataclasses.dataclass(frozen=True)
+@cython.cclass
 class LineSplit:
     feedetl_sn: str
     category: Category
@@ -262,16 +262,18 @@ class LineSplit:
     preselfpay_amt_fen: int
     inscp_scp_amt_fen: int
 
-    if COMPILED:
-        def __init__(self, feedetl_sn, category, det_item_fee_sumamt_fen, fulamt_ownpay_amt_fen,  # type: ignore[no-untyped-def]
-                     overlmt_selfpay_fen, preselfpay_amt_fen, inscp_scp_amt_fen):
-            _store(self, "feedetl_sn", feedetl_sn)
-            _store(self, "category", category)
-            _store(self, "det_item_fee_sumamt_fen", det_item_fee_sumamt_fen)
-            _store(self, "fulamt_ownpay_amt_fen", fulamt_ownpay_amt_fen)
-            _store(self, "overlmt_selfpay_fen", overlmt_selfpay_fen)
-            _store(self, "preselfpay_amt_fen", preselfpay_amt_fen)
-            _store(self, "inscp_scp_amt_fen", inscp_scp_amt_fen)
+    if cython.compiled:  # interpreted, dataclass(frozen=True) makes these
+        def __setattr__(self, name: str, value: Any) -> None:
+            _refuse_change("assign to", name)
+
+        def __delattr__(self, name: str) -> None:
+            _refuse_change("delete", name)
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return LineSplit, (
+            self.feedetl_sn, self.category, self.det_item_fee_sumamt_fen, self.fulamt_ownpay_amt_fen,
+            self.overlmt_selfpay_fen, self.preselfpay_amt_fen, self.inscp_scp_amt_fen,
+        )
 
     def negated(self) -> LineSplit:
         return LineSplit(
@@ -301,8 +303,8 @@ AMOUNT_FIELDS = (
 _amounts_of = operator.attrgetter(*AMOUNT_FIELDS)  # a tuple, in AMOUNT_FIELDS order
 
 
-@quick_value
-@dataclass(frozen=True, slots=True)
+@cython.dataclasses.dataclass(frozen=True)
+@cython.cclass
 class Split:
     """Every amount of a bill's split, in fen."""
 
@@ -321,24 +323,20 @@ class Split:
     balc_fen: int  # personal-account balance after
     line_splits: tuple[LineSplit, ...] = ()
 
-    if COMPILED:
-        def __init__(self, medfee_sumamt_fen, fulamt_ownpay_amt_fen, overlmt_selfpay_fen,  # type: ignore[no-untyped-def]
-                     preselfpay_amt_fen, inscp_scp_amt_fen, act_pay_dedc_fen, hifp_pay_fen, fund_pay_sumamt_fen,
-                     psn_part_amt_fen, hosp_part_amt_fen, acct_pay_fen, psn_cash_pay_fen, balc_fen, line_splits=()):
-            _store(self, "medfee_sumamt_fen", medfee_sumamt_fen)
-            _store(self, "fulamt_ownpay_amt_fen", fulamt_ownpay_amt_fen)
-            _store(self, "overlmt_selfpay_fen", overlmt_selfpay_fen)
-            _store(self, "preselfpay_amt_fen", preselfpay_amt_fen)
-            _store(self, "inscp_scp_amt_fen", inscp_scp_amt_fen)
-            _store(self, "act_pay_dedc_fen", act_pay_dedc_fen)
-            _store(self, "hifp_pay_fen", hifp_pay_fen)
-            _store(self, "fund_pay_sumamt_fen", fund_pay_sumamt_fen)
-            _store(self, "psn_part_amt_fen", psn_part_amt_fen)
-            _store(self, "hosp_part_amt_fen", hosp_part_amt_fen)
-            _store(self, "acct_pay_fen", acct_pay_fen)
-            _store(self, "psn_cash_pay_fen", psn_cash_pay_fen)
-            _store(self, "balc_fen", balc_fen)
-            _store(self, "line_splits", line_splits)
+    if cython.compiled:  # interpreted, dataclass(frozen=True) makes these
+        def __setattr__(self, name: str, value: Any) -> None:
+            _refuse_change("assign to", name)
+
+        def __delattr__(self, name: str) -> None:
+            _refuse_change("delete", name)
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return Split, (
+            self.medfee_sumamt_fen, self.fulamt_ownpay_amt_fen, self.overlmt_selfpay_fen,
+            self.preselfpay_amt_fen, self.inscp_scp_amt_fen, self.act_pay_dedc_fen, self.hifp_pay_fen,
+            self.fund_pay_sumamt_fen, self.psn_part_amt_fen, self.hosp_part_amt_fen, self.acct_pay_fen,
+            self.psn_cash_pay_fen, self.balc_fen, self.line_splits,
+        )
 
     def amounts(self) -> tuple[int, ...]:
         return _amounts_of(self)
@@ -368,8 +366,8 @@ class Split:
         return errors
 
 
-@quick_value
-@dataclass(frozen=True, slots=True)
+@cython.dataclasses.dataclass(frozen=True)
+@cython.cclass
 class Settlement:
     """A recorded settlement or reversal: what the ledger keeps and answers with."""
 
@@ -387,31 +385,24 @@ class Settlement:
     setl_time: dt.datetime
     setlym: str
     split: Split
-    audit_flags: tuple[str, ...] = field(default=())
+    audit_flags: tuple[str, ...] = ()
     # the institution the fund part is payable to: fixmedins_code, or an
     # internet hospital's host when its agreement says so ("": not recorded)
     payee_code: str = ""
 
-    if COMPILED:
-        def __init__(self, setl_id, msgid, fixmedins_code, psn_no, insutype, insuplc_admdvs,  # type: ignore[no-untyped-def]
-                     mdtrtarea_admvs, clr_type, pay_loc, kind, orig_setl_id, setl_time, setlym, split,
-                     audit_flags=(), payee_code=""):
-            _store(self, "setl_id", setl_id)
-            _store(self, "msgid", msgid)
-            _store(self, "fixmedins_code", fixmedins_code)
-            _store(self, "psn_no", psn_no)
-            _store(self, "insutype", insutype)
-            _store(self, "insuplc_admdvs", insuplc_admdvs)
-            _store(self, "mdtrtarea_admvs", mdtrtarea_admvs)
-            _store(self, "clr_type", clr_type)
-            _store(self, "pay_loc", pay_loc)
-            _store(self, "kind", kind)
-            _store(self, "orig_setl_id", orig_setl_id)
-            _store(self, "setl_time", setl_time)
-            _store(self, "setlym", setlym)
-            _store(self, "split", split)
-            _store(self, "audit_flags", audit_flags)
-            _store(self, "payee_code", payee_code)
+    if cython.compiled:  # interpreted, dataclass(frozen=True) makes these
+        def __setattr__(self, name: str, value: Any) -> None:
+            _refuse_change("assign to", name)
+
+        def __delattr__(self, name: str) -> None:
+            _refuse_change("delete", name)
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return Settlement, (
+            self.setl_id, self.msgid, self.fixmedins_code, self.psn_no, self.insutype, self.insuplc_admdvs,
+            self.mdtrtarea_admvs, self.clr_type, self.pay_loc, self.kind, self.orig_setl_id, self.setl_time,
+            self.setlym, self.split, self.audit_flags, self.payee_code,
+        )
 
     def with_id(self, setl_id: str) -> Settlement:
         # positional, not dataclasses.replace: this runs once per settlement
@@ -420,6 +411,17 @@ class Settlement:
             self.mdtrtarea_admvs, self.clr_type, self.pay_loc, self.kind, self.orig_setl_id, self.setl_time,
             self.setlym, self.split, self.audit_flags, self.payee_code,
         )
+
+
+if not cython.compiled:
+    # Compiled, these are extension types: a C struct member per field (model.pxd).
+    FeeLine = quick_value(_slotted(FeeLine))  # type: ignore[misc]
+    Bill = quick_value(_slotted(Bill))  # type: ignore[misc]
+    PersonState = quick_value(_slotted(PersonState))  # type: ignore[misc]
+    Accumulators = _slotted(Accumulators)  # type: ignore[misc]
+    LineSplit = quick_value(_slotted(LineSplit))  # type: ignore[misc]
+    Split = quick_value(_slotted(Split))  # type: ignore[misc]
+    Settlement = quick_value(_slotted(Settlement))  # type: ignore[misc]
 
 
 def split_field_names() -> tuple[str, ...]:

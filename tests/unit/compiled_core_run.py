@@ -54,7 +54,7 @@ def bills_and_reversals(rng: random.Random, reference, persons, batch: int, sett
         if roll < 0.18 and commands and isinstance(commands[-1], SettleCommand):
             earlier = commands[-1].bill  # a retry, or the same msgid with another payload
             if rng.random() < 0.5:
-                earlier = Bill(**{**{f: getattr(earlier, f) for f in earlier.__slots__}, "acct_used_flag": not earlier.acct_used_flag})
+                earlier = dataclasses.replace(earlier, acct_used_flag=not earlier.acct_used_flag)
             commands.append(SettleCommand(earlier, persist=True))
             continue
         person = rng.choice(persons)
