@@ -30,6 +30,8 @@ if cython.compiled:
     from cython.cimports.libc.stdlib import free, malloc
     from cython.cimports.libc.string import memcpy, memmove
 
+    from cython.cimports.medsettle.ledger.settlement.model import LineSplit, Settlement, Split
+
     import_datetime()
 
 _VARINT = cython.declare(cython.int, 0)  # wire types
@@ -45,10 +47,13 @@ _SECONDS_PER_DAY = cython.declare(cython.longlong, 86_400)
 _UTC = cython.declare(object, dt.timezone.utc)
 
 
-def settle_result(s: object) -> bytes:
+@cython.nonecheck(True)
+def settle_result(s: Settlement) -> bytes:
     """The SettleResult bytes of a Settlement (model.py)."""
     out: _Out = _Out()
     start: cython.Py_ssize_t
+    split: Split
+    line: LineSplit
     out.text(1, s.setl_id)  # type: ignore[attr-defined]
     out.text(2, s.msgid)  # type: ignore[attr-defined]
     out.text(3, s.fixmedins_code)  # type: ignore[attr-defined]

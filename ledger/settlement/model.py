@@ -72,9 +72,20 @@ def _slotted(cls: type[_Frozen]) -> type[_Frozen]:
     return type(cls)(cls.__name__, cls.__bases__, body)  # type: ignore[return-value]
 
 
-def _refuse_change(change: str, name: str) -> None:
-    """A compiled value's __setattr__ and __delattr__: what a frozen dataclass raises."""
-    raise FrozenInstanceError(f"cannot {change} field {name!r}")
+@cython.cclass
+class _FrozenValue:
+    """The base of the frozen values: compiled, refuses a change as a frozen
+    dataclass does (interpreted, dataclass(frozen=True) makes these methods
+    in each class, and their fields' slots)."""
+
+    if cython.compiled:
+        def __setattr__(self, name: str, value: Any) -> None:
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+        def __delattr__(self, name: str) -> None:
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+    else:
+        __slots__ = ()
 
 
 class VisitType(enum.IntEnum):
@@ -119,18 +130,11 @@ def pay_loc_of(insuplc_admdvs: str, mdtrtarea_admvs: str) -> PayLoc:
 
 @cython.dataclasses.dataclass(frozen=True)
 @cython.cclass
-class FeeLine:
+class FeeLine(_FrozenValue):
     feedetl_sn: str
     hilist_code: str
     cnt: int
     pric_fen: int
-
-    if cython.compiled:  # interpreted, dataclass(frozen=True) makes these
-        def __setattr__(self, name: str, value: Any) -> None:
-            _refuse_change("assign to", name)
-
-        def __delattr__(self, name: str) -> None:
-            _refuse_change("delete", name)
 
     def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return FeeLine, (self.feedetl_sn, self.hilist_code, self.cnt, self.pric_fen)
@@ -153,7 +157,7 @@ class Prescription:
 
 @cython.dataclasses.dataclass(frozen=True)
 @cython.cclass
-class Bill:
+class Bill(_FrozenValue):
     """A validated request to split (and maybe settle) one bill."""
 
     msgid: str
@@ -177,13 +181,6 @@ class Bill:
     prescription: Prescription | None = None  # issued at this visit
     pharmacist_id: str = ""  # a pharmacy sale: who checked the prescription
 
-    if cython.compiled:  # interpreted, dataclass(frozen=True) makes these
-        def __setattr__(self, name: str, value: Any) -> None:
-            _refuse_change("assign to", name)
-
-        def __delattr__(self, name: str) -> None:
-            _refuse_change("delete", name)
-
     def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return Bill, (
             self.msgid, self.fixmedins_code, self.psn_no, self.insutype, self.insuplc_admdvs, self.visit_type,
@@ -192,6 +189,7 @@ class Bill:
             self.ecert_expires_us, self.prescription, self.pharmacist_id,
         )
 
+    @cython.locals(line=FeeLine)
     def fingerprint(self) -> str:
         """A canonical text of the payload, compared on idempotent retries:
         the fields in a fixed order, separated by \\x1e, each fee line's
@@ -203,9 +201,9 @@ class Bill:
             f"{self.insuplc_admdvs}\x1e{int(self.visit_type)!s}\x1e{int(self.acct_used_flag)!s}\x1e"
             f"{self.diag_code}\x1e{self.prior_offline_diag_date}\x1e{self.rx_id}\x1e"
             f"{self.prescribing_fixmedins_code}\x1e{self.delivery_fee_fen!s}"
-        ) + "".join([
-            f"\x1e{line.feedetl_sn}\x1f{line.hilist_code}\x1f{line.cnt}\x1f{line.pric_fen}" for line in self.fee_lines
-        ])
+        )
+        for line in self.fee_lines:
+            text += f"\x1e{line.feedetl_sn}\x1f{line.hilist_code}\x1f{line.cnt}\x1f{line.pric_fen}"
         if self.ecert_nonce:  # a retry shows the same certificate
             text += f"\x1eecert\x1f{self.ecert_nonce}"
         if self.prescription is not None:
@@ -217,7 +215,7 @@ class Bill:
 
 @cython.dataclasses.dataclass(frozen=True)
 @cython.cclass
-class PersonState:
+class PersonState(_FrozenValue):
     """A person as the split needs them; replaced, never mutated (built once
     per settlement). The storage port's (ledger/storage/port.py)."""
 
@@ -226,13 +224,6 @@ class PersonState:
     insuplc_admdvs: str
     acct_balc_fen: int
     years: dict[int, tuple[int, int]]  # year -> (dedc_used, fund_paid)
-
-    if cython.compiled:  # interpreted, dataclass(frozen=True) makes these
-        def __setattr__(self, name: str, value: Any) -> None:
-            _refuse_change("assign to", name)
-
-        def __delattr__(self, name: str) -> None:
-            _refuse_change("delete", name)
 
     def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return PersonState, (self.psn_no, self.insutype, self.insuplc_admdvs, self.acct_balc_fen, self.years)
@@ -253,7 +244,7 @@ class Accumulators:
 
 @cython.dataclasses.dataclass(frozen=True)
 @cython.cclass
-class LineSplit:
+class LineSplit(_FrozenValue):
     feedetl_sn: str
     category: Category
     det_item_fee_sumamt_fen: int
@@ -261,13 +252,6 @@ class LineSplit:
     overlmt_selfpay_fen: int
     preselfpay_amt_fen: int
     inscp_scp_amt_fen: int
-
-    if cython.compiled:  # interpreted, dataclass(frozen=True) makes these
-        def __setattr__(self, name: str, value: Any) -> None:
-            _refuse_change("assign to", name)
-
-        def __delattr__(self, name: str) -> None:
-            _refuse_change("delete", name)
 
     def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return LineSplit, (
@@ -305,7 +289,7 @@ _amounts_of = operator.attrgetter(*AMOUNT_FIELDS)  # a tuple, in AMOUNT_FIELDS o
 
 @cython.dataclasses.dataclass(frozen=True)
 @cython.cclass
-class Split:
+class Split(_FrozenValue):
     """Every amount of a bill's split, in fen."""
 
     medfee_sumamt_fen: int
@@ -322,13 +306,6 @@ class Split:
     psn_cash_pay_fen: int
     balc_fen: int  # personal-account balance after
     line_splits: tuple[LineSplit, ...] = ()
-
-    if cython.compiled:  # interpreted, dataclass(frozen=True) makes these
-        def __setattr__(self, name: str, value: Any) -> None:
-            _refuse_change("assign to", name)
-
-        def __delattr__(self, name: str) -> None:
-            _refuse_change("delete", name)
 
     def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return Split, (
@@ -368,7 +345,7 @@ class Split:
 
 @cython.dataclasses.dataclass(frozen=True)
 @cython.cclass
-class Settlement:
+class Settlement(_FrozenValue):
     """A recorded settlement or reversal: what the ledger keeps and answers with."""
 
     setl_id: str
@@ -389,13 +366,6 @@ class Settlement:
     # the institution the fund part is payable to: fixmedins_code, or an
     # internet hospital's host when its agreement says so ("": not recorded)
     payee_code: str = ""
-
-    if cython.compiled:  # interpreted, dataclass(frozen=True) makes these
-        def __setattr__(self, name: str, value: Any) -> None:
-            _refuse_change("assign to", name)
-
-        def __delattr__(self, name: str) -> None:
-            _refuse_change("delete", name)
 
     def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return Settlement, (

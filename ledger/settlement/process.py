@@ -3,6 +3,7 @@ the split against the person's accumulators, the postings. Runs on the
 writer thread (or the writer process) only; one batch is one transaction on
 the storage port (ledger/storage/port.py), whichever backend implements it."""
 
+# cython: nonecheck=True
 from __future__ import annotations
 
 import datetime as dt
@@ -27,8 +28,10 @@ from medsettle.ledger.settlement.model import (
     Bill,
     FeeLine,
     PayLoc,
+    PersonState,
     Settlement,
     SettlementKind,
+    Split,
     VisitType,
     pay_loc_of,
     quick_value,
@@ -39,11 +42,20 @@ from medsettle.ledger.storage.port import (
     MAX_BATCH_ATTEMPTS,
     BatchWrite,
     LedgerStore,
-    PersonState,
     StorageError,
     WriteConflict,
 )
 from medsettle.ledger.storage.rows import settlement_row, to_us
+
+try:
+    import cython
+except ImportError:  # Cython only builds the compiled core: interpreted runs need none
+    from medsettle.server import cython_fallback as cython  # type: ignore[no-redef]
+
+if cython.compiled:  # the values' C struct members, read where a local is declared of their type (model.pxd)
+    from cython.cimports.medsettle.ledger.settlement.model import (
+        Accumulators, Bill, FeeLine, PersonState, Settlement, Split,
+    )
 
 VISITS_OF_KIND = {
     InstitutionKind.HOSPITAL: (VisitType.OUTPATIENT, VisitType.INPATIENT),
@@ -277,6 +289,8 @@ class SettlementProcessor:
         return earlier
 
     # ---- settle ------------------------------------------------------
+    @cython.locals(bill=Bill, person=PersonState, before=Accumulators, after=Accumulators, split=Split,
+                   settlement=Settlement)
     def _settle(self, command: SettleCommand, batch: _Batch) -> Settlement:
         bill = command.bill
         fingerprint = digest(bill.fingerprint())
@@ -377,6 +391,7 @@ class SettlementProcessor:
         return person
 
     @staticmethod
+    @cython.locals(bill=Bill, person=PersonState)
     def _check_person(bill: Bill, person: PersonState) -> None:
         violations = []
         if person.insutype != bill.insutype:
@@ -394,6 +409,7 @@ class SettlementProcessor:
         )
 
     @staticmethod
+    @cython.locals(bill=Bill, line=FeeLine)
     def _priced_lines(bill: Bill, site: _Site) -> list[tuple[FeeLine, CatalogueItem]]:
         """Each line with the treatment province's catalogue entry (ReferenceData.item)."""
         priced = []
@@ -411,6 +427,7 @@ class SettlementProcessor:
             raise Refused(Reason.UNKNOWN_ITEM, "item(s) not in the catalogue", violations)
         return priced
 
+    @cython.locals(bill=Bill)
     def _terms(self, bill: Bill, institution: Institution) -> SplitTerms:
         """The insurance place's policy for this visit (kept per policy and
         level: the reference data is fixed for the processor's life; a bill no
@@ -504,6 +521,7 @@ class SettlementProcessor:
 
     # ---- staging -----------------------------------------------------
     @staticmethod
+    @cython.locals(person=PersonState, after=Accumulators)
     def _stage_person(batch: _Batch, person: PersonState, year: int, after: Accumulators) -> None:
         years = dict(person.years)
         years[year] = (after.dedc_used_fen, after.fund_paid_fen)
@@ -517,11 +535,12 @@ class SettlementProcessor:
         batch.setl_no += 1
         return "S" + str(batch.setl_no).zfill(12)  # f"S{setl_no:012d}" (positive), without the format spec's parse
 
+    @cython.locals(settlement=Settlement, split=Split)
     def _post(self, batch: _Batch, settlement: Settlement, fingerprint: str, payee_code: str) -> tuple[Settlement, int]:
         """settlement: with the id _next_setl_id gave it. Returns it and its setl_time in epoch microseconds."""
+        split = settlement.split
         lines = posting_lines(
-            settlement.insuplc_admdvs, settlement.mdtrtarea_admvs, payee_code,
-            settlement.split.hifp_pay_fen, settlement.split.acct_pay_fen,
+            settlement.insuplc_admdvs, settlement.mdtrtarea_admvs, payee_code, split.hifp_pay_fen, split.acct_pay_fen,
         )
         entry_no = batch.entry_no = batch.entry_no + 1
         setlym = settlement.setlym

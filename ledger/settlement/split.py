@@ -3,6 +3,7 @@ personal account -> cash. Pure functions of (bill lines, policy terms,
 the person's year-to-date accumulators); no I/O, no clock.
 """
 
+# cython: nonecheck=True
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,6 +12,14 @@ from typing import Sequence
 from medsettle.ledger.money import share_bp
 from medsettle.ledger.reference.models import CatalogueItem, Category
 from medsettle.ledger.settlement.model import Accumulators, FeeLine, LineSplit, Split
+
+try:
+    import cython
+except ImportError:  # Cython only builds the compiled core: interpreted runs need none
+    from medsettle.server import cython_fallback as cython  # type: ignore[no-redef]
+
+if cython.compiled:  # the values' C struct members, read where a local is declared of their type (model.pxd)
+    from cython.cimports.medsettle.ledger.settlement.model import Accumulators, FeeLine, LineSplit, Split
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +41,7 @@ _CLASS_B = Category.B
 _CLASS_C = Category.C
 
 
+@cython.locals(line=FeeLine)
 def split_lines(
     priced_lines: Sequence[tuple[FeeLine, CatalogueItem]],
 ) -> tuple[tuple[LineSplit, ...], int, int, int, int]:
@@ -64,6 +74,7 @@ def split_lines(
     return tuple(line_splits), fulamt_fen, overlmt_fen, preselfpay_fen, inscp_fen
 
 
+@cython.locals(accumulators=Accumulators, split=Split)
 def split_bill(
     priced_lines: Sequence[tuple[FeeLine, CatalogueItem]],
     terms: SplitTerms,
@@ -109,6 +120,7 @@ def split_bill(
     return split
 
 
+@cython.locals(accumulators=Accumulators, split=Split, after=Accumulators)
 def accumulate(accumulators: Accumulators, split: Split) -> Accumulators:
     """The person's state after a split (a reversal's split is negative)."""
     after = Accumulators(

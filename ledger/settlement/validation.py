@@ -1,6 +1,7 @@
 """Shape checks of a bill and a reversal: every bound explicit, every
 violation names its field. Pure; the reference-data checks come later."""
 
+# cython: nonecheck=True
 from __future__ import annotations
 
 import datetime as dt
@@ -8,7 +9,15 @@ import re
 
 from medsettle.ledger.errors import FieldViolation
 from medsettle.ledger.settlement.internet import followup_field_violations, prescription_field_violations
-from medsettle.ledger.settlement.model import Bill, VisitType
+from medsettle.ledger.settlement.model import Bill, FeeLine, VisitType
+
+try:
+    import cython
+except ImportError:  # Cython only builds the compiled core: interpreted runs need none
+    from medsettle.server import cython_fallback as cython  # type: ignore[no-redef]
+
+if cython.compiled:  # the values' C struct members, read where a local is declared of their type (model.pxd)
+    from cython.cimports.medsettle.ledger.settlement.model import Bill, FeeLine
 
 MAX_FEE_LINES = 500
 MAX_CNT = 100_000
@@ -65,6 +74,7 @@ _diag_code_ok, _rx_id_ok, _staff_id_ok = DIAG_CODE.match, RX_ID.match, STAFF_ID.
 _QUICK_VISITS = (VisitType.OUTPATIENT, VisitType.INPATIENT, VisitType.PHARMACY)
 
 
+@cython.locals(bill=Bill, line=FeeLine)
 def _plainly_valid(bill: Bill, person_from_token: bool) -> bool:
     """True only for a bill _violations finds nothing wrong with, checked
     without building a field path or a message (once per request). It may

@@ -2,6 +2,7 @@
 stored in the settlements table and back, times as epoch microseconds, and
 a journal entry as the verify and clearing walks read it."""
 
+# cython: nonecheck=True
 from __future__ import annotations
 
 import datetime as dt
@@ -26,6 +27,14 @@ from medsettle.ledger.settlement.model import (
     SettlementKind,
     Split,
 )
+
+try:
+    import cython
+except ImportError:  # Cython only builds the compiled core: interpreted runs need none
+    from medsettle.server import cython_fallback as cython  # type: ignore[no-redef]
+
+if cython.compiled:  # the values' C struct members, read where a local is declared of their type (model.pxd)
+    from cython.cimports.medsettle.ledger.settlement.model import LineSplit, Settlement, Split
 
 SETTLEMENT_COLUMNS = (
     "setl_id", "fixmedins_code", "msgid", "fingerprint", "kind", "orig_setl_id",
@@ -85,6 +94,7 @@ def _line_splits_json_by_hand(line_splits: tuple[LineSplit, ...]) -> str:
     ]) + "]"
 
 
+@cython.locals(s=Settlement, split=Split)
 def settlement_row(s: Settlement, fingerprint: str, payee_code: str, setl_time_us: int | None = None) -> tuple[Any, ...]:
     """setl_time_us: to_us(s.setl_time) when the caller has it already."""
     split = s.split
