@@ -20,7 +20,7 @@ def _unchanged(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-cfunc = inline = final = cclass = _unchanged
+cfunc = ccall = inline = final = cclass = _unchanged
 
 
 def exceptval(*_args: Any, **_kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -284,9 +284,6 @@ AMOUNT_FIELDS = (
 )
 
 
-_amounts_of = operator.attrgetter(*AMOUNT_FIELDS)  # a tuple, in AMOUNT_FIELDS order
-
-
 @cython.dataclasses.dataclass(frozen=True)
 @cython.cclass
 class Split(_FrozenValue):
@@ -316,7 +313,12 @@ class Split(_FrozenValue):
         )
 
     def amounts(self) -> tuple[int, ...]:
-        return _amounts_of(self)
+        """The amounts in AMOUNT_FIELDS order (read from the struct: not an attrgetter by name)."""
+        return (
+            self.medfee_sumamt_fen, self.fulamt_ownpay_amt_fen, self.overlmt_selfpay_fen, self.preselfpay_amt_fen,
+            self.inscp_scp_amt_fen, self.act_pay_dedc_fen, self.hifp_pay_fen, self.fund_pay_sumamt_fen,
+            self.psn_part_amt_fen, self.hosp_part_amt_fen, self.acct_pay_fen, self.psn_cash_pay_fen,
+        )
 
     def negated(self, balc_fen: int) -> Split:
         values = {name: -getattr(self, name) for name in AMOUNT_FIELDS}

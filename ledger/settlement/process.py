@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from hashlib import sha256
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from medsettle.ledger.clock import Clock, period_bounds, period_of, year_of
@@ -94,11 +94,14 @@ class ReverseCommand:
         return f"REVERSE\x1e{self.msgid}\x1e{self.fixmedins_code}\x1e{self.setl_id}"
 
 
+@cython.cclass
 class _Site:
     """An institution as the processor settles its bills: the visits it may
-    settle and its treatment province's catalogue, looked up once."""
+    settle and its treatment province's catalogue, looked up once. Compiled,
+    its fields are struct members and its methods C calls (process.pxd)."""
 
-    __slots__ = ("institution", "visits", "_overrides", "_catalogue", "_pay_locs")
+    if not cython.compiled:
+        __slots__ = ("institution", "visits", "_overrides", "_catalogue", "_pay_locs")
 
     def __init__(self, institution: Institution, visits: tuple[VisitType, ...],
                  overrides: dict[str, CatalogueItem] | None, catalogue: dict[str, CatalogueItem]) -> None:
@@ -106,7 +109,7 @@ class _Site:
         self.visits = visits
         self._overrides = overrides  # None: the province has no entries of its own
         self._catalogue = catalogue
-        self._pay_locs: dict[str, PayLoc] = {}  # insurance place -> pay_loc_of it and the treatment place
+        self._pay_locs = {}  # insurance place -> pay_loc_of it and the treatment place
 
     def catalogues(self) -> tuple[dict[str, CatalogueItem] | None, dict[str, CatalogueItem]]:
         """Where ReferenceData.item looks for the institution's province, in
@@ -120,20 +123,29 @@ class _Site:
         return pay_loc
 
 
-@dataclass(slots=True)
+@cython.cclass
 class _Batch:
-    write: BatchWrite
-    setl_no: int
-    entry_no: int
-    last_hash: str
-    by_key: dict[tuple[str, str], tuple[Settlement, str]] = field(default_factory=dict)
-    by_setl_id: dict[str, tuple[Settlement, str]] = field(default_factory=dict)
-    reversed: dict[str, str] = field(default_factory=dict)
-    # The batch's idempotency keys, looked up in one query when the batch
-    # starts (or, keys_assumed_new, taken for new); found: those already stored.
-    looked_up: set[tuple[str, str]] = field(default_factory=set)
-    found: dict[tuple[str, str], tuple[Settlement, str]] = field(default_factory=dict)
-    keys_assumed_new: bool = False
+    """One batch while it runs: what it writes, the chain it continues, what
+    it settled and looked up. Compiled, its fields are struct members (process.pxd)."""
+
+    if not cython.compiled:
+        __slots__ = ("write", "setl_no", "entry_no", "last_hash", "by_key", "by_setl_id", "reversed", "looked_up",
+                     "found", "keys_assumed_new")
+
+    def __init__(self, write: BatchWrite, setl_no: int, entry_no: int, last_hash: str,
+                 keys_assumed_new: bool = False) -> None:
+        self.write = write
+        self.setl_no = setl_no
+        self.entry_no = entry_no
+        self.last_hash = last_hash
+        self.by_key = {}  # (fixmedins_code, msgid) -> (settlement, fingerprint)
+        self.by_setl_id = {}  # setl_id -> (settlement, payee_code)
+        self.reversed = {}  # setl_id -> the setl_id of its reversal
+        # The batch's idempotency keys, looked up in one query when the batch
+        # starts (or, keys_assumed_new, taken for new); found: those already stored.
+        self.looked_up = set()
+        self.found = {}  # key -> (settlement, fingerprint)
+        self.keys_assumed_new = keys_assumed_new
 
 
 def _storage_failure(error: Exception) -> Refused:
@@ -205,8 +217,8 @@ class SettlementProcessor:
             self._persons.clear()
         try:
             self._store.begin()
-            batch = _Batch(BatchWrite(), *self._store.chain_head())
-            batch.keys_assumed_new = keys_assumed_new
+            setl_no, entry_no, last_hash = self._store.chain_head()
+            batch = _Batch(BatchWrite(), setl_no, entry_no, last_hash, keys_assumed_new)
             self._look_up(commands, batch)
             self._internet.begin(commands, self._clock.now())
         except StorageError as error:
@@ -245,6 +257,7 @@ class SettlementProcessor:
         self._internet.committed()
         return outcomes
 
+    @cython.locals(batch=_Batch)
     def _look_up(self, commands: Sequence[Any], batch: _Batch) -> None:
         """Reads what the batch needs from the database in two queries (its
         stored idempotency keys, its uncached persons) instead of two per
@@ -289,8 +302,8 @@ class SettlementProcessor:
         return earlier
 
     # ---- settle ------------------------------------------------------
-    @cython.locals(bill=Bill, person=PersonState, before=Accumulators, after=Accumulators, split=Split,
-                   settlement=Settlement)
+    @cython.locals(batch=_Batch, site=_Site, bill=Bill, person=PersonState, before=Accumulators, after=Accumulators,
+                   split=Split, settlement=Settlement)
     def _settle(self, command: SettleCommand, batch: _Batch) -> Settlement:
         bill = command.bill
         fingerprint = digest(bill.fingerprint())
@@ -332,6 +345,7 @@ class SettlementProcessor:
         self._internet.stage(plan, posted, setl_time_us)
         return posted
 
+    @cython.locals(batch=_Batch)
     def _earlier(self, code: str, msgid: str, fingerprint: str, batch: _Batch) -> Settlement | None:
         """The earlier answer to the same (institution, msgid), or a conflict."""
         found = batch.by_key.get((code, msgid)) or batch.found.get((code, msgid))
@@ -382,6 +396,7 @@ class SettlementProcessor:
             month = self._month = (start.astimezone(tz), end.astimezone(tz), setlym, year_of(now), tz)
         return month[2], month[3]
 
+    @cython.locals(batch=_Batch)
     def _person(self, psn_no: str, batch: _Batch) -> PersonState:
         person = batch.write.persons.get(psn_no) or self._persons.get(psn_no)
         if person is None:
@@ -409,7 +424,7 @@ class SettlementProcessor:
         )
 
     @staticmethod
-    @cython.locals(bill=Bill, line=FeeLine)
+    @cython.locals(bill=Bill, site=_Site, line=FeeLine)
     def _priced_lines(bill: Bill, site: _Site) -> list[tuple[FeeLine, CatalogueItem]]:
         """Each line with the treatment province's catalogue entry (ReferenceData.item)."""
         priced = []
@@ -521,7 +536,7 @@ class SettlementProcessor:
 
     # ---- staging -----------------------------------------------------
     @staticmethod
-    @cython.locals(person=PersonState, after=Accumulators)
+    @cython.locals(batch=_Batch, person=PersonState, after=Accumulators)
     def _stage_person(batch: _Batch, person: PersonState, year: int, after: Accumulators) -> None:
         years = dict(person.years)
         years[year] = (after.dedc_used_fen, after.fund_paid_fen)
@@ -531,11 +546,12 @@ class SettlementProcessor:
         batch.write.touched_years.add((person.psn_no, year))
 
     @staticmethod
+    @cython.locals(batch=_Batch)
     def _next_setl_id(batch: _Batch) -> str:
         batch.setl_no += 1
         return "S" + str(batch.setl_no).zfill(12)  # f"S{setl_no:012d}" (positive), without the format spec's parse
 
-    @cython.locals(settlement=Settlement, split=Split)
+    @cython.locals(batch=_Batch, settlement=Settlement, split=Split)
     def _post(self, batch: _Batch, settlement: Settlement, fingerprint: str, payee_code: str) -> tuple[Settlement, int]:
         """settlement: with the id _next_setl_id gave it. Returns it and its setl_time in epoch microseconds."""
         split = settlement.split

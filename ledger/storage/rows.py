@@ -56,6 +56,7 @@ def from_us(us: int) -> dt.datetime:
     return _UNIX_EPOCH + dt.timedelta(microseconds=us)
 
 
+@cython.locals(ls=LineSplit)
 def line_splits_json(line_splits: tuple[LineSplit, ...]) -> str:
     """The stored line_splits column: the bytes of json.dumps(
     [[feedetl_sn, category, det_item_fee_sumamt, fulamt_ownpay, overlmt_selfpay,
@@ -66,12 +67,12 @@ def line_splits_json(line_splits: tuple[LineSplit, ...]) -> str:
     amount is beyond 64 bits: then _line_splits_json_by_hand."""
     if orjson is None:
         return _line_splits_json_by_hand(line_splits)
+    rows = []
+    for ls in line_splits:  # a loop, not a comprehension: ls is a declared local
+        rows.append((ls.feedetl_sn, ls.category, ls.det_item_fee_sumamt_fen, ls.fulamt_ownpay_amt_fen,
+                     ls.overlmt_selfpay_fen, ls.preselfpay_amt_fen, ls.inscp_scp_amt_fen))
     try:
-        encoded = orjson.dumps([
-            (ls.feedetl_sn, ls.category, ls.det_item_fee_sumamt_fen, ls.fulamt_ownpay_amt_fen,
-             ls.overlmt_selfpay_fen, ls.preselfpay_amt_fen, ls.inscp_scp_amt_fen)
-            for ls in line_splits
-        ])
+        encoded = orjson.dumps(rows)
         # one call that both checks for ASCII and decodes (not the bytes'
         # isascii() and decode() methods, each looked up by name)
         text = _ascii_decode(encoded)[0]
