@@ -385,15 +385,21 @@ class Settlement(_FrozenValue):
         )
 
 
+def interpreted_value(cls: type[_Frozen]) -> type[_Frozen]:
+    """Interpreted, a frozen value class made by cython.dataclasses.dataclass
+    as dataclass(frozen=True, slots=True) and quick_value make it; compiled,
+    it is an extension type with a C struct member per field (its .pxd)."""
+    return quick_value(_slotted(cls))
+
+
 if not cython.compiled:
-    # Compiled, these are extension types: a C struct member per field (model.pxd).
-    FeeLine = quick_value(_slotted(FeeLine))  # type: ignore[misc]
-    Bill = quick_value(_slotted(Bill))  # type: ignore[misc]
-    PersonState = quick_value(_slotted(PersonState))  # type: ignore[misc]
+    FeeLine = interpreted_value(FeeLine)  # type: ignore[misc]
+    Bill = interpreted_value(Bill)  # type: ignore[misc]
+    PersonState = interpreted_value(PersonState)  # type: ignore[misc]
     Accumulators = _slotted(Accumulators)  # type: ignore[misc]
-    LineSplit = quick_value(_slotted(LineSplit))  # type: ignore[misc]
-    Split = quick_value(_slotted(Split))  # type: ignore[misc]
-    Settlement = quick_value(_slotted(Settlement))  # type: ignore[misc]
+    LineSplit = interpreted_value(LineSplit)  # type: ignore[misc]
+    Split = interpreted_value(Split)  # type: ignore[misc]
+    Settlement = interpreted_value(Settlement)  # type: ignore[misc]
 
 
 def split_field_names() -> tuple[str, ...]:

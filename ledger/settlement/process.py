@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from hashlib import sha256
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 from medsettle.ledger.clock import Clock, period_bounds, period_of, year_of
@@ -33,8 +32,9 @@ from medsettle.ledger.settlement.model import (
     SettlementKind,
     Split,
     VisitType,
+    _FrozenValue,
+    interpreted_value,
     pay_loc_of,
-    quick_value,
 )
 from medsettle.ledger.settlement.internet_stage import InternetStage
 from medsettle.ledger.settlement.split import SplitTerms, accumulate, split_bill
@@ -54,7 +54,7 @@ except ImportError:  # Cython only builds the compiled core: interpreted runs ne
 
 if cython.compiled:  # the values' C struct members, read where a local is declared of their type (model.pxd)
     from cython.cimports.medsettle.ledger.settlement.model import (
-        Accumulators, Bill, FeeLine, PersonState, Settlement, Split,
+        Accumulators, Bill, FeeLine, PersonState, Settlement, Split, _FrozenValue,
     )
 
 VISITS_OF_KIND = {
@@ -76,22 +76,33 @@ _REVERSAL = SettlementKind.REVERSAL
 _FIXED_OFFSET = dt.timezone  # the type of UTC and of every fixed offset
 
 
-@quick_value
-@dataclass(frozen=True, slots=True)
-class SettleCommand:
+@cython.dataclasses.dataclass(frozen=True)
+@cython.cclass
+class SettleCommand(_FrozenValue):
     bill: Bill
     persist: bool  # False: pre-settle, nothing stored
 
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return SettleCommand, (self.bill, self.persist)
 
-@quick_value
-@dataclass(frozen=True, slots=True)
-class ReverseCommand:
+
+@cython.dataclasses.dataclass(frozen=True)
+@cython.cclass
+class ReverseCommand(_FrozenValue):
     msgid: str
     fixmedins_code: str
     setl_id: str
 
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return ReverseCommand, (self.msgid, self.fixmedins_code, self.setl_id)
+
     def fingerprint(self) -> str:
         return f"REVERSE\x1e{self.msgid}\x1e{self.fixmedins_code}\x1e{self.setl_id}"
+
+
+if not cython.compiled:
+    SettleCommand = interpreted_value(SettleCommand)  # type: ignore[misc]
+    ReverseCommand = interpreted_value(ReverseCommand)  # type: ignore[misc]
 
 
 @cython.cclass
@@ -257,7 +268,7 @@ class SettlementProcessor:
         self._internet.committed()
         return outcomes
 
-    @cython.locals(batch=_Batch)
+    @cython.locals(batch=_Batch, settle=SettleCommand, bill=Bill)
     def _look_up(self, commands: Sequence[Any], batch: _Batch) -> None:
         """Reads what the batch needs from the database in two queries (its
         stored idempotency keys, its uncached persons) instead of two per
@@ -268,10 +279,12 @@ class SettlementProcessor:
         reversal_keys: set[tuple[str, str]] = set()
         for command in commands:
             if isinstance(command, SettleCommand):
-                if command.persist:
-                    batch.looked_up.add((command.bill.fixmedins_code, command.bill.msgid))
-                if command.bill.psn_no not in self._persons:
-                    psn_nos.add(command.bill.psn_no)
+                settle = command
+                bill = settle.bill
+                if settle.persist:
+                    batch.looked_up.add((bill.fixmedins_code, bill.msgid))
+                if bill.psn_no not in self._persons:
+                    psn_nos.add(bill.psn_no)
             else:
                 reversal_keys.add((command.fixmedins_code, command.msgid))
         batch.looked_up |= reversal_keys
@@ -302,7 +315,7 @@ class SettlementProcessor:
         return earlier
 
     # ---- settle ------------------------------------------------------
-    @cython.locals(batch=_Batch, site=_Site, bill=Bill, person=PersonState, before=Accumulators, after=Accumulators,
+    @cython.locals(command=SettleCommand, batch=_Batch, site=_Site, bill=Bill, person=PersonState, before=Accumulators, after=Accumulators,
                    split=Split, settlement=Settlement)
     def _settle(self, command: SettleCommand, batch: _Batch) -> Settlement:
         bill = command.bill
