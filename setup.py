@@ -49,10 +49,13 @@ def _cimport_root() -> str:
     root = HERE / "build" / "cimports"
     package = root / "medsettle"
     package.mkdir(parents=True, exist_ok=True)
-    (package / "__init__.pxd").touch()
+    if not (package / "__init__.pxd").exists():  # created once: a newer one would rebuild its cimporters
+        (package / "__init__.pxd").touch()
     for name, folder in PACKAGE_DIRS.items():
         if name.startswith("medsettle."):
             link = package / name.rpartition(".")[2]
+            if link.is_symlink() and link.resolve() != (HERE / folder).resolve():
+                link.unlink()  # a checkout moved since the last build
             if not link.is_symlink():
                 link.symlink_to(HERE / folder, target_is_directory=True)
     return str(root)
