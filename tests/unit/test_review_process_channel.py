@@ -10,7 +10,7 @@ import asyncio
 import os
 
 from medsettle.ledger.errors import Reason, Refused
-from medsettle.ledger.storage.writer import GroupCommitWriter, WriterLimits
+from medsettle.ledger.storage.writer import SYNCING_MIN, GroupCommitWriter, WriterLimits
 from medsettle.ledger.storage.writer_process import ProcessChannel
 from medsettle.server import wire
 
@@ -103,19 +103,20 @@ def test_a_settled_batch_lets_the_next_go_before_its_answers_and_a_stray_settled
     child.kill = lambda: killed.append(True)  # type: ignore[method-assign]
     settled = wire.frame(b"")
 
-    async def scenario() -> tuple[list[list[bytes]], list[list[bytes]], list[bytes], bytes]:
+    async def scenario() -> tuple[list[list[bytes]], list[list[bytes]], list[bytes], bytes, list[bytes]]:
         writer = GroupCommitWriter(ProcessChannel(child))  # type: ignore[arg-type]
         writer.start()
         first = [writer.submit((wire.SETTLE, b"a"))]
         await asyncio.sleep(0.05)
-        more = [writer.submit((wire.SETTLE, name)) for name in (b"b", b"c", b"d", b"e")]
+        names = [b"w%d" % i for i in range(SYNCING_MIN)]  # enough to go while a's fsync runs
+        more = [writer.submit((wire.SETTLE, name)) for name in names]
         await asyncio.sleep(0.05)
         before = _read_batches(child.commands_in)  # a alone: the rest wait while a is being settled
-        os.write(child.answers_out, settled)  # a committed, its fsync to come: four waiting go now
+        os.write(child.answers_out, settled)  # a committed, its fsync to come: the ones waiting go now
         await asyncio.sleep(0.05)
         after = _read_batches(child.commands_in)
         os.write(child.answers_out, wire.frame(wire.answers_body([wire.settled(b"A")])) + settled
-                 + wire.frame(wire.answers_body([wire.settled(n.upper()) for n in (b"b", b"c", b"d", b"e")])))
+                 + wire.frame(wire.answers_body([wire.settled(n.upper()) for n in names])))
         answers = list(await asyncio.wait_for(asyncio.gather(*first, *more), 5.0))
         stray = writer.submit((wire.SETTLE, b"f"))
         await asyncio.sleep(0.05)
@@ -123,15 +124,15 @@ def test_a_settled_batch_lets_the_next_go_before_its_answers_and_a_stray_settled
         lost = await asyncio.wait_for(stray, 5.0)
         await writer.drain()
         writer.close()
-        return before, after, answers, lost
+        return before, after, answers, lost, names
 
     try:
-        before, after, answers, lost = asyncio.run(scenario())
+        before, after, answers, lost, names = asyncio.run(scenario())
     finally:
         child.close()
         os.close(child.commands_in)
-    assert before == [[b"a"]] and after == [[b"b", b"c", b"d", b"e"]]
-    assert answers == [wire.settled(n) for n in (b"A", b"B", b"C", b"D", b"E")]
+    assert before == [[b"a"]] and after == [names]
+    assert answers == [wire.settled(n.upper()) for n in [b"a", *names]]
     with pytest.raises(Refused) as refused:
         wire.result_of(lost)
     assert refused.value.reason == Reason.STORAGE_UNAVAILABLE and killed == [True]
