@@ -1,4 +1,5 @@
-"""The ledger on one SQLite file: WAL, synchronous=FULL, one writer.
+"""The ledger on one SQLite file: WAL, synchronous=FULL (the writer process:
+NORMAL, with its own fsync before it answers), one writer.
 
 The writer connection belongs to the group-commit writer thread; reads use
 their own connections (WAL lets them run beside the writer). This process is
@@ -638,7 +639,10 @@ class SqliteLedgerStore:
         return self._checkpointer
 
     def commit(self) -> None:
-        """On return the transaction is durable (WAL, synchronous=FULL)."""
+        """On return the transaction is durable (WAL, synchronous=FULL), except
+        in the writer process, which sets its connection to synchronous=NORMAL
+        and answers a batch only after its own fsync of the WAL
+        (ledger/storage/wal_sync.py)."""
         try:
             self._writes.execute("COMMIT")
         except sqlite3.Error as error:
