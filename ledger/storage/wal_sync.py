@@ -84,7 +84,12 @@ def pipelined_wal(store: Any) -> WalFile | None:
     # exactly SQLite's store: PostgreSQL's subclasses it, and a subclass may commit otherwise
     if type(store) is not SqliteLedgerStore or store.read_only:
         return None
-    store.writer_connection().execute("PRAGMA synchronous = NORMAL")
+    connection = store.writer_connection()
+    # Only a WAL's commits can be made durable by syncing the -wal file: a
+    # ledger SQLite kept in another journal mode keeps synchronous=FULL.
+    if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        return None
+    connection.execute("PRAGMA synchronous = NORMAL")
     return WalFile(store.path)
 
 

@@ -104,3 +104,14 @@ def test_a_failed_sync_writes_no_answer_and_says_so():
     answers._thread.join(WAIT_S)  # the thread ends at the failure
     assert not answers._thread.is_alive()
     assert writes == [] and [f.errno for f in failures] == [5]
+
+
+def test_a_ledger_not_in_wal_mode_keeps_its_commits_synced_by_sqlite(tmp_path):
+    """Syncing a -wal file that does not exist would make no commit durable:
+    a ledger in another journal mode is left at synchronous=FULL."""
+    store = SqliteLedgerStore(tmp_path / "ledger.db")
+    conn = store.writer_connection()
+    assert conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+    assert pipelined_wal(store) is None
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.close()
