@@ -312,8 +312,8 @@ class WalCheckpointer:
         # one stopped short (or failed) is tried again without new commits, so the
         # WAL is copied once its reader is gone, not at the next commit
         if not self.restart_wanted:
-            self._seen, self._short = commits, True
-            self._short = not self.checkpoint(self._conn)
+            self._seen = commits
+            self._short = not self.checkpoint(self._conn)  # if it raises, _failed marks the round short
 
     def _failed(self, error: Exception) -> None:
         self.failures += 1
