@@ -6,7 +6,9 @@ reach this process through ledger/storage/wal_figures.py).
   a reminder at most every STILL_FAILING_LOG_S while they go on, and
   `WAL checkpoint recovered` (info) once one succeeds: never one line per
   failed round. A failure and its recovery between two looks is one
-  warning.
+  warning; a recovery and a new failure between two looks (the failing's
+  start moved, or checkpoints were counted) is the recovery, then the new
+  failing.
 - Degraded: a WAL that a reader has held far beyond its bound (the
   checkpointer's HELD_BACK_FACTOR) for HELD_BACK_DEGRADED_S. Settlements
   still commit (the WAL only grows, on disk), so health stays SERVING:
@@ -46,8 +48,11 @@ class WalWatch:
     def __init__(self, figures: WalFigures, logger: Any = None) -> None:
         self._figures = figures
         self._log = logger if logger is not None else log
-        self._failures_seen = figures.read().failures
+        first = figures.read()
+        self._failures_seen = first.failures
+        self._checkpoints_seen = first.checkpoints
         self._failing_from: int | None = None  # failures counted when the logged failing began; None: not failing
+        self._failing_since_s = 0.0  # the logged failing's first failed round (its failing_since_s)
         self._reminded_s = 0.0
         self._held_back = False
 
@@ -61,25 +66,38 @@ class WalWatch:
             self._log.error("WAL watch failed", detail=f"{type(error).__name__}: {error}")
 
     def _failures(self, state: WalState, now_s: float) -> None:
-        new_failures = state.failures - self._failures_seen
-        self._failures_seen = state.failures
-        if state.failing_since_s:
-            if self._failing_from is None:
-                self._failing_from = state.failures - max(new_failures, 1)
-                self._reminded_s = now_s
-                self._log.error("WAL checkpoint failing", detail=state.last_failure, failed_rounds=new_failures,
-                                failing_s=round(now_s - state.failing_since_s, 1))
-            elif now_s - self._reminded_s >= STILL_FAILING_LOG_S:
-                self._reminded_s = now_s
-                self._log.error("WAL checkpoint still failing", detail=state.last_failure,
-                                failed_rounds=state.failures - self._failing_from,
-                                failing_s=round(now_s - state.failing_since_s, 1))
-        elif self._failing_from is not None:
-            self._log.info("WAL checkpoint recovered", failed_rounds=state.failures - self._failing_from)
+        failures_before = self._failures_seen
+        new_failures = state.failures - failures_before
+        checkpointed = state.checkpoints > self._checkpoints_seen  # a round succeeded since the last look
+        self._failures_seen, self._checkpoints_seen = state.failures, state.checkpoints
+        if self._failing_from is not None:
+            if state.failing_since_s == self._failing_since_s and not checkpointed:  # the same failing goes on
+                self._remind(state, now_s)
+                return
+            # The logged failing ended (a round succeeded), even if another began since the last look:
+            # that one's rounds since the last look are counted with it (the figures do not split them).
+            ended_at = failures_before if state.failing_since_s else state.failures
+            self._log.info("WAL checkpoint recovered", failed_rounds=ended_at - self._failing_from)
             self._failing_from = None
-        elif new_failures > 0:
-            self._log.warning("WAL checkpoint failed and recovered", detail=state.last_failure,
-                              failed_rounds=new_failures)
+        elif not state.failing_since_s:
+            if new_failures > 0:
+                self._log.warning("WAL checkpoint failed and recovered", detail=state.last_failure,
+                                  failed_rounds=new_failures)
+            return
+        if state.failing_since_s:  # a failing begins
+            self._failing_from = state.failures - max(new_failures, 1)
+            self._failing_since_s = state.failing_since_s
+            self._reminded_s = now_s
+            self._log.error("WAL checkpoint failing", detail=state.last_failure, failed_rounds=new_failures,
+                            failing_s=round(now_s - state.failing_since_s, 1))
+
+    def _remind(self, state: WalState, now_s: float) -> None:
+        if now_s - self._reminded_s >= STILL_FAILING_LOG_S:
+            self._reminded_s = now_s
+            assert self._failing_from is not None
+            self._log.error("WAL checkpoint still failing", detail=state.last_failure,
+                            failed_rounds=state.failures - self._failing_from,
+                            failing_s=round(now_s - state.failing_since_s, 1))
 
     def _degraded(self, state: WalState, now_s: float) -> None:
         reason = wal_held_back(state, now_s)

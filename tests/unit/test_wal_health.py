@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from medsettle.ledger.storage.wal_figures import WalState
 from medsettle.server import health
 from medsettle.server.health import WalWatch, wal_held_back
@@ -73,6 +75,42 @@ def test_a_failure_recovered_between_two_looks_is_one_warning() -> None:
     watch.look(T0 + 2)
     assert lines.lines == [("warning", "WAL checkpoint failed and recovered",
                             {"detail": "RESTART checkpoint: database is locked", "failed_rounds": 1})]
+
+
+def test_a_recovery_and_a_new_failure_between_two_looks_are_both_logged() -> None:
+    """The rounds recovered (a checkpoint counted, the failing's start moved)
+    and failed again within one second: the recovery is logged, then the new
+    failing, as two episodes, not one failing that went on."""
+    figures, lines = Figures(HEALTHY), Lines()
+    watch = WalWatch(figures, lines)  # type: ignore[arg-type]
+    figures.state = failing(HEALTHY, 3, T0 + 0.5)
+    watch.look(T0 + 1)
+    again = failing(replace(HEALTHY, checkpoints=HEALTHY.checkpoints + 1), 5, T0 + 1.7)  # one success, then 2 failures
+    figures.state = replace(again, last_failure="unable to open database file")
+    watch.look(T0 + 2)
+    assert lines.events() == [("error", "WAL checkpoint failing"), ("info", "WAL checkpoint recovered"),
+                              ("error", "WAL checkpoint failing")]
+    assert lines.lines[1][2] == {"failed_rounds": 3}
+    assert lines.lines[2][2] == {"detail": "unable to open database file", "failed_rounds": 2, "failing_s": 0.3}
+    figures.state = replace(figures.state, failures=6)
+    watch.look(T0 + 3)  # the new failing goes on: no line
+    figures.state = replace(figures.state, failing_since_s=0.0)
+    watch.look(T0 + 4)
+    assert lines.events()[3:] == [("info", "WAL checkpoint recovered")]
+    assert lines.lines[3][2] == {"failed_rounds": 3}
+
+
+@pytest.mark.parametrize("moved", ["failing start", "checkpoints"])
+def test_either_figure_alone_tells_a_recovery_between_two_looks(moved: str) -> None:
+    figures, lines = Figures(HEALTHY), Lines()
+    watch = WalWatch(figures, lines)  # type: ignore[arg-type]
+    figures.state = failing(HEALTHY, 3, T0 + 0.5)
+    watch.look(T0 + 1)
+    figures.state = (failing(HEALTHY, 4, T0 + 1.5) if moved == "failing start"
+                     else failing(replace(HEALTHY, checkpoints=HEALTHY.checkpoints + 1), 4, T0 + 0.5))
+    watch.look(T0 + 2)
+    assert lines.events() == [("error", "WAL checkpoint failing"), ("info", "WAL checkpoint recovered"),
+                              ("error", "WAL checkpoint failing")]
 
 
 def test_degraded_only_once_the_wal_is_held_back_long_and_back_when_copied() -> None:
