@@ -26,6 +26,7 @@ from medsettle.ledger.settlement.model import Settlement
 from medsettle.ledger.settlement.process import SettlementProcessor
 from medsettle.ledger.settlement.validation import CODE
 from medsettle.ledger.storage.backends import open_ledger
+from medsettle.ledger.storage.fence import refuse_if_fenced
 from medsettle.ledger.storage.port import LedgerStore
 from medsettle.ledger.storage.writer import GroupCommitWriter, ThreadChannel, WriterLimits
 from medsettle.ledger.storage.rerun_counts import RerunCounts, counted
@@ -88,6 +89,7 @@ class SettlementService:
         # them, in this process with the writer thread (named before the
         # ledger opens), else in the writer process (below).
         self.wal_figures: WalFigures
+        refuse_if_fenced(self.db)  # after a failed WAL fsync: not before the operator's runbook (fence.py)
         if not writer_process:
             self.wal_figures = WalFigures()
             publish_checkpoints(self.db, self.wal_figures)

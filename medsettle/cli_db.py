@@ -1,5 +1,7 @@
 """`medsettle db upgrade|version --db DB`: the ledger's schema version, and
-creating or migrating it (SQLite file or PostgreSQL URL)."""
+creating or migrating it (SQLite file or PostgreSQL URL); `medsettle db
+unfence`: a SQLite ledger fenced after a failed fsync, taken back into
+service once the runbook was followed (ledger/storage/fence.py)."""
 
 from __future__ import annotations
 
@@ -39,6 +41,33 @@ def version(db: str) -> None:
     found, _, backend = _with_connection(db, _found)
     needed = current_version(backend)
     click.echo(f"schema version {found} ({backend}); this release needs {needed}")
+
+
+@db.command()
+@db_option
+@click.option("--after-remount", is_flag=True,
+              help="The file system was unmounted and mounted again since the fence (the page cache dropped "
+                   "without a reboot); without it, unfence refuses within the boot that fenced.")
+def unfence(db: str, after_remount: bool) -> None:
+    """Take a SQLite ledger fenced after a failed fsync of its WAL back into
+    service: removes the marker beside it. Only after the runbook
+    (docs/operations.md): the disk and kernel log checked, the page cache
+    dropped (reboot, or unmount and mount), `medsettle verify` clean."""
+    from medsettle.ledger.storage.fence import RUNBOOK, boot_id, fenced, marker_path, unfence as remove_marker
+
+    record = fenced(db)
+    if record is None:
+        click.echo(f"{db} is not fenced (no {marker_path(db)}); nothing to do")
+        return
+    fenced_boot = str(record.get("boot_id", ""))
+    if fenced_boot and fenced_boot == boot_id() and not after_remount:
+        raise click.ClickException(
+            f"{db} was fenced in this boot ({record.get('why', 'a failed fsync')}, at {record.get('at', '?')}): "
+            f"the page cache may still hold what the failed fsync lost. Reboot, or unmount and mount its file "
+            f"system and give --after-remount; run `medsettle verify --db {db}` first ({RUNBOOK})")
+    remove_marker(db)
+    click.echo(f"unfenced {db}: removed {marker_path(db)} (fenced at {record.get('at', '?')}: "
+               f"{record.get('why', '')}); `medsettle serve` may open it again")
 
 
 def _runner(backend: str):  # type: ignore[no-untyped-def]

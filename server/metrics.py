@@ -232,6 +232,10 @@ class ServerCollector(Collector):
                                 "being restarted or cannot be (health says NOT_SERVING then).",
                                 value=int(self.service.writer_unavailable() is None))
         process = self.service.writer_process
+        yield GaugeMetricFamily("medsettle_ledger_fenced", "1 once a failed fsync of the SQLite WAL fenced the "
+                                "ledger: writes are refused and no writer is restarted until the operator's runbook "
+                                "(docs/operations.md); health says NOT_SERVING.",
+                                value=int(process is not None and process.fenced is not None))
         if process is not None:
             yield CounterMetricFamily("medsettle_writer_restarts", "Writer processes started to replace one that died.",
                                       value=process.restarts)

@@ -20,7 +20,11 @@ what it left in the page cache.
 The file is checked at each sync: SQLite deletes the WAL when its last
 connection closes and creates a new one at the next write, so a sync that
 finds another file at the path opens that one (and syncs its directory,
-where a new file's name must be durable too)."""
+where a new file's name must be durable too).
+
+A sync that fails fences the ledger (ledger/storage/fence.py): the writer
+process writes the marker and exits with SYNC_FAILED_EXIT, and the gRPC
+process starts no replacement on the file."""
 
 from __future__ import annotations
 
@@ -29,15 +33,17 @@ import sys
 import threading
 from typing import Any, Callable
 
+from medsettle.ledger.storage.fence import fence
 from medsettle.ledger.storage.phase_trace import tracer
 
-SYNC_FAILED_EXIT = 75  # the writer process's exit status after a failed fsync
+SYNC_FAILED_EXIT = 75  # the writer process's exit status after a failed fsync: the ledger is fenced
 
 
 class WalFile:
     """The `-wal` file of a SQLite database, for fsyncs of its own."""
 
     def __init__(self, db_path: str) -> None:
+        self.db_path = db_path
         self.path = db_path + "-wal"
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None
@@ -97,16 +103,16 @@ class AnswersAfterSync:
     """Writes each batch's answers, in the order given, with `write` once a
     `sync` begun after the batch was handed over has returned. One thread;
     one sync for every batch handed over while the last one ran. A sync
-    that fails ends the process: what it covered may be lost, and dying
-    makes the gRPC process tell those callers to retry with the same msgid
-    (idempotency makes that safe) and start a writer that reopens the
-    ledger from what is on disk."""
+    that fails (whatever it raises) calls `failed`, which must end the
+    process: what the sync covered may be lost (stop_fenced: the gRPC
+    process then tells those callers to retry with the same msgid, and
+    starts no other writer on the fenced ledger)."""
 
     def __init__(self, sync: Callable[[], None], write: Callable[[bytes], None],
-                 failed: Callable[[Exception], None] | None = None) -> None:
+                 failed: Callable[[Exception], None]) -> None:
         self._sync = sync
         self._write = write
-        self._failed = failed or _stop_process
+        self._failed = failed
         self._pending: list[bytes] = []
         self._wake = threading.Condition()
         self._closing = False
@@ -141,7 +147,7 @@ class AnswersAfterSync:
             try:
                 self._sync()
             except Exception as error:  # any kind: a syncer that ended would leave every later answer unwritten
-                self._failed(error)  # ends the process; the answers are never written
+                self._failed(error)  # ends the process (stop_fenced); the answers are never written
                 return
             if trace is not None:
                 trace.add(began, trace.clock(), len(answers))
@@ -152,8 +158,18 @@ class AnswersAfterSync:
                 return
 
 
-def _stop_process(error: Exception) -> None:
-    """After a failed fsync the kernel may have dropped the pages it could not
-    write: nothing it covered can be told durable, and no later sync would say."""
-    print(f"medsettle writer: fsync of the WAL failed ({error}); stopping", file=sys.stderr, flush=True)
-    os._exit(SYNC_FAILED_EXIT)
+def stop_fenced(db_path: str) -> Callable[[Exception], None]:
+    """The writer process's `failed` for AnswersAfterSync: fences the ledger
+    at db_path (its marker written durably if the disk still takes it: the
+    gRPC process writes it otherwise), then stops the process."""
+
+    def stop(error: Exception) -> None:
+        why = f"the fsync of its WAL failed ({type(error).__name__}: {error})"
+        try:
+            marker = f"marker {fence(db_path, why)}"
+        except OSError as marker_error:
+            marker = f"its marker could not be written ({marker_error})"
+        print(f"medsettle writer: {why}; the ledger is fenced, {marker}; stopping", file=sys.stderr, flush=True)
+        os._exit(SYNC_FAILED_EXIT)
+
+    return stop

@@ -13,7 +13,10 @@ returned and, on SQLite, an fsync of the WAL begun after it
 sent to it and not answered are told to retry with the same msgid (each
 batch may or may not have been committed; idempotency makes the retry
 safe) and a new child is started on the same database, off the event loop
-(a start takes about a second); writes wait meanwhile."""
+(a start takes about a second); writes wait meanwhile. Except after a
+failed fsync of the WAL (the child exits with SYNC_FAILED_EXIT): the
+ledger is fenced (ledger/storage/fence.py), no child is started on it
+again, and every write is refused with STORAGE_UNAVAILABLE saying why."""
 
 from __future__ import annotations
 
@@ -30,12 +33,14 @@ from typing import TYPE_CHECKING, Any
 from medsettle.ledger.clock import Clock
 from medsettle.ledger.errors import Reason, Refused
 from medsettle.ledger.storage.child_process import ChildProcesses
+from medsettle.ledger.storage.fence import fence, fenced, marker_path, refusal, refuse_if_fenced, write_refusal
 from medsettle.ledger.storage.phase_trace import PhaseTrace, tracer
-from medsettle.ledger.storage.wal_sync import AnswersAfterSync, WalFile, pipelined_wal
+from medsettle.ledger.storage.wal_sync import SYNC_FAILED_EXIT, AnswersAfterSync, WalFile, pipelined_wal, stop_fenced
 from medsettle.ledger.storage.rerun_counts import RerunCounts, counted
 from medsettle.ledger.storage.wal_figures import WalFigures, publish_checkpoints
 from medsettle.ledger.storage.writer import PIPELINE_DEPTH
 from medsettle.server import wire
+from medsettle.server.logs import get_logger
 
 if TYPE_CHECKING:
     from medsettle.ledger.storage.writer import GroupCommitWriter
@@ -55,6 +60,7 @@ _STOP = b""  # the body of the frame that tells the child to stop
 # From the child, an empty frame: the oldest batch not yet said so is
 # committed, its answers follow after the WAL's fsync (ledger/storage/wal_sync.py).
 SETTLED_FRAME = wire.frame(b"")
+log = get_logger("medsettle.writer")
 
 
 def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: str, clock: Clock,
@@ -118,7 +124,8 @@ class _AnswersOut:
         self._fd = fd
         self._lock = threading.Lock()  # whole frames: the syncer's thread writes too
         self._wal = wal
-        self._after_sync = AnswersAfterSync(wal.sync, self.write) if wal is not None else None
+        self._after_sync = (AnswersAfterSync(wal.sync, self.write, stop_fenced(wal.db_path))
+                            if wal is not None else None)
 
     def write(self, data: bytes) -> None:
         with self._lock:
@@ -193,12 +200,14 @@ class WriterProcess:
         self.generation = 0
         self.restarts = 0  # children started to replace a dead one
         self.restart_failures = 0  # tries to replace one that failed (down says why)
-        self.down: str | None = None  # why the last restart failed, until one succeeds
+        self.down: str | None = None  # why the last restart failed, until one succeeds; or why the ledger is fenced
+        self.fenced: str | None = None  # why the ledger is fenced (a failed WAL fsync): no child is started again
         self.starting = False  # a child is being started to replace a dead one: writes wait meanwhile
         self._closed = False  # set by close(): no child is started after it
         self._no_start_after = math.inf  # monotonic time from which no child is started (the server closes)
         self.reruns = RerunCounts()  # every child's batch reruns, for /metrics
         self.wal_figures = WalFigures()  # every child's WAL checkpointer, for /metrics and health
+        refuse_if_fenced(self._db_path)
         self._start()
 
     def _start(self) -> None:
@@ -287,6 +296,9 @@ class WriterProcess:
         self.commands.close()
         self.answers.close()
         self.generation += 1
+        if self._child.exitcode == SYNC_FAILED_EXIT or fenced(self._db_path) is not None:
+            self._fence()
+            return
         try:
             if self._past_close_deadline():
                 raise _Closing()
@@ -301,10 +313,28 @@ class WriterProcess:
         self.restarts += 1
         self.down = None
 
+    def _fence(self) -> None:
+        """The child stopped after a failed fsync of the WAL: its replacement
+        would read the commits that sync lost from the page cache as stored
+        (ledger/storage/fence.py). No child is started again; writes are refused."""
+        why = "the fsync of its WAL failed"
+        record = fenced(self._db_path)
+        marker_note = str(marker_path(self._db_path))
+        if record is not None:
+            why = str(record.get("why", why))
+        else:  # the child could not write the marker (or died before): the gRPC process tries
+            try:
+                fence(self._db_path, f"{why} (the writer process exited with status {self._child.exitcode})")
+            except OSError as error:
+                marker_note = f"not written ({error}): do not start a server on this file before the runbook"
+        self.fenced = self.down = write_refusal(why)
+        log.critical("ledger fenced: the WAL's fsync failed; writes refused, no writer restarted",
+                     detail=refusal(self._db_path, why), marker=marker_note)
+
     def retry_start(self) -> None:
         """Tries again to start a child after a restart failed (the health watcher calls it)."""
         with self._lock:
-            if self.down is None or self._closed or self._past_close_deadline():
+            if self.down is None or self.fenced is not None or self._closed or self._past_close_deadline():
                 return
             generation = self.generation
         self.restart(generation)

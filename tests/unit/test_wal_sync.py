@@ -80,7 +80,7 @@ def test_answers_go_in_order_after_a_sync_begun_after_they_were_handed_over():
         if data.endswith(b"c"):
             written.set()
 
-    answers = AnswersAfterSync(sync, write)
+    answers = AnswersAfterSync(sync, write, failed=lambda error: events.append(f"failed: {error}"))
     answers.settled(b"a")
     assert first_sync.wait(WAIT_S)
     answers.settled(b"b")  # during a's sync: it needs a sync of its own
