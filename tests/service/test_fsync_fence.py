@@ -1,5 +1,5 @@
 """A failed fsync of the WAL fences the ledger (ledger/storage/fence.py):
-a real writer process whose fdatasync fails (tests/service/fsync_fault.py)
+a real writer process whose fdatasync fails (tests/service/writer_faults.py)
 stops, and no replacement is started on the file (it would read what the
 failed sync lost from the page cache as stored); writes are refused with
 STORAGE_UNAVAILABLE saying why and what to do, health is NOT_SERVING,
@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import ServerThread
-from fsync_fault import serve_with_failing_fsync, trigger_path
+from writer_faults import fsync_trigger, serve_with_failing_fsync
 from medsettle.cli import main
 from medsettle.client.metrics_scrape import scrape, value
 from medsettle.client.settlement_client import CallRefused, SettlementClient
@@ -65,7 +65,7 @@ def test_a_failed_wal_fsync_fences_the_ledger_until_the_operator_unfences_it(
     try:
         with _client(server) as client:
             settled = client.settle(first)  # the fsync still works
-            trigger_path(db).touch()  # from now on the disk says EIO
+            fsync_trigger(db).touch()  # from now on the disk says EIO
             with pytest.raises(CallRefused) as refused:
                 client.settle(lost)
             assert refused.value.code == grpc.StatusCode.UNAVAILABLE
@@ -119,7 +119,7 @@ def test_a_failed_wal_fsync_fences_the_ledger_until_the_operator_unfences_it(
     cleared = runner.invoke(main, ["db", "unfence", "--db", str(db), "--after-remount"])
     assert cleared.exit_code == 0, cleared.output
     assert not marker_path(db).exists() and "unfenced" in cleared.output
-    trigger_path(db).unlink()  # the disk replaced
+    fsync_trigger(db).unlink()  # the disk replaced
 
     server = ServerThread(db, clock, writer_process=True).start()
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,9 @@ from medsettle.client.metrics_scrape import Samples, scrape, value
 from medsettle.client.settlement_client import SettlementClient
 from medsettle.ledger.storage import sqlite as sqlite_store
 from medsettle.server import health
+from medsettle.ledger.storage import writer_process as writer_process_module
 from tests.conftest import ServerThread
+from writer_faults import checkpoint_trigger, install_checkpoint_fault, serve_with_failing_checkpoints
 
 
 def metrics(server: ServerThread) -> Samples:
@@ -110,27 +111,31 @@ def test_the_checkpoints_and_a_reader_holding_the_wal_back_are_on_metrics(db_pat
         server.stop()
 
 
-@pytest.fixture
-def checkpoint_fault(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    """While set, the checkpointer thread's connections cannot be opened (as with
-    too many open files); the writer's own connection is not touched."""
-    monkeypatch.setattr(sqlite_store.WalCheckpointer, "MAX_BACKOFF_S", 0.2)
-    real_connect = sqlite_store.connect
-    fault = threading.Event()
+class CheckpointFault:
+    """While set, the WAL checkpointer's connections cannot be opened (as with
+    too many open files), where the writer runs: in this process (writer
+    thread) or in the writer process (tests/service/writer_faults.py)."""
 
-    def connect(path):  # type: ignore[no-untyped-def]
-        if fault.is_set() and threading.current_thread().name == "wal-checkpointer":
-            raise sqlite3.OperationalError("unable to open database file")
-        return real_connect(path)
+    def __init__(self, db_path: Path) -> None:
+        self.trigger = checkpoint_trigger(db_path)
 
-    monkeypatch.setattr(sqlite_store, "connect", connect)
-    return fault
+    def set(self) -> None:
+        self.trigger.touch()
+
+    def clear(self) -> None:
+        self.trigger.unlink()
 
 
+@pytest.mark.parametrize("writer_process", [False, True], ids=["writer-thread", "writer-process"])
 def test_a_failing_checkpointer_is_counted_logged_once_and_its_recovery_too(
-        db_path, clock, bill, checkpoint_fault: threading.Event, capfd) -> None:
+        db_path, clock, bill, monkeypatch: pytest.MonkeyPatch, capfd, writer_process: bool) -> None:
+    if writer_process:
+        monkeypatch.setattr(writer_process_module, "_serve_batches", serve_with_failing_checkpoints)
+    else:
+        install_checkpoint_fault(db_path, monkeypatch.setattr)
+    checkpoint_fault = CheckpointFault(db_path)
     checkpoint_fault.set()  # from the checkpointer's first round
-    server = ServerThread(db_path, clock, metrics_address="127.0.0.1:0").start()
+    server = ServerThread(db_path, clock, writer_process=writer_process, metrics_address="127.0.0.1:0").start()
     lines: list[dict[str, Any]] = []
     try:
         with SettlementClient(server.target, tokens=server.tokens, deadline_s=10.0, retries=0) as client:
