@@ -28,6 +28,7 @@ class PhaseTrace:
         self.rows: list[tuple[Any, ...]] = []
         self.clock = time.perf_counter
         self.marks: dict[int, Any] = {}  # times kept between two calls of one trace (by id() of an object)
+        self._header_written = False  # one header per file, however many dumps append to it
         atexit.register(self.dump)
 
     def add(self, *row: Any) -> None:
@@ -38,7 +39,9 @@ class PhaseTrace:
             return
         rows, self.rows = self.rows, []
         with open(self.path, "a", encoding="ascii") as out:
-            out.write("\t".join(self.columns) + "\n")
+            if not self._header_written:
+                out.write("\t".join(self.columns) + "\n")
+                self._header_written = True
             for row in rows:
                 out.write("\t".join(f"{v:.6f}" if isinstance(v, float) else str(v) for v in row) + "\n")
 

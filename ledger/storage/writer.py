@@ -185,6 +185,8 @@ class GroupCommitWriter:
                     writes.append(write)
                     futures.append(future)
                     room_bytes -= len(write[1])
+                elif self._trace is not None:
+                    self._trace.marks.pop(id(future), None)
             if writes:
                 self._send(writes, futures)
             else:  # every caller of this batch had given up: it is taken, and empty (medsettle_writer_batches)
@@ -205,6 +207,8 @@ class GroupCommitWriter:
         except Exception as error:
             if self._sent and self._sent[-1] is entry:
                 self._sent.pop()
+                if self._trace is not None and self._traced_sends:  # its row would go to the next batch answered
+                    self._traced_sends.pop()
             self.batches_committed += 1
             self.commands_done += len(futures)
             _resolve(futures, [wire.refused(batch_failure(error))] * len(futures))
@@ -263,6 +267,8 @@ class GroupCommitWriter:
         while self._waiting:
             (_, data), future = self._waiting.popleft()
             self._waiting_bytes -= len(data)
+            if self._trace is not None:
+                self._trace.marks.pop(id(future), None)
             if not future.done():
                 future.set_result(answer)
         self._check_idle()
