@@ -251,7 +251,8 @@ def test_a_database_that_cannot_be_reached_is_named_with_exit_1(pg_server: Postg
 
 
 def test_the_period_index_stays_covering_across_writable_opens_and_upgrades(tmp_path: Path) -> None:
-    """Step 2 makes postings_by_period_book covering under its old name: step
+    """Step 2 makes postings_by_period_book covering under its old name, step
+    4 puts it in entry order within each account, under the same name: step
     1's CREATE INDEX IF NOT EXISTS, run again by every writable open, must
     not bring the narrow one back beside it (clearing reads the covering one;
     the writer would maintain both)."""
@@ -261,7 +262,7 @@ def test_the_period_index_stays_covering_across_writable_opens_and_upgrades(tmp_
                 "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'postings' AND sql IS NOT NULL"))
 
     covering = ["CREATE INDEX postings_by_entry ON postings (entry_no)",
-                "CREATE INDEX postings_by_period_book ON postings (setlym, book, account, amount_fen)"]
+                "CREATE INDEX postings_by_period_book ON postings (setlym, book, account, entry_no, amount_fen)"]
     fresh = tmp_path / "fresh.db"
     SqliteLedgerStore(fresh).close()
     SqliteLedgerStore(fresh).close()
