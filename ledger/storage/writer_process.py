@@ -28,7 +28,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from medsettle.ledger.clock import Clock
 from medsettle.ledger.errors import Reason, Refused
@@ -94,10 +94,10 @@ def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: st
     answers = _AnswersOut(write_fd, pipelined_wal(store))
     try:
         answers.write(wire.frame(_READY))
-        while data := os.read(read_fd, READ_BYTES):
+        for bodies in read_bodies(read_fd, frames):
             if trace is not None:
                 trace.marks[0] = trace.clock()
-            for body in frames.feed(data):
+            for body in bodies:
                 if body == _STOP:
                     return
                 answers.batch(wire.frame(run_body(body)))
@@ -111,6 +111,19 @@ def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: st
             times = os.times()  # CPU: this thread, all threads, all in user space, all in the kernel
             trace.add(-1.0, time.thread_time(), time.process_time(), times.user, times.system, 0)
         store.close()
+
+
+def read_bodies(read_fd: int, frames: wire.FrameReader) -> Iterator[list[bytes]]:
+    """The frame bodies each read of the commands pipe completes, until its
+    end. Every read lands in one buffer: os.read(fd, READ_BYTES) allocates
+    READ_BYTES at each read, from glibc's heap once its mmap threshold has
+    risen (freeing any larger block raises it), and the batch's allocations
+    kept between two reads left that heap ever more fragmented (its free
+    bytes grew by about 1 MiB per 9,000 settlements under unary load)."""
+    received = bytearray(READ_BYTES)
+    view = memoryview(received)
+    while count := os.readv(read_fd, (received,)):
+        yield frames.feed(view[:count])
 
 
 class _AnswersOut:
