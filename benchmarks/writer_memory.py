@@ -49,6 +49,11 @@ def report(settled: int) -> None:
     print(f"{settled:>9,d} " + memory_figures.line(memory_figures.figures()), flush=True)
 
 
+def sync_failed(error: Exception) -> None:
+    print(f"fsync of the WAL failed ({error})", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=8)
@@ -78,7 +83,7 @@ def main() -> None:
             wal = pipelined_wal(store)
             assert wal is not None
             sink = os.open(os.devnull, os.O_WRONLY)
-            after_sync = AnswersAfterSync(wal.sync, lambda data: os.write(sink, data))
+            after_sync = AnswersAfterSync(wal.sync, lambda data: os.write(sink, data), sync_failed)
         sizes = random.Random(20261206)
         bills = BillFactory(BillMix(persons=args.persons), seed=20261206)
         reader = wire.FrameReader()
@@ -111,6 +116,12 @@ def main() -> None:
                 memory_figures.top_growth(snapshot, newer, args.top)
                 snapshot = newer
         print(f"CPU {time.process_time() - started:.1f} s")
+        connections = {"writer": store.writer_connection()}
+        if store.wal_checkpointer is not None and store.wal_checkpointer._conn is not None:
+            connections["checkpointer"] = store.wal_checkpointer._conn
+        for name, conn in connections.items():
+            print(f"SQLite heap of the {name}'s connection, MiB: "
+                  + ", ".join(f"{use} {size:.2f}" for use, size in memory_figures.sqlite_connection(conn).items()))
         if after_sync is not None:
             after_sync.close()
         store.close()

@@ -92,3 +92,21 @@ def top_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, count:
             break
         frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback)
         print(f"      {stat.size_diff / 1024:>+9.1f} KiB {stat.count_diff:>+8d} blocks  {frames}", file=out or sys.stdout)
+
+
+_sqlite.sqlite3_db_status.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                                      ctypes.POINTER(ctypes.c_int), ctypes.c_int)
+# sqlite3_db_status's verbs (sqlite3.h): bytes of the page cache, the schema, the prepared statements
+_DB_STATUS = {"page_cache": 1, "schema": 2, "statements": 3}
+
+
+def sqlite_connection(conn: Any) -> dict[str, float]:
+    """A sqlite3.Connection's heap by use (MiB). The sqlite3* handle is the
+    first field after the object's header in CPython's pysqlite_Connection."""
+    handle = ctypes.c_void_p.from_address(id(conn) + object.__basicsize__).value
+    found = {}
+    for name, verb in _DB_STATUS.items():
+        current, highest = ctypes.c_int(), ctypes.c_int()
+        _sqlite.sqlite3_db_status(handle, verb, ctypes.byref(current), ctypes.byref(highest), 0)
+        found[name] = current.value / MIB
+    return found
