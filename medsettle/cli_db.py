@@ -93,8 +93,10 @@ def _with_connection(db: str, action):  # type: ignore[no-untyped-def]
     if is_postgres(db):
         with pg_connect.connect(db, autocommit=True) as conn:
             return (*action(conn, "postgres", pg_connect.describe(db)), "postgres")
+    from medsettle.ledger.storage.fence import refuse_if_fenced
     from medsettle.ledger.storage.sqlite import connect
 
+    refuse_if_fenced(db)  # a writable connection: its close would checkpoint the WAL of a fenced ledger
     Path(db).parent.mkdir(parents=True, exist_ok=True)
     conn = connect(db)
     try:

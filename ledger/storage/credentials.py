@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from medsettle.ledger.storage.fence import refuse_if_fenced
 from medsettle.ledger.storage.sqlite import connect, connect_read_only, from_us, init_schema, to_us
 from medsettle.ledger.settlement.validation import CODE
 
@@ -65,6 +66,7 @@ class CredentialStore:
         elif read_only:
             self._conn = connect_read_only(path)
         else:
+            refuse_if_fenced(path)  # ledger/storage/fence.py: no writer on a fenced file
             self._conn = connect(path)
             init_schema(self._conn, str(path))
 

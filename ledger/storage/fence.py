@@ -38,7 +38,8 @@ class LedgerFenced(StorageError):
 
 
 def marker_path(db_path: str | Path) -> Path:
-    return Path(f"{db_path}{MARKER_SUFFIX}")
+    # beside the file SQLite opens: it resolves a symlink, so every name of the ledger has the one marker
+    return Path(f"{os.path.realpath(db_path)}{MARKER_SUFFIX}")
 
 
 def boot_id() -> str:

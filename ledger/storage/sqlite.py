@@ -26,6 +26,7 @@ from medsettle.ledger.storage.migrations import on_sqlite
 from medsettle.ledger.reference.models import Person
 from medsettle.ledger.settlement.model import Settlement, SettlementKind
 from medsettle.ledger.storage import wal_figures
+from medsettle.ledger.storage.fence import refuse_if_fenced
 from medsettle.ledger.storage.wal_figures import WalState
 from medsettle.ledger.storage.port import (  # noqa: F401  (re-exported: older imports keep working)
     BatchWrite,
@@ -449,6 +450,8 @@ class SqliteLedgerStore:
         no ledger); otherwise the schema is created if missing."""
         self.path = str(path)
         self.read_only = read_only
+        if not read_only:  # before its first connection: the last to close would checkpoint the WAL
+            refuse_if_fenced(self.path)
         self._connect = connect_read_only if read_only else connect
         self._write = self._connect(self.path)
         self._checkpointer: WalCheckpointer | None = None

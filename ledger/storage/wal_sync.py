@@ -44,7 +44,8 @@ class WalFile:
 
     def __init__(self, db_path: str) -> None:
         self.db_path = db_path
-        self.path = db_path + "-wal"
+        # SQLite resolves a symlink and keeps the WAL beside the file it names
+        self.path = os.path.realpath(db_path) + "-wal"
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None
         self.opened = 0  # files opened: more than one when SQLite made a new WAL

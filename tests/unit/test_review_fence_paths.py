@@ -1,0 +1,106 @@
+"""A fenced SQLite ledger (ledger/storage/fence.py) takes no writer by any
+path: not `serve` only, but every command that opens it writable (a
+clearing run, reference data, agreements, credentials, a schema upgrade),
+and not through another name of the same file (a symlink: SQLite itself
+resolves it, and keeps its -wal beside the file it resolves to, which is
+the file the writer process must fsync)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from medsettle.cli import main
+from medsettle.ledger.clearing.store import ClearingStore
+from medsettle.ledger.storage.credentials import CredentialStore
+from medsettle.ledger.storage.fence import LedgerFenced, fence, fenced, refuse_if_fenced, unfence
+from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+from medsettle.ledger.storage.wal_sync import pipelined_wal
+
+# A commit left in the WAL, as a writer process that stopped leaves it
+# (os._exit: no close, so no checkpoint copies it into the file).
+_COMMIT_AND_STOP = """
+import os, sys
+from medsettle.ledger.storage.sqlite import SqliteLedgerStore
+store = SqliteLedgerStore(sys.argv[1])
+store.writer_connection().execute("PRAGMA wal_autocheckpoint = 0")
+store.begin()
+store.writer_connection().execute("CREATE TABLE review_probe (x)")
+store.commit()
+os._exit(0)
+"""
+
+
+def _ledger_with_a_commit_in_its_wal(db: Path) -> None:
+    SqliteLedgerStore(db).close()
+    subprocess.run([sys.executable, "-c", _COMMIT_AND_STOP, str(db)], check=True)
+    assert Path(f"{db}-wal").stat().st_size > 0
+
+
+def _files(db: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in (db, Path(f"{db}-wal"))}
+
+
+def test_no_writer_of_any_command_opens_a_fenced_ledger_and_its_files_stay_as_they_were(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    _ledger_with_a_commit_in_its_wal(db)
+    fence(db, "the fsync of its WAL failed (test)")
+    before = _files(db)
+
+    for open_writable in (SqliteLedgerStore, ClearingStore, CredentialStore):
+        with pytest.raises(LedgerFenced, match="the ledger is fenced"):
+            open_writable(db)
+    runner = CliRunner()
+    reference = tmp_path / "reference.json"
+    reference.write_text("{}")
+    for args in (["db", "upgrade", "--db", str(db)], ["load-reference", "--db", str(db), str(reference)]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "the ledger is fenced" in result.output, (args, result.output)
+    assert _files(db) == before  # no checkpoint copied the WAL, nothing was written
+
+    reader = SqliteLedgerStore(db, read_only=True)  # the runbook's `verify` still reads it
+    assert reader.reader().execute("SELECT count(*) FROM review_probe").fetchone() == (0,)
+    reader.close()
+
+
+def test_a_symlink_to_the_ledger_is_the_same_ledger_for_its_fence(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    real = tmp_path / "data" / "ledger.db"
+    link = tmp_path / "ledger.db"
+    os.symlink(real, link)
+    SqliteLedgerStore(real).close()
+
+    fence(link, "the fsync of its WAL failed (test)")
+    assert fenced(real) is not None
+    with pytest.raises(LedgerFenced):
+        refuse_if_fenced(real)
+    assert unfence(real) is not None
+    assert fenced(link) is None
+
+    fence(real, "the fsync of its WAL failed (test)")
+    with pytest.raises(LedgerFenced):
+        refuse_if_fenced(link)
+
+
+def test_the_writer_process_syncs_the_wal_of_a_ledger_opened_through_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    real = tmp_path / "data" / "ledger.db"
+    link = tmp_path / "ledger.db"
+    os.symlink(real, link)
+    store = SqliteLedgerStore(link)
+    wal = pipelined_wal(store)
+    assert wal is not None
+    store.begin()
+    store.writer_connection().execute("CREATE TABLE review_probe (x)")
+    store.commit()
+    assert Path(f"{real}-wal").stat().st_size > 0  # SQLite wrote the commit beside the file the link names
+    wal.sync()
+    assert (wal.opened, wal.syncs) == (1, 1)  # that WAL was fsynced: none of it may be answered before
+    wal.close()
+    store.close()
