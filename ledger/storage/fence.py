@@ -51,8 +51,9 @@ def boot_id() -> str:
 
 
 def fence(db_path: str | Path, why: str) -> Path:
-    """Writes the marker durably (OSError if the disk refuses; the caller
-    still stops writing). An existing marker is kept: the first cause stays."""
+    """Writes the marker durably (OSError if the disk refuses: the marker is
+    then in place if it could be created, not durable; the caller still stops
+    writing). An existing marker is kept: the first cause stays."""
     marker = marker_path(db_path)
     if marker.exists():
         return marker
@@ -61,11 +62,13 @@ def fence(db_path: str | Path, why: str) -> Path:
     partial = marker.with_name(marker.name + ".partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, (json.dumps(record, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(partial, marker)
+        try:
+            os.write(fd, (json.dumps(record, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:  # in place even if not durable (or not whole): it still fences this boot, whose page cache lies
+        os.replace(partial, marker)
     _sync_directory(marker)
     return marker
 

@@ -170,7 +170,9 @@ def stop_fenced(db_path: str) -> Callable[[Exception], None]:
             marker = f"marker {fence(db_path, why)}"
         except OSError as marker_error:
             marker = f"its marker could not be written ({marker_error})"
-        print(f"medsettle writer: {why}; the ledger is fenced, {marker}; stopping", file=sys.stderr, flush=True)
-        os._exit(SYNC_FAILED_EXIT)
+        try:
+            print(f"medsettle writer: {why}; the ledger is fenced, {marker}; stopping", file=sys.stderr, flush=True)
+        finally:  # a broken stderr must not leave the process settling on without its syncer
+            os._exit(SYNC_FAILED_EXIT)
 
     return stop

@@ -339,7 +339,8 @@ class WriterProcess:
             try:
                 fence(self._db_path, f"{why} (the writer process exited with status {self._child.exitcode})")
             except OSError as error:
-                marker_note = f"not written ({error}): do not start a server on this file before the runbook"
+                marker_note = (f"{marker_note}: not written whole or not durably ({error}); "
+                               "do not start a server on this file before the runbook")
         self.fenced = self.down = write_refusal(why)
         log.critical("ledger fenced: the WAL's fsync failed; writes refused, no writer restarted",
                      detail=refusal(self._db_path, why), marker=marker_note)

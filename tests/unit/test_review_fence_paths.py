@@ -7,6 +7,7 @@ the file the writer process must fsync)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from medsettle.ledger.clearing.store import ClearingStore
 from medsettle.ledger.storage.credentials import CredentialStore
 from medsettle.ledger.storage.fence import LedgerFenced, fence, fenced, refuse_if_fenced, unfence
 from medsettle.ledger.storage.sqlite import SqliteLedgerStore
-from medsettle.ledger.storage.wal_sync import pipelined_wal
+from medsettle.ledger.storage.wal_sync import SYNC_FAILED_EXIT, pipelined_wal
 
 # A commit left in the WAL, as a writer process that stopped leaves it
 # (os._exit: no close, so no checkpoint copies it into the file).
@@ -104,3 +105,46 @@ def test_the_writer_process_syncs_the_wal_of_a_ledger_opened_through_a_symlink(t
     assert (wal.opened, wal.syncs) == (1, 1)  # that WAL was fsynced: none of it may be answered before
     wal.close()
     store.close()
+
+
+def test_a_marker_the_disk_would_not_sync_or_take_whole_still_fences_this_boot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A failing disk is when the fence is written: its fsync (or write) may fail too.
+    def failing(*_: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    db = tmp_path / "ledger.db"
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fsync", failing)
+        with pytest.raises(OSError):
+            fence(db, "the fsync of its WAL failed (test)")
+    record = fenced(db)
+    assert record is not None and record["why"] == "the fsync of its WAL failed (test)"
+
+    other = tmp_path / "other.db"
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "write", failing)
+        with pytest.raises(OSError):
+            fence(other, "the fsync of its WAL failed (test)")
+    with pytest.raises(LedgerFenced):  # not whole (empty): it fences all the same
+        refuse_if_fenced(other)
+
+
+_STOP_FENCED = """
+import errno, sys
+from medsettle.ledger.storage.wal_sync import stop_fenced
+stop_fenced(sys.argv[1])(OSError(errno.EIO, "Input/output error"))
+"""
+
+
+def test_the_writer_process_stops_after_a_failed_sync_even_with_its_stderr_broken(tmp_path: Path) -> None:
+    # Its stderr is the server's: a pipe to a log shipper that died raises at the print.
+    db = tmp_path / "ledger.db"
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        stopped = subprocess.run([sys.executable, "-c", _STOP_FENCED, str(db)], stderr=write_end, timeout=60)
+    finally:
+        os.close(write_end)
+    assert stopped.returncode == SYNC_FAILED_EXIT
+    assert fenced(db) is not None
