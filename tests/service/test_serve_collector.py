@@ -1,0 +1,31 @@
+"""`serve` settles the cyclic collector once the server runs
+(server/app.py): the objects of the start are frozen out of its walks and
+young collections come every GC_YOUNG_OBJECTS allocations, not Python's
+default 700 (full collections stopped the event loop under load)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+from medsettle.ledger.service import SettlementService
+from medsettle.server.app import GC_YOUNG_OBJECTS, RunningServer, serve
+
+
+def test_serve_freezes_the_start_and_raises_the_young_threshold(tmp_path, clock) -> None:
+    thresholds = gc.get_threshold()
+    assert thresholds[0] != GC_YOUNG_OBJECTS and gc.get_freeze_count() == 0
+    service = SettlementService(tmp_path / "ledger.db", clock)
+    seen: dict[str, int] = {}
+
+    async def stop_at_once(running: RunningServer) -> bool:  # after the start, before any call
+        seen["freeze_count"] = gc.get_freeze_count()
+        return False
+
+    try:
+        asyncio.run(serve("127.0.0.1:0", service, on_ready=stop_at_once))
+        assert seen["freeze_count"] > 0
+        assert gc.get_threshold() == (GC_YOUNG_OBJECTS, *thresholds[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
