@@ -25,8 +25,8 @@ from medsettle.ledger.reference.models import ReferenceData
 from medsettle.ledger.settlement.model import Settlement
 from medsettle.ledger.settlement.process import SettlementProcessor
 from medsettle.ledger.settlement.validation import CODE
-from medsettle.ledger.storage.backends import open_ledger
-from medsettle.ledger.storage.fence import refuse_if_fenced
+from medsettle.ledger.storage.backends import connect_read_only, open_ledger
+from medsettle.ledger.storage.fence import fenced, refuse_if_fenced
 from medsettle.ledger.storage.port import LedgerStore
 from medsettle.ledger.storage.writer import GroupCommitWriter, ThreadChannel, WriterLimits
 from medsettle.ledger.storage.rerun_counts import RerunCounts, counted
@@ -132,7 +132,17 @@ class SettlementService:
         if isinstance(self._channel, ThreadChannel):
             self._channel.stop()
         self._reads.shutdown(wait=True)
-        self.store.close()
+        # Fenced: a connection that cannot checkpoint stays open while the
+        # store's close, else the last close would copy the WAL (what the
+        # failed fsync lost, as the page cache or the disk holds it) into the
+        # ledger and delete it (ledger/storage/fence.py).
+        keep_wal = (connect_read_only(self.db) if self.writer_process is not None
+                    and (self.writer_process.fenced is not None or fenced(self.db) is not None) else None)
+        try:
+            self.store.close()
+        finally:
+            if keep_wal is not None:
+                keep_wal.close()
         withdraw(self.db, self.wal_figures)
 
     async def _read(self, fn: Any, *args: Any) -> Any:
