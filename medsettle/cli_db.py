@@ -53,8 +53,13 @@ def unfence(db: str, after_remount: bool) -> None:
     service: removes the marker beside it. Only after the runbook
     (docs/operations.md): the disk and kernel log checked, the page cache
     dropped (reboot, or unmount and mount), `medsettle verify` clean."""
+    from medsettle.ledger.storage.backends import is_postgres, shown
     from medsettle.ledger.storage.fence import RUNBOOK, boot_id, fenced, marker_path, unfence as remove_marker
 
+    if is_postgres(db):  # named without its password, as every message names a URL
+        click.echo(f"{shown(db)} is a PostgreSQL ledger: never fenced (its server stops on a failed fsync itself); "
+                   "nothing to do")
+        return
     record = fenced(db)
     if record is None:
         click.echo(f"{db} is not fenced (no {marker_path(db)}); nothing to do")

@@ -148,3 +148,10 @@ def test_the_writer_process_stops_after_a_failed_sync_even_with_its_stderr_broke
         os.close(write_end)
     assert stopped.returncode == SYNC_FAILED_EXIT
     assert fenced(db) is not None
+
+
+def test_unfence_given_a_postgresql_url_never_shows_its_password() -> None:
+    url = "postgresql://medsettle:s3cret-pass@127.0.0.1:1/medsettle"
+    result = CliRunner().invoke(main, ["db", "unfence", "--db", url])
+    assert result.exit_code == 0, result.output
+    assert "s3cret-pass" not in result.output and "PostgreSQL" in result.output
