@@ -5,7 +5,6 @@ SIGTERM."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -16,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from medsettle.ledger.service import SettlementService
 from medsettle.server.auth import Authorizer, CredentialCache, Gate, tolerant
+from medsettle.server.collector import settle_collector
 from medsettle.server.gateway.http import GATEWAY_METHODS, GatewayLimits, RunningGateway, start_gateway
 from medsettle.server.health import WalWatch
 from medsettle.server.logs import get_logger
@@ -35,14 +35,6 @@ log = get_logger("medsettle.server")
 class ListenError(OSError):
     """An address the server was told to listen on (--listen, --metrics-listen) cannot be bound."""
 WRITER_WATCH_S = 1.0  # how often health looks at the writer process
-# The cyclic collector of a serving process: a young collection once this
-# many container objects were allocated (Python's default, 700, runs one
-# every few calls under load), the older generations as by default. With
-# the objects of the start frozen, a full collection no longer walks them:
-# under unary load at 64 in flight the default made two or three full
-# collections in a 6 s phase, each stopping the event loop (and so every
-# call) for 25-160 ms on a shared machine.
-GC_YOUNG_OBJECTS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,17 +235,6 @@ def _canned_result() -> settlement_pb2.SettleResult:
     )
 
 
-def settle_collector() -> None:
-    """Once the server runs: what the start built (reference data, gRPC,
-    the service) is frozen out of the cyclic collector's walks, and young
-    collections run every GC_YOUNG_OBJECTS allocations. Garbage without
-    cycles is freed at once as ever; garbage in cycles a little later."""
-    gc.collect()  # what the start left as garbage is freed, not frozen
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_OBJECTS, middle, old)
-
-
 def bound_address(address: str, port: int) -> str:
     """The address asked for with the port bound ("127.0.0.1:0" -> "127.0.0.1:43117")."""
     host, colon, _ = address.rpartition(":")
@@ -275,7 +256,7 @@ async def serve(
     """Runs until SIGTERM/SIGINT (or until on_ready returns False), then drains."""
     running = await create_server(address, service, limits, with_echo, interceptors, credentials, tls, metrics_address,
                                   http_address)
-    settle_collector()
+    settle_collector()  # server/collector.py: no full collection walks what the start built
     log.info("serving", address=bound_address(address, running.port), port=running.port,
              metrics_port=running.metrics.port if running.metrics is not None else None,
              metrics_url=running.metrics.url if running.metrics is not None else None,

@@ -77,6 +77,7 @@ def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: st
     from medsettle.ledger.service import open_reference
     from medsettle.ledger.settlement.process import SettlementProcessor
     from medsettle.ledger.storage.backends import open_ledger
+    from medsettle.server.collector import settle_collector
     from medsettle.server.writes import WriteRequests
 
     counts = RerunCounts(os.dup(reruns.fileno()))
@@ -92,6 +93,7 @@ def _serve_batches(commands_in: Connection, answers_out: Connection, db_path: st
     if trace is not None:
         run_body = _traced_run(run_body, store, trace)
     answers = _AnswersOut(write_fd, pipelined_wal(store))
+    settle_collector()  # server/collector.py: no full collection walks the ledger's caches and the reference data
     try:
         answers.write(wire.frame(_READY))
         for bodies in read_bodies(read_fd, frames):

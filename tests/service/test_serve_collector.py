@@ -1,5 +1,5 @@
 """`serve` settles the cyclic collector once the server runs
-(server/app.py): the objects of the start are frozen out of its walks and
+(server/collector.py): the objects of the start are frozen out of its walks and
 young collections come every GC_YOUNG_OBJECTS allocations, not Python's
 default 700 (full collections stopped the event loop under load)."""
 
@@ -9,7 +9,8 @@ import asyncio
 import gc
 
 from medsettle.ledger.service import SettlementService
-from medsettle.server.app import GC_YOUNG_OBJECTS, RunningServer, serve
+from medsettle.server.app import RunningServer, serve
+from medsettle.server.collector import GC_YOUNG_OBJECTS
 
 
 def test_serve_freezes_the_start_and_raises_the_young_threshold(tmp_path, clock) -> None:
