@@ -98,11 +98,19 @@ def publish_checkpoints(path: str, figures: WalFigures) -> None:
     process replaced) keeps only its counts until this one's checkpointer
     starts (at its first batch): its last state is no longer the present
     one, and its lag would grow on an idle server."""
+    writer_gone(figures)
+    with _lock:
+        _published[_key(path)] = figures
+
+
+def writer_gone(figures: WalFigures) -> None:
+    """The writer that published to figures is gone (a dead writer process,
+    seen by the gRPC process; or a new one about to take over): its counts
+    stay, its last state is no longer the present one (its lag would grow on
+    an idle server, or forever on a fenced ledger)."""
     last = figures.read()
     figures.publish(WalState(checkpoints=last.checkpoints, failures=last.failures, restarts=last.restarts,
                              bound_frames=last.bound_frames, last_failure=last.last_failure))
-    with _lock:
-        _published[_key(path)] = figures
 
 
 def take(path: str) -> WalFigures | None:

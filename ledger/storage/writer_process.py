@@ -37,7 +37,7 @@ from medsettle.ledger.storage.fence import fence, fenced, marker_path, refusal, 
 from medsettle.ledger.storage.phase_trace import PhaseTrace, tracer
 from medsettle.ledger.storage.wal_sync import SYNC_FAILED_EXIT, AnswersAfterSync, WalFile, pipelined_wal, stop_fenced
 from medsettle.ledger.storage.rerun_counts import RerunCounts, counted
-from medsettle.ledger.storage.wal_figures import WalFigures, publish_checkpoints
+from medsettle.ledger.storage.wal_figures import WalFigures, publish_checkpoints, writer_gone
 from medsettle.ledger.storage.writer import PIPELINE_DEPTH
 from medsettle.server import wire
 from medsettle.server.logs import get_logger
@@ -311,6 +311,7 @@ class WriterProcess:
         self.commands.close()
         self.answers.close()
         self.generation += 1
+        writer_gone(self.wal_figures)  # the child is dead: no writer publishes there until the next starts
         if self._child.exitcode == SYNC_FAILED_EXIT or fenced(self._db_path) is not None:
             self._fence()
             return

@@ -88,6 +88,8 @@ def test_a_failed_wal_fsync_fences_the_ledger_until_the_operator_unfences_it(
             samples = scrape(f"http://127.0.0.1:{server.metrics_port}/metrics")
             assert value(samples, "medsettle_ledger_fenced") == 1
             assert value(samples, "medsettle_writer_up") == 0
+            # the dead writer's checkpointer is not the present one: no lag growing for ever
+            assert value(samples, "medsettle_wal_checkpoint_lag_seconds") == 0
             # the health watcher looked (and did not restart it): NOT_SERVING came from it
             assert (writer.restarts, writer.restart_failures, writer._child.exitcode) == (0, 0, SYNC_FAILED_EXIT)
             # reads stay served: an operator may look up what was settled
