@@ -46,7 +46,14 @@ stop_all() {
     wait "$pid" 2>/dev/null || true
   done
   if [ "$pg_started" = 1 ]; then
+    local postmaster
+    postmaster=$(head -1 "$home/pg/postmaster.pid" 2>/dev/null || true)
     pg_as_owner "$home" "$bindir/pg_ctl" -D "$home/pg" -m fast -w stop >/dev/null || true
+    # pg_ctl returns once the pid file is gone; the postmaster exits just after: wait for it (at most 30 s)
+    for _ in $(seq 600); do
+      [ -n "$postmaster" ] && kill -0 "$postmaster" 2>/dev/null || break
+      sleep 0.05
+    done
   fi
   rm -rf "$home"
   echo "cluster: stopped (servers, PostgreSQL), $home removed"
