@@ -48,6 +48,28 @@ def line(name: str, pairs: list[tuple[float, float]]) -> str:
             f"  p99 {1e3 * quantile(pairs, 0.99):7.3f} ms")
 
 
+def held_while_idle(batches: list[dict[str, float]], writer: list[dict[str, float]]) -> tuple[float, float, float]:
+    """Seconds the writer process had no batch between two, and of those the
+    seconds in which the next batch's first write already waited in the
+    gRPC process: held until every batch sent was answered (the next went
+    with none in flight), or sent beside batches awaiting their fsync once
+    enough writes waited (or an older batch was answered). Rows joined by
+    position: batch k of the gRPC process is batch k of the writer."""
+    idle = held_for_answers = held_for_more = 0.0
+    for k in range(1, min(len(batches), len(writer))):
+        idle_from, idle_to = writer[k - 1]["written"], writer[k]["started"]
+        if idle_to <= idle_from:
+            continue
+        idle += idle_to - idle_from
+        held = min(idle_to, batches[k]["sent"]) - max(idle_from, batches[k]["first_submit"])
+        if held > 0:
+            if batches[k]["in_flight"] == 0:
+                held_for_answers += held
+            else:
+                held_for_more += held
+    return idle, held_for_answers, held_for_more
+
+
 def main(directory: Path) -> None:
     calls = read_rows(directory, "calls")
     batches = read_rows(directory, "batches")
@@ -84,6 +106,10 @@ def main(directory: Path) -> None:
         span = writer[-1]["written"] - writer[0]["read"]
         print(f"  the writer had a batch for {busy / span:.0%} of {span:.1f} s;"
               f" commits took {sum(w['committed'] - w['commit_start'] for w in writer) / span:.0%} of it")
+        idle, held_for_answers, held_for_more = held_while_idle(batches, writer)
+        print(f"  the writer idle {idle / span:.0%} of the time; writes waited in the gRPC process meanwhile"
+              f" {(held_for_answers + held_for_more) / span:.0%} (until every batch sent was answered:"
+              f" {held_for_answers / span:.0%}; beside batches awaiting their fsync: {held_for_more / span:.0%})")
     elif writer:
         print(f"(the writer ran {len(writer)} batches against {len(batches)} sent: not joined)")
     syncs = read_rows(directory, "syncs")
