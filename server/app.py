@@ -20,7 +20,7 @@ from medsettle.server.gateway.http import GATEWAY_METHODS, GatewayLimits, Runnin
 from medsettle.server.health import WalWatch
 from medsettle.server.logs import get_logger
 from medsettle.server.metrics import CallStats, MetricsEndpoint, measured, method_names, start_metrics
-from medsettle.server.servicer import RAW_BYTES_METHODS, SettlementServicer
+from medsettle.server.servicer import RAW_ANSWER_METHODS, RAW_BYTES_METHODS, SettlementServicer
 from medsettle.server.tls import TlsFiles, server_credentials, server_ssl_context
 from medsettle.v1 import echo_pb2, echo_pb2_grpc, settlement_pb2
 
@@ -215,7 +215,7 @@ def _add_settlement_service(servicer: Any, server: grpc.aio.Server, gated: bool)
         handlers[method.name] = make(
             getattr(servicer, method.name),
             request_deserializer=None if raw else tolerant(request_type.FromString) if gated else request_type.FromString,
-            response_serializer=None if raw else response_type.SerializeToString,
+            response_serializer=None if raw or method.name in RAW_ANSWER_METHODS else response_type.SerializeToString,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SETTLEMENT_SERVICE, handlers),))
     server.add_registered_method_handlers(SETTLEMENT_SERVICE, handlers)

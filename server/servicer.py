@@ -32,6 +32,11 @@ log = get_logger("medsettle.server")
 
 # Methods whose handlers take and answer bytes (server/wire.py).
 RAW_BYTES_METHODS = frozenset({"Settle", "PreSettle", "Reverse"})
+# Methods whose handlers answer bytes they serialized themselves (a settled
+# item's result goes out as the writer's bytes, not parsed and serialized again).
+RAW_ANSWER_METHODS = frozenset({"SettleStream"})
+# A SettleStreamResponse's status field (3) holding OK_ITEM, as serialized.
+_OK_STATUS_FIELD = pb.SettleStreamResponse(status=OK_ITEM).SerializeToString()
 
 # A stream item: its pending answer (server/wire.py), or why it was refused before the writer.
 _Outcome = asyncio.Future[bytes] | Refused | pb.ItemStatus
@@ -137,8 +142,8 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         except Refused as refusal:
             return request.msgid, refusal
 
-    async def _answer_item(self, method: str, seq: int, msgid: str, outcome: _Outcome) -> pb.SettleStreamResponse:
-        """The stream answer of one item, once its batch is committed."""
+    async def _item_result(self, method: str, outcome: _Outcome) -> bytes | pb.ItemStatus:
+        """One stream item's SettleResult bytes once its batch is committed, or why it was refused."""
         if not isinstance(outcome, (pb.ItemStatus, Refused)):
             try:
                 result = wire.result_of(await outcome)
@@ -147,18 +152,32 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
                 outcome = refusal
             else:
                 self._stats.outcome(method, OK)
-                answer = pb.SettleStreamResponse(seq=seq, msgid=msgid, status=OK_ITEM)
-                answer.result.MergeFromString(result)
                 if log.is_enabled_for(logging.DEBUG):
-                    self._log_settled(method, answer.result)
-                return answer
+                    self._log_settled(method, pb.SettleResult.FromString(result))
+                return result
         status = outcome if isinstance(outcome, pb.ItemStatus) else item_status(outcome)
         self._stats.outcome(method, status.reason)
-        return pb.SettleStreamResponse(seq=seq, msgid=msgid, status=status)
+        return status
+
+    async def _answer_item(self, method: str, seq: int, msgid: str, outcome: _Outcome) -> pb.SettleStreamResponse:
+        """The stream answer of one item, once its batch is committed."""
+        result = await self._item_result(method, outcome)
+        if isinstance(result, pb.ItemStatus):
+            return pb.SettleStreamResponse(seq=seq, msgid=msgid, status=result)
+        answer = pb.SettleStreamResponse(seq=seq, msgid=msgid, status=OK_ITEM)
+        answer.result.MergeFromString(result)
+        return answer
+
+    async def _answer_item_bytes(self, method: str, seq: int, msgid: str, outcome: _Outcome) -> bytes:
+        """_answer_item's answer serialized, a settled item's result as the writer's bytes."""
+        result = await self._item_result(method, outcome)
+        if isinstance(result, pb.ItemStatus):
+            return pb.SettleStreamResponse(seq=seq, msgid=msgid, status=result).SerializeToString()
+        return settled_item_bytes(seq, msgid, result)
 
     async def SettleStream(
         self, request_iterator: AsyncIterator[pb.SettleStreamRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.SettleStreamResponse]:
+    ) -> AsyncIterator[bytes]:  # SettleStreamResponse bytes (RAW_ANSWER_METHODS)
         pending: asyncio.Queue[tuple[int, str, _Outcome] | None] = asyncio.Queue(STREAM_WINDOW)
 
         async def submit_all() -> None:
@@ -173,7 +192,7 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
         reader = asyncio.create_task(submit_all())
         try:
             while (entry := await pending.get()) is not None:
-                yield await self._answer_item("SettleStream", *entry)
+                yield await self._answer_item_bytes("SettleStream", *entry)
             await reader
         finally:
             reader.cancel()
@@ -277,6 +296,19 @@ class SettlementServicer(pb_grpc.SettlementServiceServicer):
             result=int(result) + 1,  # type: ignore[arg-type]  # enum is stmt_rslt + 1
             stmt_rslt=int(result),
         )
+
+
+def settled_item_bytes(seq: int, msgid: str, result: bytes) -> bytes:
+    """The bytes of SettleStreamResponse(seq, msgid, status=OK_ITEM, result)
+    around a SettleResult's bytes: its fields in number order, each as the
+    message would serialize it (seq 0 and an empty msgid left out)."""
+    msgid_bytes = msgid.encode()
+    return b"".join((
+        b"\x08" + wire._varint(seq) if seq else b"",
+        b"\x12" + wire._varint(len(msgid_bytes)) + msgid_bytes if msgid_bytes else b"",
+        _OK_STATUS_FIELD,
+        b"\x22" + wire._varint(len(result)), result,
+    ))
 
 
 def _settle_code(request: bytes) -> str:
