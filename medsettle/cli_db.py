@@ -65,9 +65,11 @@ def unfence(db: str, after_remount: bool) -> None:
         click.echo(f"{db} is not fenced (no {marker_path(db)}); nothing to do")
         return
     fenced_boot = str(record.get("boot_id", ""))
-    if fenced_boot and fenced_boot == boot_id() and not after_remount:
+    # a marker that does not name its boot (written short on the failing disk) may be of this one
+    if (not fenced_boot or fenced_boot == boot_id()) and not after_remount:
+        when = "in this boot" if fenced_boot else "perhaps in this boot (its marker does not say)"
         raise click.ClickException(
-            f"{db} was fenced in this boot ({record.get('why', 'a failed fsync')}, at {record.get('at', '?')}): "
+            f"{db} was fenced {when} ({record.get('why', 'a failed fsync')}, at {record.get('at', '?')}): "
             f"the page cache may still hold what the failed fsync lost. Reboot, or unmount and mount its file "
             f"system and give --after-remount; run `medsettle verify --db {db}` first ({RUNBOOK})")
     remove_marker(db)

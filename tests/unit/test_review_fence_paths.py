@@ -155,3 +155,15 @@ def test_unfence_given_a_postgresql_url_never_shows_its_password() -> None:
     result = CliRunner().invoke(main, ["db", "unfence", "--db", url])
     assert result.exit_code == 0, result.output
     assert "s3cret-pass" not in result.output and "PostgreSQL" in result.output
+
+
+def test_unfence_of_a_marker_that_does_not_name_its_boot_asks_for_the_remount(tmp_path: Path) -> None:
+    # As fence() leaves it when the failing disk took no bytes: it may be of this very boot.
+    db = tmp_path / "ledger.db"
+    marker = Path(f"{db}-fenced")
+    marker.write_bytes(b"")
+    runner = CliRunner()
+    same_boot = runner.invoke(main, ["db", "unfence", "--db", str(db)])
+    assert same_boot.exit_code == 1 and "--after-remount" in same_boot.output and marker.exists()
+    cleared = runner.invoke(main, ["db", "unfence", "--db", str(db), "--after-remount"])
+    assert cleared.exit_code == 0 and not marker.exists(), cleared.output
