@@ -17,9 +17,12 @@ RELEASED = {
     ("postgres", 1, "ledger"): "3e1775a21664a7fdcb1e711a9daf5d7207c358c337a6b2f730ee26a4a621be08",
     ("postgres", 2, "chain_checkpoints"): "344f0e437e3e5c71ab91cd695be005dff5c498b5913035e014b17673b78ebbdc",
     ("postgres", 3, "visit_lines_and_pharmacist"): "20fab10e899accafa94c50a029ba4750acc384d47e03490a8d9499b9a2522cd6",
+    ("postgres", 4, "settlements_by_time"): "2bf384340fd88f5c90599f0d0e3cea1a609eb9b25f5b30a97b2982e5b0dd2b37",
     ("sqlite", 1, "ledger"): "3f6ea9c5527136aa8685a99f0290982c60cb47920ac66226c99fc3715edbedb7",
     ("sqlite", 2, "clearing_checkpoints"): "3e77e6a24ec02ebca01d1bf86f591f6e76adfa6ab8037625bfd1ca595c29fdff",
     ("sqlite", 3, "visit_lines_and_pharmacist"): "20fab10e899accafa94c50a029ba4750acc384d47e03490a8d9499b9a2522cd6",
+    ("sqlite", 4, "period_index_in_entry_order"): "a63d55ea33c50e51d8871b66033a88ab02eaeee30dae7f212fa6282284560c3a",
+    ("sqlite", 5, "settlements_by_time"): "2bf384340fd88f5c90599f0d0e3cea1a609eb9b25f5b30a97b2982e5b0dd2b37",
 }
 
 
