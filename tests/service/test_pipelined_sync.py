@@ -8,6 +8,7 @@ the fsync returns."""
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import sqlite3
@@ -86,9 +87,14 @@ def test_no_answer_leaves_the_writer_process_before_the_fsync_covering_its_commi
 
     driver = threading.Thread(target=gRPC_process)
     driver.start()
+    thresholds = gc.get_threshold()
     # The writer process's loop, on the main thread (it sets a signal handler).
-    _serve_batches(Connection(commands_read, writable=False), Connection(answers_write, readable=False), str(db),
-                   clock, None, Connection(os.dup(RerunCounts().fd)), Connection(os.dup(WalFigures().fd)))
+    try:
+        _serve_batches(Connection(commands_read, writable=False), Connection(answers_write, readable=False), str(db),
+                       clock, None, Connection(os.dup(RerunCounts().fd)), Connection(os.dup(WalFigures().fd)))
+    finally:  # the loop settles the collector as a writer process's own (server/collector.py): not this one's
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     driver.join(WAIT_S)
     os.close(commands_write)
     os.close(answers_read)
