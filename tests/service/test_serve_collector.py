@@ -12,10 +12,13 @@ from medsettle.ledger.service import SettlementService
 from medsettle.server.app import RunningServer, serve
 from medsettle.server.collector import GC_YOUNG_OBJECTS
 
+PYTHON_DEFAULTS = (700, 10, 10)
+
 
 def test_serve_freezes_the_start_and_raises_the_young_threshold(tmp_path, clock) -> None:
     thresholds = gc.get_threshold()
-    assert thresholds[0] != GC_YOUNG_OBJECTS and gc.get_freeze_count() == 0
+    gc.unfreeze()  # Python's own settings, whatever a test before left
+    gc.set_threshold(*PYTHON_DEFAULTS)
     service = SettlementService(tmp_path / "ledger.db", clock)
     seen: dict[str, int] = {}
 
@@ -26,7 +29,7 @@ def test_serve_freezes_the_start_and_raises_the_young_threshold(tmp_path, clock)
     try:
         asyncio.run(serve("127.0.0.1:0", service, on_ready=stop_at_once))
         assert seen["freeze_count"] > 0
-        assert gc.get_threshold() == (GC_YOUNG_OBJECTS, *thresholds[1:])
+        assert gc.get_threshold() == (GC_YOUNG_OBJECTS, *PYTHON_DEFAULTS[1:])
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)

@@ -19,6 +19,7 @@ from medsettle.ledger.storage.wal_figures import WalFigures
 from medsettle.ledger.storage.writer_process import _READY, _STOP, _serve_batches
 from medsettle.server import wire
 from medsettle.server.collector import GC_YOUNG_OBJECTS
+from tests.service.test_serve_collector import PYTHON_DEFAULTS
 
 
 def test_the_writer_loop_freezes_what_it_loaded_before_its_first_batch(tmp_path, clock) -> None:
@@ -30,12 +31,13 @@ def test_the_writer_loop_freezes_what_it_loaded_before_its_first_batch(tmp_path,
     answers, answers_out = os.pipe()
     os.write(commands, wire.frame(_STOP))
     thresholds, sigint = gc.get_threshold(), signal.getsignal(signal.SIGINT)
-    assert gc.get_freeze_count() == 0
+    gc.unfreeze()  # Python's own settings, whatever a test before left
+    gc.set_threshold(*PYTHON_DEFAULTS)
     try:
         _serve_batches(Connection(commands_in, writable=False), Connection(answers_out, readable=False), str(db), clock,
                        None, Connection(os.dup(RerunCounts().fd)), Connection(os.dup(WalFigures().fd)))
         assert gc.get_freeze_count() > 0
-        assert gc.get_threshold() == (GC_YOUNG_OBJECTS, *thresholds[1:])
+        assert gc.get_threshold() == (GC_YOUNG_OBJECTS, *PYTHON_DEFAULTS[1:])
         assert wire.FrameReader().feed(os.read(answers, 64)) == [_READY]
     finally:
         gc.unfreeze()
