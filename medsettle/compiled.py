@@ -31,6 +31,8 @@ COMPILED_MODULES = (
     "medsettle.ledger.settlement.process",
     "medsettle.ledger.settlement.model",
     "medsettle.ledger.settlement.validation",
+    "medsettle.ledger.settlement.internet_stage",
+    "medsettle.ledger.settlement.quota",
     "medsettle.ledger.posting.rules",
     "medsettle.ledger.posting.accounts",
     "medsettle.ledger.posting.journal",

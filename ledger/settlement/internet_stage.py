@@ -9,10 +9,11 @@ class holds the state they need, staged per batch and written in the same
 transaction, with committed values cached so the hot path rarely reads.
 """
 
+# cython: nonecheck=True
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Sequence
 
 from medsettle.ledger.clock import CHINA_TZ, china_time
@@ -45,6 +46,14 @@ from medsettle.ledger.storage.rows import to_us
 from medsettle.ledger.supervision.day_visits import NO_ACTIVITY, DayVisits
 from medsettle.ledger.supervision.rules import DayActivity, Finding, RuleSet
 
+try:
+    import cython
+except ImportError:  # Cython only builds the compiled core: interpreted runs need none
+    from medsettle.server import cython_fallback as cython  # type: ignore[no-redef]
+
+if cython.compiled:  # the values' C struct members, read where a local is declared of their type (model.pxd)
+    from cython.cimports.medsettle.ledger.settlement.model import Bill, FeeLine, Settlement, Split
+
 KNOWN_LINE_FACTS = 4096  # a fee line's "cnt:pric_fen" texts kept for reuse
 PRUNE_EVERY_BATCHES = 1000  # how often used e-cert nonces a day past expiry are forgotten
 NONCE_KEPT_US = 86_400 * 1_000_000
@@ -59,12 +68,15 @@ def china_day(at: dt.datetime) -> dt.date:
     return china_time(at).date()
 
 
+@cython.cclass
 class ChinaDay:
     """One China day: its date, as text and year, and the instants it spans.
     The writer asks for the day of every settlement; instants of the day it
-    knows are answered by two comparisons (the clock's same instant by one)."""
+    knows are answered by two comparisons (the clock's same instant by one).
+    Compiled, its fields are struct members (internet_stage.pxd)."""
 
-    __slots__ = ("at", "date", "iso", "year", "_start", "_end")
+    if not cython.compiled:
+        __slots__ = ("at", "date", "iso", "year", "_start", "_end")
 
     def __init__(self, at: dt.datetime) -> None:
         self.at = at
@@ -84,11 +96,13 @@ class ChinaDay:
         return at is self.at or self._start <= at < self._end
 
 
+@cython.cclass
 class Site:
     """What the stage needs of one institution, looked up once: the reference
     data is fixed for the stage's life."""
 
-    __slots__ = ("treatment", "rules", "quotas", "internet_hospital")
+    if not cython.compiled:
+        __slots__ = ("treatment", "rules", "quotas", "internet_hospital")
 
     def __init__(self, institution: Institution, internet: Any, rules: RuleSet) -> None:
         self.treatment: RegionInternetPolicy = internet.policy(institution.admdvs)
@@ -101,34 +115,43 @@ class Site:
         self.internet_hospital = institution.kind == InstitutionKind.INTERNET_HOSPITAL
 
 
-@dataclass(slots=True)
+@cython.cclass
 class Plan:
     """What prepare learnt about one bill, for after_split and stage."""
 
-    bill: Bill
-    institution: Institution
-    site: Site
-    day: str
-    year: int
-    flags: list[Finding]
-    activity: DayActivity  # the person's day before this bill
-    rx_key: tuple[str, str] | None = None  # a sale of this recorded prescription
-    rx_valid_days: int = 0  # the prescription issued with the visit: its validity
-    payee_code: str = ""  # who the fund part is payable to, when an agreement says (else the institution)
-    quota_key: tuple[str, int] | None = None
-    quota_after_fen: int = 0
-    quota_note: str = ""  # set when the settlement takes the host past its quota (warn)
+    if not cython.compiled:
+        __slots__ = ("bill", "institution", "site", "day", "year", "flags", "activity", "rx_key", "rx_valid_days",
+                     "payee_code", "quota_key", "quota_after_fen", "quota_note")
+
+    def __init__(self, bill: Bill, institution: Institution, site: Site, day: str, year: int, flags: list[Finding],
+                 activity: DayActivity, rx_key: tuple[str, str] | None = None, rx_valid_days: int = 0,
+                 payee_code: str = "") -> None:
+        self.bill = bill
+        self.institution = institution
+        self.site = site
+        self.day = day
+        self.year = year
+        self.flags = flags
+        self.activity = activity  # the person's day before this bill
+        self.rx_key = rx_key  # a sale of this recorded prescription
+        self.rx_valid_days = rx_valid_days  # the prescription issued with the visit: its validity
+        self.payee_code = payee_code  # who the fund part is payable to, when an agreement says (else the institution)
+        self.quota_key = None  # (host, year), once after_split counted the settlement against a quota
+        self.quota_after_fen = 0
+        self.quota_note = ""  # set when the settlement takes the host past its quota (warn)
 
 
-@dataclass(slots=True)
 class StagedPrescriptions:
     """The open batch's changes to recorded e-prescriptions, seen by the
     batch's later commands before they are written."""
 
-    issued: dict[tuple[str, str], RxRecord] = field(default_factory=dict)
-    voided: set[tuple[str, str]] = field(default_factory=set)
-    delta: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # key -> code -> filled (+) / freed (-)
-    filled_by: dict[str, list[tuple[tuple[str, str], str, int]]] = field(default_factory=dict)  # sale setl_id -> fills
+    __slots__ = ("issued", "voided", "delta", "filled_by")
+
+    def __init__(self) -> None:
+        self.issued: dict[tuple[str, str], RxRecord] = {}
+        self.voided: set[tuple[str, str]] = set()
+        self.delta: dict[tuple[str, str], dict[str, int]] = {}  # key -> code -> filled (+) / freed (-)
+        self.filled_by: dict[str, list[tuple[tuple[str, str], str, int]]] = {}  # sale setl_id -> fills
 
     def add(self, key: tuple[str, str], code: str, cnt: int) -> None:
         by_code = self.delta.setdefault(key, {})
@@ -140,7 +163,16 @@ class StagedPrescriptions:
         self.filled_by[setl_id] = [(key, code, cnt) for code, cnt in taking.items()]
 
 
+@cython.cclass
 class InternetStage:
+    """Compiled, its fields are struct members and its helpers C calls (internet_stage.pxd)."""
+
+    if not cython.compiled:
+        __slots__ = ("_state", "_sole_writer", "_reference", "_internet", "_rule_sets", "_sites", "_insurance",
+                     "_internet_codes", "_today", "_items", "_line_facts", "_quota_used", "_days", "_write",
+                     "_staged_days", "_staged_rx", "_staged_nonces", "_rx", "_reference_agreements", "_agreements",
+                     "_batches", "_now_us")
+
     def __init__(self, state: InternetState, reference: ReferenceData, *, sole_writer: bool = True,
                  days: DayVisits | None = None) -> None:
         """sole_writer: no other process writes this state, so committed
@@ -250,6 +282,7 @@ class InternetStage:
         self._write = InternetWrite()
 
     # ---- settle --------------------------------------------------------
+    @cython.locals(bill=Bill, day=ChinaDay, site=Site)
     def prepare(
         self, bill: Bill, institution: Institution, priced: list[tuple[FeeLine, CatalogueItem]],
         terms: SplitTerms, now: dt.datetime,
@@ -308,9 +341,11 @@ class InternetStage:
         return priced, terms, Plan(bill, institution, site, day.iso, day.year, findings, activity, rx_key,
                                    rx_valid_days, payee_code)
 
+    @cython.locals(plan=Plan, split=Split, site=Site)
     def after_split(self, plan: Plan, split: Split) -> tuple[str, ...]:
         """The quota check, once the fund part is known; the flags to return."""
-        quota = plan.site.quotas.get(plan.year) if plan.site.quotas else None
+        site = plan.site
+        quota = site.quotas.get(plan.year) if site.quotas else None
         if quota is None:
             return tuple([f.code for f in plan.flags]) if plan.flags else ()
         codes = [f.code for f in plan.flags]
@@ -329,6 +364,7 @@ class InternetStage:
                                f"({plan.quota_after_fen} fen used)")
         return tuple(codes)
 
+    @cython.locals(plan=Plan, settlement=Settlement, bill=Bill, line=FeeLine)
     def stage(self, plan: Plan, settlement: Settlement, setl_time_us: int | None = None) -> None:
         """Records what a persisted settlement changes, in the open batch.
         setl_time_us: to_us(settlement.setl_time) when the caller has it already."""
@@ -436,6 +472,7 @@ class InternetStage:
         fact = self._line_facts[key] = f"{key[0]}:{key[1]}"
         return fact
 
+    @cython.locals(bill=Bill)
     def _effective(self, bill: Bill, institution: Institution, item: CatalogueItem, insurance: Any) -> CatalogueItem:
         key = (bill.insuplc_admdvs, int(bill.visit_type), institution.province, item.code)
         found = self._items.get(key)
@@ -443,6 +480,7 @@ class InternetStage:
             found = self._items[key] = effective_item(item, bill.visit_type, insurance)
         return found
 
+    @cython.locals(day=ChinaDay)
     def _day_of(self, now: dt.datetime) -> ChinaDay:
         day = self._today
         if not day.holds(now):
