@@ -19,13 +19,13 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from medsettle.ledger.clock import FixedClock
 from medsettle.ledger.service import open_reference
+from medsettle.ledger.settlement.internet_stage import InternetStage, Plan
 from medsettle.ledger.settlement.model import Settlement
 from medsettle.ledger.settlement.process import SettleCommand, SettlementProcessor
 from medsettle.ledger.storage.sqlite import SqliteLedgerStore
@@ -37,11 +37,14 @@ from conftest import SETTLE_AT, make_bill  # noqa: E402
 BATCH = 512
 
 
-class NoStage:
+class NoStage(InternetStage):
     """The stage's interface, doing nothing: the baseline (its plan names no
-    payee: the institution itself is paid)."""
+    payee: the institution itself is paid). An InternetStage, as the
+    processor's compiled field is typed, with every method replaced."""
 
-    plan = SimpleNamespace(payee_code="")
+    plan = Plan(None, None, None, "", 0, [], None)  # type: ignore[arg-type]
+
+    def __init__(self) -> None: ...
 
     def begin(self, commands: Any, now: Any) -> None: ...
     def write(self) -> None: ...

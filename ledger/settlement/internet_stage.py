@@ -282,7 +282,7 @@ class InternetStage:
         self._write = InternetWrite()
 
     # ---- settle --------------------------------------------------------
-    @cython.locals(bill=Bill, day=ChinaDay, site=Site)
+    @cython.locals(day=ChinaDay, site=Site)
     def prepare(
         self, bill: Bill, institution: Institution, priced: list[tuple[FeeLine, CatalogueItem]],
         terms: SplitTerms, now: dt.datetime,
@@ -341,7 +341,7 @@ class InternetStage:
         return priced, terms, Plan(bill, institution, site, day.iso, day.year, findings, activity, rx_key,
                                    rx_valid_days, payee_code)
 
-    @cython.locals(plan=Plan, split=Split, site=Site)
+    @cython.locals(site=Site)
     def after_split(self, plan: Plan, split: Split) -> tuple[str, ...]:
         """The quota check, once the fund part is known; the flags to return."""
         site = plan.site
@@ -364,7 +364,7 @@ class InternetStage:
                                f"({plan.quota_after_fen} fen used)")
         return tuple(codes)
 
-    @cython.locals(plan=Plan, settlement=Settlement, bill=Bill, line=FeeLine)
+    @cython.locals(bill=Bill, line=FeeLine)
     def stage(self, plan: Plan, settlement: Settlement, setl_time_us: int | None = None) -> None:
         """Records what a persisted settlement changes, in the open batch.
         setl_time_us: to_us(settlement.setl_time) when the caller has it already."""

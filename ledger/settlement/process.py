@@ -176,7 +176,15 @@ def digest(text: str) -> str:
     return sha256(text.encode()).hexdigest()
 
 
+@cython.cclass
 class SettlementProcessor:
+    """Compiled, its fields are struct members and the methods it calls per
+    settlement C calls, the Internet+ stage's among them (process.pxd)."""
+
+    if not cython.compiled:
+        __slots__ = ("_store", "_reference", "_clock", "_persons", "_internet", "_split_terms", "_sites", "_month",
+                     "conflicts", "key_reruns")
+
     def __init__(self, store: LedgerStore, reference: ReferenceData, clock: Clock) -> None:
         self._store = store
         self._reference = reference
@@ -315,7 +323,7 @@ class SettlementProcessor:
         return earlier
 
     # ---- settle ------------------------------------------------------
-    @cython.locals(command=SettleCommand, batch=_Batch, site=_Site, bill=Bill, person=PersonState, before=Accumulators, after=Accumulators,
+    @cython.locals(site=_Site, bill=Bill, person=PersonState, before=Accumulators, after=Accumulators,
                    split=Split, settlement=Settlement)
     def _settle(self, command: SettleCommand, batch: _Batch) -> Settlement:
         bill = command.bill
@@ -358,7 +366,6 @@ class SettlementProcessor:
         self._internet.stage(plan, posted, setl_time_us)
         return posted
 
-    @cython.locals(batch=_Batch)
     def _earlier(self, code: str, msgid: str, fingerprint: str, batch: _Batch) -> Settlement | None:
         """The earlier answer to the same (institution, msgid), or a conflict."""
         found = batch.by_key.get((code, msgid)) or batch.found.get((code, msgid))
@@ -409,7 +416,6 @@ class SettlementProcessor:
             month = self._month = (start.astimezone(tz), end.astimezone(tz), setlym, year_of(now), tz)
         return month[2], month[3]
 
-    @cython.locals(batch=_Batch)
     def _person(self, psn_no: str, batch: _Batch) -> PersonState:
         person = batch.write.persons.get(psn_no) or self._persons.get(psn_no)
         if person is None:
@@ -455,7 +461,6 @@ class SettlementProcessor:
             raise Refused(Reason.UNKNOWN_ITEM, "item(s) not in the catalogue", violations)
         return priced
 
-    @cython.locals(bill=Bill)
     def _terms(self, bill: Bill, institution: Institution) -> SplitTerms:
         """The insurance place's policy for this visit (kept per policy and
         level: the reference data is fixed for the processor's life; a bill no
@@ -564,7 +569,7 @@ class SettlementProcessor:
         batch.setl_no += 1
         return "S" + str(batch.setl_no).zfill(12)  # f"S{setl_no:012d}" (positive), without the format spec's parse
 
-    @cython.locals(batch=_Batch, settlement=Settlement, split=Split)
+    @cython.locals(split=Split)
     def _post(self, batch: _Batch, settlement: Settlement, fingerprint: str, payee_code: str) -> tuple[Settlement, int]:
         """settlement: with the id _next_setl_id gave it. Returns it and its setl_time in epoch microseconds."""
         split = settlement.split
