@@ -10,7 +10,7 @@ import datetime as dt
 from hashlib import sha256
 from typing import Any, Sequence
 
-from medsettle.ledger.clock import Clock, period_bounds, period_of, year_of
+from medsettle.ledger.clock import CHINA_TZ, Clock, period_bounds, period_of, year_of
 from medsettle.ledger.errors import FieldViolation, Reason, Refused, refused_field
 from medsettle.ledger.posting.journal import entry_hash_of_lines
 from medsettle.ledger.posting.rules import posting_lines
@@ -404,10 +404,13 @@ class SettlementProcessor:
         For a time with a fixed UTC offset (the system clock's: UTC) the
         month's bounds in that offset are kept, so that the settlements of
         one month compare two times instead of converting each to China
-        time; such times compare as the instants they are. Any other zone
-        (a DST zone orders by wall time) converts each time."""
+        time; such times compare as the instants they are. So do times in
+        China time itself (a fixed clock's given without an offset): times
+        of one zone compare by wall time, and the period is China's
+        wall-time month. Any other zone (a DST zone orders by wall time)
+        converts each time."""
         tz = now.tzinfo
-        if type(tz) is not _FIXED_OFFSET:
+        if type(tz) is not _FIXED_OFFSET and tz is not CHINA_TZ:
             return period_of(now), year_of(now)
         month = self._month
         if month is None or month[4] is not tz or not month[0] <= now < month[1]:
