@@ -146,6 +146,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _sigint_left_as_found() -> Iterator[None]:
+    """A test that leaves SIGINT ignored (as the writer process's loop sets it, run in the test
+    process) fails here: every process started later inherits the ignored signal, and a shell
+    script cannot trap a signal ignored on entry, so its Ctrl-C handling breaks in another test."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    assert after == before, f"the test left SIGINT's handler changed: {before!r} -> {after!r}"
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL server for the session. Never skipped: if it

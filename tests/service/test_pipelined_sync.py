@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 import select
+import signal
 import sqlite3
 import threading
 from multiprocessing.connection import Connection
@@ -87,14 +88,17 @@ def test_no_answer_leaves_the_writer_process_before_the_fsync_covering_its_commi
 
     driver = threading.Thread(target=gRPC_process)
     driver.start()
-    thresholds = gc.get_threshold()
+    thresholds, sigint = gc.get_threshold(), signal.getsignal(signal.SIGINT)
     # The writer process's loop, on the main thread (it sets a signal handler).
     try:
         _serve_batches(Connection(commands_read, writable=False), Connection(answers_write, readable=False), str(db),
                        clock, None, Connection(os.dup(RerunCounts().fd)), Connection(os.dup(WalFigures().fd)))
-    finally:  # the loop settles the collector as a writer process's own (server/collector.py): not this one's
+    finally:  # the loop settles the collector and ignores SIGINT as a writer process's own: not this one's
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+        # An ignored SIGINT is inherited by every process this one starts later, and a shell cannot trap
+        # a signal ignored on entry: scripts/cluster.sh, started by a later test, then ignored its Ctrl-C.
+        signal.signal(signal.SIGINT, sigint)
     driver.join(WAIT_S)
     os.close(commands_write)
     os.close(answers_read)
