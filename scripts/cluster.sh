@@ -30,6 +30,7 @@ case "$port" in ''|*[!0-9]*) echo "cluster: --port must be a number, got $port" 
 
 bash scripts/setup.sh
 . scripts/lib/postgres.sh
+. scripts/lib/serve_on.sh
 bindir=$(pg_bindir) || { echo "cluster: no PostgreSQL server binaries (initdb, pg_ctl); run scripts/setup.sh --for-tests as root (it installs Debian's postgresql) or install PostgreSQL" >&2; exit 1; }
 
 home=$(mktemp -d "${TMPDIR:-/tmp}/medsettle-cluster.XXXXXX")
@@ -94,7 +95,7 @@ echo "cluster: servers on ${targets[0]} (pid ${server_pids[0]}) and ${targets[1]
 if [ "$keep" = 1 ]; then
   echo "cluster: serving on ${targets[0]} and ${targets[1]}, ledger $db; Ctrl-C stops it all."
   echo "cluster: a credential: .venv/bin/medsettle credentials issue --db '$db' --code H44010100001 --label me"
-  wait "${server_pids[@]}" || true  # returns when a server stops or a signal arrives
+  wait_while_all_run "${server_pids[@]}"  # returns when a server stops; a signal runs its trap within 1 s
   echo "cluster: a server stopped" >&2
   exit 1
 fi
