@@ -77,9 +77,12 @@ def test_cluster_plays_the_demo_on_two_servers_and_stops_everything():
 def test_ctrl_c_while_it_serves_on_stops_everything(tmp_path):
     log = tmp_path / "cluster.out"
     with log.open("w") as out:
-        # Its own process group, as a terminal's foreground job: Ctrl-C signals the whole group.
+        # Its own process group, as a terminal's foreground job: Ctrl-C signals the whole group. As
+        # there, SIGINT starts at its default: a test runner started in the background has it ignored,
+        # every process it starts inherits that, and a shell cannot trap a signal ignored on entry.
         cluster = subprocess.Popen([*CLUSTER, "--keep"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 240
             while "Ctrl-C stops it all" not in log.read_text():

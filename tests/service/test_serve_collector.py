@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 
 from medsettle.ledger.service import SettlementService
 from medsettle.server.app import RunningServer, serve
@@ -16,7 +17,7 @@ PYTHON_DEFAULTS = (700, 10, 10)
 
 
 def test_serve_freezes_the_start_and_raises_the_young_threshold(tmp_path, clock) -> None:
-    thresholds = gc.get_threshold()
+    thresholds, sigint = gc.get_threshold(), signal.getsignal(signal.SIGINT)
     gc.unfreeze()  # Python's own settings, whatever a test before left
     gc.set_threshold(*PYTHON_DEFAULTS)
     service = SettlementService(tmp_path / "ledger.db", clock)
@@ -33,3 +34,4 @@ def test_serve_freezes_the_start_and_raises_the_young_threshold(tmp_path, clock)
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+        signal.signal(signal.SIGINT, sigint)  # serve's loop leaves Python's default handler, whatever was there
