@@ -26,6 +26,7 @@ from pathlib import Path
 from medsettle.ledger.posting.journal import GENESIS_HASH
 from medsettle.ledger.progress import NO_PROGRESS, Hooks
 from medsettle.ledger.storage.sqlite import connect_read_only
+from medsettle.ledger.storage.sync_path import sync_path
 
 PAGES_PER_STEP = 1_024  # 4 MiB of 4 KiB pages a step
 
@@ -63,7 +64,7 @@ def backup_ledger(db_path: str | Path, out_path: str | Path, hooks: Hooks = NO_P
         _create_new(partial)
         try:
             result = _copy(source, partial, hooks, pages_per_step)
-            _fsync(partial)
+            sync_path(partial)
             _put_in_place(partial, out)
         except BaseException as error:
             partial.unlink(missing_ok=True)
@@ -73,7 +74,7 @@ def backup_ledger(db_path: str | Path, out_path: str | Path, hooks: Hooks = NO_P
             raise
     finally:
         source.close()
-    _fsync(out.parent)  # the new name is durable
+    sync_path(out.parent)  # the new name is durable
     return BackupResult(out, *result)
 
 
@@ -131,9 +132,3 @@ def _copy(source: sqlite3.Connection, partial: Path, hooks: Hooks,
     return pages, page_size, int(entry_no), str(head_hash)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

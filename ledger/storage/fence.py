@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from medsettle.ledger.storage.port import StorageError
+from medsettle.ledger.storage.sync_path import sync_path
 
 MARKER_SUFFIX = "-fenced"
 RUNBOOK = "docs/operations.md#a-failed-fsync-fences-the-ledger"
@@ -69,7 +70,7 @@ def fence(db_path: str | Path, why: str) -> Path:
             os.close(fd)
     finally:  # in place even if not durable (or not whole): it still fences this boot, whose page cache lies
         os.replace(partial, marker)
-    _sync_directory(marker)
+    sync_path(marker.parent)
     return marker
 
 
@@ -117,13 +118,5 @@ def unfence(db_path: str | Path) -> dict[str, Any] | None:
         return None
     marker = marker_path(db_path)
     marker.unlink()
-    _sync_directory(marker)
+    sync_path(marker.parent)
     return record
-
-
-def _sync_directory(path: Path) -> None:
-    directory = os.open(path.parent if str(path.parent) else ".", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

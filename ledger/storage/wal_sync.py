@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 from medsettle.ledger.storage.fence import fence
 from medsettle.ledger.storage.phase_trace import tracer
+from medsettle.ledger.storage.sync_path import sync_path
 
 SYNC_FAILED_EXIT = 75  # the writer process's exit status after a failed fsync: the ledger is fenced
 
@@ -70,11 +71,7 @@ class WalFile:
         opened = os.fstat(fd)
         self._fd, self._identity = fd, (opened.st_dev, opened.st_ino)
         self.opened += 1
-        directory = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        sync_path(os.path.dirname(os.path.abspath(self.path)))
 
     def close(self) -> None:
         if self._fd is not None:
